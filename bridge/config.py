@@ -1,0 +1,173 @@
+"""Typed, frozen settings read from the environment. The only module that reads ``os.environ``.
+
+Every setting is ``BRIDGE_<NAME>`` (upper case). Units are in the names. ``Settings.load()`` validates
+everything at start; a bad value raises :class:`bridge.errors.ConfigError`, which the CLI turns into
+exit code ``EXIT_CONFIG`` (78) before any connection opens.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from bridge.errors import ConfigError
+
+__all__ = ["Settings"]
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All configuration of the daemon. Construct with :meth:`load` in production, or with keywords in tests."""
+
+    model_config = SettingsConfigDict(env_prefix="BRIDGE_", frozen=True, extra="forbid", case_sensitive=False)
+
+    # --- RabbitMQ -----------------------------------------------------------------------------------
+    amqp_url: SecretStr = Field(
+        default=SecretStr("amqp://guest:guest@127.0.0.1:5672/"),
+        description="RabbitMQ URL. Holds a password, so it is never logged.",
+    )
+    command_exchange: str = Field(default="genesys.commands", description="Durable topic exchange for commands.")
+    intake_queue: str = Field(default="genesys.bridge.commands", description="Quorum queue the bridge consumes.")
+    event_exchange: str = Field(default="genesys.events", description="Topic exchange events are published to.")
+    dead_letter_queue: str = Field(
+        default="genesys.bridge.dead-letter", description="Where rejected and poison commands end up."
+    )
+    delivery_limit: int = Field(
+        default=5, ge=1, description="Quorum `x-delivery-limit`: redeliveries before a command is dead-lettered."
+    )
+    prefetch: int = Field(default=256, ge=1, le=65535, description="Unacked commands held at once, all sessions.")
+    publish_timeout_s: float = Field(default=10.0, gt=0, description="Wait for a publisher confirm at most this.")
+    publish_buffer_size: int = Field(
+        default=10_000, ge=1, description="Events buffered while the broker is away; full means back-pressure."
+    )
+    max_command_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Larger command bodies are rejected as `too_large`."
+    )
+    broker_reconnect_max_s: float = Field(default=30.0, gt=0, description="Upper bound of broker reconnect backoff.")
+
+    # --- HTTP (metrics and probes) ------------------------------------------------------------------
+    http_host: str = Field(default="0.0.0.0", description="Bind address for /metrics, /healthz, /readyz.")
+    http_port: int = Field(default=8080, ge=0, le=65535, description="Port for /metrics, /healthz, /readyz.")
+
+    # --- Genesys ------------------------------------------------------------------------------------
+    genesys_base_url: AnyUrl | None = Field(
+        default=None,
+        description=(
+            "Unset in production. Replaces the Genesys WebSocket and REST bases for every session "
+            "(simulator or proxy): http://h:p gives REST http://h:p/api/v2/... and WebSocket ws://h:p/v1."
+        ),
+    )
+    allowed_deployments: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated deployment ids. When set, `session.start` for any other is rejected.",
+    )
+    default_origin: str | None = Field(
+        default=None, description="Origin header sent on the WebSocket upgrade when a command gives none."
+    )
+    application_name: str = Field(default="genesys-bridge", description="`application` query parameter (§2.1).")
+    send_rate_per_s: float = Field(
+        default=2.0, gt=0, description="Per-session budget shared by messages and typing (Genesys limit, §8)."
+    )
+    send_burst: int = Field(default=2, ge=1, description="Token bucket capacity of the per-session budget.")
+    typing_interval_s: float = Field(default=5.0, ge=0, description="At most one typing indicator per interval.")
+    echo_interval_s: float = Field(
+        default=240.0, ge=30.0, description="Health-check `echo` interval; Genesys allows 2/min per connection."
+    )
+    ws_ping_interval_s: float | None = Field(
+        default=30.0, description="WebSocket ping interval; empty disables pings (cost: see perf notes)."
+    )
+    ws_ping_timeout_s: float | None = Field(default=20.0, description="Close the socket if a ping is unanswered.")
+    ws_connect_timeout_s: float = Field(default=10.0, gt=0, description="Upgrade plus `SessionResponse` timeout.")
+    reconnect_initial_s: float = Field(default=0.5, gt=0, description="First reconnect backoff (jittered, doubling).")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Upper bound of reconnect backoff.")
+    reconnect_give_up_s: float = Field(
+        default=600.0, gt=0, description="Stop reconnecting a session after this long and report it failed."
+    )
+    delivery_timeout_s: float = Field(
+        default=30.0, gt=0, description="A sent message with no echo by then has outcome `failed`/`timeout`."
+    )
+    history_page_size: int = Field(default=25, ge=1, le=100, description="Page size for history backfill (§9).")
+    history_max_pages: int = Field(default=10, ge=1, description="Backfill stops after this many pages.")
+
+    # --- Sessions -----------------------------------------------------------------------------------
+    max_sessions: int = Field(default=10_000, ge=1, description="Live sessions held at once; more are rejected.")
+    inbox_size: int = Field(default=64, ge=1, description="Commands queued per session before `overflow`.")
+    inbox_max_age_s: float = Field(
+        default=60.0, gt=0, description="A command older than this in a session inbox fails with `overflow`."
+    )
+    idempotency_cache_size: int = Field(
+        default=100_000, ge=0, description="Outcomes remembered by `command_id` to answer duplicates."
+    )
+    drain_timeout_s: float = Field(default=20.0, gt=0, description="SIGTERM: settle in-flight work within this.")
+
+    # --- Durable sessions ---------------------------------------------------------------------------
+    state_key: SecretStr | None = Field(
+        default=None, description="urlsafe-base64 32-byte key that encrypts session tokens in the journal."
+    )
+    state_key_file: str | None = Field(default=None, description="File holding the state key (instead of the env).")
+    state_old_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Comma-separated retired keys, used only to read old records."
+    )
+    journal_stream: str = Field(default="genesys.bridge.journal", description="RabbitMQ stream for session records.")
+    journal_max_age: str = Field(default="7D", description="Stream retention by age (`x-max-age`).")
+    rejournal_interval_s: float = Field(
+        default=3600.0, gt=0, description="Live sessions are re-journalled this often so retention keeps them."
+    )
+    resume_rate_per_s: float = Field(
+        default=10.0, gt=0, description="Sessions resumed per second after a restart (paces Genesys connects)."
+    )
+
+    # --- Logs ---------------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    log_format: Literal["json", "console"] = Field(default="json", description="JSON for machines, console for you.")
+
+    @field_validator("allowed_deployments", mode="before")
+    @classmethod
+    def _csv_deployments(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("state_old_keys", mode="before")
+    @classmethod
+    def _csv_keys(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("genesys_base_url")
+    @classmethod
+    def _http_base(cls, value: AnyUrl | None) -> AnyUrl | None:
+        if value is not None and value.scheme not in {"http", "https"}:
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("ws_ping_interval_s", "ws_ping_timeout_s", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Settings:
+        if self.reconnect_initial_s > self.reconnect_max_s:
+            raise ValueError("reconnect_initial_s must not exceed reconnect_max_s")
+        return self
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Read and validate settings from the environment (plus ``overrides``).
+
+        Raises:
+            ConfigError: with one line per invalid setting, naming its environment variable.
+        """
+        try:
+            return cls(**overrides)  # type: ignore[arg-type]
+        except ValidationError as exc:
+            lines = []
+            for err in exc.errors():
+                name = "BRIDGE_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
+                lines.append(f"{name}: {err['msg']}")
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

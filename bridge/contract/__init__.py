@@ -1,0 +1,37 @@
+"""The message contract v1: commands in, events out. pydantic models are the single source of truth."""
+
+from bridge.contract.commands import COMMAND_TYPES, Command, MessageSend, SessionEnd, SessionStart, TypingSend
+from bridge.contract.common import MAX_ATTRIBUTE_BYTES, MAX_SESSION_ID_CHARS, MAX_TEXT_BYTES, SCHEMA_VERSION
+from bridge.contract.events import (
+    EVENT_TYPES,
+    CommandOutcome,
+    Event,
+    MessageReceived,
+    SessionEnded,
+    SessionResumed,
+    SessionStarted,
+    SessionStateChanged,
+    TypingReceived,
+)
+
+__all__ = [
+    "COMMAND_TYPES",
+    "EVENT_TYPES",
+    "MAX_ATTRIBUTE_BYTES",
+    "MAX_SESSION_ID_CHARS",
+    "MAX_TEXT_BYTES",
+    "SCHEMA_VERSION",
+    "Command",
+    "CommandOutcome",
+    "Event",
+    "MessageReceived",
+    "MessageSend",
+    "SessionEnd",
+    "SessionEnded",
+    "SessionResumed",
+    "SessionStart",
+    "SessionStarted",
+    "SessionStateChanged",
+    "TypingReceived",
+    "TypingSend",
+]

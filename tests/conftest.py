@@ -1,0 +1,50 @@
+"""Shared fixtures. Every test gets its own broker names, so tests cannot see each other."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@dataclass(frozen=True)
+class BrokerNames:
+    """Exchange and queue names unique to one test."""
+
+    prefix: str
+
+    @property
+    def command_exchange(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
+    def intake_queue(self) -> str:
+        return f"{self.prefix}.intake"
+
+    @property
+    def event_exchange(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    @property
+    def journal_stream(self) -> str:
+        return f"{self.prefix}.journal"
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    return AMQP_URL
+
+
+@pytest.fixture
+def broker_names(request: pytest.FixtureRequest) -> BrokerNames:
+    """Names no other test uses: ``t.<test name>.<random>``."""
+    name = request.node.name.replace("[", ".").replace("]", "")[:60]
+    return BrokerNames(prefix=f"t.{name}.{uuid.uuid4().hex[:8]}")
