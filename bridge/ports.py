@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bridge.contract import Command, Event
+from bridge.session.record import SessionRecord
 
 __all__ = [
     "Clock",
@@ -19,6 +20,7 @@ __all__ = [
     "EventSink",
     "GenesysConnection",
     "LoopClock",
+    "SessionStore",
     "event_routing_key",
 ]
 
@@ -111,4 +113,16 @@ class Connector(Protocol):
 
     async def connect(self, url: str, *, origin: str | None) -> GenesysConnection:
         """Open ``url``; raises ``GenesysUnavailable`` (retryable) or ``GenesysRejected`` (e.g. 403 upgrade)."""
+        ...
+
+
+class SessionStore(Protocol):
+    """Durable session records (architecture §5). ``save`` returns once the record is durable."""
+
+    async def save(self, record: SessionRecord) -> None:
+        """Persist the newest snapshot of a session (a closed one too: ``record.closed``)."""
+        ...
+
+    async def load_live(self) -> list[SessionRecord]:
+        """Every session whose newest record is not closed. Unreadable records are skipped and counted."""
         ...

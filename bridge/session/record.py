@@ -1,0 +1,37 @@
+"""The one place a session's durable facts live. The session actor keeps it current; a store persists it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+__all__ = ["SessionRecord"]
+
+
+class SessionRecord(BaseModel):
+    """Everything needed to resume a session after a restart (architecture §5).
+
+    Immutable: the actor replaces its record with ``record.model_copy(update=...)`` on every change, so a
+    store can persist a consistent snapshot without locks. ``token`` is the Genesys session secret: it is
+    never logged (``SecretStr``) and is encrypted at rest by the store.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    session_id: str
+    token: SecretStr
+    deployment_id: str
+    region: str
+    origin: str | None = None
+    custom_attributes: dict[str, str] = Field(default_factory=dict)
+    state: str = "starting"
+    closed: bool = False
+    last_message_id: str | None = Field(default=None, description="Newest Genesys message id published (confirmed).")
+    last_message_time: datetime | None = None
+    recent_message_ids: tuple[str, ...] = Field(
+        default=(), description="Bounded tail of published Genesys ids, for dedupe across reconnects/restarts."
+    )
+    seq: int = Field(default=0, description="Last event seq number used for this session.")
+    created_at: datetime
+    updated_at: datetime
