@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from bridge.contract.common import (
     MAX_TOKEN_CHARS,
@@ -31,6 +31,24 @@ class _CommandBase(ContractModel):
 
 class SessionStart(_CommandBase):
     """Start (or adopt) a Genesys web-messaging session for ``session_id``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "session.start",
+                    "command_id": "5b0c7f0e-6a47-4a59-9a3e-0c8f1d2e3a41",
+                    "session_id": "order-4711",
+                    "correlation_id": "req-981",
+                    "deployment_id": "0f4f1d2a-5b1e-4e0e-9f3a-2f5d8c1a7b10",
+                    "region": "mypurecloud.ie",
+                    "origin": "https://shop.example.com",
+                    "custom_attributes": {"customer_id": "C-1029", "tier": "gold"},
+                    "initial_message": "Hello, I have a question about order 4711.",
+                }
+            ]
+        }
+    )
 
     type: Literal["session.start"] = "session.start"
     deployment_id: str = Field(
@@ -63,6 +81,43 @@ class SessionStart(_CommandBase):
 class MessageSend(_CommandBase):
     """Send a guest message: text and/or one button response, optionally with attachments."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "message.send",
+                    "command_id": "9e2d6c1b-0f35-4c8e-8a7d-3b1c2d4e5f60",
+                    "session_id": "order-4711",
+                    "text": "The parcel arrived damaged.",
+                },
+                {
+                    "type": "message.send",
+                    "command_id": "a1f3e5d7-2b4c-4d6e-8f01-23456789abcd",
+                    "session_id": "order-4711",
+                    "button_response": {
+                        "type": "quick_reply",
+                        "text": "Yes, refund me",
+                        "payload": "refund_yes",
+                        "originating_message_id": "a8d6c6b2e9f04c6f8d1e2b3a4c5d6e7f",
+                    },
+                },
+                {
+                    "type": "message.send",
+                    "command_id": "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f",
+                    "session_id": "order-4711",
+                    "text": "Here is a photo.",
+                    "attachments": [
+                        {
+                            "file_name": "parcel.jpg",
+                            "mime_type": "image/jpeg",
+                            "url": "https://files.example.com/uploads/parcel.jpg",
+                        }
+                    ],
+                },
+            ]
+        }
+    )
+
     type: Literal["message.send"] = "message.send"
     text: GuestText | None = None
     button_response: ButtonResponse | None = None
@@ -79,11 +134,35 @@ class MessageSend(_CommandBase):
 class TypingSend(_CommandBase):
     """Show the guest as typing. Coalesced to one per typing interval; dropped, not queued, when over budget."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "typing.send",
+                    "command_id": "0d9c8b7a-6f5e-4d3c-8b2a-190817263544",
+                    "session_id": "order-4711",
+                }
+            ]
+        }
+    )
+
     type: Literal["typing.send"] = "typing.send"
 
 
 class SessionEnd(_CommandBase):
     """End the conversation as a guest can, and forget the session."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "session.end",
+                    "command_id": "f0e1d2c3-b4a5-4968-8776-655443322110",
+                    "session_id": "order-4711",
+                }
+            ]
+        }
+    )
 
     type: Literal["session.end"] = "session.end"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Final
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "MAX_ATTRIBUTE_BYTES",
@@ -13,9 +14,11 @@ __all__ = [
     "MAX_TEXT_BYTES",
     "MAX_TOKEN_CHARS",
     "SCHEMA_VERSION",
+    "SIZE_ERROR_TYPES",
     "CommandId",
     "ContractModel",
     "CustomAttributes",
+    "EventModel",
     "GuestText",
     "SessionId",
     "attribute_bytes",
@@ -30,6 +33,9 @@ MAX_TEXT_BYTES = 4096
 MAX_ATTRIBUTE_BYTES = 2048
 #: Session token length (protocol reference §1).
 MAX_TOKEN_CHARS = 2048
+#: pydantic error types raised by the byte-limit validators below. Each equals the OutcomeReason the
+#: codec reports when a command breaks only that limit, so integrators get a specific reason code.
+SIZE_ERROR_TYPES: Final = ("message_too_long", "attributes_too_large")
 
 
 class ContractModel(BaseModel):
@@ -38,10 +44,21 @@ class ContractModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
+class EventModel(ContractModel):
+    """Base of everything the bridge publishes: unknown fields are ignored when decoding, so a consumer
+    built against v1 keeps working when a later v1 release adds a field (additive changes only)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+
 def _text_within_limit(value: str) -> str:
     size = len(value.encode("utf-8"))
     if size > MAX_TEXT_BYTES:
-        raise ValueError(f"text is {size} UTF-8 bytes; the limit is {MAX_TEXT_BYTES}")
+        raise PydanticCustomError(
+            "message_too_long",
+            "text is {size} UTF-8 bytes; the limit is {limit}",
+            {"size": size, "limit": MAX_TEXT_BYTES},
+        )
     return value
 
 
@@ -53,7 +70,11 @@ def attribute_bytes(attributes: dict[str, str]) -> int:
 def _attributes_within_limit(value: dict[str, str]) -> dict[str, str]:
     size = attribute_bytes(value)
     if size > MAX_ATTRIBUTE_BYTES:
-        raise ValueError(f"custom attributes are {size} UTF-8 bytes; the limit is {MAX_ATTRIBUTE_BYTES}")
+        raise PydanticCustomError(
+            "attributes_too_large",
+            "custom attributes are {size} UTF-8 bytes; the limit is {limit}",
+            {"size": size, "limit": MAX_ATTRIBUTE_BYTES},
+        )
     return value
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from bridge.contract.common import ContractModel
+from bridge.contract.common import ContractModel, EventModel
 
 __all__ = [
     "AttachmentPart",
@@ -60,7 +60,7 @@ class AttachmentUpload(ContractModel):
 # --- what agents and bots send ----------------------------------------------------------------------
 
 
-class Sender(ContractModel):
+class Sender(EventModel):
     """Who sent a message, as far as Genesys tells the guest."""
 
     kind: Literal["agent", "bot", "system"] = Field(
@@ -70,7 +70,7 @@ class Sender(ContractModel):
     image: str | None = Field(default=None, description="Avatar URL, when Genesys sends one.")
 
 
-class QuickReplyPart(ContractModel):
+class QuickReplyPart(EventModel):
     """One quick-reply option. Answer it with a ``button_response`` of type ``quick_reply``."""
 
     kind: Literal["quick_reply"] = "quick_reply"
@@ -80,7 +80,7 @@ class QuickReplyPart(ContractModel):
     action: str | None = None
 
 
-class ButtonAction(ContractModel):
+class ButtonAction(EventModel):
     """A card button: ``link`` opens ``url``; ``postback`` is answered with a ``button`` response."""
 
     type: Literal["link", "postback"]
@@ -89,7 +89,7 @@ class ButtonAction(ContractModel):
     payload: str | None = None
 
 
-class CardPart(ContractModel):
+class CardPart(EventModel):
     """A card with title, optional media and buttons."""
 
     kind: Literal["card"] = "card"
@@ -101,14 +101,14 @@ class CardPart(ContractModel):
     actions: list[ButtonAction] = Field(default_factory=list)
 
 
-class CarouselPart(ContractModel):
+class CarouselPart(EventModel):
     """A horizontal list of cards."""
 
     kind: Literal["carousel"] = "carousel"
     cards: list[CardPart]
 
 
-class AttachmentPart(ContractModel):
+class AttachmentPart(EventModel):
     """A file sent by the agent or bot. Genesys download URLs expire (error 4008)."""
 
     kind: Literal["attachment"] = "attachment"
@@ -121,14 +121,14 @@ class AttachmentPart(ContractModel):
     text: str | None = None
 
 
-class TimeSlot(ContractModel):
+class TimeSlot(EventModel):
     """A bookable slot of a date picker."""
 
     date_time: str = Field(description="ISO-8601 date-time; send it back as the button_response payload.")
     duration_s: int | None = None
 
 
-class DatePickerPart(ContractModel):
+class DatePickerPart(EventModel):
     """A date/time picker. Answer with a ``button_response`` of type ``date_picker``."""
 
     kind: Literal["date_picker"] = "date_picker"
@@ -140,7 +140,7 @@ class DatePickerPart(ContractModel):
     available_times: list[TimeSlot] = Field(default_factory=list)
 
 
-class ButtonResponsePart(ContractModel):
+class ButtonResponsePart(EventModel):
     """A guest's choice, as seen in echoes and history."""
 
     kind: Literal["button_response"] = "button_response"
@@ -150,7 +150,7 @@ class ButtonResponsePart(ContractModel):
     originating_message_id: str | None = None
 
 
-class UnknownPart(ContractModel):
+class UnknownPart(EventModel):
     """A content item the contract does not model yet. ``raw`` is the Genesys item, untouched."""
 
     kind: Literal["unknown"] = "unknown"

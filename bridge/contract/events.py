@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
-from bridge.contract.common import SCHEMA_VERSION, ContractModel
+from bridge.contract.common import SCHEMA_VERSION, EventModel
 from bridge.contract.content import ContentPart, Sender
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 
-class _EventBase(ContractModel):
+class _EventBase(EventModel):
     schema_version: Literal[1] = Field(default=SCHEMA_VERSION, description="Contract version of this event.")
     event_id: str = Field(description="Unique id of this event; also the AMQP message_id.")
     session_id: str = Field(description="The integrator's session key.")
@@ -47,6 +47,28 @@ class _EventBase(ContractModel):
 class SessionStarted(_EventBase):
     """The Genesys session is configured and ready for messages."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "session.started",
+                    "schema_version": 1,
+                    "event_id": "3f1c2b4a-9d8e-4f7a-b6c5-d4e3f2a1b0c9",
+                    "session_id": "order-4711",
+                    "seq": 1,
+                    "occurred_at": "2026-11-26T13:40:00.512000Z",
+                    "causation_id": "5b0c7f0e-6a47-4a59-9a3e-0c8f1d2e3a41",
+                    "correlation_id": "req-981",
+                    "deployment_id": "0f4f1d2a-5b1e-4e0e-9f3a-2f5d8c1a7b10",
+                    "region": "mypurecloud.ie",
+                    "new_session": True,
+                    "read_only": False,
+                    "expires_at": "2026-11-29T13:40:00Z",
+                }
+            ]
+        }
+    )
+
     type: Literal["session.started"] = "session.started"
     deployment_id: str
     region: str
@@ -57,6 +79,23 @@ class SessionStarted(_EventBase):
 
 class SessionResumed(_EventBase):
     """The session's socket came back (after a drop or a bridge restart) on the same Genesys session."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "session.resumed",
+                    "schema_version": 1,
+                    "event_id": "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d",
+                    "session_id": "order-4711",
+                    "seq": 9,
+                    "occurred_at": "2026-11-26T13:52:10.004000Z",
+                    "cause": "reconnect",
+                    "missed_messages": 2,
+                }
+            ]
+        }
+    )
 
     type: Literal["session.resumed"] = "session.resumed"
     cause: Literal["reconnect", "restart"]
@@ -80,6 +119,23 @@ END_REASONS: tuple[str, ...] = EndReason.__args__  # type: ignore[attr-defined]
 class SessionEnded(_EventBase):
     """The session is over and forgotten by the bridge. Commands for it are rejected as unknown_session."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "session.ended",
+                    "schema_version": 1,
+                    "event_id": "c0ffee00-1234-4abc-9def-0123456789ab",
+                    "session_id": "order-4711",
+                    "seq": 14,
+                    "occurred_at": "2026-11-26T14:05:31.250000Z",
+                    "reason": "agent_disconnected",
+                    "detail": "The agent ended the conversation.",
+                }
+            ]
+        }
+    )
+
     type: Literal["session.ended"] = "session.ended"
     reason: EndReason = Field(
         description=(
@@ -96,6 +152,42 @@ class SessionEnded(_EventBase):
 class MessageReceived(_EventBase):
     """A message in the conversation: from an agent, a bot or the system (or the guest's own from elsewhere)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "message.received",
+                    "schema_version": 1,
+                    "event_id": "e4d3c2b1-a098-4765-8432-10fedcba9876",
+                    "session_id": "order-4711",
+                    "seq": 4,
+                    "occurred_at": "2026-11-26T13:41:02.120000Z",
+                    "genesys_message_id": "a8d6c6b2e9f04c6f8d1e2b3a4c5d6e7f",
+                    "direction": "outbound",
+                    "sender": {"kind": "agent", "nickname": "Ann", "image": "https://cdn.example.com/ann.png"},
+                    "text": "Sorry to hear that. Shall I refund you?",
+                    "parts": [
+                        {"kind": "quick_reply", "text": "Yes, refund me", "payload": "refund_yes", "action": "Message"},
+                        {
+                            "kind": "quick_reply",
+                            "text": "No, send a new one",
+                            "payload": "refund_no",
+                            "action": "Message",
+                        },
+                    ],
+                    "genesys_time": "2026-11-26T13:41:02.087Z",
+                    "backfilled": False,
+                    "raw": {
+                        "id": "a8d6c6b2e9f04c6f8d1e2b3a4c5d6e7f",
+                        "type": "Structured",
+                        "direction": "Outbound",
+                        "text": "Sorry to hear that. Shall I refund you?",
+                    },
+                }
+            ]
+        }
+    )
+
     type: Literal["message.received"] = "message.received"
     genesys_message_id: str = Field(description="Genesys message id: the dedupe key across redeliveries.")
     direction: Literal["inbound", "outbound"] = Field(
@@ -111,6 +203,23 @@ class MessageReceived(_EventBase):
 
 class TypingReceived(_EventBase):
     """The agent or bot is typing. Hide after ``duration_ms`` or when a message arrives."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "typing.received",
+                    "schema_version": 1,
+                    "event_id": "b1a2c3d4-e5f6-4789-8abc-def012345678",
+                    "session_id": "order-4711",
+                    "seq": 3,
+                    "occurred_at": "2026-11-26T13:41:00.020000Z",
+                    "sender": {"kind": "agent", "nickname": "Ann"},
+                    "duration_ms": 5000,
+                }
+            ]
+        }
+    )
 
     type: Literal["typing.received"] = "typing.received"
     sender: Sender | None = None
@@ -148,7 +257,7 @@ OutcomeReason = Literal[
 OUTCOME_REASONS: tuple[str, ...] = OutcomeReason.__args__  # type: ignore[attr-defined]
 
 
-class FieldError(ContractModel):
+class FieldError(EventModel):
     """One schema violation: where (``loc``, a JSON path) and what."""
 
     loc: str
@@ -157,6 +266,43 @@ class FieldError(ContractModel):
 
 class CommandOutcome(_EventBase):
     """The settled result of one command. Every command gets exactly one (repeated for duplicates)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "command.outcome",
+                    "schema_version": 1,
+                    "event_id": "0a1b2c3d-4e5f-4061-8273-8495a6b7c8d9",
+                    "session_id": "order-4711",
+                    "seq": 5,
+                    "occurred_at": "2026-11-26T13:41:30.700000Z",
+                    "causation_id": "9e2d6c1b-0f35-4c8e-8a7d-3b1c2d4e5f60",
+                    "command_id": "9e2d6c1b-0f35-4c8e-8a7d-3b1c2d4e5f60",
+                    "command_type": "message.send",
+                    "status": "delivered",
+                    "reason": "ok",
+                    "detail": "",
+                    "genesys_message_id": "5e4d3c2b1a0f4e9d8c7b6a5f4e3d2c1b",
+                },
+                {
+                    "type": "command.outcome",
+                    "schema_version": 1,
+                    "event_id": "1b2c3d4e-5f60-4172-8394-a5b6c7d8e9f0",
+                    "session_id": "order-4711",
+                    "seq": 0,
+                    "occurred_at": "2026-11-26T13:41:31.010000Z",
+                    "causation_id": "2c3d4e5f-6071-4283-94a5-b6c7d8e9f0a1",
+                    "command_id": "2c3d4e5f-6071-4283-94a5-b6c7d8e9f0a1",
+                    "command_type": "message.send",
+                    "status": "rejected",
+                    "reason": "schema_invalid",
+                    "detail": "$.attachments[0].mime_type: Field required",
+                    "errors": [{"loc": "$.attachments[0].mime_type", "message": "Field required"}],
+                },
+            ]
+        }
+    )
 
     type: Literal["command.outcome"] = "command.outcome"
     session_id: str = Field(default="", description="The command's session_id; empty when it could not be read.")
@@ -177,6 +323,24 @@ class CommandOutcome(_EventBase):
 
 class SessionStateChanged(_EventBase):
     """The bridge's view of the session moved (connecting, active, reconnecting, ...)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "session.state_changed",
+                    "schema_version": 1,
+                    "event_id": "5d6e7f80-91a2-4b3c-8d4e-5f60718293a4",
+                    "session_id": "order-4711",
+                    "seq": 8,
+                    "occurred_at": "2026-11-26T13:52:08.900000Z",
+                    "old": "active",
+                    "new": "reconnecting",
+                    "detail": "socket closed (1006)",
+                }
+            ]
+        }
+    )
 
     type: Literal["session.state_changed"] = "session.state_changed"
     old: str
