@@ -1,42 +1,610 @@
-"""Typed Guest API frames (protocol reference §3–§6). Lenient: unknown fields are kept, never fatal."""
+"""Typed Guest API frames (protocol reference §3–§6). Pure: no I/O.
+
+Two halves:
+
+* **Client actions** (§3.1, §4): frozen pydantic models, one per ``action``. :meth:`ClientAction.to_wire`
+  gives the exact wire JSON (camelCase keys, ``None`` omitted).
+* **Server frames** (§3.2, §5, §6): :func:`parse_server_frame` turns one text frame into a
+  :class:`ServerFrame` (envelope + a typed body chosen by ``class`` through :data:`BODY_MODELS`) or an
+  :class:`UnparsedFrame` (not JSON, not an object, an unknown ``class``, or a body that does not fit its
+  model). It never raises. Dispatch is on ``class``, never on ``type`` (§3.2: fixtures disagree on
+  ``type``). Unknown fields are kept (``extra="allow"``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["ChannelInfo", "Participant", "StructuredMessage"]
+__all__ = [
+    "BODY_MODELS",
+    "AllowedMedia",
+    "AttachmentDeletedResponse",
+    "AttachmentRef",
+    "AttachmentRefContent",
+    "ButtonResponseBody",
+    "ButtonResponseContent",
+    "ChannelInfo",
+    "ClientAction",
+    "CloseSession",
+    "ConfigureAuthenticatedSession",
+    "ConfigureSession",
+    "ConnectionClosedEvent",
+    "DeleteAttachment",
+    "Echo",
+    "ErrorBody",
+    "FileType",
+    "GenerateUrlError",
+    "GetAttachment",
+    "GetConfiguration",
+    "GetConfigurationResponse",
+    "GetJwt",
+    "InboundMedia",
+    "JwtResponse",
+    "LogoutEvent",
+    "OnAttachment",
+    "OnMessage",
+    "OutgoingChannel",
+    "OutgoingChannelMetadata",
+    "OutgoingMessage",
+    "Participant",
+    "PresenceBody",
+    "PresenceEvent",
+    "PresignedUrlResponse",
+    "ResumeTokenResponse",
+    "ServerBody",
+    "ServerFrame",
+    "SessionClearedEvent",
+    "SessionExpiredEvent",
+    "SessionResponse",
+    "StructuredMessage",
+    "TooManyRequestsErrorMessage",
+    "TypingBody",
+    "TypingEvent",
+    "UnparsedFrame",
+    "UploadFailureEvent",
+    "UploadSuccessEvent",
+    "parse_server_frame",
+]
 
 
 class _Lenient(BaseModel):
+    """Server-side model: unknown fields kept, camelCase aliases, immutable."""
+
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
 
+class _Wire(BaseModel):
+    """Client-side model: camelCase aliases; serialised with :meth:`to_wire`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_wire(self) -> str:
+        """The exact JSON text to send: aliases, ``None`` fields omitted (§3.1)."""
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire object as a dict (for tests and the simulator)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# =====================================================================================================
+# Client → server (§4)
+# =====================================================================================================
+
+
+class TypingBody(_Wire):
+    """``typing`` of an ``EventTyping`` (§4.3f): only ``On`` exists; ``duration`` in ms is optional."""
+
+    type: Literal["On"] = "On"
+    duration: int | None = None
+
+
+class TypingEvent(_Wire):
+    """A guest typing indicator event (§4.3f)."""
+
+    event_type: Literal["Typing"] = Field(default="Typing", alias="eventType")
+    typing: TypingBody = Field(default_factory=TypingBody)
+
+
+class PresenceBody(_Wire):
+    """``presence`` of an ``EventPresence`` (§4.3g)."""
+
+    type: Literal["Join", "Clear"]
+
+
+class PresenceEvent(_Wire):
+    """A guest Presence event: ``Join`` (autostart) or ``Clear`` (wipe the conversation), §4.3g."""
+
+    event_type: Literal["Presence"] = Field(default="Presence", alias="eventType")
+    presence: PresenceBody
+
+
+class ButtonResponseBody(_Wire):
+    """``buttonResponse`` (§4.3b–d). ``type`` is the Genesys spelling: QuickReply, Button, DatePicker."""
+
+    type: Literal["QuickReply", "Button", "DatePicker", "ListPicker", "Form"]
+    text: str
+    payload: str
+    originating_message_id: str | None = Field(default=None, alias="originatingMessageId")
+
+
+class ButtonResponseContent(_Wire):
+    """A ``ButtonResponse`` content item (§4.3b–d)."""
+
+    content_type: Literal["ButtonResponse"] = Field(default="ButtonResponse", alias="contentType")
+    button_response: ButtonResponseBody = Field(alias="buttonResponse")
+
+
+class AttachmentRef(_Wire):
+    """Reference to an uploaded attachment by id (§4.3e)."""
+
+    id: str
+
+
+class AttachmentRefContent(_Wire):
+    """An ``Attachment`` content item referencing an uploaded file (§4.3e)."""
+
+    content_type: Literal["Attachment"] = Field(default="Attachment", alias="contentType")
+    attachment: AttachmentRef
+
+
+class OutgoingChannelMetadata(_Wire):
+    """``message.channel.metadata``: custom attributes, string→string (§4.3a)."""
+
+    custom_attributes: dict[str, str] = Field(alias="customAttributes")
+
+
+class OutgoingChannel(_Wire):
+    """``message.channel`` of an ``onMessage``: where custom attributes ride (§4.3a, KMP placement)."""
+
+    metadata: OutgoingChannelMetadata | None = None
+    message_id: str | None = Field(default=None, alias="messageId")
+
+
+class OutgoingMessage(_Wire):
+    """``IncomingNormalizedMessage`` of an ``onMessage`` (§4.3). Lists default to ``None`` so they are omitted."""
+
+    type: Literal["Text", "Structured", "Event"]
+    text: str | None = None
+    content: list[ButtonResponseContent | AttachmentRefContent] | None = None
+    events: list[TypingEvent | PresenceEvent] | None = None
+    metadata: dict[str, str] | None = None
+    channel: OutgoingChannel | None = None
+
+
+class ClientAction(_Wire):
+    """Envelope shared by every request (§3.1): ``action``, ``token``, optional ``tracingId``."""
+
+    action: str
+    token: str = Field(repr=False)  # the guest's secret (§11.14): never in reprs or logs
+    tracing_id: str | None = Field(default=None, alias="tracingId")
+
+
+class ConfigureSession(ClientAction):
+    """``configureSession`` (§4.1). ``startNew`` true opens a fresh session for the token."""
+
+    action: Literal["configureSession"] = "configureSession"
+    deployment_id: str = Field(alias="deploymentId")
+    start_new: bool | None = Field(default=None, alias="startNew")
+    journey_context: dict[str, Any] | None = Field(default=None, alias="journeyContext")
+    resume_token: str | None = Field(default=None, alias="resumeToken")
+
+
+class ConfigureAuthenticatedSession(ConfigureSession):
+    """``configureAuthenticatedSession`` (§4.2): ``data.code`` is the Genesys-issued JWT."""
+
+    action: Literal["configureAuthenticatedSession"] = "configureAuthenticatedSession"  # type: ignore[assignment]
+    data: dict[str, str] = Field(repr=False)
+
+
+class OnMessage(ClientAction):
+    """``onMessage`` (§4.3): text, button responses, attachment references, typing and presence."""
+
+    action: Literal["onMessage"] = "onMessage"
+    message: OutgoingMessage
+
+
+class Echo(ClientAction):
+    """``echo`` health check (§4.4): ``message`` is ``{"type":"Text","text":"ping"}``."""
+
+    action: Literal["echo"] = "echo"
+    message: OutgoingMessage = Field(default_factory=lambda: OutgoingMessage(type="Text", text="ping"))
+
+
+class GetJwt(ClientAction):
+    """``getJwt`` (§4.5): answered by ``JwtResponse``."""
+
+    action: Literal["getJwt"] = "getJwt"
+
+
+class OnAttachment(ClientAction):
+    """``onAttachment`` (§4.6 step 1). ``fileMd5`` is optional in practice; ``errorsAsJson`` as KMP sends it."""
+
+    action: Literal["onAttachment"] = "onAttachment"
+    attachment_id: str | None = Field(default=None, alias="attachmentId")
+    file_name: str = Field(alias="fileName")
+    file_type: str = Field(alias="fileType")
+    file_size: int = Field(alias="fileSize")
+    file_md5: str | None = Field(default=None, alias="fileMd5")
+    errors_as_json: bool | None = Field(default=True, alias="errorsAsJson")
+
+
+class GetAttachment(ClientAction):
+    """``getAttachment`` (§4.6): a fresh download URL for an expired one (4008)."""
+
+    action: Literal["getAttachment"] = "getAttachment"
+    attachment_id: str = Field(alias="attachmentId")
+
+
+class DeleteAttachment(ClientAction):
+    """``deleteAttachment`` (§4.6): only for uploaded, not-yet-sent attachments."""
+
+    action: Literal["deleteAttachment"] = "deleteAttachment"
+    attachment_id: str = Field(alias="attachmentId")
+
+
+class CloseSession(ClientAction):
+    """``closeSession`` (§4.7). The schema requires ``closeAllConnections``."""
+
+    action: Literal["closeSession"] = "closeSession"
+    close_all_connections: bool = Field(default=True, alias="closeAllConnections")
+
+
+class GetConfiguration(ClientAction):
+    """``getConfiguration`` (§4.8)."""
+
+    action: Literal["getConfiguration"] = "getConfiguration"
+    deployment_id: str = Field(alias="deploymentId")
+
+
+# =====================================================================================================
+# Server → client (§3.2, §5)
+# =====================================================================================================
+
+
 class Participant(_Lenient):
+    """``channel.from`` / ``channel.to`` (§5.2)."""
+
     nickname: str | None = None
     first_name: str | None = Field(default=None, alias="firstName")
     last_name: str | None = Field(default=None, alias="lastName")
     image: str | None = None
 
 
+def _object_or_none(value: object) -> object:
+    # A participant or channel that is not an object is dropped rather than failing the whole message.
+    return value if isinstance(value, (dict, BaseModel)) else None
+
+
+def _items(value: object) -> list[Any]:
+    """``content``/``events``: null → []; a non-list or a non-object item is wrapped, never fatal (§3.2)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        value = [value]
+    return [item if isinstance(item, dict) else {"value": item} for item in value]
+
+
 class ChannelInfo(_Lenient):
+    """``channel`` of a StructuredMessage (§5.2). ``time`` may be null in history (§9)."""
+
     time: str | None = None
     message_id: str | None = Field(default=None, alias="messageId")
     type: str | None = None
     from_: Participant | None = Field(default=None, alias="from")
     to: Participant | None = None
 
+    _lenient_participants = field_validator("from_", "to", mode="before")(_object_or_none)
+
 
 class StructuredMessage(_Lenient):
-    """Body of a ``StructuredMessage`` frame (§5.2), live or from history (§9)."""
+    """Body of a ``StructuredMessage`` frame (§5.2), live or from history (§9).
+
+    ``content`` and ``events`` stay raw dicts: content normalisation is lenient per item
+    (``bridge.genesys.normalize``) so that one odd item never loses the whole message.
+    """
 
     id: str | None = None
     type: str = "Text"
     text: str | None = None
     direction: str | None = None
     originating_entity: str | None = Field(default=None, alias="originatingEntity")
+    originating_message_id: str | None = Field(default=None, alias="originatingMessageId")
     channel: ChannelInfo | None = None
     content: list[dict[str, Any]] = Field(default_factory=list)
     events: list[dict[str, Any]] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    _lenient_channel = field_validator("channel", mode="before")(_object_or_none)
+
+    @field_validator("content", "events", mode="before")
+    @classmethod
+    def _lenient_items(cls, value: object) -> list[Any]:
+        return _items(value)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _lenient_metadata(cls, value: object) -> object:
+        return value if isinstance(value, dict) else {}
+
+
+class FileType(_Lenient):
+    """One allowed inbound MIME type (``*/*`` means any), §4.6."""
+
+    type: str
+
+
+class InboundMedia(_Lenient):
+    """``allowedMedia.inbound`` (§5.1)."""
+
+    file_types: list[FileType] = Field(default_factory=list, alias="fileTypes")
+    max_file_size_kb: int | None = Field(default=None, alias="maxFileSizeKB")
+
+
+class AllowedMedia(_Lenient):
+    """``allowedMedia`` (§5.1, §4.8)."""
+
+    inbound: InboundMedia | None = None
+
+
+class SessionResponse(_Lenient):
+    """``SessionResponse`` (§5.1). Only ``connected`` is required; the minimal real frame is
+    ``{"connected":true,"newSession":true}``."""
+
+    connected: bool
+    new_session: bool | None = Field(default=None, alias="newSession")
+    read_only: bool | None = Field(default=None, alias="readOnly")
+    cleared_existing_session: bool | None = Field(default=None, alias="clearedExistingSession")
+    allowed_media: AllowedMedia | None = Field(default=None, alias="allowedMedia")
+    blocked_extensions: list[str] = Field(default_factory=list, alias="blockedExtensions")
+    max_custom_data_bytes: int | None = Field(default=None, alias="maxCustomDataBytes")
+    duration_seconds: int | None = Field(default=None, alias="durationSeconds")
+    expiration_date: float | None = Field(default=None, alias="expirationDate")  # epoch seconds
+    auto_started: bool | None = Field(default=None, alias="autoStarted")
+
+
+class PresignedUrlResponse(_Lenient):
+    """``PresignedUrlResponse`` (§4.6 step 2, and the ``getAttachment`` refresh with empty headers)."""
+
+    attachment_id: str = Field(alias="attachmentId")
+    url: str = Field(repr=False)
+    headers: dict[str, str] = Field(default_factory=dict)
+    file_name: str | None = Field(default=None, alias="fileName")
+    file_size: int | None = Field(default=None, alias="fileSize")
+    file_type: str | None = Field(default=None, alias="fileType")
+
+
+class AttachmentDeletedResponse(_Lenient):
+    """``AttachmentDeletedResponse`` (§4.6)."""
+
+    attachment_id: str | None = Field(default=None, alias="attachmentId")
+
+
+class UploadSuccessEvent(_Lenient):
+    """``UploadSuccessEvent`` (§4.6 step 4)."""
+
+    attachment_id: str = Field(alias="attachmentId")
+    download_url: str | None = Field(default=None, alias="downloadUrl")
+    timestamp: str | None = None
+
+
+class UploadFailureEvent(_Lenient):
+    """``UploadFailureEvent`` (§4.6 step 4)."""
+
+    attachment_id: str | None = Field(default=None, alias="attachmentId")
+    error_code: int | None = Field(default=None, alias="errorCode")
+    error_message: str | None = Field(default=None, alias="errorMessage")
+    timestamp: str | None = None
+
+
+class GenerateUrlError(_Lenient):
+    """``GenerateUrlError`` (§4.6 step 2): presign refused, e.g. 4001 type not allowed."""
+
+    attachment_id: str | None = Field(default=None, alias="attachmentId")
+    error_code: int | None = Field(default=None, alias="errorCode")
+    error_message: str | None = Field(default=None, alias="errorMessage")
+    name: str | None = None
+    message: str | None = None
+
+
+class ConnectionClosedEvent(_Lenient):
+    """``ConnectionClosedEvent`` (§5.4). The key is ``reason`` in KMP, ``reasonCode`` in the schema: both read."""
+
+    reason: str | None = None
+    reason_code: str | None = Field(default=None, alias="reasonCode")
+
+    @property
+    def effective_reason(self) -> str | None:
+        """``reason`` if present, else ``reasonCode`` (§5.4 disagreement 1)."""
+        return self.reason if self.reason is not None else self.reason_code
+
+
+class LogoutEvent(_Lenient):
+    """``LogoutEvent`` (§5.4): the authenticated session was revoked."""
+
+
+class SessionExpiredEvent(_Lenient):
+    """``SessionExpiredEvent`` (§5.4): the session TTL elapsed."""
+
+
+class SessionClearedEvent(_Lenient):
+    """``SessionClearedEvent`` (§5.4): the conversation was cleared from some device."""
+
+
+class JwtResponse(_Lenient):
+    """``JwtResponse`` (§4.5): ``exp`` is epoch seconds."""
+
+    jwt: str = Field(repr=False)
+    exp: float
+
+
+class GetConfigurationResponse(_Lenient):
+    """``GetConfigurationResponse`` (§4.8)."""
+
+    allowed_media: AllowedMedia | None = Field(default=None, alias="allowedMedia")
+    blocked_extensions: list[str] = Field(default_factory=list, alias="blockedExtensions")
+    max_custom_data_bytes: int | None = Field(default=None, alias="maxCustomDataBytes")
+    message_routing_enabled: bool | None = Field(default=None, alias="messageRoutingEnabled")
+    session_duration_seconds: int | None = Field(default=None, alias="sessionDurationSeconds")
+
+
+class TooManyRequestsErrorMessage(_Lenient):
+    """``TooManyRequestsErrorMessage`` (§5.4): ``errorCode`` is 4029 (KMP fixture) or 429 (real log)."""
+
+    error_code: int | None = Field(default=None, alias="errorCode")
+    error_message: str | None = Field(default=None, alias="errorMessage")
+    retry_after: float | None = Field(default=None, alias="retryAfter")  # seconds
+    name: str | None = None
+    message: str | None = None
+
+
+class ResumeTokenResponse(_Lenient):
+    """``ResumeTokenResponse`` (§4.10): schema-only, semantics unknown [?]."""
+
+    resume_token: str | None = Field(default=None, alias="resumeToken", repr=False)
+    exp: float | None = None
+
+
+class ErrorBody(_Lenient):
+    """``Error`` class body: the schema is vague, so every field is optional [SWAG]."""
+
+    error_code: int | None = Field(default=None, alias="errorCode")
+    error_message: str | None = Field(default=None, alias="errorMessage")
+    message: str | None = None
+    code: int | str | None = None
+
+
+ServerBody = (
+    SessionResponse
+    | StructuredMessage
+    | PresignedUrlResponse
+    | AttachmentDeletedResponse
+    | UploadFailureEvent
+    | UploadSuccessEvent
+    | ConnectionClosedEvent
+    | LogoutEvent
+    | SessionExpiredEvent
+    | JwtResponse
+    | GetConfigurationResponse
+    | GenerateUrlError
+    | TooManyRequestsErrorMessage
+    | ResumeTokenResponse
+    | SessionClearedEvent
+    | ErrorBody
+)
+"""A typed body; the ``string`` class carries a plain ``str`` instead (§3.2, §6)."""
+
+#: ``class`` → body model (§3.2 ``MessageDataType``). ``string`` is handled apart (its body is text);
+#: ``Unknown`` and anything else become :class:`UnparsedFrame`.
+BODY_MODELS: dict[str, type[ServerBody]] = {
+    "SessionResponse": SessionResponse,
+    "StructuredMessage": StructuredMessage,
+    "PresignedUrlResponse": PresignedUrlResponse,
+    "AttachmentDeletedResponse": AttachmentDeletedResponse,
+    "UploadFailureEvent": UploadFailureEvent,
+    "UploadSuccessEvent": UploadSuccessEvent,
+    "ConnectionClosedEvent": ConnectionClosedEvent,
+    "LogoutEvent": LogoutEvent,
+    "SessionExpiredEvent": SessionExpiredEvent,
+    "JwtResponse": JwtResponse,
+    "GetConfigurationResponse": GetConfigurationResponse,
+    "GenerateUrlError": GenerateUrlError,
+    "TooManyRequestsErrorMessage": TooManyRequestsErrorMessage,
+    "ResumeTokenResponse": ResumeTokenResponse,
+    "SessionClearedEvent": SessionClearedEvent,
+    "Error": ErrorBody,
+}
+
+STRING_CLASS = "string"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFrame:
+    """One parsed server frame (§3.2). ``body`` is a model from :data:`BODY_MODELS`, or ``str`` for ``string``.
+
+    ``code`` is ``None`` when absent or not an integer; ``frame_type`` is informational only.
+    """
+
+    frame_class: str
+    body: ServerBody | str
+    code: int | None = None
+    tracing_id: str | None = None
+    frame_type: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        """A ``string``/``Error`` frame with a non-200 code (§6)."""
+        return self.frame_class in (STRING_CLASS, "Error") and self.code is not None and self.code != 200
+
+
+UnparsedReason = Literal["not_json", "not_object", "unknown_class", "invalid_body"]
+
+
+@dataclass(frozen=True, slots=True)
+class UnparsedFrame:
+    """A frame we could not type: ``raw`` is the decoded object (or the text when not JSON)."""
+
+    reason: UnparsedReason
+    raw: Any
+    frame_class: str | None = None
+    code: int | None = None
+    tracing_id: str | None = None
+    error: str | None = None
+
+
+def _as_int(value: object) -> int | None:
+    # bool is an int subclass; a boolean code is nonsense, not 1.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return None
+
+
+def parse_server_frame(data: str | bytes) -> ServerFrame | UnparsedFrame:
+    """Parse one WebSocket text frame. Never raises (§3.2: unknown is reported, never fatal)."""
+    try:
+        obj = json.loads(data)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return UnparsedFrame(reason="not_json", raw=data, error=str(exc)[:200])
+    if not isinstance(obj, dict):
+        return UnparsedFrame(reason="not_object", raw=obj)
+    raw_class = obj.get("class")
+    frame_class = raw_class if isinstance(raw_class, str) else None
+    code = _as_int(obj.get("code"))
+    raw_tracing = obj.get("tracingId")
+    tracing_id = raw_tracing if isinstance(raw_tracing, str) else None
+    raw_type = obj.get("type")
+    frame_type = raw_type if isinstance(raw_type, str) else None
+    body = obj.get("body")
+
+    if frame_class == STRING_CLASS:
+        text = body if isinstance(body, str) else ("" if body is None else json.dumps(body, default=str))
+        return ServerFrame(STRING_CLASS, text, code, tracing_id, frame_type)
+    model = BODY_MODELS.get(frame_class) if frame_class is not None else None
+    if model is None or frame_class is None:
+        return UnparsedFrame(reason="unknown_class", raw=obj, frame_class=frame_class, code=code, tracing_id=tracing_id)
+    if body is None:
+        body = {}  # events such as SessionExpiredEvent may come without a body at all
+    if isinstance(body, str) and frame_class == "Error":
+        # An ``Error`` frame whose body is a plain message: keep it as text, like ``string``.
+        return ServerFrame("Error", body, code, tracing_id, frame_type)
+    try:
+        parsed = model.model_validate(body)
+    except (ValidationError, ValueError, TypeError, RecursionError) as exc:
+        return UnparsedFrame(
+            reason="invalid_body",
+            raw=obj,
+            frame_class=frame_class,
+            code=code,
+            tracing_id=tracing_id,
+            error=str(exc)[:500],
+        )
+    return ServerFrame(frame_class, parsed, code, tracing_id, frame_type)
