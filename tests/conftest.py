@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import uuid
 from dataclasses import dataclass
@@ -48,3 +50,23 @@ def broker_names(request: pytest.FixtureRequest) -> BrokerNames:
     """Names no other test uses: ``t.<test name>.<random>``."""
     name = request.node.name.replace("[", ".").replace("]", "")[:60]
     return BrokerNames(prefix=f"t.{name}.{uuid.uuid4().hex[:8]}")
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object:
+    """Give *sync* tests a loop of our own and close it afterwards.
+
+    looptime's plugin asks the loop policy for the current loop around every test; for a sync test under
+    Python 3.11 that silently creates a loop nobody closes, and with ``filterwarnings = error`` its
+    ResourceWarning fails whichever test runs next (pytest-asyncio issue #724). Async tests are left alone:
+    pytest-asyncio owns their loop.
+    """
+    if inspect.iscoroutinefunction(pyfuncitem.obj):
+        return (yield)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return (yield)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()

@@ -1,0 +1,126 @@
+"""The record envelope: round trip, what stays in clear, and every way a body is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bridge.store.codec import (
+    CorruptRecord,
+    MarkerEnvelope,
+    SessionEnvelope,
+    encode_marker,
+    encode_record,
+    open_record,
+    parse_envelope,
+)
+from bridge.store.crypto import KeyRing, SealError, generate_key
+from tests.store.helpers import T0, make_record
+
+KEYS = KeyRing.of(generate_key())
+
+
+def test_round_trip_keeps_every_field_and_the_token() -> None:
+    record = make_record("s-1", n=3, closed=False, recent_message_ids=("m-1", "m-2"))
+    envelope = parse_envelope(encode_record(record, KEYS, written_at=T0))
+    assert isinstance(envelope, SessionEnvelope)
+    opened = open_record(envelope, KEYS)
+    assert opened == record
+    assert opened.token.get_secret_value() == "tok-s-1"
+
+
+def test_only_routing_facts_are_in_clear() -> None:
+    body = encode_record(make_record("s-1", token="SECRET-TOKEN"), KEYS, written_at=T0)
+    text = body.decode()
+    assert "SECRET-TOKEN" not in text
+    assert "pii@example.com" not in text  # custom attributes are sealed too
+    assert "dep-1" not in text
+    assert set(json.loads(text)) == {"v", "kind", "session_id", "closed", "written_at", "sealed"}
+
+
+def test_marker_round_trip() -> None:
+    envelope = parse_envelope(encode_marker("abc", written_at=T0))
+    assert envelope == MarkerEnvelope(v=1, kind="marker", marker_id="abc", written_at=T0)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "session_id"),
+    [
+        (b"\xff\xfe", "not_json", None),
+        (b"{not json", "not_json", None),
+        (b"[1, 2]", "bad_envelope", None),
+        (b'{"v": 2, "kind": "session", "session_id": "s-9"}', "unsupported_version", "s-9"),
+        (b'{"kind": "session"}', "unsupported_version", None),
+        (b'{"v": 1, "kind": "session", "session_id": "s-9"}', "bad_envelope", "s-9"),
+        (b'{"v": 1, "kind": "other", "session_id": "s-9"}', "bad_envelope", "s-9"),
+    ],
+)
+def test_unreadable_envelopes_are_refused_with_a_reason(body: bytes, reason: str, session_id: str | None) -> None:
+    with pytest.raises(CorruptRecord) as info:
+        parse_envelope(body)
+    assert info.value.reason == reason
+    assert info.value.session_id == session_id
+
+
+def _rewrite(body: bytes, **changes: object) -> SessionEnvelope:
+    data = json.loads(body)
+    data.update(changes)
+    envelope = parse_envelope(json.dumps(data).encode())
+    assert isinstance(envelope, SessionEnvelope)
+    return envelope
+
+
+def test_outer_session_id_must_match_the_sealed_one() -> None:
+    # Someone (or a bug) copies s-1's sealed record under s-2's name: s-2 must not resume s-1's conversation.
+    envelope = _rewrite(encode_record(make_record("s-1"), KEYS, written_at=T0), session_id="s-2")
+    with pytest.raises(CorruptRecord) as info:
+        open_record(envelope, KEYS)
+    assert (info.value.reason, info.value.session_id) == ("session_id_mismatch", "s-2")
+
+
+def test_outer_closed_flag_must_match_the_sealed_one() -> None:
+    envelope = _rewrite(encode_record(make_record("s-1", closed=True), KEYS, written_at=T0), closed=False)
+    with pytest.raises(CorruptRecord, match="closed_mismatch"):
+        open_record(envelope, KEYS)
+
+
+def test_sealed_garbage_under_the_right_key_is_bad_payload() -> None:
+    envelope = _rewrite(encode_record(make_record("s-1"), KEYS, written_at=T0), sealed=KEYS.seal(b'{"x": 1}'))
+    with pytest.raises(CorruptRecord, match="bad_payload"):
+        open_record(envelope, KEYS)
+
+
+def test_wrong_key_raises_seal_error() -> None:
+    envelope = parse_envelope(encode_record(make_record("s-1"), KEYS, written_at=T0))
+    assert isinstance(envelope, SessionEnvelope)
+    with pytest.raises(SealError):
+        open_record(envelope, KeyRing.of(generate_key()))
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_parse_or_are_refused(body: bytes) -> None:
+    reason = None
+    try:
+        parse_envelope(body)
+    except CorruptRecord as exc:
+        reason = exc.reason
+    assert reason in {None, "not_json", "unsupported_version", "bad_envelope"}
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["v", "kind", "session_id", "closed", "written_at", "sealed", "x"]),
+        st.one_of(st.none(), st.integers(), st.text(max_size=20), st.booleans()),
+    )
+)
+def test_arbitrary_json_objects_parse_or_are_refused(data: dict[str, object]) -> None:
+    try:
+        envelope = parse_envelope(json.dumps(data).encode())
+    except CorruptRecord:
+        return
+    if isinstance(envelope, SessionEnvelope):
+        with pytest.raises((CorruptRecord, SealError)):
+            open_record(envelope, KEYS)

@@ -1,0 +1,211 @@
+"""The journal on a real RabbitMQ stream: append with confirms, replay to a marker, restarts, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from pydantic import SecretStr
+
+from bridge.amqp.journal import StreamJournal, open_stream_journal
+from bridge.config import Settings
+from bridge.errors import BrokerUnavailable, ConfigError, StateKeyError, StoreError
+from bridge.store.crypto import KeyRing, generate_key
+from bridge.store.journal import JournalStore
+from tests.conftest import BrokerNames
+from tests.store.helpers import FixedClock, corrupt_count, make_record, new_metrics
+
+KEY = generate_key()
+
+
+@pytest.fixture
+async def connection(amqp_url: str) -> AsyncIterator[AbstractRobustConnection]:
+    conn = await aio_pika.connect_robust(amqp_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def stream(broker_names: BrokerNames, amqp_url: str) -> AsyncIterator[str]:
+    """The test's stream name; the stream (or whatever queue the test made) is deleted afterwards."""
+    yield broker_names.journal_stream
+    conn = await aio_pika.connect(amqp_url)
+    async with conn:
+        channel = await conn.channel()
+        await channel.queue_delete(broker_names.journal_stream)
+
+
+def journal(connection: AbstractRobustConnection, stream: str) -> StreamJournal:
+    return StreamJournal(connection, stream=stream, max_age="1D", confirm_timeout_s=10, replay_idle_timeout_s=10)
+
+
+def journal_store(log: StreamJournal, *keys: str) -> JournalStore:
+    return JournalStore(log, KeyRing.of(*(keys or (KEY,))), metrics=new_metrics(), clock=FixedClock())
+
+
+async def test_a_new_process_reads_back_every_live_session(amqp_url: str, stream: str) -> None:
+    # "Process" one writes, closes its connection; "process" two, on its own connection, reads back.
+    first = await aio_pika.connect_robust(amqp_url)
+    async with first, journal(first, stream) as log:
+        writer = journal_store(log)
+        for i in range(40):
+            await writer.save(make_record(f"s-{i}", n=1))
+        await writer.save(make_record("s-0", n=2))  # newest wins
+        await writer.save(make_record("s-1", n=2, closed=True))  # closed: never resumed
+        await writer.flush()
+
+    second = await aio_pika.connect_robust(amqp_url)
+    async with second, journal(second, stream) as log:
+        live = await journal_store(log).load_live()
+    by_id = {r.session_id: r for r in live}
+    assert len(by_id) == 39
+    assert "s-1" not in by_id
+    assert by_id["s-0"].seq == 2
+    assert by_id["s-7"].token.get_secret_value() == "tok-s-7"
+
+
+async def test_replay_skips_other_readers_markers(connection: AbstractRobustConnection, stream: str) -> None:
+    async with journal(connection, stream) as log:
+        await log.append(b"one")
+        seen: list[bytes] = []
+        await log.replay(seen.append)  # leaves a marker in the stream
+        await log.append(b"two")
+        seen_again: list[bytes] = []
+        await log.replay(seen_again.append)
+    assert seen == [b"one"]
+    assert seen_again == [b"one", b"two"]
+
+
+async def test_replay_of_a_stream_longer_than_the_prefetch(connection: AbstractRobustConnection, stream: str) -> None:
+    # Stream consumers get credit only as they ack: a replay past the prefetch proves the batched acks work.
+    log = StreamJournal(connection, stream=stream, max_age="1D", confirm_timeout_s=10, replay_prefetch=10)
+    async with log:
+        bodies = [f"r{i}".encode() for i in range(35)]
+        for body in bodies:
+            await log.append(body)
+        seen: list[bytes] = []
+        await log.replay(seen.append)
+    assert seen == bodies
+
+
+async def test_rejournal_appends_every_live_session_again(connection: AbstractRobustConnection, stream: str) -> None:
+    async with journal(connection, stream) as log:
+        writer = journal_store(log)
+        for sid in ("a", "b", "c"):
+            await writer.save(make_record(sid))
+        await writer.save(make_record("c", n=1, closed=True))
+        before: list[bytes] = []
+        await log.replay(before.append)
+        assert await writer.rejournal() == 2
+        after: list[bytes] = []
+        await log.replay(after.append)
+        assert len(after) == len(before) + 2
+        live = await journal_store(log).load_live()
+    assert sorted(r.session_id for r in live) == ["a", "b"]
+
+
+async def test_corrupt_record_in_the_stream_is_skipped(connection: AbstractRobustConnection, stream: str) -> None:
+    async with journal(connection, stream) as log:
+        await journal_store(log).save(make_record("a"))
+        await log.append(b"{half a rec")
+        reader = journal_store(log)
+        live = await reader.load_live()
+    assert [r.session_id for r in live] == ["a"]
+    assert corrupt_count(reader._metrics) == 1
+
+
+async def test_wrong_key_across_restarts_is_a_startup_error(amqp_url: str, stream: str) -> None:
+    first = await aio_pika.connect_robust(amqp_url)
+    async with first, journal(first, stream) as log:
+        await journal_store(log, KEY).save(make_record("a"))
+    second = await aio_pika.connect_robust(amqp_url)
+    async with second, journal(second, stream) as log:
+        with pytest.raises(StateKeyError, match="BRIDGE_STATE_KEY is wrong"):
+            await journal_store(log, generate_key()).load_live()
+        # With the old key kept for reading, the same restart succeeds.
+        assert len(await journal_store(log, generate_key(), KEY).load_live()) == 1
+
+
+async def test_a_classic_queue_of_the_same_name_is_a_clear_store_error(
+    connection: AbstractRobustConnection, stream: str
+) -> None:
+    channel = await connection.channel()
+    await channel.declare_queue(stream, durable=True)  # classic
+    await channel.close()
+    with pytest.raises(StoreError, match=r"cannot be declared: a queue of that name already exists") as info:
+        await journal(connection, stream).open()
+    assert stream in str(info.value)
+    assert "BRIDGE_JOURNAL_STREAM" in str(info.value)
+    # The shared connection is still usable afterwards.
+    check = await connection.channel()
+    await check.close()
+
+
+async def test_a_deleted_stream_makes_appends_fail_clearly(connection: AbstractRobustConnection, stream: str) -> None:
+    async with journal(connection, stream) as log:
+        channel = await connection.channel()
+        await channel.queue_delete(stream)
+        await channel.close()
+        with pytest.raises(StoreError, match="is gone"):
+            await log.append(b"x")
+
+
+async def test_bad_max_age_is_a_config_error(connection: AbstractRobustConnection, stream: str) -> None:
+    with pytest.raises(ConfigError, match="BRIDGE_JOURNAL_MAX_AGE"):
+        StreamJournal(connection, stream=stream, max_age="7 days", confirm_timeout_s=1)
+
+
+async def test_open_stream_journal_owns_its_connection(amqp_url: str, stream: str) -> None:
+    settings = Settings(amqp_url=SecretStr(amqp_url), journal_stream=stream, journal_max_age="2h")
+    async with open_stream_journal(settings) as log:
+        assert log.stream == stream
+        await log.append(b"x")
+        seen: list[bytes] = []
+        await log.replay(seen.append)
+    assert seen == [b"x"]
+
+
+async def test_a_deleted_stream_is_rebuilt_from_memory_by_reopen_and_rejournal(
+    connection: AbstractRobustConnection, stream: str
+) -> None:
+    async with journal(connection, stream) as log:
+        writer = journal_store(log)
+        await writer.save(make_record("a"))
+        await writer.save(make_record("b"))
+        channel = await connection.channel()
+        await channel.queue_delete(stream)
+        await channel.close()
+        with pytest.raises(StoreError, match="is gone"):
+            await writer.save(make_record("a", n=1))
+        await log.open()
+        assert await writer.rejournal() == 2
+        live = await journal_store(log).load_live()
+    assert sorted((r.session_id, r.seq) for r in live) == [("a", 1), ("b", 0)]
+
+
+async def test_losing_the_connection_during_a_replay_is_broker_unavailable(amqp_url: str, stream: str) -> None:
+    conn = await aio_pika.connect_robust(amqp_url)
+    log = StreamJournal(conn, stream=stream, max_age="1D", confirm_timeout_s=10, replay_prefetch=4)
+    await log.open()
+    for i in range(20):
+        await log.append(f"r{i}".encode())
+    lose = asyncio.Event()
+
+    def visit(body: bytes) -> None:
+        if body == b"r5":
+            lose.set()
+
+    async def close_connection() -> None:
+        await lose.wait()
+        await conn.close()
+
+    async def replay_while_losing_it() -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(close_connection())
+            await log.replay(visit)
+
+    with pytest.RaisesGroup(BrokerUnavailable):
+        await replay_while_losing_it()
