@@ -1,16 +1,171 @@
-"""Command line: ``genesys-bridge run | simulate | demo | send | tail | schema``."""
+"""Command line: ``genesys-bridge run | simulate | demo | send | tail | schema``.
+
+Exit codes: 0 success; 1 a dependency could not be reached at start; 2 usage error (argparse);
+78 invalid configuration (``EXIT_CONFIG``); 130 interrupted.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bridge.errors import EXIT_CONFIG, ConfigError
 
 __all__ = ["main"]
 
 
+def _settings() -> Any:
+    from bridge.config import Settings
+
+    return Settings.load()
+
+
+def _cmd_run(_: argparse.Namespace) -> int:
+    from bridge.app import run_daemon
+    from bridge.observability.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(level=settings.log_level, fmt=settings.log_format)
+    return asyncio.run(run_daemon(settings))
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from bridge.simulator import main as simulate_main
+
+    return int(simulate_main(args.rest))
+
+
+def _cmd_demo(_: argparse.Namespace) -> int:
+    from bridge.demo import main as demo_main
+
+    return demo_main()
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from bridge.contract.export import write_contract
+
+    for path in write_contract(Path(args.out)):
+        print(path)
+    return 0
+
+
+def _build_command(args: argparse.Namespace) -> dict[str, Any] | bytes:
+    if args.kind == "json":
+        return sys.stdin.buffer.read() if args.json == "-" else bytes(args.json.encode())
+    command: dict[str, Any] = {"session_id": args.session}
+    if args.kind == "start":
+        command |= {"type": "session.start", "deployment_id": args.deployment, "region": args.region}
+        if args.origin:
+            command["origin"] = args.origin
+        if args.attribute:
+            command["custom_attributes"] = dict(a.split("=", 1) for a in args.attribute)
+    elif args.kind == "message":
+        command["type"] = "message.send"
+        if args.text is not None:
+            command["text"] = args.text
+        if args.quick_reply:
+            text, _, payload = args.quick_reply.partition("=")
+            command["button_response"] = {"type": "quick_reply", "text": text, "payload": payload or text}
+    elif args.kind == "typing":
+        command["type"] = "typing.send"
+    elif args.kind == "end":
+        command["type"] = "session.end"
+    return command
+
+
+async def _send(args: argparse.Namespace) -> int:
+    from bridge.amqp.tools import CommandPublisher
+
+    settings = _settings()
+    url = args.amqp_url or settings.amqp_url.get_secret_value()
+    async with CommandPublisher(url, exchange=args.exchange or settings.command_exchange) as publisher:
+        command_id = await publisher.send(_build_command(args), reply_to=args.reply_to)
+    print(command_id or "sent")
+    return 0
+
+
+async def _tail(args: argparse.Namespace) -> int:
+    from bridge.amqp.tools import follow_events
+    from bridge.contract.codec import decode_event
+    from bridge.present import describe_event
+
+    settings = _settings()
+    url = args.amqp_url or settings.amqp_url.get_secret_value()
+    async with follow_events(url, exchange=args.exchange or settings.event_exchange, binding=args.binding) as queue:
+        print(f"following {args.exchange or settings.event_exchange} with binding {args.binding!r}", flush=True)
+        async with queue.iterator() as messages:
+            async for message in messages:
+                async with message.process():
+                    if args.json:
+                        print(json.dumps(json.loads(message.body)), flush=True)
+                    else:
+                        print(describe_event(decode_event(message.body)), flush=True)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genesys-bridge",
+        description="Hold Genesys Cloud web-messaging conversations from backend services over RabbitMQ.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("run", help="run the daemon (settings from BRIDGE_* environment variables)").set_defaults(
+        func=_cmd_run
+    )
+    simulate = sub.add_parser(
+        "simulate", help="run the local Genesys simulator (options: genesys-bridge simulate -- --help)"
+    )
+    simulate.add_argument("rest", nargs=argparse.REMAINDER, help="simulator options, e.g. --host 127.0.0.1 --port 0")
+    simulate.set_defaults(func=_cmd_simulate)
+    sub.add_parser("demo", help="simulator + bridge + a scripted conversation, printed").set_defaults(func=_cmd_demo)
+
+    schema = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")
+    schema.add_argument("--out", default="docs/contract", help="output folder (default: docs/contract)")
+    schema.set_defaults(func=_cmd_schema)
+
+    send = sub.add_parser("send", help="publish a command")
+    send.add_argument("--amqp-url", help="default: BRIDGE_AMQP_URL")
+    send.add_argument("--exchange", help="default: BRIDGE_COMMAND_EXCHANGE")
+    send.add_argument("--reply-to", help="queue that also receives the command.outcome")
+    kinds = send.add_subparsers(dest="kind", required=True)
+    start = kinds.add_parser("start", help="session.start")
+    start.add_argument("--session", required=True)
+    start.add_argument("--deployment", required=True)
+    start.add_argument("--region", default="mypurecloud.com")
+    start.add_argument("--origin")
+    start.add_argument("--attribute", action="append", metavar="KEY=VALUE", help="custom attribute (repeatable)")
+    message = kinds.add_parser("message", help="message.send")
+    message.add_argument("--session", required=True)
+    message.add_argument("--text")
+    message.add_argument("--quick-reply", metavar="TEXT[=PAYLOAD]", help="answer a quick reply")
+    for name, help_text in (("typing", "typing.send"), ("end", "session.end")):
+        kinds.add_parser(name, help=help_text).add_argument("--session", required=True)
+    raw = kinds.add_parser("json", help="publish a raw JSON command (as given, even if invalid)")
+    raw.add_argument("json", help="the JSON text, or - for standard input")
+    send.set_defaults(func=lambda a: asyncio.run(_send(a)))
+
+    tail = sub.add_parser("tail", help="follow events in readable form")
+    tail.add_argument("--amqp-url", help="default: BRIDGE_AMQP_URL")
+    tail.add_argument("--exchange", help="default: BRIDGE_EVENT_EXCHANGE")
+    tail.add_argument("--binding", default="#", help="routing key pattern, e.g. 'message.received.#'")
+    tail.add_argument("--json", action="store_true", help="print each event's JSON instead")
+    tail.set_defaults(func=lambda a: asyncio.run(_tail(a)))
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="genesys-bridge", description=__doc__)
-    parser.add_subparsers(dest="command", required=True)
-    parser.parse_args(argv)
-    return 0
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"genesys-bridge: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130

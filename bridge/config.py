@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bridge.errors import ConfigError
 
-__all__ = ["Settings"]
+__all__ = ["Settings", "settings_table"]
 
 
 def _split_csv(value: object) -> object:
@@ -105,9 +105,16 @@ class Settings(BaseSettings):
     idempotency_cache_size: int = Field(
         default=100_000, ge=0, description="Outcomes remembered by `command_id` to answer duplicates."
     )
+    startup_timeout_s: float = Field(
+        default=60.0, gt=0, description="Broker connect and journal replay must finish within this at start."
+    )
     drain_timeout_s: float = Field(default=20.0, gt=0, description="SIGTERM: settle in-flight work within this.")
 
     # --- Durable sessions ---------------------------------------------------------------------------
+    durable_sessions: bool = Field(
+        default=True,
+        description="Journal sessions so a restart resumes them (needs a state key); false: they die with the process.",
+    )
     state_key: SecretStr | None = Field(
         default=None, description="urlsafe-base64 32-byte key that encrypts session tokens in the journal."
     )
@@ -171,3 +178,15 @@ class Settings(BaseSettings):
                 name = "BRIDGE_" + "_".join(str(p) for p in err["loc"]).upper() if err["loc"] else "settings"
                 lines.append(f"{name}: {err['msg']}")
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def settings_table() -> str:
+    """The README's settings table (env var, default, meaning), generated from :class:`Settings`."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        shown = "*(unset)*" if default in (None, [], "") else f"`{default}`"
+        rows.append(f"| `BRIDGE_{name.upper()}` | {shown} | {field.description or ''} |")
+    return "\n".join(rows)

@@ -94,7 +94,16 @@ class GenesysProtocolError(GenesysError):
 
 
 class GenesysUnavailable(GenesysError):
-    """Connecting failed or the socket dropped. Retryable."""
+    """Connecting failed or the socket dropped. Retryable.
+
+    When a WebSocket closed, ``close_code``/``close_reason`` carry what the server sent (``1006`` and
+    ``""`` when the connection dropped without a close frame); otherwise they are ``None``.
+    """
+
+    def __init__(self, detail: str = "", *, close_code: int | None = None, close_reason: str | None = None) -> None:
+        super().__init__(detail)
+        self.close_code = close_code
+        self.close_reason = close_reason
 
 
 class GenesysRateLimited(GenesysError):

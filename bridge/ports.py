@@ -14,6 +14,7 @@ from bridge.session.record import SessionRecord
 
 __all__ = [
     "Clock",
+    "CommandHandler",
     "Connector",
     "Delivery",
     "Envelope",
@@ -87,6 +88,17 @@ class Envelope:
     reply_to: str | None = None
     received_at: float = 0.0  # Clock.monotonic() at intake; bounds the age of inbox entries
     redelivered: bool = field(default=False)
+
+
+class CommandHandler(Protocol):
+    """Takes decoded commands from the intake, one at a time, in delivery order.
+
+    ``submit`` may wait (back-pressure) but should return quickly: the intake hands over the next
+    command only after it returns. From then on the handler owns ``envelope.delivery`` and must
+    settle it exactly once.
+    """
+
+    async def submit(self, envelope: Envelope) -> None: ...
 
 
 class GenesysConnection(Protocol):

@@ -54,6 +54,18 @@ class Metrics:
             p + "publish_confirm_seconds", "Publish to broker confirm.", buckets=_LATENCY_BUCKETS, registry=r
         )
         self.publish_buffer = Gauge(p + "publish_buffer_events", "Events waiting to be published.", registry=r)
+        self.events_returned = Counter(
+            p + "events_returned",
+            "Mandatory publishes returned unroutable, by destination (events = no queue bound; reply_to = gone).",
+            ["destination"],
+            registry=r,
+        )
+        self.settle_failures = Counter(
+            p + "delivery_settle_failures",
+            "Acks/nacks that could not be sent (channel gone; the broker redelivers), by action.",
+            ["action"],
+            registry=r,
+        )
         self.broker_connected = Gauge(p + "broker_connected", "1 while both broker connections are up.", registry=r)
         self.intake_consuming = Gauge(p + "intake_consuming", "1 while the intake consumer is consuming.", registry=r)
         self.ready = Gauge(p + "ready", "1 while /readyz answers 200.", registry=r)

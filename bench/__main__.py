@@ -1,0 +1,77 @@
+"""``python -m bench`` (``make bench``): run every benchmark in turn, unattended, in under 15 minutes.
+
+Each benchmark runs as its own process (``python -m bench.<name>``) with a time limit; on expiry its
+whole process group is killed (its own children die with it: see ``bench.procs``) and the suite goes
+on. The baseline runs first, so every ratio uses a baseline measured in the same run. At the end the
+summary table (targets vs figures) is printed and written to ``bench/results/summary.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+from bench.common import RESULTS_DIR
+from bench.report import machine_line, summary_table
+
+__all__ = ["BUDGET_S", "SCRIPTS", "main"]
+
+#: The whole suite's time budget (issue "Performance": under 15 minutes).
+BUDGET_S = 14 * 60
+#: (module, time limit in seconds, extra arguments), in order.
+SCRIPTS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
+    ("bench.baseline_pipeline", 90, ()),
+    ("bench.throughput", 240, ()),
+    ("bench.fanin", 150, ()),
+    ("bench.capacity", 390, ()),
+    ("bench.recovery", 200, ()),
+)
+
+
+def _run(module: str, limit_s: float, args: tuple[str, ...], env: dict[str, str]) -> str:
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], env=env, start_new_session=True)
+    try:
+        code = proc.wait(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return f"killed after {limit_s:.0f} s"
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    return "ok" if code == 0 else f"exit code {code}"
+
+
+def main() -> int:
+    """Run the suite; returns 0 when every script finished (targets missed are reported, not failed)."""
+    started = time.time()
+    run_id = uuid.uuid4().hex[:8]
+    env = {**os.environ, "BENCH_RUN_ID": run_id, "BENCH_RUN_STARTED": str(started)}
+    only = set(sys.argv[1:])
+    statuses: dict[str, str] = {}
+    for module, limit_s, args in SCRIPTS:
+        if only and module.removeprefix("bench.") not in only:
+            continue
+        left = BUDGET_S - (time.time() - started)
+        if left < 20:
+            statuses[module] = "skipped: the suite's time budget is spent"
+            continue
+        print(f"\n=== {module} (limit {min(limit_s, left):.0f} s) ===", flush=True)
+        statuses[module] = _run(module, min(limit_s, left), args, env)
+        print(f"--- {module}: {statuses[module]} ({time.time() - started:.0f} s into the run)", flush=True)
+    print(f"\n=== summary (run {run_id}, {time.time() - started:.0f} s) ===")
+    for module, status in statuses.items():
+        print(f"  {module}: {status}")
+    text = machine_line(run_id) + "\n\n" + summary_table(run_id)
+    print(text)
+    (RESULTS_DIR / "summary.md").write_text(text + "\n", encoding="utf-8")
+    return 0 if all(s == "ok" for s in statuses.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

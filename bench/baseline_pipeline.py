@@ -1,0 +1,452 @@
+"""Baseline: the raw pipeline ceiling the bridge is compared to (issue "Performance", item 1).
+
+No bridge code. Only aio-pika and websockets, written the way an efficient hand-written program would:
+
+1. ``M`` small commands wait in a fresh **quorum** queue (pre-filled before the clock starts).
+2. One consumer (manual ack, prefetch ``P``) hands each delivery to its own task, so up to ``P`` commands
+   are in flight at once.
+3. Each task sends an ``onMessage``-shaped frame on one of ``N`` open WebSockets to an echo server that
+   runs in a **separate process** (``bench/echo_server.py``), and waits for the echo with its tracing id.
+4. It publishes a ``command.outcome``-shaped event (persistent, ``mandatory``) on a separate connection
+   with publisher confirms and waits for the confirm (confirms are pipelined across the tasks).
+5. Then it acks the command.
+
+Reported per repetition and as median [min–max]: commands/s, consume→ack latency p50/p99/max, CPU per
+command of this process, and the CPU share of this process, the echo server and RabbitMQ. Loopback only;
+bounded runtime (``--max-seconds``, default 60). Run ``python -m bench.baseline_pipeline``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMessage, AbstractQueue
+from websockets.asyncio.client import ClientConnection, connect
+
+NAME = "baseline_pipeline"
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --- measurement helpers (kept here so this script stands alone) ---------------------------------------
+
+
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of ``pid`` from /proc (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime and stime: fields 14 and 15 of stat(5)
+
+
+def find_pids(comm: str) -> list[int]:
+    """Pids whose command name is ``comm`` (``beam.smp`` is RabbitMQ)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == comm:
+                    pids.append(int(entry.name))
+    return pids
+
+
+@dataclass
+class CpuMeter:
+    """CPU seconds used by some processes between :meth:`start` and :meth:`stop`."""
+
+    pids: list[int]
+    _start: float = 0.0
+
+    def start(self) -> None:
+        self._start = sum(_cpu_seconds(p) for p in self.pids)
+
+    def stop(self) -> float:
+        return sum(_cpu_seconds(p) for p in self.pids) - self._start
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank quantile ``q`` in (0, 1]: always an observed sample."""
+    ordered = sorted(samples)
+    return ordered[max(math.ceil(q * len(ordered)), 1) - 1] if ordered else math.nan
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    """Median with min and max: how every figure is reported (the machine is noisy)."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on: absolute numbers only mean something next to this."""
+    model = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "aio_pika": metadata.version("aio-pika"),
+        "websockets": metadata.version("websockets"),
+    }
+
+
+def write_results(payload: dict[str, Any]) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{NAME}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+# --- the pipeline ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    amqp_url: str
+    sessions: int
+    commands: int
+    reps: int
+    prefetch: int
+    max_seconds: float
+
+
+@dataclass(frozen=True)
+class RepResult:
+    rep: int
+    commands: int
+    seconds: float
+    commands_per_s: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    cpu_us_per_command: float
+    pipeline_cpu_pct: float
+    echo_cpu_pct: float
+    broker_cpu_pct: float
+
+
+class EchoLink:
+    """One open WebSocket; a reader resolves the waiting round trip by tracing id."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.waiting: dict[str, asyncio.Future[None]] = {}
+
+    async def roundtrip(self, tracing_id: str, frame: str) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting[tracing_id] = done
+        try:
+            await self.ws.send(frame)
+            await done
+        finally:
+            self.waiting.pop(tracing_id, None)
+
+    async def read(self) -> None:
+        """Run until the socket closes (the echo of a frame is parsed like a Genesys echo would be)."""
+        with contextlib.suppress(Exception):
+            async for message in self.ws:
+                tracing_id = json.loads(message).get("tracingId")
+                waiter = self.waiting.get(tracing_id) if isinstance(tracing_id, str) else None
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+
+
+@contextlib.asynccontextmanager
+async def echo_process() -> Any:
+    """Start ``bench.echo_server`` in its own process; yield ``(port, pid)``."""
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
+        [sys.executable, "-m", "bench.echo_server", "--port", "0"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.to_thread(proc.stdout.readline)
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"echo server did not start: {line!r}")
+        yield int(line.split()[1]), proc.pid
+    finally:
+        if proc.stdin is not None:
+            proc.stdin.close()  # the server stops when stdin closes
+        proc.terminate()
+        await asyncio.to_thread(proc.wait, 10)
+
+
+async def open_links(port: int, count: int) -> list[EchoLink]:
+    links: list[EchoLink] = []
+    url = f"ws://127.0.0.1:{port}/v1?deploymentId=bench"
+    for start in range(0, count, 200):  # in waves: a 4096 backlog, but no need to stampede
+        batch = await asyncio.gather(
+            *(
+                connect(url, compression=None, ping_interval=None, max_size=64 * 1024, proxy=None)
+                for _ in range(min(200, count - start))
+            )
+        )
+        links.extend(EchoLink(ws) for ws in batch)
+    return links
+
+
+async def prefill(channel: AbstractChannel, queue_name: str, count: int, sessions: int) -> None:
+    """Put ``count`` commands in the queue (pipelined confirms); not timed."""
+    exchange = channel.default_exchange
+    for start in range(0, count, 500):
+        await asyncio.gather(
+            *(
+                exchange.publish(
+                    aio_pika.Message(
+                        json.dumps(
+                            {
+                                "type": "message.send",
+                                "command_id": uuid.uuid4().hex,
+                                "session": i % sessions,
+                                "text": "hello from the benchmark",
+                            }
+                        ).encode(),
+                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                        content_type="application/json",
+                    ),
+                    routing_key=queue_name,
+                )
+                for i in range(start, min(count, start + 500))
+            )
+        )
+
+
+async def run_rep(
+    rep: int,
+    opts: Options,
+    *,
+    links: list[EchoLink],
+    command_queue: AbstractQueue,
+    events: AbstractExchange,
+    prefill_channel: AbstractChannel,
+    meters: dict[str, CpuMeter],
+) -> RepResult:
+    await prefill(prefill_channel, command_queue.name, opts.commands, opts.sessions)
+    latencies: list[float] = []
+
+    async def handle(message: AbstractIncomingMessage) -> None:
+        started = time.perf_counter()
+        command = json.loads(message.body)
+        link = links[command["session"] % len(links)]
+        frame = json.dumps(
+            {
+                "action": "onMessage",
+                "token": "bench-token",
+                "tracingId": command["command_id"],
+                "message": {"type": "Text", "text": command["text"]},
+            }
+        )
+        await link.roundtrip(command["command_id"], frame)
+        event = {
+            "type": "command.outcome",
+            "event_id": uuid.uuid4().hex,
+            "causation_id": command["command_id"],
+            "status": "delivered",
+        }
+        await events.publish(
+            aio_pika.Message(
+                json.dumps(event).encode(),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/json",
+                message_id=event["event_id"],
+                correlation_id=command["command_id"],
+                type="command.outcome",
+            ),
+            routing_key="command.outcome.bench",
+            mandatory=True,
+        )
+        await message.ack()
+        latencies.append(time.perf_counter() - started)
+
+    for meter in meters.values():
+        meter.start()
+    cpu_start = time.process_time()
+    started = time.perf_counter()
+    received = 0
+    async with asyncio.TaskGroup() as tasks, command_queue.iterator() as deliveries:
+        async for message in deliveries:
+            tasks.create_task(handle(message))
+            received += 1
+            if received == opts.commands:
+                break
+    elapsed = time.perf_counter() - started
+    cpu = time.process_time() - cpu_start
+    echo_cpu = meters["echo"].stop()
+    broker_cpu = meters["broker"].stop()
+    return RepResult(
+        rep=rep,
+        commands=len(latencies),
+        seconds=round(elapsed, 3),
+        commands_per_s=round(len(latencies) / elapsed, 1),
+        p50_ms=round(percentile(latencies, 0.50) * 1000, 2),
+        p99_ms=round(percentile(latencies, 0.99) * 1000, 2),
+        max_ms=round(max(latencies) * 1000, 2),
+        cpu_us_per_command=round(cpu / len(latencies) * 1e6, 1),
+        pipeline_cpu_pct=round(cpu / elapsed * 100, 1),
+        echo_cpu_pct=round(echo_cpu / elapsed * 100, 1),
+        broker_cpu_pct=round(broker_cpu / elapsed * 100, 1),
+    )
+
+
+async def run(opts: Options) -> dict[str, Any]:
+    """Every repetition within ``max_seconds``; a run cut short reports the repetitions it finished."""
+    results: list[RepResult] = []
+    timed_out = False
+    try:
+        async with asyncio.timeout(opts.max_seconds):
+            await pipeline(opts, results)
+    except TimeoutError:
+        timed_out = True
+        print(f"stopped after {opts.max_seconds}s with {len(results)} of {opts.reps} repetitions done", flush=True)
+    keys = (
+        "commands_per_s",
+        "p50_ms",
+        "p99_ms",
+        "max_ms",
+        "cpu_us_per_command",
+        "pipeline_cpu_pct",
+        "echo_cpu_pct",
+        "broker_cpu_pct",
+    )
+    summary = {key: spread([getattr(r, key) for r in results]) for key in keys} if results else {}
+    return {
+        "benchmark": NAME,
+        "machine": machine_info(),
+        "options": {k: v for k, v in asdict(opts).items() if k != "amqp_url"},
+        "websocket_compression": "off (permessage-deflate triples memory per connection)",
+        "timed_out": timed_out,
+        "repetitions": [asdict(r) for r in results],
+        "summary": summary,
+    }
+
+
+async def pipeline(opts: Options, results: list[RepResult]) -> None:
+    """Set up (echo process, two AMQP connections, queues, N WebSockets), run the repetitions, tear down."""
+    prefix = f"bench.baseline.{uuid.uuid4().hex[:8]}"
+    async with (
+        echo_process() as (port, echo_pid),
+        await aio_pika.connect(opts.amqp_url) as consume_conn,
+        await aio_pika.connect(opts.amqp_url) as publish_conn,
+    ):
+        consume_channel = await consume_conn.channel()
+        await consume_channel.set_qos(prefetch_count=opts.prefetch)
+        publish_channel = await publish_conn.channel(publisher_confirms=True)
+        prefill_channel = await publish_conn.channel(publisher_confirms=True)
+        command_queue = await consume_channel.declare_queue(
+            f"{prefix}.commands", durable=True, arguments={"x-queue-type": "quorum"}
+        )
+        events = await publish_channel.declare_exchange(f"{prefix}.events", aio_pika.ExchangeType.TOPIC, durable=True)
+        event_queue = await publish_channel.declare_queue(f"{prefix}.events", durable=True)
+        await event_queue.bind(events, "#")
+        links = await open_links(port, opts.sessions)
+        meters = {"echo": CpuMeter([echo_pid]), "broker": CpuMeter(find_pids("beam.smp"))}
+        try:
+            async with asyncio.TaskGroup() as readers:
+                for link in links:
+                    readers.create_task(link.read())
+                try:
+                    for rep in range(1, opts.reps + 1):
+                        result = await run_rep(
+                            rep,
+                            opts,
+                            links=links,
+                            command_queue=command_queue,
+                            events=events,
+                            prefill_channel=prefill_channel,
+                            meters=meters,
+                        )
+                        results.append(result)
+                        print_row(result)
+                        await event_queue.purge()
+                finally:
+                    await asyncio.gather(*(link.ws.close() for link in links))
+        finally:
+            await cleanup(publish_conn, queues=(command_queue.name, event_queue.name), exchange=events.name)
+
+
+async def cleanup(connection: aio_pika.abc.AbstractConnection, *, queues: tuple[str, ...], exchange: str) -> None:
+    """Delete what the run declared, on a fresh channel (the others may be closed by now)."""
+    try:
+        channel = await connection.channel()
+        for name in queues:
+            await channel.queue_delete(name)
+        await channel.exchange_delete(exchange)
+        await channel.close()
+    except Exception as exc:  # report, don't mask the run's own outcome
+        print(f"cleanup failed, delete {queues} and {exchange} by hand: {exc!r}", file=sys.stderr)
+
+
+HEADER = (
+    f"{'rep':>3} {'cmds':>6} {'secs':>6} {'cmds/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+    f"{'µs/cmd':>7} {'self%':>6} {'echo%':>6} {'rabbit%':>7}"
+)
+
+
+def print_row(r: RepResult) -> None:
+    print(
+        f"{r.rep:>3} {r.commands:>6} {r.seconds:>6.2f} {r.commands_per_s:>8.0f} {r.p50_ms:>7.2f} {r.p99_ms:>7.2f} "
+        f"{r.max_ms:>7.1f} {r.cpu_us_per_command:>7.0f} {r.pipeline_cpu_pct:>6.0f} {r.echo_cpu_pct:>6.0f} "
+        f"{r.broker_cpu_pct:>7.0f}",
+        flush=True,
+    )
+
+
+def print_summary(summary: dict[str, dict[str, float]]) -> None:
+    print("\nmedian [min–max]")
+    for key, s in summary.items():
+        print(f"  {key:<20} {s['median']:>10.1f}  [{s['min']:.1f}–{s['max']:.1f}]")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--amqp-url", default=os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+    parser.add_argument("--sessions", type=int, default=1000, help="open WebSockets (N)")
+    parser.add_argument("--commands", type=int, default=4000, help="commands per repetition (M)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions (at least 3 for a spread)")
+    parser.add_argument("--prefetch", type=int, default=256, help="commands in flight (P)")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="hard bound on the whole run")
+    args = parser.parse_args()
+    opts = Options(
+        amqp_url=args.amqp_url,
+        sessions=args.sessions,
+        commands=args.commands,
+        reps=args.reps,
+        prefetch=args.prefetch,
+        max_seconds=args.max_seconds,
+    )
+    print(
+        f"baseline pipeline: {opts.sessions} WebSockets, {opts.commands} commands x {opts.reps}, "
+        f"prefetch {opts.prefetch}"
+    )
+    print(HEADER)
+    payload = asyncio.run(run(opts))
+    print_summary(payload["summary"])
+    print(f"\nwrote {write_results(payload)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,234 @@
+"""Benchmark 2: throughput and latency through the real bridge across 1,000 live sessions.
+
+- **Saturation** is measured exactly like ``bench/baseline_pipeline.py`` measures its ceiling: ``M``
+  ``message.send`` commands wait in the (quorum) intake queue before the clock starts (the daemon is
+  paused with SIGSTOP while they are published, then resumed with SIGCONT), and the clock stops when
+  the ``M``-th ``command.outcome`` sits in a durable queue bound to the event exchange (polled every
+  20 ms, not consumed, as the baseline does not consume its events either). commands/s = M / elapsed.
+- **Latency** at 25 %, 50 % and 75 % of that saturation rate: the load generator publishes at a steady
+  (open-loop) rate for ``--seconds`` and times each command from its publish to its ``command.outcome
+  delivered`` arriving. Commands are spread round-robin over the sessions.
+- **CPU split** from ``/proc/<pid>/stat`` deltas: bridge, simulator, RabbitMQ (beam.smp), load generator.
+
+The simulator runs in its own process with its Genesys rate limits off; the bridge keeps its own
+per-session send budget (2 msg/s, Genesys' limit), which M/N = 4 commands per session does not bind
+below 2,000 commands/s. Ratios use the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import signal
+from typing import Any
+
+import aio_pika
+
+from bench.common import AMQP_URL, ensure_same_run_baseline, write_result
+from bench.loadgen import LoadGen, message_send
+from bench.procs import CpuSample, raise_nofile_limit
+from bench.stack import Stack, bridge_available
+from bench.stats import Spread, percentile, ratio, render_table, spread
+
+__all__ = ["baseline_spread", "main", "run"]
+
+NAME = "throughput"
+LEVELS = (0.25, 0.50, 0.75)
+
+
+def baseline_spread(baseline: dict[str, Any]) -> Spread:
+    """The baseline pipeline's commands/s as a :class:`Spread` (from its results JSON)."""
+    s = baseline["summary"]["commands_per_s"]
+    return Spread(float(s["median"]), float(s["min"]), float(s["max"]), len(baseline.get("repetitions", [])) or 3)
+
+
+async def _count(conn: aio_pika.abc.AbstractConnection, queue: str) -> int:
+    channel = await conn.channel()
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+    finally:
+        await channel.close()
+
+
+async def drain_rep(stack: Stack, lg: LoadGen, sessions: list[str], commands: int) -> dict[str, Any]:
+    """One saturation repetition (see the module docstring). Returns its figures."""
+    assert stack.bridge is not None
+    conn = await aio_pika.connect(AMQP_URL)
+    async with conn:
+        channel = await conn.channel()
+        events = await channel.declare_exchange(stack.event_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        drain = await channel.declare_queue(f"{stack.prefix}.drain", durable=True)
+        await drain.bind(events, routing_key="command.outcome.#")
+        await drain.purge()
+        os.kill(stack.bridge.pid, signal.SIGSTOP)
+        try:
+            await lg.publish_many([message_send(sessions[i % len(sessions)]) for i in range(commands)], timed=False)
+            loop = asyncio.get_running_loop()
+            cpu0 = CpuSample.take(stack.pids)
+        finally:
+            os.kill(stack.bridge.pid, signal.SIGCONT)
+        t0 = loop.time()
+        done = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30 + commands / 50):
+                while done < commands:
+                    await asyncio.sleep(0.02)
+                    done = await _count(conn, drain.name)
+        elapsed = loop.time() - t0
+        cpu = CpuSample.take(stack.pids).share_since(cpu0)
+        statuses: dict[str, int] = {}
+        async with drain.iterator(no_ack=True) as it:
+            for _ in range(done):
+                async with asyncio.timeout(10):
+                    msg = await anext(it)
+                data = json.loads(msg.body)
+                key = f"{data.get('status')}/{data.get('reason')}"
+                statuses[key] = statuses.get(key, 0) + 1
+        await drain.delete(if_unused=False, if_empty=False)
+    return {
+        "commands": commands,
+        "outcomes": done,
+        "statuses": statuses,
+        "seconds": round(elapsed, 3),
+        "commands_per_s": round(done / elapsed, 1),
+        "bridge_cpu_us_per_command": round(cpu["bridge"] * elapsed / max(done, 1) * 1e6, 1),
+        "cpu_share": {k: round(v, 3) for k, v in cpu.items()},
+    }
+
+
+async def paced_rep(stack: Stack, lg: LoadGen, sessions: list[str], rate: float, seconds: float) -> dict[str, Any]:
+    """One latency repetition at ``rate`` commands/s (outcomes followed by the load generator)."""
+    tally = lg.new_tally()
+    cpu0 = CpuSample.take(stack.pids)
+    sent = await lg.publish_paced(lambda i: message_send(sessions[i % len(sessions)]), rate, seconds)
+    complete = await lg.wait_arrived(sent, timeout_s=30)
+    cpu = CpuSample.take(stack.pids).share_since(cpu0)
+    lat = tally.latencies
+    return {
+        "target_rate": round(rate, 1),
+        "sent": sent,
+        "delivered": len(lat),
+        "failures": dict(tally.failures),
+        "missing": sent - tally.arrived - sum(tally.failures.values()),
+        "complete": complete,
+        "p50_ms": round(percentile(lat, 50) * 1000, 2),
+        "p99_ms": round(percentile(lat, 99) * 1000, 2),
+        "max_ms": round(max(lat, default=math.nan) * 1000, 2),
+        "cpu_share": {k: round(v, 3) for k, v in cpu.items()},
+    }
+
+
+async def run(*, sessions: int, commands: int, reps: int, seconds: float) -> dict[str, Any]:
+    """The whole benchmark; returns the results document (without machine/run id)."""
+    baseline = ensure_same_run_baseline()
+    base = baseline_spread(baseline)
+    missing = bridge_available()
+    if missing is not None:
+        return {"status": "not available yet", "reason": missing, "baseline_commands_per_s": base.as_json()}
+    raise_nofile_limit()
+    async with (
+        Stack(NAME, max_sessions=sessions) as stack,
+        LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+    ):
+        ids = [f"{stack.prefix}.s{i}" for i in range(sessions)]
+        open_s = await lg.start_sessions(ids, timeout_s=120)
+        print(f"{sessions} sessions live after {open_s:.1f} s", flush=True)
+        saturation = []
+        for rep in range(reps):
+            result = await drain_rep(stack, lg, ids, commands)
+            print(f"  saturation rep {rep + 1}: {result['commands_per_s']:.0f} cmds/s {result['statuses']}", flush=True)
+            saturation.append(result)
+        sat = spread(r["commands_per_s"] for r in saturation)
+        await lg.follow("command.outcome.#")
+        levels: dict[str, list[dict[str, Any]]] = {}
+        for level in LEVELS:
+            levels[f"{level:.0%}"] = runs = []
+            for rep in range(reps):
+                result = await paced_rep(stack, lg, ids, level * sat.median, seconds)
+                print(
+                    f"  {level:.0%} rep {rep + 1}: {result['target_rate']:.0f}/s p50 {result['p50_ms']} ms "
+                    f"p99 {result['p99_ms']} ms max {result['max_ms']} ms missing {result['missing']}",
+                    flush=True,
+                )
+                runs.append(result)
+    cpu_keys = ("bridge", "simulator", "rabbitmq", "loadgen")
+    summary = {
+        "sessions": sessions,
+        "open_seconds": round(open_s, 2),
+        "bridge_commands_per_s": sat.as_json(),
+        "baseline_commands_per_s": base.as_json(),
+        "ratio_to_baseline": ratio(sat, base).as_json(),
+        "bridge_cpu_us_per_command": spread(r["bridge_cpu_us_per_command"] for r in saturation).as_json(),
+        "cpu_share_at_saturation": {k: spread(r["cpu_share"][k] for r in saturation).as_json() for k in cpu_keys},
+        "latency": {
+            name: {
+                "rate": spread(r["target_rate"] for r in runs).as_json(),
+                **{m: spread(r[m] for r in runs).as_json() for m in ("p50_ms", "p99_ms", "max_ms")},
+                "cpu_share": {k: spread(r["cpu_share"][k] for r in runs).as_json() for k in cpu_keys},
+                "missing": sum(r["missing"] for r in runs),
+            }
+            for name, runs in levels.items()
+        },
+    }
+    return {
+        "status": "ok",
+        "options": {"sessions": sessions, "commands_per_rep": commands, "reps": reps, "latency_seconds": seconds},
+        "summary": summary,
+        "targets": {
+            "throughput_ratio_min": 0.5,
+            "throughput_met": ratio(sat, base).median >= 0.5,
+            "p99_at_50pct_max_ms": 50.0,
+            "p99_at_50pct_met": summary["latency"]["50%"]["p99_ms"]["median"] <= 50.0,
+        },
+        "saturation_reps": saturation,
+        "latency_reps": levels,
+    }
+
+
+def render(doc: dict[str, Any]) -> str:
+    """The printed table."""
+    if doc["status"] != "ok":
+        return f"throughput: {doc['status']}: {doc['reason']}"
+    s = doc["summary"]
+
+    def sp(d: dict[str, Any], digits: int = 0) -> str:
+        return Spread(d["median"], d["min"], d["max"], d["n"]).fmt(digits)
+
+    rows: list[list[str]] = [
+        ["baseline pipeline, commands/s", sp(s["baseline_commands_per_s"])],
+        ["bridge, commands/s at saturation", sp(s["bridge_commands_per_s"])],
+        ["bridge / baseline", sp(s["ratio_to_baseline"], 2) + " (target ≥ 0.50)"],
+        ["bridge CPU per command, µs", sp(s["bridge_cpu_us_per_command"])],
+    ]
+    for who, d in s["cpu_share_at_saturation"].items():
+        rows.append([f"CPU at saturation, {who} (cores)", sp(d, 2)])
+    for name, d in s["latency"].items():
+        rows.append(
+            [
+                f"latency at {name} ({d['rate']['median']:.0f}/s) p50 / p99 / max, ms",
+                f"{sp(d['p50_ms'], 1)} / {sp(d['p99_ms'], 1)} / {sp(d['max_ms'], 1)}",
+            ]
+        )
+    return render_table(["throughput (1,000 sessions)", "median [min–max]"], rows)
+
+
+def main() -> None:
+    """``python -m bench.throughput``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--commands", type=int, default=4000, help="commands per saturation repetition")
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=6.0, help="duration of each latency repetition")
+    args = parser.parse_args()
+    doc = asyncio.run(run(sessions=args.sessions, commands=args.commands, reps=args.reps, seconds=args.seconds))
+    print(render(doc))
+    print(f"wrote {write_result(NAME, doc)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,367 @@
+"""The command intake: consume the intake queue and hand commands over in delivery order.
+
+:class:`CommandIntake` owns one connection (separate from the publisher's) and one consuming loop.
+aio-pika runs each delivery's callback in its own task; our callback only puts the message into a
+per-channel inbox (FIFO, bounded by ``prefetch`` because the broker never has more unacked deliveries
+outstanding), and a single loop takes them out one by one: decode, then either reject (outcome event +
+dead-letter) or ``CommandHandler.submit``. So the handler sees commands strictly in delivery order.
+
+Reconnects are ours, not aio-pika's robust recovery: on any loss (connection closed, channel closed,
+consumer cancelled by the broker, e.g. because the queue was deleted) the loop drops what is left in
+the dead channel's inbox (the broker redelivers those), reconnects with backoff, re-declares the
+topology, consumes again and *verifies* it: ``basic.consume`` must have been answered with our tag
+and a passive declare of the queue must count at least one consumer. Only then is :attr:`consuming`
+true again (``intake_consuming`` = 1, ``/readyz``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Final, Literal, Self
+
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
+
+from bridge.amqp.connection import (
+    BrokerLinks,
+    Connect,
+    broker_error,
+    close_quietly,
+    open_connection,
+    reconnect_attempts,
+)
+from bridge.amqp.delivery import AmqpDelivery, DeadLetterSink
+from bridge.amqp.rejection import command_type_label, rejection_outcome
+from bridge.amqp.topology import TopologyNames, declare_topology
+from bridge.config import Settings
+from bridge.contract.codec import Rejection, decode_command
+from bridge.errors import BrokerError, BrokerUnavailable
+from bridge.observability.metrics import Metrics
+from bridge.ports import Clock, CommandHandler, Envelope, EventSink, LoopClock
+
+__all__ = ["CommandIntake"]
+
+log = structlog.get_logger(__name__)
+
+LINK_NAME: Final = "intake"
+#: Inbox room beyond ``prefetch`` for the wake-up markers (at most one "lost" and one "stop").
+_MARKER_SLOTS: Final = 2
+
+
+@dataclass(eq=False, slots=True)
+class _Generation:
+    """One connection's worth of consuming. ``None`` in the inbox means "look at the flags"."""
+
+    connection: AbstractConnection
+    channel: AbstractChannel
+    queue: AbstractQueue
+    inbox: asyncio.Queue[AbstractIncomingMessage | None]
+    prefetch: int
+    lost: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    consumer_tag: str | None = None
+    cancelled: bool = False  # basic.cancel answered: nothing more will be delivered on this channel
+
+    def mark_lost(self, *_: object) -> None:
+        if not self.lost.done():
+            self.lost.set_result(None)
+            self.inbox.put_nowait(None)
+
+    def wake(self) -> None:
+        self.inbox.put_nowait(None)
+
+    async def on_message(self, message: AbstractIncomingMessage) -> None:
+        # Runs in aiormq's per-delivery task; put_nowait before any await keeps delivery order.
+        if self.inbox.qsize() >= self.prefetch or self.lost.done():
+            # More than prefetch outstanding would be a broker bug; never grow past the bound.
+            log.error("intake_inbox_overflow", delivery_tag=message.delivery_tag)
+            with suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        self.inbox.put_nowait(message)
+
+
+class CommandIntake:
+    """Consumes commands and hands them to a :class:`~bridge.ports.CommandHandler` in delivery order.
+
+    Use as ``async with CommandIntake(...) as intake:`` or :meth:`start`/:meth:`close` from one task.
+
+    Args:
+        settings: queue names, ``prefetch``, ``max_command_bytes``, backoff bounds.
+        metrics: ``intake_consuming``, ``broker_connected`` (via ``links``), ``reconnects``,
+            ``commands{status="rejected"}``, ``dead_lettered``.
+        handler: receives valid commands; owns each ``envelope.delivery`` once ``submit`` returned.
+        sink: publishes ``command.outcome`` for rejected commands (``reply_to`` honoured).
+        dead_letters: publishes DLQ copies (the ``AmqpEventPublisher``: its connection, not ours).
+        clock: ``monotonic`` for ``Envelope.received_at``, ``now`` for outcome timestamps.
+        links: shared broker-link health (one per process), so ``broker_connected`` covers both links.
+        connection_name: shown by the broker (``rabbitmqctl list_connections client_properties``).
+        connect: opens the connection; tests put a gate in front of :func:`open_connection`.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics,
+        *,
+        handler: CommandHandler,
+        sink: EventSink,
+        dead_letters: DeadLetterSink,
+        clock: Clock | None = None,
+        links: BrokerLinks | None = None,
+        connection_name: str = "genesys-bridge.intake",
+        connect: Connect = open_connection,
+    ) -> None:
+        self._settings = settings
+        self._names = TopologyNames.from_settings(settings)
+        self._metrics = metrics
+        self._handler = handler
+        self._sink = sink
+        self._dead_letters = dead_letters
+        self._clock: Clock = clock if clock is not None else LoopClock()
+        self._links = links if links is not None else BrokerLinks(metrics)
+        self._links.register(LINK_NAME)
+        self._connection_name = connection_name
+        self._connect_fn = connect
+        self._current: _Generation | None = None
+        self._consuming = False
+        self._generation = 0
+        self._state = asyncio.Condition()
+        self._stopping = False
+        self._stopped = asyncio.Event()
+        self._group: asyncio.TaskGroup | None = None
+        self._task: asyncio.Task[None] | None = None
+        metrics.intake_consuming.set(0)
+
+    # --- state ------------------------------------------------------------------------------------
+
+    @property
+    def consuming(self) -> bool:
+        """True while a verified consumer is registered on a live channel."""
+        return self._consuming
+
+    @property
+    def generation(self) -> int:
+        """How many times consuming (re)started; grows by one per verified (re)consume."""
+        return self._generation
+
+    @property
+    def consumer_tag(self) -> str | None:
+        """The broker's tag of the current consumer, if any."""
+        return self._current.consumer_tag if self._current is not None else None
+
+    async def wait_consuming(self, *, after_generation: int = 0) -> int:
+        """Wait until consuming with :attr:`generation` > ``after_generation``; return the generation.
+
+        To await a recovery: ``g = intake.generation``, break the link, then
+        ``await intake.wait_consuming(after_generation=g)``.
+        """
+        async with self._state:
+            await self._state.wait_for(lambda: self._consuming and self._generation > after_generation)
+            return self._generation
+
+    async def _set_consuming(self, consuming: bool) -> None:
+        async with self._state:
+            if consuming:
+                self._generation += 1
+            self._consuming = consuming
+            self._metrics.intake_consuming.set(1 if consuming else 0)
+            self._links.set(LINK_NAME, consuming)
+            self._state.notify_all()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the connect/consume task. Returns at once; see :meth:`wait_consuming`."""
+        if self._group is not None:
+            raise RuntimeError("intake already started")
+        self._group = asyncio.TaskGroup()
+        await self._group.__aenter__()
+        self._task = self._group.create_task(self._run(), name="amqp-intake")
+
+    async def stop_intake(self) -> None:
+        """Stop taking commands (SIGTERM drain). Idempotent.
+
+        Cancels the consumer (the broker sends nothing more), requeues deliveries received but not yet
+        handed over, and returns once no further ``submit`` will happen. The channel stays open, so
+        deliveries already handed over can still be acked, until :meth:`close`.
+        """
+        if not self._stopping:
+            self._stopping = True
+            generation = self._current
+            if generation is not None and generation.consumer_tag is not None and not generation.lost.done():
+                try:
+                    await generation.queue.cancel(generation.consumer_tag)
+                except Exception as exc:
+                    mapped = broker_error(exc)
+                    if mapped is exc:
+                        raise
+                    log.warning("intake_cancel_failed", error=str(mapped))
+                generation.cancelled = True
+                generation.wake()
+            else:
+                # Not consuming (reconnecting, or not started): nothing is outstanding; stop trying.
+                if self._task is not None:
+                    self._task.cancel()
+                self._stopped.set()
+        await self._stopped.wait()
+
+    async def close(self) -> None:
+        """Stop the intake if needed and close the connection (unacked deliveries return to the queue)."""
+        await self._shutdown(None, None, None)
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._shutdown(exc_type, exc, tb)
+
+    async def _shutdown(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        group, self._group = self._group, None
+        if group is None:
+            return
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+        await group.__aexit__(exc_type, exc, tb)
+
+    # --- the loop ---------------------------------------------------------------------------------
+
+    def _on_retry(self, exc: BaseException) -> None:
+        self._metrics.reconnects.labels(target="broker").inc()
+        log.warning("broker_connect_failed", link=LINK_NAME, error=str(broker_error(exc)))
+
+    async def _run(self) -> None:
+        try:
+            while not self._stopping:
+                generation: _Generation | None = None
+                try:
+                    async for attempt in reconnect_attempts(self._settings, on_retry=self._on_retry):
+                        with attempt:
+                            generation = await self._connect_and_consume()
+                except BrokerError as exc:
+                    log.error("broker_link_failed", link=LINK_NAME, error=str(exc))
+                    raise
+                assert generation is not None
+                self._current = generation
+                try:
+                    ended = await self._consume(generation)
+                    if ended == "stopped":
+                        # Keep the channel open for acks of handed-over commands until close() or loss.
+                        await self._set_consuming(False)
+                        self._stopped.set()
+                        await generation.lost
+                        return
+                finally:
+                    self._current = None
+                    if self._consuming:
+                        await self._set_consuming(False)
+                    await close_quietly(generation.connection)
+                log.warning("broker_link_lost", link=LINK_NAME)
+                self._metrics.reconnects.labels(target="broker").inc()
+        finally:
+            self._stopped.set()
+
+    async def _connect_and_consume(self) -> _Generation:
+        connection = await self._connect_fn(self._settings, name=self._connection_name)
+        try:
+            channel = await connection.channel(publisher_confirms=False)
+            await channel.set_qos(prefetch_count=self._settings.prefetch)
+            topology = await declare_topology(channel, self._names)
+            generation = _Generation(
+                connection=connection,
+                channel=channel,
+                queue=topology.intake_queue,
+                inbox=asyncio.Queue(maxsize=self._settings.prefetch + _MARKER_SLOTS),
+                prefetch=self._settings.prefetch,
+            )
+            connection.close_callbacks.add(generation.mark_lost)
+            channel.close_callbacks.add(generation.mark_lost)
+            # The broker cancels our consumer when the queue is deleted or fails over; the channel stays
+            # open, so without this a dead consumer would look like a quiet queue.
+            underlay = await channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(generation.mark_lost)
+            generation.consumer_tag = await topology.intake_queue.consume(generation.on_message, no_ack=False)
+            await self._verify(generation)
+        except BaseException as exc:
+            await close_quietly(connection)
+            if isinstance(exc, Exception):
+                raise broker_error(exc) from exc
+            raise
+        await self._set_consuming(True)
+        log.info("intake_consuming", queue=self._names.intake_queue, consumer_tag=generation.consumer_tag)
+        return generation
+
+    async def _verify(self, generation: _Generation) -> None:
+        """Check with the broker that our consumer really is registered on a live channel."""
+        declared = await generation.channel.declare_queue(self._names.intake_queue, passive=True)
+        consumers = declared.declaration_result.consumer_count
+        underlay = await generation.channel.get_underlay_channel()
+        # aiormq drops a tag from ``consumers`` when the broker cancels it (not in its abstract type).
+        registered = generation.consumer_tag in getattr(underlay, "consumers", {})
+        if generation.lost.done() or not registered or not consumers:
+            raise BrokerUnavailable(f"consumer on {self._names.intake_queue!r} is not registered ({consumers=})")
+
+    async def _consume(self, generation: _Generation) -> Literal["lost", "stopped"]:
+        while True:
+            message = await generation.inbox.get()
+            if generation.lost.done():
+                # The channel is dead: its delivery tags are void and the broker redelivers them.
+                return "lost"
+            if self._stopping:
+                # Draining: what arrived but was never handed over goes back, until basic.cancel is answered.
+                if message is not None:
+                    await AmqpDelivery(message, dead_letters=self._dead_letters, metrics=self._metrics).requeue()
+                elif generation.cancelled:
+                    return "stopped"
+                continue
+            if message is not None:
+                await self._dispatch(message)
+
+    async def _dispatch(self, message: AbstractIncomingMessage) -> None:
+        delivery = AmqpDelivery(message, dead_letters=self._dead_letters, metrics=self._metrics)
+        decoded = decode_command(message.body, max_bytes=self._settings.max_command_bytes)
+        if isinstance(decoded, Rejection):
+            await self._reject(message, delivery, decoded)
+            return
+        envelope = Envelope(
+            decoded,
+            delivery=delivery,
+            reply_to=message.reply_to,
+            received_at=self._clock.monotonic(),
+            redelivered=bool(message.redelivered),
+        )
+        try:
+            await self._handler.submit(envelope)
+        except Exception:
+            # A handler bug must not stop the intake. Requeue: x-delivery-limit ends a poison loop.
+            log.exception("command_submit_failed", command_id=decoded.command_id, command_type=decoded.type)
+            if not delivery.settled:
+                await delivery.requeue()
+
+    async def _reject(self, message: AbstractIncomingMessage, delivery: AmqpDelivery, rejection: Rejection) -> None:
+        """Bad input: publish a ``rejected`` outcome, then dead-letter the original with the reason."""
+        outcome = rejection_outcome(rejection, occurred_at=self._clock.now())
+        try:
+            await self._sink.publish(outcome, deployment_id=None, reply_to=message.reply_to)
+        except BrokerError as exc:
+            # No outcome, no dead-letter: leave it to a redelivery (bounded by x-delivery-limit).
+            log.warning("rejection_outcome_failed", reason=rejection.reason, error=str(exc))
+            await delivery.requeue()
+            return
+        await delivery.dead_letter(rejection.reason, rejection.detail)
+        self._metrics.commands.labels(type=command_type_label(rejection.command_type), status="rejected").inc()
+        log.info(
+            "command_rejected",
+            reason=rejection.reason,
+            command_id=rejection.command_id,
+            session_id=rejection.session_id,
+            command_type=rejection.command_type,
+        )

@@ -1,0 +1,77 @@
+"""AMQP messages the bridge publishes: events, and dead-letter copies of rejected commands. Pure.
+
+Event properties are filled as integrators expect (architecture §2): ``message_id`` = ``event_id``
+(the dedupe key), ``correlation_id`` = the command's correlation id (or, failing that, the command id
+the event answers), ``type`` = event type, ``timestamp`` = ``occurred_at``, JSON content type,
+persistent delivery, ``app_id`` = ``genesys-bridge``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
+
+from bridge.contract import Event
+from bridge.contract.codec import encode_event
+
+__all__ = [
+    "APP_ID",
+    "MAX_HEADER_DETAIL_CHARS",
+    "ORIGINAL_EXCHANGE_HEADER",
+    "ORIGINAL_ROUTING_KEY_HEADER",
+    "REJECT_DETAIL_HEADER",
+    "REJECT_REASON_HEADER",
+    "dead_letter_message",
+    "event_message",
+]
+
+APP_ID: Final = "genesys-bridge"
+REJECT_REASON_HEADER: Final = "x-bridge-reject-reason"
+REJECT_DETAIL_HEADER: Final = "x-bridge-reject-detail"
+ORIGINAL_EXCHANGE_HEADER: Final = "x-bridge-original-exchange"
+ORIGINAL_ROUTING_KEY_HEADER: Final = "x-bridge-original-routing-key"
+#: Header values travel in the content header frame; keep a hostile detail from inflating it.
+MAX_HEADER_DETAIL_CHARS: Final = 1024
+
+
+def event_message(event: Event) -> aio_pika.Message:
+    """The AMQP message for ``event``; the same object can be published to several destinations."""
+    return aio_pika.Message(
+        encode_event(event),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=event.event_id,
+        correlation_id=event.correlation_id or event.causation_id,
+        type=event.type,
+        timestamp=event.occurred_at,
+        app_id=APP_ID,
+    )
+
+
+def dead_letter_message(original: AbstractIncomingMessage, *, reason: str, detail: str) -> aio_pika.Message:
+    """A copy of ``original`` (body and properties) with the rejection reason in headers.
+
+    Dropped on purpose: ``expiration`` (the evidence must not expire in the DLQ) and ``user_id``
+    (the broker refuses a ``user_id`` other than our own login and would close the channel).
+    """
+    headers: dict[str, Any] = dict(original.headers or {})
+    headers[REJECT_REASON_HEADER] = reason
+    headers[REJECT_DETAIL_HEADER] = detail[:MAX_HEADER_DETAIL_CHARS]
+    headers[ORIGINAL_EXCHANGE_HEADER] = original.exchange or ""
+    headers[ORIGINAL_ROUTING_KEY_HEADER] = original.routing_key or ""
+    return aio_pika.Message(
+        original.body,
+        headers=headers,
+        content_type=original.content_type,
+        content_encoding=original.content_encoding,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        priority=original.priority,
+        correlation_id=original.correlation_id,
+        reply_to=original.reply_to,
+        message_id=original.message_id,
+        timestamp=original.timestamp,
+        type=original.type,
+        app_id=original.app_id,
+    )

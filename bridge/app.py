@@ -1,0 +1,201 @@
+"""Composition root and supervisor: the only module that builds the real seams and wires them.
+
+Start-up order (each step fails the start with a clear message and ``EXIT_STARTUP`` / ``EXIT_CONFIG``):
+
+1. keys for the session journal (a missing or malformed key is a config error, before any connection);
+2. the publisher's broker connection (own connection, confirms);
+3. the journal: replay to the boot marker, then resume every live session (paced, §8 limits);
+4. the intake (own connection): commands queued during the outage now flow, in order;
+5. ``/readyz`` turns true once the broker is connected, the intake consumes and recovery has finished.
+
+SIGTERM (architecture §7): stop the intake, let in-flight commands settle, close sockets without ending
+sessions (never ``closeSession``), flush the journal and the publisher's confirms, exit 0 within
+``drain_timeout_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+import structlog
+
+from bridge.amqp.consumer import CommandIntake
+from bridge.amqp.journal import open_stream_journal
+from bridge.amqp.publisher import AmqpEventPublisher
+from bridge.config import Settings
+from bridge.errors import EXIT_CONFIG, EXIT_OK, EXIT_STARTUP, BridgeError, ConfigError, StateKeyError
+from bridge.genesys.connector import WebsocketsConnector
+from bridge.genesys.rest import GenesysRest
+from bridge.genesys.urls import endpoints_for
+from bridge.observability.http import ObservabilityServer
+from bridge.observability.metrics import Metrics
+from bridge.ports import Clock, Connector, LoopClock
+from bridge.session.registry import SessionRegistry
+from bridge.store import JournalStore, load_keys
+
+__all__ = ["Bridge", "Readiness", "run_daemon", "running_bridge"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Readiness:
+    """What ``/readyz`` reports: broker connected, intake consuming, recovery done, not draining."""
+
+    publisher: AmqpEventPublisher
+    intake: CommandIntake
+    recovering: bool = True
+    draining: bool = False
+
+    def __call__(self) -> tuple[bool, Mapping[str, object]]:
+        reasons: list[str] = []
+        if not self.publisher.connected:
+            reasons.append("publisher not connected to the broker")
+        if not self.intake.consuming:
+            reasons.append("intake not consuming")
+        if self.recovering:
+            reasons.append("recovering sessions")
+        if self.draining:
+            reasons.append("draining")
+        return (not reasons, {"reasons": reasons})
+
+
+@dataclass
+class Bridge:
+    """The running parts of one bridge process, for probes, tests and the demo."""
+
+    settings: Settings
+    metrics: Metrics
+    publisher: AmqpEventPublisher
+    registry: SessionRegistry
+    intake: CommandIntake
+    http: ObservabilityServer
+    readiness: Readiness
+    store: JournalStore | None = None
+    recovered: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@contextlib.asynccontextmanager
+async def _journal(settings: Settings, metrics: Metrics, clock: Clock) -> AsyncIterator[JournalStore | None]:
+    if not settings.durable_sessions:
+        log.warning("durable_sessions_off", detail="sessions will not survive a restart")
+        yield None
+        return
+    keys = load_keys(settings)  # before any connection: a bad key is a config error
+    async with open_stream_journal(settings) as journal_log:
+        store = JournalStore(journal_log, keys, metrics=metrics, clock=clock)
+        try:
+            yield store
+        finally:
+            await store.flush()
+
+
+async def _rejournal_forever(store: JournalStore, interval_s: float) -> None:
+    """Re-write live sessions so stream retention by age never drops one that is still open (§5)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        written = await store.rejournal(older_than_s=interval_s)
+        log.info("sessions_rejournalled", count=written)
+
+
+@contextlib.asynccontextmanager
+async def running_bridge(
+    settings: Settings,
+    *,
+    metrics: Metrics | None = None,
+    connector: Connector | None = None,
+    clock: Clock | None = None,
+) -> AsyncIterator[Bridge]:
+    """Start every part of the bridge; on exit, drain as on SIGTERM.
+
+    The caller owns the context: leaving it (normally or by cancellation) stops intake, settles in-flight
+    commands within ``drain_timeout_s``, closes sockets without ending sessions and flushes confirms.
+
+    Raises:
+        ConfigError, StateKeyError: invalid settings or keys.
+        BridgeError: a dependency could not be reached or declared within ``startup_timeout_s``.
+    """
+    metrics = metrics or Metrics()
+    clock = clock or LoopClock()
+    rest = GenesysRest()
+    publisher = AmqpEventPublisher(settings, metrics)
+    override = str(settings.genesys_base_url) if settings.genesys_base_url else None
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(rest.aclose)
+        async with asyncio.timeout(settings.startup_timeout_s):
+            store = await stack.enter_async_context(_journal(settings, metrics, clock))
+            await publisher.start()
+            stack.push_async_callback(publisher.close, settings.drain_timeout_s)
+            await publisher.wait_connected()
+            live = await store.load_live() if store is not None else []
+        registry = SessionRegistry(
+            settings=settings,
+            sink=publisher,
+            connector=connector or WebsocketsConnector.from_settings(settings),
+            endpoints=partial(endpoints_for, override=override),
+            history=rest,
+            uploads=rest,
+            metrics=metrics,
+            clock=clock,
+            store=store,
+        )
+        intake = CommandIntake(settings, metrics, handler=registry, sink=publisher, dead_letters=publisher, clock=clock)
+        readiness = Readiness(publisher, intake)
+        http = ObservabilityServer(settings.http_host, settings.http_port, metrics, ready=readiness)
+        bridge = Bridge(settings, metrics, publisher, registry, intake, http, readiness, store=store)
+        await bridge.http.start()
+        stack.push_async_callback(bridge.http.stop)
+
+        await stack.enter_async_context(registry)
+        async with asyncio.TaskGroup() as tasks:
+            log.info("recovery_started", sessions=len(live))
+            await registry.resume(live)
+            await intake.start()
+            readiness.recovering = False
+            bridge.recovered.set()
+            log.info("bridge_started", sessions_resumed=len(live), http_port=bridge.http.port)
+            rejournal = (
+                tasks.create_task(_rejournal_forever(store, settings.rejournal_interval_s), name="rejournal")
+                if store is not None
+                else None
+            )
+            try:
+                yield bridge
+            finally:
+                readiness.draining = True
+                log.info("drain_started", timeout_s=settings.drain_timeout_s)
+                if rejournal is not None:
+                    rejournal.cancel()
+                await intake.stop_intake()
+                await registry.drain(settings.drain_timeout_s)
+                await intake.close()
+                log.info("drain_finished")
+
+
+async def run_daemon(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
+    """Run the bridge until SIGTERM/SIGINT (or ``stop`` is set), drain, and return the exit code."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        async with running_bridge(settings):
+            await stop.wait()
+            log.info("stop_requested")
+    except (ConfigError, StateKeyError) as exc:
+        # A missing, malformed or wrong state key is a configuration problem, like any bad setting.
+        log.error("startup_failed", error=str(exc), kind=type(exc).__name__)
+        return EXIT_CONFIG
+    except (BridgeError, TimeoutError) as exc:
+        log.error("startup_failed", error=str(exc) or "timed out", kind=type(exc).__name__)
+        return EXIT_STARTUP
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    log.info("bridge_stopped")
+    return EXIT_OK

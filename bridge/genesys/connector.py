@@ -1,0 +1,249 @@
+"""The Guest API WebSocket adapter: :class:`bridge.ports.Connector` on top of websockets 17.
+
+A thin shell. It opens the socket (protocol reference §2), moves text frames in and out (§3), closes
+with 1000 (§4.9), and maps every websockets/OS exception to the bridge's tree exactly once, here:
+
+=====================================================  ==========================================
+what happened                                          raised
+=====================================================  ==========================================
+connect refused, DNS failure, TLS error, open timeout  ``GenesysUnavailable``
+upgrade answered 5xx, malformed handshake              ``GenesysUnavailable``
+upgrade answered 429                                   ``GenesysRateLimited`` (``Retry-After``)
+upgrade answered another 4xx (403 = access denied,      ``GenesysRejected(status, ...)``
+§2.3: deployment id, allowed domains, feature toggles)
+socket closed by the server (any code) or dropped      ``GenesysUnavailable`` with ``close_code``
+(1006) while sending or reading                        and ``close_reason``
+socket closed by us (:meth:`close`)                    ``frames()`` ends normally
+=====================================================  ==========================================
+
+Callers decide retry or give up with :func:`bridge.errors.is_retryable`; nothing here retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import structlog
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
+from websockets.frames import CloseCode
+from websockets.typing import Origin
+
+import bridge
+from bridge.config import Settings
+from bridge.errors import GenesysProtocolError, GenesysRateLimited, GenesysRejected, GenesysUnavailable
+
+__all__ = ["DEFAULT_USER_AGENT", "WebsocketsConnection", "WebsocketsConnector"]
+
+_log = structlog.get_logger(__name__)
+
+#: ``User-Agent`` on the upgrade. KMP sends its own too (§2.3); it helps Genesys support find us.
+DEFAULT_USER_AGENT = f"genesys-bridge/{bridge.__version__}"
+
+#: Java's close reason (§4.9). A plain close never ends the Genesys session.
+_CLOSE_REASON = "Guest client disconnect"
+
+#: When a 429 upgrade carries no usable ``Retry-After``: the 429 fixture and real log both show 3 s (§8).
+_DEFAULT_RETRY_AFTER_S = 3.0
+
+
+class WebsocketsConnection:
+    """One open Guest API WebSocket (:class:`bridge.ports.GenesysConnection`).
+
+    Caller's duties: iterate :meth:`frames` from exactly one task (websockets forbids concurrent
+    reads); send from one task at a time; call :meth:`close` when done, even after an error.
+    """
+
+    __slots__ = ("_closing", "_ws")
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"<WebsocketsConnection {self._ws.id} state={self._ws.state.name}>"
+
+    async def send(self, frame: str) -> None:
+        """Send one JSON text frame (§3.1).
+
+        Raises:
+            GenesysUnavailable: the socket is closed or closing (by either side).
+        """
+        try:
+            await self._ws.send(frame)
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from exc
+
+    async def frames(self) -> AsyncIterator[str]:
+        """Yield received text frames until the socket closes (§3: frames are UTF-8 JSON text).
+
+        Binary frames are not part of the protocol: they are logged and skipped. The iteration
+        ends normally only after :meth:`close` was called; any other close — the server's close
+        frame with whatever code, or a drop without one (1006) — raises ``GenesysUnavailable``
+        carrying the close code and reason (§6: server close codes are undocumented, so every
+        server close means "reconnect and configure again").
+        """
+        while True:
+            try:
+                message = await self._ws.recv()
+            except ConnectionClosed as exc:
+                if self._closing:
+                    return
+                raise _closed_error(exc) from exc
+            if isinstance(message, bytes):
+                _log.warning("genesys_binary_frame_ignored", size=len(message))
+                continue
+            yield message
+
+    async def close(self) -> None:
+        """Close with 1000 "Guest client disconnect" (§4.9). Never raises; idempotent.
+
+        This does not end the Genesys session or conversation: the token stays valid for a later
+        ``configureSession``. Waits at most the connector's ``close_timeout_s`` for the closing handshake.
+        """
+        self._closing = True
+        try:
+            await self._ws.close(CloseCode.NORMAL_CLOSURE, _CLOSE_REASON)
+        except (OSError, WebSocketException) as exc:  # close is best effort: the socket is gone either way
+            _log.debug("genesys_close_failed", error=repr(exc))
+
+
+class WebsocketsConnector:
+    """Opens Guest API WebSockets (:class:`bridge.ports.Connector`). Build one per process and share it.
+
+    Args:
+        ping_interval_s: RFC 6455 ping period (§2.4; KMP uses 15 s). ``None`` disables pings. Each ping
+            costs ~150 µs of CPU per socket, so at 10k sessions the interval is a CPU budget.
+        ping_timeout_s: close the socket if a pong does not come back within this. ``None`` waits forever.
+        open_timeout_s: TCP + TLS + HTTP upgrade must finish within this.
+        close_timeout_s: how long :meth:`WebsocketsConnection.close` waits for the closing handshake.
+        max_size: largest incoming message. Frames are small (text ≤ 4096 bytes + attributes ≤ 2048,
+            §8), so 64 KiB is ample and bounds what a misbehaving peer can make us buffer.
+        max_queue: incoming messages buffered before websockets stops reading the socket (back-pressure
+            to the server). A session actor drains promptly; a small queue keeps per-session memory low.
+        write_limit: outgoing bytes buffered before ``send`` waits (back-pressure from the server).
+        user_agent: ``User-Agent`` header on the upgrade.
+        proxy: websockets' proxy setting: ``True`` follows ``HTTPS_PROXY``/``NO_PROXY`` from the
+            environment, ``None`` connects directly, a URL forces that proxy.
+    """
+
+    def __init__(
+        self,
+        *,
+        ping_interval_s: float | None = 30.0,
+        ping_timeout_s: float | None = 20.0,
+        open_timeout_s: float = 10.0,
+        close_timeout_s: float = 5.0,
+        max_size: int = 64 * 1024,
+        max_queue: int = 8,
+        write_limit: int = 16 * 1024,
+        user_agent: str = DEFAULT_USER_AGENT,
+        proxy: str | Literal[True] | None = True,
+    ) -> None:
+        self.ping_interval_s = ping_interval_s
+        self.ping_timeout_s = ping_timeout_s
+        self.open_timeout_s = open_timeout_s
+        self.close_timeout_s = close_timeout_s
+        self.max_size = max_size
+        self.max_queue = max_queue
+        self.write_limit = write_limit
+        self.user_agent = user_agent
+        self.proxy: str | Literal[True] | None = proxy
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WebsocketsConnector:
+        """The production connector: ping and open timeouts from ``BRIDGE_WS_*`` settings."""
+        return cls(
+            ping_interval_s=settings.ws_ping_interval_s,
+            ping_timeout_s=settings.ws_ping_timeout_s,
+            open_timeout_s=settings.ws_connect_timeout_s,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"WebsocketsConnector(ping_interval_s={self.ping_interval_s}, ping_timeout_s={self.ping_timeout_s}, "
+            f"open_timeout_s={self.open_timeout_s}, max_size={self.max_size}, max_queue={self.max_queue})"
+        )
+
+    async def connect(self, url: str, *, origin: str | None) -> WebsocketsConnection:
+        """Open ``url`` (``wss://webmessaging.<domain>/v1?deploymentId=…``, §2.1) with ``Origin: origin``.
+
+        No subprotocol and no auth header are sent (§2.1): authentication happens inside the socket.
+
+        Raises:
+            GenesysUnavailable: could not connect, timed out, or the server failed (5xx). Retryable.
+            GenesysRateLimited: the upgrade was answered 429. Retry after ``retry_after_s``.
+            GenesysRejected: the upgrade was refused with a 4xx (``code`` is the HTTP status). Final.
+            GenesysProtocolError: ``url`` is not a WebSocket URL (a bug in URL building).
+        """
+        try:
+            ws = await connect(
+                url,
+                origin=Origin(origin) if origin else None,
+                # permessage-deflate OFF: it triples memory per connection (71 KiB vs 22 KiB measured
+                # in docs/perf-baseline.md) and our frames are tiny JSON, so it saves almost nothing.
+                compression=None,
+                subprotocols=None,  # §2.1: no Sec-WebSocket-Protocol
+                user_agent_header=self.user_agent,
+                proxy=self.proxy,
+                open_timeout=self.open_timeout_s,
+                ping_interval=self.ping_interval_s,
+                ping_timeout=self.ping_timeout_s,
+                close_timeout=self.close_timeout_s,
+                max_size=self.max_size,
+                max_queue=self.max_queue,
+                write_limit=self.write_limit,
+            )
+        except InvalidStatus as exc:
+            raise _status_error(exc) from exc
+        except InvalidURI as exc:
+            raise GenesysProtocolError(f"not a WebSocket URL: {exc}") from exc
+        except TimeoutError as exc:
+            raise GenesysUnavailable(f"WebSocket open timed out after {self.open_timeout_s}s") from exc
+        except (OSError, WebSocketException) as exc:
+            # OSError: refused, unreachable, DNS, TLS. WebSocketException: a broken handshake or proxy.
+            raise GenesysUnavailable(f"WebSocket connect failed: {exc!r}") from exc
+        return WebsocketsConnection(ws)
+
+
+def _status_error(exc: InvalidStatus) -> GenesysUnavailable | GenesysRateLimited | GenesysRejected:
+    """Classify an HTTP answer to the upgrade (§2.3: 403 = ``WebsocketAccessDenied`` in KMP)."""
+    status = exc.response.status_code
+    phrase = exc.response.reason_phrase
+    if status == 429:
+        return GenesysRateLimited(_retry_after(exc.response.headers.get("Retry-After")), "on WebSocket upgrade")
+    if 400 <= status < 500:
+        return GenesysRejected(status, f"WebSocket upgrade refused: {status} {phrase}")
+    return GenesysUnavailable(f"WebSocket upgrade failed: {status} {phrase}")
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        seconds = float(value) if value is not None else _DEFAULT_RETRY_AFTER_S
+    except ValueError:  # an HTTP date: not worth parsing for a connect retry
+        return _DEFAULT_RETRY_AFTER_S
+    return max(seconds, 0.0)
+
+
+def _closed_error(exc: ConnectionClosed) -> GenesysUnavailable:
+    """A socket we did not close is gone: report the server's close code and reason.
+
+    No close frame received: 1006 when the TCP connection just dropped, or the code websockets sent
+    itself (e.g. 1011 "keepalive ping timeout" when pongs stopped coming, §2.4).
+    """
+    if exc.rcvd is not None:
+        code, reason = int(exc.rcvd.code), exc.rcvd.reason
+        detail = f"WebSocket closed by server: {code} {reason}"
+    elif exc.sent is not None:
+        code, reason = int(exc.sent.code), exc.sent.reason
+        detail = f"WebSocket closed locally: {code} {reason}"
+    else:
+        code, reason = int(CloseCode.ABNORMAL_CLOSURE), ""
+        detail = "WebSocket dropped without a close frame"
+    return GenesysUnavailable(f"{detail} (close code {code})".replace("  ", " "), close_code=code, close_reason=reason)

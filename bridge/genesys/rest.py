@@ -1,0 +1,298 @@
+"""The Genesys REST adapter: history (§9), presigned attachment upload (§4.6), deployment config (§2.2).
+
+The only module that imports httpx. One shared :class:`httpx.AsyncClient` (connection pool) serves
+every session. httpx errors are mapped to the bridge's tree once, here:
+
+=================================================  ===========================================
+what happened                                      raised
+=================================================  ===========================================
+connect/read/write error, timeout, 5xx             ``GenesysUnavailable`` (retryable)
+429                                                ``GenesysRateLimited`` (``Retry-After``, §8)
+any other 4xx (401 expired JWT, 403, 404 ...)      ``GenesysRejected(status, detail)`` (final)
+a 2xx body that is not the JSON we expect          ``GenesysProtocolError``
+``fetch_bytes`` body larger than ``max_bytes``     ``CommandRejected("too_large", ...)``
+=================================================  ===========================================
+
+Secrets: presigned URLs carry their signature in the query string and history calls carry a JWT, so
+nothing here ever logs or puts in an exception message a query string or an ``Authorization`` header;
+URLs are described as ``scheme://host/path`` only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Self
+
+import httpx
+import structlog
+from pydantic import ValidationError
+
+import bridge
+from bridge.errors import (
+    CommandRejected,
+    GenesysProtocolError,
+    GenesysRateLimited,
+    GenesysRejected,
+    GenesysUnavailable,
+)
+from bridge.genesys.frames import StructuredMessage
+
+__all__ = ["DEFAULT_USER_AGENT", "GenesysRest", "HistoryPage", "safe_url"]
+
+_log = structlog.get_logger(__name__)
+
+DEFAULT_USER_AGENT = f"genesys-bridge/{bridge.__version__}"
+
+#: When a 429 carries no usable ``Retry-After``: the 429 fixture and the real log both show 3 s (§8).
+_DEFAULT_RETRY_AFTER_S = 3.0
+#: Error details quote at most this much of a JSON error message.
+_DETAIL_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """One page of ``GET /api/v2/webmessaging/messages`` (§9). Page 1 holds the newest messages.
+
+    ``skipped`` counts entities that were not objects and could not be read (lenient parsing: one odd
+    entity never loses the page).
+    """
+
+    entities: tuple[StructuredMessage, ...]
+    page_size: int
+    page_number: int
+    total: int
+    page_count: int
+    skipped: int = 0
+
+
+def safe_url(url: httpx.URL | str) -> str:
+    """``scheme://host[:port]/path`` of ``url``: no query string (signatures, tokens), no user info."""
+    u = httpx.URL(url)
+    port = f":{u.port}" if u.port is not None else ""
+    return f"{u.scheme}://{u.host}{port}{u.path}"
+
+
+class GenesysRest:
+    """Genesys REST calls over one shared connection pool. Build one per process; ``aclose`` at shutdown.
+
+    Args:
+        timeout_s: read/write/pool timeout of every request.
+        connect_timeout_s: TCP + TLS connect timeout.
+        max_connections: pool size across all sessions (history backfill after a mass reconnect is
+            the burst to size for).
+        max_keepalive_connections: idle connections kept open.
+        user_agent: ``User-Agent`` header on every request.
+        transport: an httpx transport to use instead of the network (tests use ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 15.0,
+        connect_timeout_s: float = 5.0,
+        max_connections: int = 100,
+        max_keepalive_connections: int = 20,
+        user_agent: str = DEFAULT_USER_AGENT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive_connections),
+            headers={"User-Agent": user_agent},
+            transport=transport,
+            follow_redirects=False,  # presigned PUTs and bearer GETs must not be replayed elsewhere
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool. Idempotent."""
+        await self._client.aclose()
+
+    async def fetch_history(
+        self, rest_base: str, jwt: str, *, page_number: int, page_size: int, origin: str | None
+    ) -> HistoryPage:
+        """Fetch one history page (§9): newest messages on page 1.
+
+        Args:
+            rest_base: ``https://api.<domain>`` or the override base, without a trailing path.
+            jwt: from ``getJwt`` (§4.5); the session token is NOT a bearer token (§11.9).
+            origin: sent as ``Origin`` like KMP does, when given.
+
+        Raises:
+            GenesysRejected: 401 when the JWT expired (fetch a new one), other 4xx.
+            GenesysRateLimited: 429 (10 history GETs/min/session, §8).
+            GenesysUnavailable: network trouble or 5xx.
+            GenesysProtocolError: the body is not a history page.
+        """
+        headers = {"Authorization": f"Bearer {jwt}", "Accept": "application/json"}
+        if origin:
+            headers["Origin"] = origin
+        url = rest_base.rstrip("/") + "/api/v2/webmessaging/messages"
+        params = {"pageSize": page_size, "pageNumber": page_number}
+        response = await self._send("GET", url, headers=headers, params=params)
+        return _parse_history(_json_object(response), page_number=page_number, page_size=page_size)
+
+    async def upload(self, url: str, headers: Mapping[str, str], content: bytes, content_type: str) -> None:
+        """PUT ``content`` to a presigned upload URL (§4.6 step 3).
+
+        Every presign header is sent as given (e.g. ``x-amz-tagging``; a signed URL rejects the PUT
+        without them, §11.10), plus ``Content-Type``. Success is any 2xx; Genesys then announces
+        ``UploadSuccessEvent``/``UploadFailureEvent`` on the socket.
+
+        Raises:
+            GenesysRejected: 4xx (expired or tampered signature answers 403).
+            GenesysUnavailable: network trouble or 5xx.
+        """
+        request_headers = {**headers, "Content-Type": content_type}
+        await self._send("PUT", url, headers=request_headers, content=content)
+
+    async def fetch_bytes(self, url: str, *, max_bytes: int) -> bytes:
+        """Download ``url`` (an attachment source) streamed, refusing bodies larger than ``max_bytes``.
+
+        The body is never held beyond ``max_bytes``: a larger ``Content-Length`` is refused before
+        reading, and a stream that grows past the limit is aborted at once. Redirects are followed.
+
+        Raises:
+            CommandRejected: ``too_large`` when the body exceeds ``max_bytes``.
+            GenesysRejected, GenesysRateLimited, GenesysUnavailable: as for every request.
+        """
+        where = safe_url(url)
+        try:
+            async with self._client.stream("GET", url, follow_redirects=True) as response:
+                _raise_for_status(response)
+                declared = response.headers.get("Content-Length")
+                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                    raise CommandRejected("too_large", f"{where}: {declared} bytes is over the {max_bytes} limit")
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise CommandRejected("too_large", f"{where}: body is over the {max_bytes} byte limit")
+                    chunks.append(chunk)
+        except httpx.HTTPError as exc:
+            raise _transport_error("GET", where, exc) from exc
+        return b"".join(chunks)
+
+    async def fetch_deployment_config(self, config_url: str) -> dict[str, Any]:
+        """Fetch a deployment's public ``config.json`` (§2.2; no auth). Redirects are followed (CDN).
+
+        Raises:
+            GenesysRejected: 404 for an unknown deployment, other 4xx.
+            GenesysUnavailable: network trouble or 5xx.
+            GenesysProtocolError: the body is not a JSON object.
+        """
+        response = await self._send("GET", config_url, headers={"Accept": "application/json"}, follow_redirects=True)
+        return _json_object(response)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str],
+        params: Mapping[str, int] | None = None,
+        content: bytes | None = None,
+        follow_redirects: bool = False,
+    ) -> httpx.Response:
+        """One request with the error mapping applied. The response body is read."""
+        where = safe_url(url)
+        try:
+            response = await self._client.request(
+                method, url, headers=headers, params=params, content=content, follow_redirects=follow_redirects
+            )
+        except httpx.HTTPError as exc:
+            raise _transport_error(method, where, exc) from exc
+        _raise_for_status(response)
+        return response
+
+
+def _transport_error(method: str, where: str, exc: httpx.HTTPError) -> GenesysUnavailable:
+    # httpx exception texts can include the full URL; we describe it ourselves instead.
+    kind = type(exc).__name__
+    return GenesysUnavailable(f"{method} {where} failed: {kind}")
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    status = response.status_code
+    if status < 300:
+        return
+    where = f"{response.request.method} {safe_url(response.request.url)}"
+    if status == 429:
+        raise GenesysRateLimited(_retry_after(response.headers.get("Retry-After")), where)
+    if 300 <= status < 500:
+        raise GenesysRejected(status, f"{where}: {status} {response.reason_phrase}{_error_message(response)}")
+    raise GenesysUnavailable(f"{where}: {status} {response.reason_phrase}")
+
+
+def _error_message(response: httpx.Response) -> str:
+    """``": <message>"`` from a Genesys JSON error body, if there is one (never an S3 XML body: it
+    quotes the signed request)."""
+    if not response.headers.get("Content-Type", "").startswith("application/json"):
+        return ""
+    try:
+        body = json.loads(response.content)  # a streamed response that was not read raises ResponseNotRead
+    except (json.JSONDecodeError, UnicodeDecodeError, httpx.ResponseNotRead):
+        return ""
+    message = body.get("message") if isinstance(body, dict) else None
+    return f": {str(message)[:_DETAIL_CHARS]}" if message else ""
+
+
+def _retry_after(value: str | None) -> float:
+    try:
+        seconds = float(value) if value is not None else _DEFAULT_RETRY_AFTER_S
+    except ValueError:  # an HTTP date; Genesys sends seconds
+        return _DEFAULT_RETRY_AFTER_S
+    return max(seconds, 0.0)
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    where = f"{response.request.method} {safe_url(response.request.url)}"
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise GenesysProtocolError(f"{where}: body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise GenesysProtocolError(f"{where}: body is not a JSON object")
+    return body
+
+
+def _int(body: Mapping[str, Any], key: str, default: int) -> int:
+    value = body.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _parse_history(body: dict[str, Any], *, page_number: int, page_size: int) -> HistoryPage:
+    """``WebMessagingMessageEntityList`` (§9), read leniently: missing counts default sensibly."""
+    raw = body.get("entities")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        raise GenesysProtocolError("history page: `entities` is not a list")
+    entities: list[StructuredMessage] = []
+    skipped = 0
+    for item in raw:
+        try:
+            entities.append(StructuredMessage.model_validate(item))
+        except ValidationError:
+            skipped += 1
+    if skipped:
+        _log.warning("genesys_history_entities_skipped", skipped=skipped, page_number=page_number)
+    size = _int(body, "pageSize", page_size)
+    total = _int(body, "total", len(entities))
+    page_count = _int(body, "pageCount", -(-total // size) if size > 0 else 0)
+    return HistoryPage(
+        entities=tuple(entities),
+        page_size=size,
+        page_number=_int(body, "pageNumber", page_number),
+        total=total,
+        page_count=page_count,
+        skipped=skipped,
+    )

@@ -1,0 +1,302 @@
+"""One session actor: one owned task per session that pumps its socket and runs its commands in order.
+
+:meth:`SessionActor.run` is awaited by the registry inside its TaskGroup. Inside, a TaskGroup of its own
+holds three loops: the **connection loop** (connect, configure, pump frames, reconnect with jittered
+backoff and resume, §4.1, §6), the **command loop** (the bounded inbox, one command at a time) and the
+**echo loop** (health checks every ``echo_interval_s``, within Genesys' 2/min, §4.4).
+
+Failure containment (style habit 3): ``run`` never raises except ``CancelledError``; a crash is reported
+as ``session.ended`` reason ``failed``, logged, and counted in ``session_failures``.
+
+Shutdown: :meth:`stop` closes the inbox; the in-flight command finishes (the registry bounds the wait);
+the socket is closed *without* ending the Genesys session (never ``closeSession``, never ``Clear``, §4.9);
+commands never started are requeued so the broker redelivers them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Literal
+
+import structlog
+
+from bridge.contract.events import SessionStarted
+from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable, SessionGone, is_retryable
+from bridge.genesys.protocol import Configured, EchoReplied, GuestProtocol
+from bridge.ports import Envelope
+from bridge.session.commands import CommandRunner
+from bridge.session.core import SessionCore
+from bridge.session.deps import SessionDeps
+from bridge.session.emitter import SessionEvents
+from bridge.session.inbound import InboundDispatcher
+from bridge.session.inbox import Offer
+from bridge.session.keeper import RecordKeeper
+from bridge.session.link import GenesysLink
+from bridge.session.outcomes import tracing_id_for
+from bridge.session.record import SessionRecord
+from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger
+
+__all__ = ["SessionActor"]
+
+log = structlog.get_logger(__name__)
+
+Cause = Literal["start", "restart"]
+
+
+class SessionActor:
+    """One Genesys session. Build it, :meth:`offer` envelopes, await :meth:`run` in a TaskGroup."""
+
+    def __init__(self, record: SessionRecord, deps: SessionDeps, *, cause: Cause = "start") -> None:
+        settings = deps.settings
+        endpoints = deps.endpoints(record.region)
+        link = GenesysLink(
+            protocol=GuestProtocol(token=record.token.get_secret_value(), deployment_id=record.deployment_id),
+            connector=deps.connector,
+            url=endpoints.websocket_url(record.deployment_id, application=settings.application_name),
+            origin=record.origin or settings.default_origin,
+            connect_timeout_s=settings.ws_connect_timeout_s,
+        )
+        keeper = RecordKeeper(record, clock=deps.clock, store=deps.store)
+        self._core = SessionCore(deps=deps, keeper=keeper, link=link, endpoints=endpoints)
+        self._inbound = InboundDispatcher(self._core)
+        self._runner = CommandRunner(self._core)
+        self._cause = cause
+        self._configured_once = False
+        self._stopping = False
+        self._current: Envelope | None = None
+        self._wake = asyncio.Event()  # cuts a backoff sleep short on stop
+        self._outage_since: float | None = None
+        self._delays: Iterator[float] | None = None
+
+    # --- the registry's handle -------------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        return self._core.session_id
+
+    @property
+    def deployment_id(self) -> str:
+        return self._core.keeper.record.deployment_id
+
+    @property
+    def state(self) -> SessionState:
+        return self._core.state
+
+    @property
+    def record(self) -> SessionRecord:
+        return self._core.keeper.record
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def inbox_depth(self) -> int:
+        return len(self._core.inbox)
+
+    def offer(self, envelope: Envelope) -> Offer:
+        """Queue ``envelope`` without waiting (``FULL``/``CLOSED`` leave it to the caller)."""
+        return self._core.inbox.offer(envelope)
+
+    def stop(self) -> None:
+        """Begin a drain: take no more commands, finish the current one, then close the socket."""
+        self._stopping = True
+        self._core.inbox.close()
+        self._wake.set()
+
+    # --- the task --------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The session's life. Returns when it ended, failed or was stopped; raises only ``CancelledError``."""
+        core = self._core
+        with structlog.contextvars.bound_contextvars(session_id=self.session_id):
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    connection = tg.create_task(self._connection_loop())
+                    echo = tg.create_task(self._echo_loop())
+                    await self._command_loop()
+                    if not core.gate.over:
+                        await self._suspend()
+                    echo.cancel()
+                    await connection
+            except Exception as exc:
+                log.exception("session_crashed", error=repr(exc))
+                await self._report_crash(exc)
+            finally:
+                await self._settle_leftovers()
+                if core.state not in TERMINAL_STATES:
+                    core.metrics.sessions.labels(state=core.state.value).dec()
+
+    async def _command_loop(self) -> None:
+        core = self._core
+        while (envelope := await core.inbox.next()) is not None:
+            core.metrics.inbox_depth.dec()
+            self._current = envelope
+            await self._runner.run(envelope)
+            self._current = None
+
+    async def _suspend(self) -> None:
+        """Shutdown: close the socket without ending the session; the record stays live for a resume."""
+        await self._core.set_state(SessionTrigger.SHUTDOWN, detail="bridge shutting down")
+        self._core.gate.finish()
+        self._core.link.fail_all(SessionGone("suspended", "bridge shutting down"))
+        await self._core.link.close()
+
+    async def _settle_leftovers(self) -> None:
+        core = self._core
+        leftovers = core.inbox.drain()
+        core.metrics.inbox_depth.dec(len(leftovers))
+        current, self._current = self._current, None
+        if current is not None:  # cancelled or crashed mid-command: the broker redelivers it
+            await core.deps.book.requeue(current)
+        ended = core.state in (SessionState.ENDED, SessionState.FAILED)
+        for envelope in leftovers:
+            if ended:
+                try:
+                    await self._runner.settle_unstarted(envelope)
+                except Exception:
+                    log.exception("command_settle_failed", command_id=envelope.command.command_id)
+                else:
+                    continue
+            await core.deps.book.requeue(envelope)
+
+    async def _report_crash(self, exc: BaseException) -> None:
+        core = self._core
+        try:
+            if core.state in TERMINAL_STATES:
+                return
+            await core.finish("failed", trigger=SessionTrigger.FAIL, detail=f"internal error: {exc!r}", failure="crash")
+        except Exception:
+            log.exception("session_crash_report_failed")
+            core.gate.finish()
+
+    # --- connection ------------------------------------------------------------------------------------
+
+    async def _connection_loop(self) -> None:
+        core = self._core
+        s = core.settings
+        await core.set_state(SessionTrigger.CONNECT)
+        while not self._done():
+            wait_at_least = 0.0
+            try:
+                configured = await core.link.open(start_new=False, tracing_id=tracing_id_for(self.session_id, "cfg"))
+                if self._done():
+                    await core.link.close()
+                    return
+                await self._serve(configured)
+            except SessionGone as exc:
+                await core.finish("expired" if exc.reason == "expired" else "closed_by_genesys", detail=str(exc))
+                return
+            except GenesysRejected as exc:
+                core.metrics.genesys_errors.labels(code=str(exc.code)).inc()
+                await core.finish("rejected_by_genesys", detail=f"{exc.code}: {exc.detail}")
+                return
+            except GenesysRateLimited as exc:  # 429 on configureSession (§8: 60/min per session)
+                core.metrics.rate_limit_waits.labels(kind="configure").inc()
+                wait_at_least = exc.retry_after_s
+            except Exception as exc:
+                if not is_retryable(exc):
+                    raise
+                log.info("genesys_socket_lost", error=str(exc))
+            if self._done():
+                return
+            # Socket lost (or our echo check closed it): reconnect with jittered backoff (§6).
+            core.gate.close()
+            core.link.connection_lost()
+            core.link.fail_all(GenesysUnavailable("socket lost"))
+            if core.ending:  # the end in progress settles itself; Genesys closes the socket after Clear
+                return
+            if core.state is not SessionState.RECONNECTING:
+                await core.set_state(SessionTrigger.SOCKET_LOST)
+            now = core.deps.clock.monotonic()
+            if self._outage_since is None or self._delays is None:
+                self._outage_since, self._delays = now, core.deps.backoff()
+            if now - self._outage_since > s.reconnect_give_up_s:
+                await core.finish("failed", trigger=SessionTrigger.FAIL, detail="Genesys unreachable; gave up")
+                return
+            core.metrics.reconnects.labels(target="genesys").inc()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(next(self._delays), wait_at_least))
+
+    async def _serve(self, configured: Configured) -> None:
+        """Pump this socket while the start or resume work (getJwt, history) runs beside it: the replies
+        to that work arrive through the pump. Returns when the socket closes by our hand; raises the
+        (first) error otherwise, unwrapped from the TaskGroup's group."""
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._configured(configured))
+                await self._core.link.pump(self._inbound.on_event)
+        except BaseExceptionGroup as group:
+            first: BaseException = group
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            raise first from group
+
+    def _done(self) -> bool:
+        """The session is over or the bridge is stopping: no (re)connect. A call, so mypy does not narrow it."""
+        return self._core.gate.over or self._stopping
+
+    async def _configured(self, configured: Configured) -> None:
+        """Handle a ``SessionResponse``: start, resume (with backfill) or the end it implies."""
+        core = self._core
+        first = not self._configured_once
+        self._configured_once = True
+        resumed = not first or self._cause == "restart"
+        if resumed and configured.new_session:  # the old session is gone: say so (§4.1, issue)
+            await core.finish("conversation_lost", detail="Genesys answered newSession:true on resume")
+            return
+        if configured.read_only:
+            await core.finish("read_only", detail="SessionResponse readOnly")
+            return
+        await core.set_state(SessionTrigger.CONFIGURED)
+        if resumed:
+            await self._inbound.catch_up("reconnect" if not first else "restart")
+            if core.gate.over:
+                return
+        else:
+            await self._publish_started(core.events, configured)
+        self._outage_since, self._delays = None, None  # caught up: the next outage starts a fresh backoff
+        core.gate.open()
+
+    async def _publish_started(self, events: SessionEvents, configured: Configured) -> None:
+        record = self._core.keeper.record
+        await events.publish(
+            SessionStarted(
+                **await events.stamp(),
+                deployment_id=record.deployment_id,
+                region=record.region,
+                new_session=configured.new_session,
+                read_only=configured.read_only,
+                expires_at=configured.expires_at,
+            )
+        )
+
+    async def _echo_loop(self) -> None:
+        """Health check (§4.4): an ``echo`` every ``echo_interval_s``; no answer closes the socket, so the
+        connection loop reconnects. Never more often than Genesys' 2/min (the setting is >= 30 s)."""
+        core = self._core
+        interval = core.settings.echo_interval_s
+        count = 0
+        while True:
+            await asyncio.sleep(interval)
+            if not core.gate.ready:
+                continue
+            count += 1
+            key = f"echo-{count}"
+            future = core.link.expect(key)
+            try:
+                core.link.protocol.echo(tracing_id=key)
+                await core.link.flush()
+                reply = await asyncio.wait_for(future, min(30.0, interval))
+            except TimeoutError:
+                log.warning("genesys_echo_unanswered")
+                await core.link.close()
+                continue
+            except Exception:
+                continue
+            finally:
+                core.link.forget(key)
+            if isinstance(reply, EchoReplied) and reply.expires_at is not None:
+                log.debug("genesys_session_expiry", expires_at=reply.expires_at.isoformat())

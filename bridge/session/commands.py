@@ -1,0 +1,301 @@
+"""Runs one session's commands, strictly one at a time, and settles each with its outcome.
+
+Rules of the road (protocol reference §8) applied here:
+- ``message.send`` waits for the shared send budget, is size-checked by the protocol before sending
+  (``CommandRejected`` → ``rejected``), and is ``delivered`` only on Genesys' Inbound echo with the same
+  tracingId (§4.3). An error frame → ``failed`` with the Genesys code; no echo within
+  ``delivery_timeout_s`` → ``failed``/``timeout``. 429/4029 → a ``will_retry`` outcome (not settling),
+  a wait of ``retryAfter`` and a resend with the *same* tracingId; the settled outcome follows.
+- A socket loss before the echo: after the reconnect and backfill, the send counts as delivered if the
+  history shows it (matched by text, :class:`~bridge.session.core.PendingSends`); otherwise it is resent.
+- ``typing.send`` is coalesced to one per ``typing_interval_s`` and dropped (``delivered`` with reason
+  ``typing_coalesced``) when the budget is spent: typing is never queued. A 403 on typing → ``failed``/
+  ``typing_disabled``, and later typing commands fail at once without being sent.
+- ``session.end`` sends Presence ``Clear`` (§4.3 g); a 403 (Clear disabled), a timeout or a lost socket
+  falls back to closing the socket and forgetting the token. Either way ``session.ended guest_ended``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+
+from bridge.contract import MessageSend, SessionEnd, SessionStart, TypingSend
+from bridge.contract.content import ButtonResponse
+from bridge.contract.events import OutcomeReason, OutcomeStatus
+from bridge.errors import CommandRejected, GenesysProtocolError, GenesysUnavailable, SessionGone
+from bridge.genesys.frames import StructuredMessage
+from bridge.genesys.protocol import ErrorReceived, MessageEchoed, RateLimited
+from bridge.ports import Envelope
+from bridge.session.attachments import AttachmentFailed, upload_attachments
+from bridge.session.backfill import message_time
+from bridge.session.core import SessionCore
+from bridge.session.inbound import END_KEY
+from bridge.session.outcomes import reason_for_code, tracing_id_for
+from bridge.session.state import SessionTrigger
+
+__all__ = ["MAX_RATE_LIMIT_RETRIES", "TYPING_ACK_WINDOW_S", "CommandRunner"]
+
+log = structlog.get_logger(__name__)
+
+#: Resends of one message after 429/4029 before it is ``failed``/``rate_limited``.
+MAX_RATE_LIMIT_RETRIES = 5
+#: How long a typing command waits for Genesys' echo or 403 before it counts as delivered. Short: typing
+#: echoes are not guaranteed (§14.6) and the session's next command waits behind it.
+TYPING_ACK_WINDOW_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    status: OutcomeStatus
+    reason: OutcomeReason
+    detail: str = ""
+    message: StructuredMessage | None = None  # our own echo, when delivered
+    code: int | None = None
+
+
+def _delivered(message: StructuredMessage, detail: str = "") -> _Result:
+    return _Result("delivered", "ok", detail, message=message)
+
+
+class CommandRunner:
+    """Handles and settles the commands of one session."""
+
+    def __init__(self, core: SessionCore) -> None:
+        self._core = core
+        self._attributes = dict(core.keeper.record.custom_attributes)  # sent with the first message
+        self._typing_at: float | None = None
+        self._typing_disabled = False
+
+    async def run(self, envelope: Envelope) -> None:
+        """Handle ``envelope`` and settle it: outcome published (confirmed), then acked."""
+        core = self._core
+        command = envelope.command
+        age = core.deps.clock.monotonic() - envelope.received_at if envelope.received_at else 0.0
+        if age > core.settings.inbox_max_age_s:
+            result = _Result("rejected", "overflow", f"waited {age:.1f}s in the session inbox")
+        else:
+            match command:
+                case SessionStart():
+                    result = await self._start(envelope, command)
+                case MessageSend():
+                    result = await self._send(envelope, command)
+                case TypingSend():
+                    result = await self._typing(command)
+                case SessionEnd():
+                    result = await self._end(command)
+        await self.settle(envelope, result)
+        if result.message is not None and result.message.id:
+            await core.keeper.checkpoint(result.message.id, message_time(result.message))
+        if result.reason == "read_only":  # 409: Genesys made the session read-only (§11.3)
+            await core.finish("read_only", detail=result.detail)
+
+    async def settle(self, envelope: Envelope, result: _Result) -> None:
+        core = self._core
+        outcome = await core.events.outcome(
+            envelope.command,
+            result.status,
+            result.reason,
+            result.detail,
+            genesys_message_id=result.message.id if result.message else None,
+            genesys_code=result.code,
+        )
+        await core.deps.book.settle(envelope, outcome, deployment_id=core.keeper.record.deployment_id)
+
+    async def settle_unstarted(self, envelope: Envelope) -> None:
+        """Answer a command the session never started because it is over (``rejected``/``session_ended``)."""
+        await self.settle(envelope, self._ended("rejected"))
+
+    def _ended(self, status: OutcomeStatus = "failed") -> _Result:
+        core = self._core
+        reason = core.end_reason or "failed"
+        if reason == "rejected_by_genesys":
+            return _Result(status, "genesys_error", core.end_detail or "configureSession was refused")
+        return _Result(status, "session_ended", f"session ended: {reason}")
+
+    async def _start(self, envelope: Envelope, command: SessionStart) -> _Result:
+        if not await self._core.gate.wait():
+            return self._ended()
+        if command.initial_message:
+            tracing_id = tracing_id_for(command.command_id, "initial")
+            return await self._deliver(envelope, tracing_id, text=command.initial_message)
+        return _Result("delivered", "ok", "session started")
+
+    async def _send(self, envelope: Envelope, command: MessageSend) -> _Result:
+        core = self._core
+        attachment_ids: list[str] = []
+        if command.attachments:
+            if not await core.gate.wait():
+                return self._ended()
+            try:
+                attachment_ids = await upload_attachments(
+                    core.link,
+                    core.deps.uploads,
+                    command.attachments,
+                    command_id=command.command_id,
+                    timeout_s=core.settings.delivery_timeout_s,
+                )
+            except AttachmentFailed as exc:
+                return _Result("failed", "attachment_failed", exc.detail)
+            except (GenesysUnavailable, GenesysProtocolError) as exc:
+                return _Result("failed", "attachment_failed", f"connection lost during upload: {exc}")
+            except SessionGone:
+                return self._ended()
+        return await self._deliver(
+            envelope,
+            tracing_id_for(command.command_id),
+            text=command.text,
+            button_response=command.button_response,
+            attachment_ids=attachment_ids,
+            custom_attributes=command.custom_attributes,
+        )
+
+    async def _deliver(
+        self,
+        envelope: Envelope,
+        tracing_id: str,
+        *,
+        text: str | None,
+        button_response: ButtonResponse | None = None,
+        attachment_ids: list[str] | None = None,
+        custom_attributes: dict[str, str] | None = None,
+    ) -> _Result:
+        core, link = self._core, self._core.link
+        attributes = {**self._attributes, **(custom_attributes or {})} or None
+        retries = 0
+        core.pending.add(tracing_id, text or (button_response.text if button_response else None))
+        try:
+            while True:
+                if not await core.gate.wait():
+                    return self._ended()
+                waited = await core.budget.acquire()
+                if waited:
+                    core.metrics.rate_limit_waits.labels(kind="message").inc()
+                    core.metrics.rate_limit_wait_seconds.observe(waited)
+                if not core.gate.ready:
+                    continue  # the socket went while we waited for budget
+                future = link.expect(tracing_id)
+                try:
+                    link.protocol.send_message(
+                        tracing_id=tracing_id,
+                        text=text,
+                        button_response=button_response,
+                        attachment_ids=attachment_ids or (),
+                        custom_attributes=attributes,
+                    )
+                    await link.flush()
+                except CommandRejected as exc:
+                    link.forget(tracing_id)
+                    return _Result("rejected", _reason(exc.reason), exc.detail)
+                except (GenesysUnavailable, GenesysProtocolError):
+                    link.forget(tracing_id)
+                    continue  # the reader notices the loss and closes the gate; we resend after the resume
+                try:
+                    reply = await asyncio.wait_for(future, core.settings.delivery_timeout_s)
+                except TimeoutError:
+                    return _Result("failed", "timeout", f"no echo within {core.settings.delivery_timeout_s:g}s")
+                except GenesysUnavailable:
+                    if not await core.gate.wait():
+                        return self._ended()
+                    echo = core.pending.take_echo(tracing_id)
+                    if echo is not None:
+                        return _delivered(echo, "confirmed from history after a reconnect")
+                    log.info("message_resent_after_reconnect", tracing_id=tracing_id)
+                    continue
+                except SessionGone:
+                    return self._ended()
+                match reply:
+                    case MessageEchoed(message=message):
+                        self._attributes = {}
+                        return _delivered(message)
+                    case RateLimited(retry_after_s=after, code=code, detail=detail):
+                        retries += 1
+                        core.metrics.rate_limit_waits.labels(kind="genesys").inc()
+                        if retries > MAX_RATE_LIMIT_RETRIES:
+                            return _Result("failed", "rate_limited", detail, code=code)
+                        notice = await core.events.outcome(
+                            envelope.command, "will_retry", "rate_limited", f"retrying in {after:g}s", genesys_code=code
+                        )
+                        await core.deps.book.publish_only(
+                            envelope, notice, deployment_id=core.keeper.record.deployment_id
+                        )
+                        await asyncio.sleep(after)
+                    case ErrorReceived(code=code, detail=detail):
+                        return _Result("failed", reason_for_code(code), detail, code=code)
+                    case _:
+                        return _Result("failed", "genesys_error", f"unexpected reply {type(reply).__name__}")
+        finally:
+            link.forget(tracing_id)
+            core.pending.discard(tracing_id)
+
+    async def _typing(self, command: TypingSend) -> _Result:
+        core, link = self._core, self._core.link
+        s = core.settings
+        if self._typing_disabled:
+            return _Result("failed", "typing_disabled", "the deployment refused typing indicators (403)", code=403)
+        now = core.deps.clock.monotonic()
+        if self._typing_at is not None and now - self._typing_at < s.typing_interval_s:
+            return _Result("delivered", "typing_coalesced", f"one typing indicator per {s.typing_interval_s:g}s")
+        if not core.gate.ready:
+            return _Result("delivered", "typing_coalesced", "not connected; typing dropped, not queued")
+        if not core.budget.try_acquire():
+            core.metrics.rate_limit_waits.labels(kind="typing_dropped").inc()
+            return _Result("delivered", "typing_coalesced", "send budget spent; typing dropped, not queued")
+        self._typing_at = now
+        tracing_id = tracing_id_for(command.command_id)
+        future = link.expect(tracing_id, silent_ok=True)
+        try:
+            link.protocol.send_typing(tracing_id=tracing_id)
+            await link.flush()
+            # Genesys echoes the guest's typing (§5.3) or answers 403: wait for either, but never block the
+            # session for long: the protocol reference is unsure typing is always acknowledged (§14.6).
+            reply = await asyncio.wait_for(future, min(s.delivery_timeout_s, TYPING_ACK_WINDOW_S))
+        except TimeoutError:
+            return _Result("delivered", "ok", "sent; Genesys did not acknowledge it")
+        except (GenesysUnavailable, GenesysProtocolError, SessionGone):
+            return _Result("delivered", "typing_coalesced", "connection lost; typing dropped, not queued")
+        finally:
+            link.forget(tracing_id)
+        match reply:
+            case ErrorReceived(code=403, detail=detail):
+                self._typing_disabled = True
+                return _Result("failed", "typing_disabled", detail, code=403)
+            case ErrorReceived(code=code, detail=detail):
+                return _Result("failed", reason_for_code(code, typing=True), detail, code=code)
+            case RateLimited(code=code):
+                return _Result("delivered", "typing_coalesced", "rate limited by Genesys; dropped", code=code)
+            case _:
+                return _Result("delivered", "ok")
+
+    async def _end(self, command: SessionEnd) -> _Result:
+        core, link = self._core, self._core.link
+        if not await core.gate.wait():
+            return self._ended()
+        core.ending = True
+        await core.set_state(SessionTrigger.END_REQUESTED)
+        future = link.expect(END_KEY, silent_ok=True)
+        how = "cleared"
+        try:
+            link.protocol.clear_conversation(tracing_id=END_KEY)
+            await link.flush()
+            reply = await asyncio.wait_for(future, core.settings.delivery_timeout_s)
+            if isinstance(reply, ErrorReceived):
+                how = f"Clear refused ({reply.code}); socket closed and token forgotten"
+        except (TimeoutError, GenesysUnavailable, GenesysProtocolError, SessionGone) as exc:
+            how = f"Clear not confirmed ({type(exc).__name__}); socket closed and token forgotten"
+        finally:
+            link.forget(END_KEY)
+        await core.finish("guest_ended", trigger=SessionTrigger.END_DONE, detail=how, cause=command)
+        return _Result("delivered", "ok", how)
+
+
+def _reason(reason: str) -> OutcomeReason:
+    """A ``CommandRejected`` reason from the protocol, narrowed to the contract's vocabulary."""
+    known: dict[str, OutcomeReason] = {
+        "message_too_long": "message_too_long",
+        "attributes_too_large": "attributes_too_large",
+        "too_large": "too_large",
+    }
+    return known.get(reason, "schema_invalid")

@@ -1,0 +1,174 @@
+"""The shared state of one session and its state changes: what the actor's tasks have in common.
+
+:class:`SessionCore` holds the record keeper, event stamping, the wire (:class:`GenesysLink`), the send
+budget, the ready gate and the sends awaiting an echo; it moves the state machine (:func:`transition`)
+and ends the session (:meth:`SessionCore.finish`). The actor (tasks and loops), the inbound dispatcher
+and the command runner work on it; none of them owns another's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from bridge.contract import Command
+from bridge.contract.events import EndReason, SessionEnded, SessionStateChanged
+from bridge.errors import SessionGone
+from bridge.genesys.frames import StructuredMessage
+from bridge.session.budget import SendBudget
+from bridge.session.deps import SessionDeps
+from bridge.session.emitter import SessionEvents
+from bridge.session.inbox import Inbox
+from bridge.session.keeper import RecordKeeper
+from bridge.session.link import GenesysLink
+from bridge.session.ports import Endpoints
+from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger, transition
+
+__all__ = ["PendingSends", "SessionCore", "SessionGate"]
+
+log = structlog.get_logger(__name__)
+
+
+class SessionGate:
+    """Open while the session is active and caught up; :meth:`wait` also returns once it is over."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self.ready = False
+        self.over = False
+
+    def open(self) -> None:
+        self.ready = True
+        self._event.set()
+
+    def close(self) -> None:
+        self.ready = False
+        if not self.over:
+            self._event.clear()
+
+    def finish(self) -> None:
+        self.ready = False
+        self.over = True
+        self._event.set()
+
+    async def wait(self) -> bool:
+        """True once the session is ready for sends; False when it is over."""
+        while True:
+            await self._event.wait()
+            if self.over:
+                return False
+            if self.ready:
+                return True
+            self._event.clear()  # pragma: no cover - opened and closed again before we ran
+
+
+def _signature(text: str | None, message: StructuredMessage | None = None) -> str:
+    if message is not None:
+        text = message.text
+        for item in message.content:
+            response = item.get("buttonResponse") if isinstance(item, dict) else None
+            if isinstance(response, dict) and not text:
+                text = str(response.get("text") or response.get("payload") or "")
+    return (text or "").strip()
+
+
+class PendingSends:
+    """Sends without an echo yet. After a socket loss their echo may only show up in history (which has no
+    tracingId, §9), so an Inbound history message with the same text is taken as the echo (§11.11).
+
+    Limit, documented: two unanswered sends with identical text in one outage are matched in send order.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, str] = {}
+        self._found: dict[str, StructuredMessage] = {}
+
+    def add(self, tracing_id: str, text: str | None) -> None:
+        self._pending[tracing_id] = _signature(text)
+
+    def discard(self, tracing_id: str) -> None:
+        self._pending.pop(tracing_id, None)
+        self._found.pop(tracing_id, None)
+
+    def match(self, message: StructuredMessage) -> bool:
+        """Claim ``message`` (an Inbound history entity) as the echo of a pending send; True if it was one."""
+        signature = _signature(None, message)
+        for tracing_id, pending in self._pending.items():
+            if pending == signature and tracing_id not in self._found:
+                self._found[tracing_id] = message
+                return True
+        return False
+
+    def take_echo(self, tracing_id: str) -> StructuredMessage | None:
+        return self._found.pop(tracing_id, None)
+
+
+class SessionCore:
+    """One session's shared state. Created by the actor; used from its tasks on one event loop."""
+
+    def __init__(self, *, deps: SessionDeps, keeper: RecordKeeper, link: GenesysLink, endpoints: Endpoints) -> None:
+        s = deps.settings
+        self.deps = deps
+        self.settings = s
+        self.metrics = deps.metrics
+        self.keeper = keeper
+        self.events = SessionEvents(keeper=keeper, sink=deps.sink, clock=deps.clock)
+        self.link = link
+        self.endpoints = endpoints
+        self.budget = SendBudget(rate_per_s=s.send_rate_per_s, burst=s.send_burst, clock=deps.clock)
+        self.gate = SessionGate()
+        self.pending = PendingSends()
+        self.inbox = Inbox(s.inbox_size)
+        self.state = SessionState.STARTING
+        self.ending = False  # a session.end is in progress: Clear/close events end it as guest_ended
+        self.end_reason: EndReason | None = None
+        self.end_detail: str | None = None
+        self.metrics.sessions.labels(state=self.state.value).inc()
+
+    @property
+    def session_id(self) -> str:
+        return self.keeper.session_id
+
+    async def set_state(self, trigger: SessionTrigger, detail: str | None = None) -> SessionState:
+        """Move the state machine, keep the gauge right, publish ``session.state_changed``, save the record."""
+        old = self.state
+        new = transition(old, trigger)
+        self.state = new
+        self.metrics.sessions.labels(state=old.value).dec()
+        if new not in TERMINAL_STATES:
+            self.metrics.sessions.labels(state=new.value).inc()
+        log.info("session_state_changed", old=old.value, new=new.value, trigger=trigger.value, detail=detail)
+        self.keeper.update(state=new.value, closed=new in (SessionState.ENDED, SessionState.FAILED))
+        await self.events.publish(
+            SessionStateChanged(**await self.events.stamp(), old=old.value, new=new.value, detail=detail)
+        )
+        await self.keeper.save()
+        return new
+
+    async def finish(
+        self,
+        reason: EndReason,
+        *,
+        trigger: SessionTrigger = SessionTrigger.GONE,
+        detail: str | None = None,
+        cause: Command | None = None,
+        failure: str = "gave_up",
+    ) -> None:
+        """End the session for good: state, ``session.ended``, closed record, waiters failed, socket closed.
+
+        Idempotent: only the first call counts (an agent Disconnect and a socket loss may race).
+        """
+        if self.gate.over or self.state in TERMINAL_STATES:
+            return
+        self.end_reason, self.end_detail = reason, detail
+        self.gate.finish()
+        self.inbox.close()
+        self.link.fail_all(SessionGone(reason, detail or ""))
+        await self.set_state(trigger, detail=reason)
+        self.metrics.sessions_ended.labels(reason=reason).inc()
+        if trigger is SessionTrigger.FAIL:
+            self.metrics.session_failures.labels(reason=failure).inc()
+        log.info("session_ended", reason=reason, detail=detail)
+        await self.events.publish(SessionEnded(**await self.events.stamp(cause), reason=reason, detail=detail))
+        await self.link.close()

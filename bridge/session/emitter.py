@@ -1,0 +1,60 @@
+"""Stamps and publishes one session's events: ``event_id``, per-session ``seq``, ``occurred_at`` and the
+causing command's ids (architecture §2). ``publish`` returns once the broker confirmed the event."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from bridge.contract import Command, Event
+from bridge.contract.events import CommandOutcome, OutcomeReason, OutcomeStatus
+from bridge.ports import Clock, EventSink
+from bridge.session.keeper import RecordKeeper
+
+__all__ = ["SessionEvents"]
+
+
+class SessionEvents:
+    """Event factory and publisher for one session. Use from the session's own tasks only."""
+
+    def __init__(self, *, keeper: RecordKeeper, sink: EventSink, clock: Clock) -> None:
+        self._keeper = keeper
+        self._sink = sink
+        self._clock = clock
+
+    async def stamp(self, cause: Command | None = None) -> dict[str, Any]:
+        """The common fields of a new event; takes the next ``seq``."""
+        return {
+            "event_id": uuid.uuid4().hex,
+            "session_id": self._keeper.session_id,
+            "seq": await self._keeper.next_seq(),
+            "occurred_at": self._clock.now(),
+            "causation_id": cause.command_id if cause else None,
+            "correlation_id": cause.correlation_id if cause else None,
+        }
+
+    async def outcome(
+        self,
+        command: Command,
+        status: OutcomeStatus,
+        reason: OutcomeReason,
+        detail: str = "",
+        *,
+        genesys_message_id: str | None = None,
+        genesys_code: int | None = None,
+    ) -> CommandOutcome:
+        """Build (not publish) the outcome of ``command``; settle it through the OutcomeBook."""
+        return CommandOutcome(
+            **await self.stamp(command),
+            command_id=command.command_id,
+            command_type=command.type,
+            status=status,
+            reason=reason,
+            detail=detail,
+            genesys_message_id=genesys_message_id,
+            genesys_code=genesys_code,
+        )
+
+    async def publish(self, event: Event, *, reply_to: str | None = None) -> None:
+        """Publish ``event`` routed by this session's deployment; waits for the broker's confirm."""
+        await self._sink.publish(event, deployment_id=self._keeper.record.deployment_id, reply_to=reply_to)

@@ -1,0 +1,230 @@
+"""What Genesys tells a session: live protocol events and the history backfill after a resume.
+
+- Agent/bot messages become ``message.received`` events, each Genesys message id once (dedupe by
+  ``body.id``, §9); an id is marked seen only after the broker confirmed its event (architecture §4).
+- Replies to our requests (echoes, JWT, presigned URLs, errors, 429s) resolve the link's waiters.
+- Disconnect, expiry, clear and ``ConnectionClosedEvent`` end the session with a distinct reason; a
+  Disconnect older than the last message seen is a replay and is ignored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+import structlog
+
+from bridge.contract.events import MessageReceived as MessageReceivedEvent
+from bridge.contract.events import SessionResumed
+from bridge.contract.events import TypingReceived as TypingReceivedEvent
+from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable
+from bridge.genesys.frames import StructuredMessage
+from bridge.genesys.normalize import normalize_message, sender_of
+from bridge.genesys.protocol import (
+    ConnectionClosed,
+    ConversationDisconnected,
+    EchoReplied,
+    ErrorReceived,
+    JwtIssued,
+    LoggedOut,
+    MessageEchoed,
+    MessageReceived,
+    ProtocolEvent,
+    RateLimited,
+    SessionCleared,
+    SessionExpired,
+    TypingReceived,
+    UnknownFrame,
+    UploadFailed,
+    UploadSucceeded,
+    UploadUrlIssued,
+)
+from bridge.session.attachments import attachment_key
+from bridge.session.backfill import EntityKind, classify, fetch_missed, message_time
+from bridge.session.core import SessionCore
+
+__all__ = ["END_KEY", "JWT_KEY", "InboundDispatcher"]
+
+log = structlog.get_logger(__name__)
+
+#: Waiter keys (and tracingIds) of requests whose success reply may carry no tracingId: ``getJwt`` and
+#: the ``Clear`` of ``session.end``. One of each is in flight per session at most.
+JWT_KEY = "getjwt"
+END_KEY = "clear"
+
+_BACKFILL_RATE_LIMIT_RETRIES = 3
+
+
+class InboundDispatcher:
+    """Turns protocol events into session events and resolved waiters. One per session."""
+
+    def __init__(self, core: SessionCore) -> None:
+        self._core = core
+
+    async def on_event(self, event: ProtocolEvent) -> None:
+        core, link = self._core, self._core.link
+        match event:
+            case MessageEchoed(message=message, tracing_id=tracing_id):
+                if not link.resolve(tracing_id, event) and classify(message) is EntityKind.INBOUND_MESSAGE:
+                    await self.publish_message(message, backfilled=False)  # sent from another connection
+            case MessageReceived(message=message):
+                await self.publish_message(message, backfilled=False)
+            case TypingReceived(message=message, duration_ms=duration):
+                if (message.direction or "").lower() != "inbound":
+                    stamp = await core.events.stamp()
+                    await core.events.publish(
+                        TypingReceivedEvent(**stamp, sender=sender_of(message), duration_ms=duration)
+                    )
+            case ConversationDisconnected(message=message, read_only=read_only):
+                await self._disconnected(message, read_only)
+            case EchoReplied(tracing_id=tracing_id):
+                link.resolve(tracing_id, event)
+            case JwtIssued():
+                link.resolve(JWT_KEY, event)
+            case UploadUrlIssued(attachment_id=attachment_id) | UploadSucceeded(attachment_id=attachment_id):
+                link.resolve(attachment_key(attachment_id), event)
+            case UploadFailed(attachment_id=attachment_id):
+                link.resolve(attachment_key(attachment_id) if attachment_id else None, event)
+            case SessionExpired():
+                await core.finish("expired")
+            case SessionCleared():
+                await self._gone("cleared", event)
+            case ConnectionClosed(reason=reason):
+                await self._gone("closed_by_genesys", event, detail=reason)
+            case LoggedOut():
+                await self._gone("closed_by_genesys", event, detail="logged out")
+            case RateLimited(code=code, request=request):
+                core.metrics.genesys_errors.labels(code=str(code)).inc()
+                if not link.resolve(request.tracing_id if request else None, event):
+                    log.warning("genesys_rate_limited_unattributed", code=code, retry_after_s=event.retry_after_s)
+            case ErrorReceived(code=code, detail=detail, request=request):
+                core.metrics.genesys_errors.labels(code=str(code)).inc()
+                # 4006 fails the request here; the protocol's SessionExpired that follows ends the session.
+                resolved = link.resolve(request.tracing_id if request else None, event)
+                if request is not None and request.attachment_id:
+                    resolved = link.resolve(attachment_key(request.attachment_id), event) or resolved
+                if not resolved:
+                    log.warning("genesys_error_unattributed", code=code, detail=detail)
+            case UnknownFrame(frame_class=frame_class):
+                log.info("genesys_frame_ignored", frame_class=frame_class)
+            case _:
+                log.debug("genesys_event_ignored", event=type(event).__name__)
+
+    async def _gone(
+        self, reason: Literal["cleared", "closed_by_genesys"], event: ProtocolEvent, **kw: str | None
+    ) -> None:
+        """Clear or server close: the answer to our own ``session.end``, or the end of the session."""
+        if self._core.ending:
+            self._core.link.resolve(END_KEY, event)
+            return
+        await self._core.finish(reason, detail=kw.get("detail"))
+
+    async def _disconnected(self, message: StructuredMessage, read_only: bool) -> None:
+        keeper = self._core.keeper
+        if keeper.is_seen(message.id) or keeper.is_older_than_checkpoint(message_time(message)):
+            log.info("replayed_disconnect_ignored", genesys_message_id=message.id)
+            return
+        await self._core.finish("agent_disconnected", detail="read_only" if read_only else None)
+
+    async def publish_message(self, message: StructuredMessage, *, backfilled: bool) -> None:
+        """Publish one message once; mark it seen only after the broker confirmed the event."""
+        core = self._core
+        if core.keeper.is_seen(message.id):
+            core.metrics.duplicates_dropped.inc()
+            return
+        normalized = normalize_message(message)
+        event = MessageReceivedEvent(
+            **await core.events.stamp(),
+            genesys_message_id=message.id or "",
+            direction=normalized.direction,
+            sender=normalized.sender,
+            text=normalized.text,
+            parts=normalized.parts,
+            genesys_time=normalized.genesys_time,
+            backfilled=backfilled,
+            raw=message.model_dump(mode="json", by_alias=True, exclude_none=True),
+        )
+        await core.events.publish(event)
+        if backfilled:
+            core.metrics.backfilled.inc()
+        if message.id:
+            await core.keeper.checkpoint(message.id, normalized.genesys_time)
+
+    async def catch_up(self, cause: Literal["reconnect", "restart"]) -> None:
+        """After a resume: ``getJwt``, page history to a known id, publish ``session.resumed`` then each missed
+        message once (§4.1, §9). A Disconnect among them (and newer than the checkpoint) ends the session.
+
+        Raises:
+            GenesysUnavailable: the socket or REST went away; the caller reconnects and tries again.
+        """
+        core = self._core
+        missed = await self._fetch()
+        publish: list[StructuredMessage] = []
+        disconnect: StructuredMessage | None = None
+        for message in missed:
+            if core.keeper.is_seen(message.id):
+                core.metrics.duplicates_dropped.inc()
+                continue
+            match classify(message):
+                case EntityKind.OUTBOUND_MESSAGE:
+                    publish.append(message)
+                case EntityKind.INBOUND_MESSAGE:
+                    if not core.pending.match(message):
+                        publish.append(message)  # the guest's own, from another connection
+                case EntityKind.DISCONNECT:
+                    if not core.keeper.is_older_than_checkpoint(message_time(message)):
+                        disconnect = message
+                case EntityKind.IGNORED:
+                    pass
+        log.info("session_backfilled", cause=cause, missed=len(publish))
+        await core.events.publish(
+            SessionResumed(**await core.events.stamp(), cause=cause, missed_messages=len(publish))
+        )
+        for message in publish:
+            await self.publish_message(message, backfilled=True)
+        if disconnect is not None:
+            await self._disconnected(disconnect, disconnect.metadata.get("readOnly") == "true")
+
+    async def _fetch(self) -> list[StructuredMessage]:
+        core = self._core
+        s = core.settings
+        for attempt in range(_BACKFILL_RATE_LIMIT_RETRIES + 1):
+            jwt = await self._jwt()
+            try:
+                backfill = await fetch_missed(
+                    core.deps.history,
+                    rest_base=core.endpoints.rest_base,
+                    jwt=jwt,
+                    origin=core.keeper.record.origin or s.default_origin,
+                    is_known=core.keeper.is_seen,
+                    has_known=bool(len(core.keeper.seen)),
+                    page_size=s.history_page_size,
+                    max_pages=s.history_max_pages,
+                )
+            except GenesysRateLimited as exc:  # 10 history GETs/min/session (§8)
+                core.metrics.rate_limit_waits.labels(kind="history").inc()
+                if attempt == _BACKFILL_RATE_LIMIT_RETRIES:
+                    raise GenesysUnavailable(f"history rate limited: {exc}") from exc
+                await asyncio.sleep(exc.retry_after_s)
+                continue
+            except GenesysRejected as exc:
+                # Not retryable (e.g. 403): report the gap loudly rather than loop; live messages still flow.
+                log.error("backfill_failed", code=exc.code, detail=exc.detail)
+                return []
+            return backfill.missed
+        return []  # pragma: no cover - the loop returns or raises
+
+    async def _jwt(self) -> str:
+        link = self._core.link
+        future = link.expect(JWT_KEY)
+        try:
+            link.protocol.request_jwt(tracing_id=JWT_KEY)  # JwtResponse may lack it; errors carry it
+            await link.flush()
+            reply = await asyncio.wait_for(future, self._core.settings.delivery_timeout_s)
+        except TimeoutError:
+            raise GenesysUnavailable("no JwtResponse in time") from None
+        finally:
+            link.forget(JWT_KEY)
+        if not isinstance(reply, JwtIssued):
+            raise GenesysUnavailable(f"getJwt answered {type(reply).__name__}")
+        return reply.jwt

@@ -1,0 +1,92 @@
+"""Keeps one session's :class:`~bridge.session.record.SessionRecord` current and durable.
+
+The record is immutable; the keeper swaps in ``model_copy(update=...)`` snapshots, so a store always
+persists a consistent one. It also owns the two counters that must survive a restart:
+
+- **seq** is handed out in blocks (hi-lo): the record stores the *reserved* high-water mark, saved before
+  any number of a new block is used. After a crash, numbering continues above everything published, so
+  ``seq`` stays monotonic (a gap is possible, a repeat is not).
+- **seen ids**: a Genesys message id is marked seen only after its event was confirmed by the broker
+  (architecture §4); :meth:`checkpoint` then saves the record.
+
+Callers: the session actor, from its own tasks. Store failures are logged and counted, never fatal: the
+session keeps running and the next save carries the newest snapshot.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from bridge.errors import StoreError
+from bridge.ports import Clock, SessionStore
+from bridge.session.dedupe import RecentIds
+from bridge.session.record import SessionRecord
+
+__all__ = ["SEQ_BLOCK", "RecordKeeper"]
+
+#: seq numbers reserved per store write. Bigger: fewer writes; the cost is a larger gap after a crash.
+SEQ_BLOCK = 64
+
+log = structlog.get_logger(__name__)
+
+
+class RecordKeeper:
+    """The live record of one session, its seq counter and its recent-id set."""
+
+    def __init__(self, record: SessionRecord, *, clock: Clock, store: SessionStore | None) -> None:
+        self._record = record
+        self._clock = clock
+        self._store = store
+        self._seq = record.seq  # last number handed out; the record holds the reserved mark
+        self.seen = RecentIds(record.recent_message_ids)
+
+    @property
+    def record(self) -> SessionRecord:
+        return self._record
+
+    @property
+    def session_id(self) -> str:
+        return self._record.session_id
+
+    def update(self, **changes: Any) -> SessionRecord:
+        """Swap in a copy with ``changes`` (not saved yet; call :meth:`save`)."""
+        self._record = self._record.model_copy(update={**changes, "updated_at": self._clock.now()})
+        return self._record
+
+    async def save(self) -> None:
+        """Persist the current snapshot when a store is configured."""
+        if self._store is None:
+            return
+        try:
+            await self._store.save(self._record)
+        except StoreError as exc:
+            log.error("session_record_save_failed", error=str(exc))
+
+    async def next_seq(self) -> int:
+        """The next event seq. Reserves (and saves) a new block first when the current one is spent."""
+        self._seq += 1
+        if self._seq > self._record.seq:
+            self.update(seq=self._seq + SEQ_BLOCK - 1)
+            await self.save()
+        return self._seq
+
+    def is_seen(self, message_id: str | None) -> bool:
+        return message_id is not None and message_id in self.seen
+
+    def is_older_than_checkpoint(self, when: datetime | None) -> bool:
+        """True when ``when`` is before the newest message published (a replayed frame, §11.3 / issue)."""
+        last = self._record.last_message_time
+        return when is not None and last is not None and when < last
+
+    async def checkpoint(self, message_id: str, when: datetime | None) -> None:
+        """Mark ``message_id`` seen (its event is confirmed) and save the record."""
+        self.seen.add(message_id)
+        changes: dict[str, Any] = {"last_message_id": message_id, "recent_message_ids": self.seen.snapshot()}
+        last = self._record.last_message_time
+        if when is not None and (last is None or when >= last):
+            changes["last_message_time"] = when
+        self.update(**changes)
+        await self.save()

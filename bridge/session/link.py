@@ -1,0 +1,223 @@
+"""One session's wire: the sans-I/O :class:`GuestProtocol` pumped over the current socket.
+
+The link is only a pump (style habit 1): it opens a socket, sends ``configureSession`` first and nothing
+else until ``SessionResponse`` (protocol reference §4.1, §11.1), writes whatever the protocol wants to
+send, and turns replies into resolved futures keyed by ``tracingId`` (§3.1, §10). Session meaning
+(events, outcomes, ends) is the actor's business.
+
+Callers: the actor's connection task calls :meth:`open` then :meth:`pump`; its command task calls the
+protocol intents followed by :meth:`flush`, and awaits :meth:`expect` futures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable, SessionGone
+from bridge.genesys.protocol import (
+    Configured,
+    ConnectionClosed,
+    ErrorReceived,
+    GuestProtocol,
+    PendingRequest,
+    ProtocolEvent,
+    RateLimited,
+    SessionExpired,
+)
+from bridge.ports import Connector, GenesysConnection
+
+__all__ = ["Answered", "GenesysLink", "Reply"]
+
+log = structlog.get_logger(__name__)
+
+EventHandler = Callable[[ProtocolEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """A request the server acknowledged without an event of its own: the Inbound echo of our typing or
+    presence event (§5.3), or a bare 200 (e.g. to Presence ``Clear``, §4.3 g)."""
+
+    tracing_id: str
+
+
+#: What a waiter receives.
+Reply = ProtocolEvent | Answered
+
+
+class GenesysLink:
+    """The protocol plus at most one open socket, and the futures waiting for replies."""
+
+    def __init__(
+        self,
+        *,
+        protocol: GuestProtocol,
+        connector: Connector,
+        url: str,
+        origin: str | None,
+        connect_timeout_s: float,
+    ) -> None:
+        self.protocol = protocol
+        self._connector = connector
+        self._url = url
+        self._origin = origin
+        self._connect_timeout_s = connect_timeout_s
+        self._conn: GenesysConnection | None = None
+        self._frames: AsyncIterator[str] | None = None
+        self._early: list[ProtocolEvent] = []
+        self._waiters: dict[str, asyncio.Future[Reply]] = {}
+        self._silent: set[str] = set()  # waiters also resolved by a silent acknowledgement
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
+    async def open(self, *, start_new: bool, tracing_id: str) -> Configured:
+        """Connect, configure, and wait for ``SessionResponse`` (bounded by the connect timeout).
+
+        Raises:
+            GenesysUnavailable: connect failed, timed out or the socket closed first (retry).
+            GenesysRateLimited: configureSession answered 429 (retry after ``retry_after_s``, §8).
+            GenesysRejected: configureSession refused (e.g. 400 "Deployment not found"), or a 403 upgrade.
+            SessionGone: the session expired or the server closed the connection while configuring.
+        """
+        try:
+            async with asyncio.timeout(self._connect_timeout_s):
+                self._conn = await self._connector.connect(self._url, origin=self._origin)
+                self._frames = self._conn.frames()
+                self.protocol.connection_made()
+                self.protocol.configure(start_new=start_new, tracing_id=tracing_id)
+                await self.flush()
+                return await self._await_configured()
+        except TimeoutError:
+            await self.close()
+            raise GenesysUnavailable("no SessionResponse within the connect timeout") from None
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _await_configured(self) -> Configured:
+        self._early.clear()
+        while (frame := await self._next_frame()) is not None:
+            self.protocol.receive(frame)
+            await self.flush()
+            for event in self.protocol.events_received():
+                match event:
+                    case Configured():
+                        return event
+                    case RateLimited(retry_after_s=after, detail=detail):
+                        raise GenesysRateLimited(after, detail)
+                    case ErrorReceived(code=4006) | SessionExpired():
+                        raise SessionGone("expired", "while configuring")
+                    case ErrorReceived(code=code, detail=detail):
+                        raise GenesysRejected(code, detail)
+                    case ConnectionClosed(reason=reason):
+                        raise SessionGone("closed_by_genesys", reason or "")
+                    case _:
+                        self._early.append(event)
+        raise GenesysUnavailable("socket closed before SessionResponse")
+
+    async def pump(self, handler: EventHandler) -> None:
+        """Feed received frames to the protocol and its events to ``handler`` until the socket closes.
+
+        Returns normally after our own :meth:`close`; raises ``GenesysUnavailable`` on any other close.
+        """
+        early, self._early = self._early, []
+        for event in early:
+            await handler(event)
+        while (frame := await self._next_frame()) is not None:
+            self.protocol.receive(frame)
+            await self.flush()
+            for event in self.protocol.events_received():
+                await handler(event)
+            self._resolve_silent()
+
+    def _resolve_silent(self) -> None:
+        if not self._silent:
+            return
+        pending = {request.tracing_id for request in self.protocol.pending}
+        for key in [k for k in self._silent if k not in pending]:
+            self._silent.discard(key)
+            self.resolve(key, Answered(key))
+
+    async def _next_frame(self) -> str | None:
+        """The next received frame; None once the socket closed cleanly (or was never open)."""
+        if self._frames is None:
+            return None
+        try:
+            return await anext(self._frames)
+        except StopAsyncIteration:
+            return None
+
+    async def flush(self) -> None:
+        """Write every frame the protocol has queued. Raises ``GenesysUnavailable`` without a socket."""
+        frames = self.protocol.frames_to_send()
+        if not frames:
+            return
+        if self._conn is None:
+            raise GenesysUnavailable("no open socket")
+        for frame in frames:
+            await self._conn.send(frame)
+
+    def expect(self, key: str, *, silent_ok: bool = False) -> asyncio.Future[Reply]:
+        """A future for the reply keyed ``key`` (a tracingId, or ``attachment:<id>``). Register before sending.
+
+        ``silent_ok``: also resolve with :class:`Answered` once the protocol no longer holds ``key`` as a
+        pending request without having produced an event for it (typing and presence echoes, bare 200s).
+        """
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiters[key] = future
+        if silent_ok:
+            self._silent.add(key)
+        return future
+
+    def forget(self, key: str) -> None:
+        self._waiters.pop(key, None)
+        self._silent.discard(key)
+
+    def resolve(self, key: str | None, event: Reply) -> bool:
+        """Hand ``event`` to the waiter for ``key``; False when nobody waits for it."""
+        future = self._waiters.pop(key, None) if key else None
+        self._silent.discard(key or "")
+        if future is None or future.done():
+            return False
+        future.set_result(event)
+        return True
+
+    def fail(self, key: str | None, exc: BaseException) -> bool:
+        future = self._waiters.pop(key, None) if key else None
+        self._silent.discard(key or "")
+        if future is None or future.done():
+            return False
+        future.set_exception(exc)
+        future.exception()  # mark retrieved: a waiter that already gave up must not warn
+        return True
+
+    def fail_all(self, exc: BaseException) -> None:
+        """Fail every waiter (socket lost: ``GenesysUnavailable``; session over: ``SessionGone``)."""
+        waiters, self._waiters = self._waiters, {}
+        self._silent.clear()
+        for future in waiters.values():
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # mark retrieved: a waiter that already gave up must not warn
+
+    def connection_lost(self) -> list[PendingRequest]:
+        """Tell the protocol the socket is gone; return its unanswered requests."""
+        self._conn = None
+        self._frames = None
+        return self.protocol.connection_lost()
+
+    async def close(self) -> None:
+        """Close the socket with 1000 and forget it; never ends the Genesys session (§4.9)."""
+        conn = self._conn
+        self._conn = None
+        # The frame iterator ends by itself once the socket is closed; a pump reading it returns.
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.close()

@@ -1,0 +1,160 @@
+"""Command outcomes: correlation ids, Genesys-code mapping, and settling with ack discipline.
+
+Settling a command (architecture §4 "ack discipline") is always, in this order:
+
+1. remember the outcome by ``command_id`` (so a redelivery is answered, never executed again, even if
+   step 2 or 3 fails and the broker redelivers);
+2. publish the ``command.outcome`` event and wait for the broker's confirm (with the envelope's ``reply_to``);
+3. only then ack the delivery (or dead-letter it, for bad input).
+
+:class:`OutcomeBook` is the idempotency cache (a bounded LRU of settled outcomes) plus the set of
+``command_id``s in flight; a duplicate of an in-flight command is held and answered with the original's
+outcome once it settles. It is shared by the registry and every actor, all on one event loop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import OrderedDict
+from typing import Literal
+
+import structlog
+
+from bridge.contract.events import CommandOutcome, OutcomeReason
+from bridge.errors import BrokerError
+from bridge.observability.metrics import Metrics
+from bridge.ports import Clock, Envelope, EventSink
+
+__all__ = ["Admission", "OutcomeBook", "reason_for_code", "tracing_id_for"]
+
+log = structlog.get_logger(__name__)
+
+#: Namespace for tracingIds: uuid5(namespace, command_id) is the same in every process, so a command
+#: redelivered after a crash is sent with the same tracingId (§3.1, §10).
+_TRACING_NAMESPACE = uuid.UUID("5f0c3c8e-6d0e-4b2a-9d57-0b3d7a8f4c21")
+
+Admission = Literal["new", "replayed", "held"]
+
+
+def tracing_id_for(command_id: str, part: str = "") -> str:
+    """The ``tracingId`` of a command's request, derived deterministically from ``command_id``."""
+    return str(uuid.uuid5(_TRACING_NAMESPACE, f"{command_id}/{part}" if part else command_id))
+
+
+def reason_for_code(code: int, *, typing: bool = False) -> OutcomeReason:
+    """Map a Genesys error code (§6) to an outcome reason."""
+    if code == 409:
+        return "read_only"
+    if code == 4011:
+        return "message_too_long"
+    if code == 4013:
+        return "attributes_too_large"
+    if code == 403 and typing:
+        return "typing_disabled"
+    if code in (429, 4029):
+        return "rate_limited"
+    if code in (4006, 4007):
+        return "session_ended"
+    return "genesys_error"
+
+
+class OutcomeBook:
+    """Idempotency cache and settlement of command deliveries."""
+
+    def __init__(self, *, sink: EventSink, metrics: Metrics, clock: Clock, cache_size: int) -> None:
+        self._sink = sink
+        self._metrics = metrics
+        self._clock = clock
+        self._cache_size = cache_size
+        self._settled: OrderedDict[str, tuple[CommandOutcome, str | None]] = OrderedDict()
+        self._inflight: dict[str, list[Envelope]] = {}
+
+    def admit(self, envelope: Envelope) -> Admission:
+        """Classify a delivery: ``new`` (run it), ``replayed`` (call :meth:`replay`), ``held`` (a duplicate
+        of an in-flight command; it is answered when the original settles)."""
+        command_id = envelope.command.command_id
+        if command_id in self._settled:
+            self._settled.move_to_end(command_id)
+            return "replayed"
+        if command_id in self._inflight:
+            self._inflight[command_id].append(envelope)
+            return "held"
+        self._inflight[command_id] = []
+        return "new"
+
+    def cached(self, command_id: str) -> CommandOutcome | None:
+        entry = self._settled.get(command_id)
+        return entry[0] if entry else None
+
+    async def replay(self, envelope: Envelope) -> None:
+        """Publish the original outcome of ``envelope``'s command again (to its ``reply_to``) and ack."""
+        outcome, deployment_id = self._settled[envelope.command.command_id]
+        self._metrics.commands.labels(type=envelope.command.type, status="duplicate").inc()
+        await self._publish_and(envelope, outcome, deployment_id, dead_letter=None)
+
+    async def settle(
+        self,
+        envelope: Envelope,
+        outcome: CommandOutcome,
+        *,
+        deployment_id: str | None,
+        dead_letter: tuple[str, str] | None = None,
+    ) -> None:
+        """Remember, publish (confirmed) and then ack ``envelope`` (or dead-letter it with the reason)."""
+        command = envelope.command
+        self._remember(command.command_id, outcome, deployment_id)
+        self._metrics.commands.labels(type=command.type, status=outcome.status).inc()
+        if envelope.received_at:
+            elapsed = max(0.0, self._clock.monotonic() - envelope.received_at)
+            self._metrics.command_latency.labels(type=command.type).observe(elapsed)
+        await self._publish_and(envelope, outcome, deployment_id, dead_letter=dead_letter)
+        for duplicate in self._inflight.pop(command.command_id, []):
+            await self._publish_and(duplicate, outcome, deployment_id, dead_letter=None)
+
+    async def publish_only(self, envelope: Envelope, outcome: CommandOutcome, *, deployment_id: str | None) -> None:
+        """Publish a non-settling outcome (``will_retry``); the delivery stays unacked."""
+        await self._sink.publish(outcome, deployment_id=deployment_id, reply_to=envelope.reply_to)
+
+    async def requeue(self, envelope: Envelope) -> None:
+        """Give ``envelope`` (and duplicates held behind it) back to the broker: it was never started."""
+        for item in [envelope, *self._inflight.pop(envelope.command.command_id, [])]:
+            try:
+                await item.delivery.requeue()
+            except BrokerError as exc:  # the broker redelivers unacked messages anyway
+                log.warning("command_requeue_failed", command_id=item.command.command_id, error=str(exc))
+
+    def _remember(self, command_id: str, outcome: CommandOutcome, deployment_id: str | None) -> None:
+        if self._cache_size <= 0:
+            return
+        self._settled[command_id] = (outcome, deployment_id)
+        self._settled.move_to_end(command_id)
+        while len(self._settled) > self._cache_size:
+            self._settled.popitem(last=False)
+
+    async def _publish_and(
+        self,
+        envelope: Envelope,
+        outcome: CommandOutcome,
+        deployment_id: str | None,
+        *,
+        dead_letter: tuple[str, str] | None,
+    ) -> None:
+        try:
+            await self._sink.publish(outcome, deployment_id=deployment_id, reply_to=envelope.reply_to)
+        except BrokerError as exc:
+            # Not confirmed: requeue, so the broker redelivers it (bounded by the queue's x-delivery-limit);
+            # the cached outcome answers the redelivery without running the command again.
+            log.error("command_outcome_publish_failed", command_id=envelope.command.command_id, error=str(exc))
+            try:
+                await envelope.delivery.requeue()
+            except BrokerError:
+                log.warning("command_requeue_failed", command_id=envelope.command.command_id)
+            return
+        try:
+            if dead_letter is not None:
+                await envelope.delivery.dead_letter(*dead_letter)
+                self._metrics.dead_lettered.labels(reason=dead_letter[0]).inc()
+            else:
+                await envelope.delivery.ack()
+        except BrokerError as exc:
+            log.warning("command_settle_failed", command_id=envelope.command.command_id, error=str(exc))

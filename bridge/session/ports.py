@@ -1,0 +1,87 @@
+"""The seams the session layer needs beyond :mod:`bridge.ports`: REST history, uploads, endpoints, backoff.
+
+Real implementations live in ``bridge.genesys`` (``rest.GenesysRest``, ``urls.endpoints_for``); tests
+pass small fakes. Only ``bridge.app`` wires the real ones.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Protocol
+
+from bridge.genesys.frames import StructuredMessage
+
+__all__ = [
+    "Backoff",
+    "EndpointResolver",
+    "Endpoints",
+    "HistoryClient",
+    "HistoryPageView",
+    "UploadClient",
+    "jittered_backoff",
+]
+
+
+class HistoryPageView(Protocol):
+    """One page of ``GET /api/v2/webmessaging/messages`` (protocol reference §9). Page 1 is the newest."""
+
+    @property
+    def entities(self) -> Sequence[StructuredMessage]: ...
+
+    @property
+    def page_count(self) -> int: ...
+
+
+class HistoryClient(Protocol):
+    """Fetches history pages with the JWT from ``getJwt`` (§4.5, §9)."""
+
+    async def fetch_history(
+        self, rest_base: str, jwt: str, *, page_number: int, page_size: int, origin: str | None
+    ) -> HistoryPageView:
+        """Raise ``GenesysUnavailable`` (retryable) or ``GenesysRejected`` (final) on failure."""
+        ...
+
+
+class UploadClient(Protocol):
+    """Moves attachment bytes (§4.6): downloads a command's URL, PUTs to the presigned URL."""
+
+    async def upload(self, url: str, headers: Mapping[str, str], content: bytes, content_type: str) -> None:
+        """PUT ``content`` with every presign header plus ``Content-Type``; raise a ``GenesysError`` on failure."""
+        ...
+
+    async def fetch_bytes(self, url: str, *, max_bytes: int) -> bytes:
+        """Download ``url``; raise ``CommandRejected`` (or any ``BridgeError``) past ``max_bytes`` or on failure."""
+        ...
+
+
+class Endpoints(Protocol):
+    """Where one region's Guest API lives (§2.1, §2.2)."""
+
+    @property
+    def rest_base(self) -> str: ...
+
+    def websocket_url(self, deployment_id: str, *, application: str | None = None) -> str: ...
+
+
+#: ``region -> Endpoints``; raises ``CommandRejected("unknown_region", ...)`` for a region it does not know.
+EndpointResolver = Callable[[str], Endpoints]
+
+#: A fresh iterator of reconnect delays (seconds) per outage. Injected so tests can pin it.
+Backoff = Callable[[], Iterator[float]]
+
+
+def jittered_backoff(initial_s: float, max_s: float, *, rng: random.Random | None = None) -> Backoff:
+    """Exponential backoff with full jitter: attempt n waits uniform(initial/2, min(max, initial * 2**n)).
+
+    The waits are slept on the event loop, so virtual time (looptime) runs them instantly in tests.
+    """
+    pick = rng or random.Random()
+
+    def delays() -> Iterator[float]:
+        ceiling = initial_s
+        while True:
+            yield pick.uniform(min(initial_s / 2, ceiling), ceiling)
+            ceiling = min(max_s, ceiling * 2)
+
+    return delays

@@ -1,0 +1,270 @@
+"""The session registry: the command handler the AMQP intake hands every envelope to.
+
+:meth:`SessionRegistry.submit` is fast and never waits for a busy session: it answers duplicates from
+the idempotency cache, creates sessions for ``session.start`` (after the allow-list, region and capacity
+checks), and otherwise puts the envelope in its session's bounded inbox. Overflow policy: a full inbox
+(``inbox_size``) or a command that waited longer than ``inbox_max_age_s`` gets ``rejected``/``overflow``
+and is acked, so one slow session cannot hold the shared prefetch window for ever (docs/sessions.md).
+
+Every actor runs inside the registry's TaskGroup; use the registry as an async context manager::
+
+    async with SessionRegistry(...) as registry:
+        ...  # the intake calls registry.submit(envelope)
+        await registry.drain(settings.drain_timeout_s)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Self
+
+import structlog
+from pydantic import SecretStr
+
+from bridge.config import Settings
+from bridge.contract import CommandOutcome, SessionStart
+from bridge.contract.events import OutcomeReason
+from bridge.errors import CommandRejected
+from bridge.observability.metrics import Metrics
+from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
+from bridge.session.actor import SessionActor
+from bridge.session.deps import SessionDeps
+from bridge.session.inbox import Offer
+from bridge.session.outcomes import OutcomeBook
+from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient, jittered_backoff
+from bridge.session.record import SessionRecord
+
+__all__ = ["SessionRegistry"]
+
+log = structlog.get_logger(__name__)
+
+
+class SessionRegistry:
+    """Owns every session actor of this process and routes commands to them (the ``CommandHandler``)."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sink: EventSink,
+        connector: Connector,
+        endpoints: EndpointResolver,
+        history: HistoryClient,
+        uploads: UploadClient,
+        metrics: Metrics,
+        clock: Clock | None = None,
+        store: SessionStore | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        clock = clock or LoopClock()
+        self._settings = settings
+        self._clock = clock
+        self._metrics = metrics
+        self.book = OutcomeBook(sink=sink, metrics=metrics, clock=clock, cache_size=settings.idempotency_cache_size)
+        self._deps = SessionDeps(
+            settings=settings,
+            connector=connector,
+            sink=sink,
+            clock=clock,
+            metrics=metrics,
+            history=history,
+            uploads=uploads,
+            endpoints=endpoints,
+            backoff=backoff or jittered_backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
+            book=self.book,
+            store=store,
+        )
+        self._actors: dict[str, SessionActor] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._all_done = asyncio.Event()
+        self._all_done.set()
+        self._tg: asyncio.TaskGroup | None = None
+        self._draining = False
+
+    # --- lifetime --------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._draining and exc_type is None:
+            await self.drain(self._settings.drain_timeout_s)
+        assert self._tg is not None
+        await self._tg.__aexit__(exc_type, exc, tb)
+        self._tg = None
+
+    def __len__(self) -> int:
+        return len(self._actors)
+
+    def get(self, session_id: str) -> SessionActor | None:
+        """The live actor of ``session_id``, if any (for tests and the HTTP status page)."""
+        return self._actors.get(session_id)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    # --- intake ----------------------------------------------------------------------------------------
+
+    async def submit(self, envelope: Envelope) -> None:
+        """Route one command. Returns once it is queued or answered; never waits for a session's work."""
+        command = envelope.command
+        if self._draining:
+            await self.book.requeue(envelope)
+            return
+        match self.book.admit(envelope):
+            case "replayed":
+                await self.book.replay(envelope)
+                return
+            case "held":
+                return
+            case "new":
+                pass
+        actor = self._actors.get(command.session_id)
+        if isinstance(command, SessionStart):
+            if actor is not None:
+                await self._reject(envelope, "session_exists", "a live session already has this session_id")
+                return
+            await self._start(envelope, command)
+            return
+        if actor is None:
+            await self._reject(envelope, "unknown_session", "no live session has this session_id", dead_letter=True)
+            return
+        match actor.offer(envelope):
+            case Offer.ACCEPTED:
+                self._metrics.inbox_depth.inc()
+            case Offer.FULL:
+                await self._reject(
+                    envelope, "overflow", f"the session inbox is full ({self._settings.inbox_size} commands)"
+                )
+            case Offer.CLOSED if actor.stopping:
+                await self.book.requeue(envelope)
+            case Offer.CLOSED:
+                await self._reject(envelope, "session_ended", "the session has ended")
+
+    async def _start(self, envelope: Envelope, command: SessionStart) -> None:
+        s = self._settings
+        if s.allowed_deployments and command.deployment_id not in s.allowed_deployments:
+            await self._reject(envelope, "deployment_not_allowed", f"deployment {command.deployment_id} is not allowed")
+            return
+        if len(self._actors) >= s.max_sessions:
+            await self._reject(envelope, "too_many_sessions", f"{s.max_sessions} sessions are live")
+            return
+        now = self._clock.now()
+        record = SessionRecord(
+            session_id=command.session_id,
+            token=SecretStr(command.resume_token or str(uuid.uuid4())),
+            deployment_id=command.deployment_id,
+            region=command.region,
+            origin=command.origin,
+            custom_attributes=dict(command.custom_attributes or {}),
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            actor = SessionActor(record, self._deps, cause="start")
+        except CommandRejected as exc:  # the endpoint resolver: unknown_region
+            await self._reject(envelope, _reason(exc.reason), exc.detail)
+            return
+        actor.offer(envelope)
+        self._metrics.inbox_depth.inc()
+        self._spawn(actor)
+
+    def _spawn(self, actor: SessionActor) -> None:
+        if self._tg is None:
+            raise RuntimeError("use the SessionRegistry as an async context manager")
+        self._actors[actor.session_id] = actor
+        self._all_done.clear()
+        self._tasks[actor.session_id] = self._tg.create_task(self._run(actor), name=f"session:{actor.session_id}")
+
+    async def _run(self, actor: SessionActor) -> None:
+        try:
+            await actor.run()
+        finally:
+            if self._actors.get(actor.session_id) is actor:
+                del self._actors[actor.session_id]
+                self._tasks.pop(actor.session_id, None)
+            if not self._actors:
+                self._all_done.set()
+
+    async def _reject(
+        self, envelope: Envelope, reason: OutcomeReason, detail: str, *, dead_letter: bool = False
+    ) -> None:
+        """Answer a command the registry refused: ``rejected`` outcome (seq 0), then ack or dead-letter."""
+        command = envelope.command
+        outcome = CommandOutcome(
+            event_id=uuid.uuid4().hex,
+            session_id=command.session_id,
+            seq=0,
+            occurred_at=self._clock.now(),
+            causation_id=command.command_id,
+            correlation_id=command.correlation_id,
+            command_id=command.command_id,
+            command_type=command.type,
+            status="rejected",
+            reason=reason,
+            detail=detail,
+        )
+        deployment_id = command.deployment_id if isinstance(command, SessionStart) else None
+        actor = self._actors.get(command.session_id)
+        if deployment_id is None and actor is not None:
+            deployment_id = actor.deployment_id
+        log.info("command_rejected", session_id=command.session_id, reason=reason, detail=detail)
+        await self.book.settle(
+            envelope, outcome, deployment_id=deployment_id, dead_letter=(reason, detail) if dead_letter else None
+        )
+
+    # --- restart and shutdown --------------------------------------------------------------------------
+
+    async def resume(self, records: Iterable[SessionRecord]) -> None:
+        """Resume live sessions from a store after a restart (issue 4), paced at ``resume_rate_per_s``.
+
+        Each becomes an actor with cause ``restart``: same token, ``startNew:false``, backfill, then
+        ``session.resumed``. Closed records and sessions already live are skipped.
+        """
+        pending = [r for r in records if not r.closed and r.session_id not in self._actors]
+        self._metrics.recovery_pending.set(len(pending))
+        pace = 1.0 / self._settings.resume_rate_per_s
+        for index, record in enumerate(pending):
+            if self._draining:
+                break
+            if index:
+                await asyncio.sleep(pace)
+            try:
+                actor = SessionActor(record, self._deps, cause="restart")
+            except CommandRejected as exc:
+                log.error("session_resume_failed", session_id=record.session_id, reason=exc.reason, detail=exc.detail)
+                self._metrics.sessions_recovered.labels(result="failed").inc()
+            else:
+                self._spawn(actor)
+                self._metrics.sessions_recovered.labels(result="started").inc()
+            self._metrics.recovery_pending.dec()
+
+    async def drain(self, timeout_s: float) -> None:
+        """SIGTERM: stop taking commands, let in-flight ones settle, close sockets without ending sessions.
+
+        Unstarted commands are requeued. After ``timeout`` the remaining actors are cancelled (their
+        in-flight command is requeued too).
+        """
+        self._draining = True
+        for actor in list(self._actors.values()):
+            actor.stop()
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._all_done.wait()
+        except TimeoutError:
+            log.warning("drain_timeout", sessions=len(self._actors))
+            for task in list(self._tasks.values()):
+                task.cancel()
+            await self._all_done.wait()
+
+
+def _reason(reason: str) -> OutcomeReason:
+    return "unknown_region" if reason == "unknown_region" else "schema_invalid"

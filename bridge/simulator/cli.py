@@ -1,0 +1,107 @@
+"""``python -m bridge.simulator`` / ``genesys-bridge simulate``: run the simulator until SIGINT/SIGTERM.
+
+The first line on stdout is ``listening on http://HOST:PORT`` (flushed), so a parent process started with
+``--port 0`` can read the bound port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+
+from bridge.simulator.config import SimulatorConfig
+from bridge.simulator.server import Simulator
+
+__all__ = ["build_parser", "config_from_args", "main"]
+
+
+def _optional_limit(text: str) -> int | None:
+    return None if text.lower() in ("none", "off", "0") else int(text)
+
+
+def build_parser(prog: str = "python -m bridge.simulator") -> argparse.ArgumentParser:
+    """The command-line options (a subset of :class:`SimulatorConfig`; the rest keep their defaults)."""
+    parser = argparse.ArgumentParser(prog=prog, description="Run the local Genesys Web Messaging simulator.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on the first line)")
+    parser.add_argument(
+        "--deployment",
+        action="append",
+        dest="deployments",
+        metavar="ID",
+        help="accept only these deployment ids (repeatable); default: any",
+    )
+    parser.add_argument("--unknown-deployment-mode", choices=("configure_400", "upgrade_403"), default="configure_400")
+    parser.add_argument(
+        "--origin",
+        action="append",
+        dest="origins",
+        metavar="ORIGIN",
+        help="accept only these Origins (repeatable); default: any",
+    )
+    parser.add_argument("--message-rate", type=float, default=2.0, help="onMessage per second per session")
+    parser.add_argument(
+        "--connections-per-min",
+        type=_optional_limit,
+        default=None,
+        help="new sockets per deployment per minute; 'none' = unlimited (default)",
+    )
+    parser.add_argument("--session-duration", type=float, default=259_200.0, help="inactivity TTL in seconds")
+    parser.add_argument("--disconnect-mode", choices=("read_only", "send"), default="read_only")
+    parser.add_argument("--no-typing", action="store_true", help="deployment disables guest typing (403)")
+    parser.add_argument("--no-clear", action="store_true", help="deployment disables Presence Clear (403)")
+    parser.add_argument("--no-agent", action="store_true", help="turn the scripted agent off")
+    parser.add_argument("--agent-delay", type=float, default=0.0, help="seconds between agent typing and reply")
+    parser.add_argument("--compression", action="store_true", help="offer permessage-deflate (off by default)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
+    """Map parsed options onto a config."""
+    return SimulatorConfig(
+        host=args.host,
+        port=args.port,
+        allowed_deployments=frozenset(args.deployments) if args.deployments else None,
+        unknown_deployment_mode=args.unknown_deployment_mode,
+        allowed_origins=frozenset(args.origins) if args.origins else None,
+        message_rate_per_s=args.message_rate if args.message_rate > 0 else None,
+        connections_per_min=args.connections_per_min,
+        session_duration_s=args.session_duration,
+        disconnect_mode=args.disconnect_mode,
+        typing_enabled=not args.no_typing,
+        clear_enabled=not args.no_clear,
+        agent_script=not args.no_agent,
+        agent_reply_delay_s=args.agent_delay,
+        compression=args.compression,
+    )
+
+
+async def serve(config: SimulatorConfig) -> None:
+    """Run until SIGINT or SIGTERM, printing the bound URL first."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with Simulator(config) as sim:
+            print(f"listening on {sim.base_url}", flush=True)
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 after a signal, 1 when the port cannot be bound)."""
+    args = build_parser().parse_args(argv)
+    try:
+        asyncio.run(serve(config_from_args(args)))
+    except OSError as exc:
+        print(f"simulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0

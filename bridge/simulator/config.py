@@ -1,0 +1,107 @@
+"""The simulator's knobs: every limit and every behaviour the protocol reference marks uncertain.
+
+Defaults follow ``genesys-webmessaging-protocol.md`` (the "reference"); each field cites the section it
+models. ``None`` on a limit switches that limit off. The object is frozen and keyword-only; build a variant
+with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["DEFAULT_ALLOWED_MEDIA", "DEFAULT_BLOCKED_EXTENSIONS", "SimulatorConfig"]
+
+#: §5.1 fixture: the inbound file types a session may upload.
+DEFAULT_ALLOWED_MEDIA: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "application/pdf", "text/plain")
+#: §4.6: extensions that are always blocked, whatever the type list says.
+DEFAULT_BLOCKED_EXTENSIONS: tuple[str, ...] = (".exe", ".bat", ".cmd", ".com", ".js", ".msi", ".scr", ".vbs")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulatorConfig:
+    """How the simulated Genesys side behaves. See ``docs/simulator.md`` for the full table."""
+
+    # --- listening -------------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = pick a free port; read it back from Simulator.port
+    #: Base URL put into presigned upload/download URLs; default ``http://<host>:<bound port>``.
+    public_base_url: str | None = None
+    #: permessage-deflate off by default: it triples memory per socket (perf-baseline.md).
+    compression: bool = False
+    max_frame_bytes: int = 64 * 1024  # §8: real frame limit unknown; our frames stay far below
+    #: Frames queued per connection before the connection counts as stuck and is dropped (1006).
+    outbox_max_frames: int = 1024
+
+    # --- deployment and upgrade (§2.3, §12) --------------------------------------------------------------
+    allowed_deployments: frozenset[str] | None = None  # None = any deploymentId is known
+    #: How an unknown deployment fails: 400 "Deployment not found" at configure, or HTTP 403 at the upgrade.
+    unknown_deployment_mode: Literal["configure_400", "upgrade_403"] = "configure_400"
+    allowed_origins: frozenset[str] | None = None  # None = any Origin (or none) is accepted
+    #: "host" compares host names only (what Messenger does client-side); "exact" compares the whole origin.
+    origin_match: Literal["host", "exact"] = "host"
+    #: Where a disallowed Origin fails: HTTP 403 at the upgrade, or 403 "HTTP authorization error" at configure.
+    origin_check: Literal["upgrade", "configure"] = "upgrade"
+    #: §8: new WebSocket connections per deployment per minute (real default 1000). Off by default so
+    #: benchmarks can open 10,000 sockets quickly; the upgrade answers HTTP 429 when exceeded.
+    connections_per_min: int | None = None
+
+    # --- session (§4.1, §5.1, §7) ----------------------------------------------------------------------
+    session_duration_s: float = 259_200.0  # inactivity TTL, 72 h
+    max_connections_per_session: int = 3  # a 4th closes the oldest with ConnectionClosedEvent
+    max_token_chars: int = 2048
+    #: §6/§14.4: the code for a request sent before configureSession (or for another token): 4007 "session
+    #: not found" by default.
+    unconfigured_code: int = 4007
+    #: Close code used when the server drops a connection after ConnectionClosedEvent (§5.4; undocumented).
+    server_close_code: int = 1000
+
+    # --- limits (§8) -----------------------------------------------------------------------------------
+    max_text_bytes: int = 4096  # → 4011
+    max_custom_data_bytes: int = 2048  # → 4013
+    message_rate_per_s: float | None = 2.0  # onMessage per session → 429 / errorCode 4029
+    #: Whether typing and presence events count against ``message_rate_per_s`` (§14.1 unknown).
+    rate_counts_events: bool = True
+    configure_per_min: int | None = 60  # per token → 429 "ConfigureSession rate too high for this session"
+    echo_per_min: int | None = 2  # per connection
+    requests_per_connection_per_min: int | None = None  # §8 says 60; off by default (conflicts with 2/s)
+    history_per_min: int | None = 10  # REST history GETs per session
+    retry_after_s: int = 3
+
+    # --- deployment features (§2.2 config.json) ---------------------------------------------------------
+    typing_enabled: bool = True  # showUserTypingIndicator; off → 403 on guest typing
+    echo_own_typing: bool = False  # §14.6 unknown: echo the guest's own Typing to the session's connections
+    clear_enabled: bool = True  # conversationClear.enabled; off → 403
+    disconnect_enabled: bool = True  # conversationDisconnect.enabled
+    disconnect_mode: Literal["read_only", "send"] = "read_only"
+    autostart: bool = False  # autoStart.enabled (the client decides to send Join)
+    allowed_media: tuple[str, ...] = DEFAULT_ALLOWED_MEDIA  # "*/*" allows any type
+    max_file_size_kb: int = 10_240
+    blocked_extensions: tuple[str, ...] = DEFAULT_BLOCKED_EXTENSIONS
+
+    # --- tokens and history (§4.5, §9) -----------------------------------------------------------------
+    jwt_ttl_s: int = 900
+    history_page_size: int = 25
+    history_max_page_size: int = 100
+
+    # --- scripted agent (§12) --------------------------------------------------------------------------
+    agent_script: bool = True
+    agent_reply_delay_s: float = 0.0  # between the Typing event and the reply
+    agent_typing_duration_ms: int = 5000
+    agent_nickname: str = "Sim Bot"
+    agent_image: str | None = None
+    agent_originating_entity: Literal["Bot", "Human"] = "Bot"
+    #: Sent after an Inbound Presence Join (autostart); None = no greeting.
+    agent_greeting: str | None = "Hi! I am the simulator bot. Try: quick, card, carousel, attachment, date, bye."
+
+    # --- fault injection defaults (per session overrides via the control API) ---------------------------
+    delay_s: float = 0.0
+    reorder_window: int = 1  # frames shuffled together; 1 = in order
+    reorder_flush_s: float = 0.05  # a partial window is flushed after this long
+    random_seed: int | None = None  # reorder shuffle seed, for reproducible runs
+    #: Ended sessions kept for inspection (received/history) before the oldest are forgotten.
+    retain_ended_sessions: int = 10_000
+
+    def max_file_bytes(self) -> int:
+        """The upload size limit in bytes (``maxFileSizeKB`` × 1024)."""
+        return self.max_file_size_kb * 1024

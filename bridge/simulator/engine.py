@@ -1,0 +1,410 @@
+"""The simulated Genesys side: session registry, request dispatch and server-initiated actions.
+
+Everything here is synchronous and O(1) per frame (lookups are dict-indexed): the WebSocket handler
+calls :meth:`Engine.handle_text` for each text frame and the engine queues replies on connections
+(:mod:`bridge.simulator.connection`). Timers (expiry, delayed agent replies) are loop ``call_later``
+handles owned by their session, so there is no per-connection loop and nothing to poll.
+
+Per-action behaviour lives in :mod:`bridge.simulator.messaging` (``onMessage``) and
+:mod:`bridge.simulator.attachments`; this module holds what they share.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from bridge.simulator import actions, messaging
+from bridge.simulator.config import SimulatorConfig
+from bridge.simulator.connection import Connection, FaultPlan
+from bridge.simulator.jwt import JwtSigner
+from bridge.simulator.limits import Clock, TokenBucket, per_minute, per_second
+from bridge.simulator.registry import SessionRegistry
+from bridge.simulator.session import Attachment, Session, SessionState
+from bridge.simulator.waiters import Waiters
+from bridge.simulator.wire import (
+    Frame,
+    connection_closed,
+    dumps,
+    envelope,
+    error,
+    iso_now,
+    new_message_id,
+    new_uuid,
+    too_many_requests,
+)
+
+__all__ = ["Engine"]
+
+T = TypeVar("T")
+
+_REQUEST_FAILED = "Request failed."
+
+
+class Engine:
+    """Owns every session and connection of one simulator instance. Not thread-safe (one event loop)."""
+
+    def __init__(self, config: SimulatorConfig, *, clock: Clock, base_url: Callable[[], str]) -> None:
+        self.config = config
+        self.clock = clock
+        self.base_url = base_url
+        self.rng = random.Random(config.random_seed)
+        self.default_faults = FaultPlan(delay_s=config.delay_s, reorder_window=config.reorder_window)
+        self.jwt = JwtSigner()
+        self.blobs: dict[str, tuple[bytes, str, str]] = {}  # download id → (data, mime, file name)
+        self.uploads: dict[str, tuple[Session, Attachment]] = {}  # attachment id → where the PUT belongs
+        self.registry = SessionRegistry(retain_ended=config.retain_ended_sessions)
+        self._configure_buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._connection_buckets: dict[str, TokenBucket] = {}
+        self.waiters = Waiters()
+        self._conn_ids = 0
+        self._allowed_hosts = frozenset(_host(o) for o in config.allowed_origins or ())
+
+    # --- upgrade-time checks (§2.3, §12) --------------------------------------------------------------
+    def deployment_known(self, deployment_id: str) -> bool:
+        allowed = self.config.allowed_deployments
+        return bool(deployment_id) and (allowed is None or deployment_id in allowed)
+
+    def origin_allowed(self, origin: str | None) -> bool:
+        allowed = self.config.allowed_origins
+        if allowed is None:
+            return True
+        if not origin:
+            return False
+        if self.config.origin_match == "exact":
+            return origin in allowed
+        return _host(origin) in self._allowed_hosts
+
+    def take_connection_slot(self, deployment_id: str) -> bool:
+        """Count one new connection against the per-deployment rate (§8). False = refuse it."""
+        if self.config.connections_per_min is None:
+            return True
+        bucket = self._connection_buckets.get(deployment_id)
+        if bucket is None:
+            bucket = TokenBucket(float(self.config.connections_per_min), 60.0, self.clock)
+            self._connection_buckets[deployment_id] = bucket
+        return bucket.try_take()
+
+    def next_connection_id(self) -> int:
+        self._conn_ids += 1
+        return self._conn_ids
+
+    def connection_faults(self, conn: Connection) -> FaultPlan:
+        session = conn.session
+        return session.faults if session is not None and session.faults is not None else self.default_faults
+
+    def connection_gone(self, conn: Connection) -> None:
+        """The socket closed (either side): forget it. The session lives on (§4.9)."""
+        conn.closed = True
+        self.detach(conn)
+        self.changed()
+
+    # --- sending --------------------------------------------------------------------------------------
+    def reply(self, conn: Connection, frame: Frame) -> None:
+        conn.send(frame)
+
+    def broadcast(self, session: Session, frame: Frame) -> None:
+        """Send one logical frame to every connection of the session (duplicated if a fault says so)."""
+        copies = 1
+        plan = session.faults or self.default_faults
+        if plan.duplicate_next > 0:
+            plan.duplicate_next -= 1
+            copies = 2
+        text = dumps(frame)  # serialised once for every connection
+        for conn in list(session.connections):
+            for _ in range(copies):
+                conn.send_text(text, frame["class"])
+
+    def drop_connection(self, conn: Connection, *, event: bool = True) -> None:
+        """ConnectionClosedEvent (optionally), then a clean close, then forget the connection."""
+        if event:
+            conn.send(connection_closed())
+        conn.close(self.config.server_close_code, "Connection closed")
+        self.detach(conn)
+
+    # --- request dispatch -----------------------------------------------------------------------------
+    def handle_text(self, conn: Connection, text: str) -> None:
+        """Handle one client text frame (§4). Replies are queued on ``conn``; nothing raises."""
+        try:
+            request = json.loads(text)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            self.reply(conn, error(400, _REQUEST_FAILED))
+            return
+        tracing_id = request.get("tracingId") if isinstance(request.get("tracingId"), str) else None
+        action = request.get("action")
+        if conn.request_bucket is not None and not conn.request_bucket.try_take():
+            self.reply(
+                conn,
+                too_many_requests(
+                    4029, "Request rate too high for this connection", self.config.retry_after_s, tracing_id=tracing_id
+                ),
+            )
+            return
+        if self._inject_failure(conn, str(action)):
+            self.reply(conn, error(5000, _REQUEST_FAILED, tracing_id=tracing_id))
+            return
+        if action == "configureSession":
+            self._configure(conn, request, tracing_id)
+        elif action in ("configureAuthenticatedSession", "resumeToken", "disconnectCustomer"):
+            # §4.2 authenticated sessions are not modelled; §4.10 schema-only actions fail as Genesys may.
+            self.reply(conn, error(400, _REQUEST_FAILED, tracing_id=tracing_id))
+        elif action in actions.SESSION_ACTIONS:
+            session = self._session_for(conn, request, tracing_id)
+            if session is not None:
+                actions.SESSION_ACTIONS[action](self, conn, session, request, tracing_id)
+        else:
+            self.reply(conn, error(400, _REQUEST_FAILED, tracing_id=tracing_id))
+        self.changed()
+
+    def _inject_failure(self, conn: Connection, action: str) -> bool:
+        plan = self.connection_faults(conn)
+        if plan.fail_next <= 0 or (plan.fail_actions is not None and action not in plan.fail_actions):
+            return False
+        plan.fail_next -= 1
+        return True
+
+    def _session_for(self, conn: Connection, request: dict[str, Any], tracing_id: str | None) -> Session | None:
+        """The connection's configured session, or an error reply (§4.1: nothing before configure)."""
+        session = conn.session
+        token = request.get("token")
+        if session is None or (token is not None and token != session.token):
+            self.reply(conn, error(self.config.unconfigured_code, "Session not found", tracing_id=tracing_id))
+            return None
+        if session.state is SessionState.EXPIRED:
+            self.reply(conn, error(4006, "Session has expired", tracing_id=tracing_id))
+            return None
+        if not session.active:
+            self.reply(conn, error(4007, "Session not found", tracing_id=tracing_id))
+            return None
+        return session
+
+    # --- configureSession (§4.1) ----------------------------------------------------------------------
+    def _configure(self, conn: Connection, request: dict[str, Any], tracing_id: str | None) -> None:
+        token = request.get("token")
+        deployment_id = request.get("deploymentId") or conn.deployment_id
+        if not isinstance(token, str) or not token or not isinstance(deployment_id, str):
+            self.reply(
+                conn, error(4020, "Missing parameter: token and deploymentId are required", tracing_id=tracing_id)
+            )
+            return
+        if len(token) > self.config.max_token_chars:
+            self.reply(conn, error(400, _REQUEST_FAILED, tracing_id=tracing_id))
+            return
+        if not self.deployment_known(deployment_id) or deployment_id != conn.deployment_id:
+            self.reply(conn, error(400, "Deployment not found", tracing_id=tracing_id))
+            return
+        if self.config.origin_check == "configure" and not self.origin_allowed(conn.origin):
+            self.reply(conn, error(403, "HTTP authorization error", tracing_id=tracing_id))
+            return
+        key = (deployment_id, token)
+        bucket = self._configure_buckets.get(key)
+        if bucket is None and self.config.configure_per_min is not None:
+            bucket = self._configure_buckets[key] = TokenBucket(float(self.config.configure_per_min), 60.0, self.clock)
+        if bucket is not None and not bucket.try_take():
+            # The real log shows errorCode 429 for this one (§5.4 disagreement 2).
+            self.reply(
+                conn,
+                too_many_requests(
+                    429,
+                    "ConfigureSession rate too high for this session",
+                    self.config.retry_after_s,
+                    tracing_id=tracing_id,
+                ),
+            )
+            return
+        self.detach(conn)
+        existing = self.registry.current(deployment_id, token)
+        start_new = request.get("startNew") is True
+        if existing is not None and existing.active and not start_new:
+            session, new = existing, False
+        else:
+            if existing is not None and existing.active:
+                self._end(existing, SessionState.REPLACED)
+            session, new = self._create(deployment_id, token), True
+        self._attach(conn, session)
+        self.touch(session)
+        self.reply(
+            conn, envelope("SessionResponse", self.session_body(session, new_session=new), tracing_id=tracing_id)
+        )
+
+    def session_body(self, session: Session, *, new_session: bool, connected: bool = True) -> dict[str, Any]:
+        """The §5.1 SessionResponse body."""
+        cfg = self.config
+        return {
+            "connected": connected,
+            "newSession": new_session,
+            "readOnly": session.read_only,
+            "clearedExistingSession": False,
+            "maxCustomDataBytes": cfg.max_custom_data_bytes,
+            "allowedMedia": {
+                "inbound": {
+                    "fileTypes": [{"type": t} for t in cfg.allowed_media],
+                    "maxFileSizeKB": cfg.max_file_size_kb,
+                }
+            },
+            "blockedExtensions": list(cfg.blocked_extensions),
+            "durationSeconds": int(cfg.session_duration_s),
+            "expirationDate": self.expiration_epoch(session),
+        }
+
+    def expiration_epoch(self, session: Session) -> int:
+        """Wall-clock epoch seconds of ``session.expires_at`` (which is on the loop clock)."""
+        return int(time.time() + max(0.0, session.expires_at - self.clock()))
+
+    def _create(self, deployment_id: str, token: str) -> Session:
+        return self.registry.add(
+            deployment_id,
+            token,
+            message_bucket=per_second(self.config.message_rate_per_s, self.clock),
+            history_bucket=per_minute(self.config.history_per_min, self.clock),
+        )
+
+    def _attach(self, conn: Connection, session: Session) -> None:
+        # §1: at most N connections per session; the oldest gets ConnectionClosedEvent.
+        while len(session.connections) >= self.config.max_connections_per_session:
+            self.drop_connection(session.connections[0])
+        session.connections.append(conn)
+        conn.session = session
+
+    def detach(self, conn: Connection) -> None:
+        session = conn.session
+        if session is not None:
+            if conn in session.connections:
+                session.connections.remove(conn)
+            conn.session = None
+
+    # --- session lifecycle ----------------------------------------------------------------------------
+    def touch(self, session: Session) -> None:
+        """Activity extends the inactivity TTL (§7)."""
+        duration = self.config.session_duration_s
+        session.expires_at = self.clock() + duration
+        if session.expiry_timer is None and session.active:
+            session.expiry_timer = asyncio.get_running_loop().call_later(duration, self._check_expiry, session)
+
+    def _check_expiry(self, session: Session) -> None:
+        session.expiry_timer = None
+        if not session.active:
+            return
+        remaining = session.expires_at - self.clock()
+        if remaining > 1e-3:
+            session.expiry_timer = asyncio.get_running_loop().call_later(remaining, self._check_expiry, session)
+            return
+        self.expire(session)
+
+    def expire(self, session: Session) -> None:
+        """§7: push SessionExpiredEvent; later requests get 4006, a resume makes a new session."""
+        if not session.active:
+            return
+        # The fixture carries type "response" for this unsolicited event (§5.4); clients dispatch on class.
+        self.broadcast(session, envelope("SessionExpiredEvent", {}))
+        self._end(session, SessionState.EXPIRED, keep_key=True)
+        self.changed()
+
+    def clear(self, session: Session) -> None:
+        """§4.3g: SessionClearedEvent and ConnectionClosedEvent to all, then delete the session."""
+        self.broadcast(session, envelope("SessionClearedEvent", {}, kind="message"))
+        for conn in list(session.connections):
+            self.drop_connection(conn)
+        self._end(session, SessionState.CLEARED)
+        self.changed()
+
+    def _end(self, session: Session, state: SessionState, *, keep_key: bool = False) -> None:
+        session.state = state
+        session.conversation_id = None
+        session.cancel_timers()
+        self.registry.ended(session, keep_current=keep_key)
+
+    # --- Outbound messages (§5.2, §5.3) ---------------------------------------------------------------
+    def outbound(
+        self,
+        session: Session,
+        body: dict[str, Any],
+        *,
+        nickname: str | None = None,
+        originating_entity: str | None = None,
+        image: str | None = None,
+        deliver: bool = True,
+    ) -> str:
+        """Stamp an Outbound message, keep it in history (unless typing) and send it to every connection."""
+        cfg = self.config
+        if session.conversation_id is None:
+            session.conversation_id = new_uuid()
+        sender: dict[str, Any] = {"nickname": nickname or cfg.agent_nickname}
+        if image or cfg.agent_image:
+            sender["image"] = image or cfg.agent_image
+        full: dict[str, Any] = {
+            "id": new_message_id(),
+            **body,
+            "direction": "Outbound",
+            "channel": {"time": iso_now(), "type": "Private", "from": sender, "to": {}},
+            "originatingEntity": originating_entity or cfg.agent_originating_entity,
+            "metadata": {"correlationId": new_uuid(), **(body.get("metadata") or {})},
+        }
+        if not messaging.is_typing(full):
+            session.history.append(full)
+        if deliver:
+            self.broadcast(session, envelope("StructuredMessage", full, kind="message"))
+        self.touch(session)
+        return str(full["id"])
+
+    def disconnect(self, session: Session, *, read_only: bool) -> str:
+        """Presence Disconnect from the agent/bot; read-only sessions then refuse messages (§5.3)."""
+        body: dict[str, Any] = {
+            "type": "Event",
+            "events": [{"eventType": "Presence", "presence": {"type": "Disconnect"}}],
+        }
+        if read_only:
+            body["metadata"] = {"readOnly": "true"}
+        message_id = self.outbound(session, body)
+        session.read_only = session.read_only or read_only
+        session.conversation_id = None
+        for handle in session.timers:
+            handle.cancel()
+        session.timers.clear()
+        return message_id
+
+    def later(self, session: Session, delay_s: float, action: Callable[[], object]) -> None:
+        """Run ``action`` after ``delay_s`` unless the session ends first (the session owns the timer)."""
+        holder: list[asyncio.TimerHandle] = []
+
+        def fire() -> None:
+            session.timers.discard(holder[0])
+            if session.active:
+                action()
+                self.changed()
+
+        holder.append(asyncio.get_running_loop().call_later(delay_s, fire))
+        session.timers.add(holder[0])
+
+    # --- lookups and waiting --------------------------------------------------------------------------
+    def sessions(self) -> list[Session]:
+        return self.registry.all()
+
+    def find(self, **criteria: Any) -> Session | None:
+        """See :meth:`SessionRegistry.find`."""
+        return self.registry.find(**criteria)
+
+    def changed(self) -> None:
+        """Something happened: let waiters re-check their predicates."""
+        self.waiters.notify()
+
+    async def wait_for(self, predicate: Callable[[], T | None], timeout_s: float | None) -> T:
+        return await self.waiters.wait_for(predicate, timeout_s)
+
+    def close_all(self) -> None:
+        """Stop: cancel every timer and fail every waiter."""
+        for session in self.registry.all():
+            session.cancel_timers()
+        self.waiters.cancel_all()
+
+
+def _host(origin: str) -> str:
+    """Host part of an origin or bare host (``https://a.b:443`` → ``a.b``; §2.3 host-only match)."""
+    host_port = origin.split("://", 1)[-1].split("/", 1)[0]
+    return (host_port.rsplit(":", 1)[0] if ":" in host_port else host_port).lower()

@@ -1,0 +1,81 @@
+"""Server → client frame builders (§3.2, §5, §6): pure functions returning JSON-ready dicts.
+
+Every builder returns the envelope ``{"type", "class", "code", "body", "tracingId"?}``; the connection
+serialises it once. Nothing here does I/O or reads simulator state.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+__all__ = [
+    "Frame",
+    "JsonObject",
+    "connection_closed",
+    "dumps",
+    "envelope",
+    "error",
+    "iso_now",
+    "new_message_id",
+    "too_many_requests",
+]
+
+JsonObject = dict[str, Any]
+Frame = JsonObject
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def dumps(frame: Frame) -> str:
+    """Serialise one frame compactly (one JSON object per text frame, §3)."""
+    return _ENCODER.encode(frame)
+
+
+def new_message_id() -> str:
+    """A server message id: 32 lower-case hex characters (§10)."""
+    return secrets.token_hex(16)
+
+
+def new_uuid() -> str:
+    """A dashed UUID, as Genesys uses for correlation ids."""
+    return str(uuid.uuid4())
+
+
+def iso_now() -> str:
+    """Wall-clock UTC time, ISO-8601 with milliseconds and a ``Z`` (``channel.time``, §10)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def envelope(
+    cls: str,
+    body: object,
+    *,
+    kind: Literal["response", "message"] = "response",
+    code: int = 200,
+    tracing_id: str | None = None,
+) -> Frame:
+    """The §3.2 envelope. ``kind`` is the ``type`` field: ``response`` answers a request on this connection."""
+    frame: Frame = {"type": kind, "class": cls, "code": code, "body": body}
+    if tracing_id is not None:
+        frame["tracingId"] = tracing_id
+    return frame
+
+
+def error(code: int, text: str, *, tracing_id: str | None = None) -> Frame:
+    """An error string frame: ``class:"string"`` with a human-readable body (§6)."""
+    return envelope("string", text, code=code, tracing_id=tracing_id)
+
+
+def too_many_requests(error_code: int, text: str, retry_after_s: int, *, tracing_id: str | None = None) -> Frame:
+    """429 ``TooManyRequestsErrorMessage`` with ``retryAfter`` in seconds (§5.4, §8)."""
+    body = {"errorCode": error_code, "errorMessage": text, "retryAfter": retry_after_s}
+    return envelope("TooManyRequestsErrorMessage", body, code=429, tracing_id=tracing_id)
+
+
+def connection_closed() -> Frame:
+    """``ConnectionClosedEvent {}``: the server is about to drop this connection (§5.4)."""
+    return envelope("ConnectionClosedEvent", {}, kind="message")

@@ -1,0 +1,86 @@
+"""Smoke test of the benchmark suite: every module imports, and the pure helpers compute what they say.
+
+No timing and no performance figures here: those live in ``bench/`` and ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import os
+
+import pytest
+
+from bench import report, stats
+from bench.procs import cpu_seconds, rss_bytes
+
+MODULES = [
+    "bench.__main__",
+    "bench.capacity",
+    "bench.common",
+    "bench.fanin",
+    "bench.loadgen",
+    "bench.machine",
+    "bench.procs",
+    "bench.recovery",
+    "bench.report",
+    "bench.sim_server",
+    "bench.stack",
+    "bench.stats",
+    "bench.throughput",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_module_imports(name: str) -> None:
+    assert importlib.import_module(name) is not None
+
+
+def test_spread_is_median_min_max() -> None:
+    s = stats.spread([3, 1, 2, 10])
+    assert (s.median, s.low, s.high, s.n) == (2.5, 1, 10, 4)
+    assert s.as_json() == {"median": 2.5, "min": 1, "max": 10, "n": 4}
+    assert s.fmt(1) == "2.5 [1.0–10.0]"
+
+
+def test_spread_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        stats.spread([])
+
+
+def test_percentile_is_nearest_rank() -> None:
+    samples = [float(x) for x in range(100, 0, -1)]  # unsorted on purpose
+    assert stats.percentile(samples, 50) == 50
+    assert stats.percentile(samples, 99) == 99
+    assert stats.percentile(samples, 100) == 100
+    assert stats.percentile([7.0], 1) == 7
+    assert math.isnan(stats.percentile([], 50))
+    with pytest.raises(ValueError, match="pct"):
+        stats.percentile(samples, 0)
+
+
+def test_ratio_range_is_pessimistic() -> None:
+    r = stats.ratio(stats.spread([80, 100, 120]), stats.spread([150, 200, 250]))
+    assert r.median == pytest.approx(0.5)
+    assert r.low == pytest.approx(80 / 250)
+    assert r.high == pytest.approx(120 / 150)
+    assert math.isnan(stats.ratio(stats.spread([1]), stats.spread([0])).median)
+
+
+def test_render_table_aligns_columns() -> None:
+    text = stats.render_table(["a", "long header"], [["x", 1], ["yyyy", 22]])
+    lines = text.splitlines()
+    assert lines[0] == "| a    | long header |"
+    assert lines[1] == "|------|-------------|"
+    assert lines[3] == "| yyyy | 22          |"
+    assert len({len(line) for line in lines}) == 1
+
+
+def test_proc_readers_see_this_process() -> None:
+    assert cpu_seconds(os.getpid()) >= 0
+    assert rss_bytes(os.getpid()) > 0
+
+
+def test_summary_table_renders_without_results_of_this_run() -> None:
+    text = report.summary_table(run_id="no-such-run")
+    assert text.splitlines()[0].startswith("| target")

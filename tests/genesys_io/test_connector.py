@@ -1,0 +1,248 @@
+"""WebsocketsConnector against a real local websockets server (real sockets, no mocks)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from http import HTTPStatus
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from bridge.config import Settings
+from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable, is_retryable
+from bridge.genesys.connector import DEFAULT_USER_AGENT, WebsocketsConnection, WebsocketsConnector
+
+Handler = Callable[[ServerConnection], Awaitable[None]]
+ProcessRequest = Callable[[ServerConnection, Request], Response | None]
+
+
+@asynccontextmanager
+async def ws_server(
+    handler: Handler,
+    *,
+    process_request: ProcessRequest | None = None,
+) -> AsyncIterator[str]:
+    """A real server on an ephemeral port; yields its ``ws://`` URL."""
+    async with serve(handler, "127.0.0.1", 0, process_request=process_request, compression="deflate") as server:
+        port = server.sockets[0].getsockname()[1]
+        yield f"ws://127.0.0.1:{port}/v1?deploymentId=dep-1"
+
+
+def connector() -> WebsocketsConnector:
+    return WebsocketsConnector(ping_interval_s=None, proxy=None)
+
+
+async def drain(conn: WebsocketsConnection, into: list[str] | None = None) -> None:
+    """Read every frame until the socket closes, keeping them in ``into``."""
+    async for frame in conn.frames():
+        if into is not None:
+            into.append(frame)
+
+
+async def test_upgrade_sends_origin_user_agent_and_no_subprotocol_or_compression() -> None:
+    seen: asyncio.Future[Headers] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: ServerConnection) -> None:
+        seen.set_result(ws.request.headers if ws.request else Headers())
+        await ws.wait_closed()
+
+    async with ws_server(handler) as url:
+        conn = await connector().connect(url, origin="https://app.example.com")
+        headers = await seen
+        await conn.close()
+
+    assert headers["Origin"] == "https://app.example.com"
+    assert headers["User-Agent"] == DEFAULT_USER_AGENT
+    assert "Sec-WebSocket-Protocol" not in headers
+    # The server offers deflate; the client must not ask for it (perf: 3x memory per socket).
+    assert "Sec-WebSocket-Extensions" not in headers
+
+
+async def test_no_origin_header_when_none() -> None:
+    seen: asyncio.Future[Headers] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: ServerConnection) -> None:
+        seen.set_result(ws.request.headers if ws.request else Headers())
+        await ws.wait_closed()
+
+    async with ws_server(handler) as url:
+        conn = await connector().connect(url, origin=None)
+        headers = await seen
+        await conn.close()
+    assert "Origin" not in headers
+
+
+async def test_frames_yield_text_skip_binary_and_end_on_our_close() -> None:
+    received: asyncio.Queue[str] = asyncio.Queue(maxsize=10)
+    closed: asyncio.Future[tuple[int | None, str | None]] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send('{"class":"A"}')
+        await ws.send(b"\x00binary")
+        await ws.send('{"class":"B"}')
+        async for message in ws:
+            assert isinstance(message, str)
+            await received.put(message)
+        closed.set_result((ws.close_code, ws.close_reason))
+
+    async with ws_server(handler) as url:
+        conn = await connector().connect(url, origin=None)
+        await conn.send('{"action":"echo"}')
+        assert await received.get() == '{"action":"echo"}'
+        frames = []
+        async for frame in conn.frames():
+            frames.append(frame)
+            if len(frames) == 2:
+                await conn.close()
+        assert frames == ['{"class":"A"}', '{"class":"B"}']
+        assert await closed == (1000, "Guest client disconnect")
+
+
+async def test_server_close_raises_unavailable_with_code_and_reason() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send('{"class":"A"}')
+        await ws.close(4000, "going away now")
+
+    async with ws_server(handler) as url:
+        conn = await connector().connect(url, origin=None)
+        frames: list[str] = []
+        with pytest.raises(GenesysUnavailable) as info:
+            await drain(conn, frames)
+        await conn.close()
+    assert frames == ['{"class":"A"}']
+    assert info.value.close_code == 4000
+    assert info.value.close_reason == "going away now"
+    assert "4000" in str(info.value)
+    assert is_retryable(info.value)
+
+
+async def test_clean_server_close_1000_is_still_unavailable() -> None:
+    """Only a close WE start ends frames() normally; the server closing with 1000 means reconnect."""
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.close()
+
+    async with ws_server(handler) as url:
+        conn = await connector().connect(url, origin=None)
+        with pytest.raises(GenesysUnavailable) as info:
+            await drain(conn)
+    assert info.value.close_code == 1000
+
+
+async def test_abrupt_drop_is_1006() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        ws.transport.abort()  # TCP reset, no close frame
+        await ws.wait_closed()
+
+    async with ws_server(handler) as url:
+        conn = await connector().connect(url, origin=None)
+        with pytest.raises(GenesysUnavailable) as info:
+            await drain(conn)
+        assert info.value.close_code == 1006
+        with pytest.raises(GenesysUnavailable):
+            await conn.send("{}")
+        await conn.close()  # never raises, even on a dead socket
+        await conn.close()  # idempotent
+
+
+def _reject(status: HTTPStatus, headers: dict[str, str] | None = None) -> ProcessRequest:
+    def process_request(ws: ServerConnection, request: Request) -> Response:
+        response = ws.respond(status, "no\n")
+        for key, value in (headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    return process_request
+
+
+async def _never(ws: ServerConnection) -> None:  # pragma: no cover - the upgrade is refused first
+    await ws.wait_closed()
+
+
+@pytest.mark.parametrize("status", [HTTPStatus.FORBIDDEN, HTTPStatus.UNAUTHORIZED, HTTPStatus.NOT_FOUND, 400])
+async def test_4xx_upgrade_is_rejected_with_status(status: int) -> None:
+    async with ws_server(_never, process_request=_reject(HTTPStatus(status))) as url:
+        with pytest.raises(GenesysRejected) as info:
+            await connector().connect(url, origin="https://app.example.com")
+    assert info.value.code == status
+    assert not is_retryable(info.value)
+
+
+@pytest.mark.parametrize("status", [HTTPStatus.INTERNAL_SERVER_ERROR, HTTPStatus.SERVICE_UNAVAILABLE])
+async def test_5xx_upgrade_is_unavailable(status: HTTPStatus) -> None:
+    async with ws_server(_never, process_request=_reject(status)) as url:
+        with pytest.raises(GenesysUnavailable) as info:
+            await connector().connect(url, origin=None)
+    assert str(int(status)) in str(info.value)
+    assert is_retryable(info.value)
+
+
+async def test_429_upgrade_is_rate_limited_with_retry_after() -> None:
+    reject = _reject(HTTPStatus.TOO_MANY_REQUESTS, {"Retry-After": "7"})
+    async with ws_server(_never, process_request=reject) as url:
+        with pytest.raises(GenesysRateLimited) as info:
+            await connector().connect(url, origin=None)
+    assert info.value.retry_after_s == 7.0
+
+
+async def test_connect_refused_is_unavailable() -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago and has no listener now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(GenesysUnavailable) as info:
+        await connector().connect(f"ws://127.0.0.1:{port}/v1?deploymentId=x", origin=None)
+    assert is_retryable(info.value)
+
+
+@pytest.mark.looptime
+async def test_open_timeout_is_unavailable() -> None:
+    """A server that accepts TCP and never answers the upgrade: virtual time runs the timeout out."""
+    accepted = asyncio.Event()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        accepted.set()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        slow = WebsocketsConnector(ping_interval_s=None, open_timeout_s=5.0, proxy=None)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(GenesysUnavailable, match="timed out"):
+            await slow.connect(f"ws://127.0.0.1:{port}/v1", origin=None)
+        assert loop.time() - start == pytest.approx(5.0, abs=0.5)
+        assert accepted.is_set()
+    finally:
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_frames_larger_than_max_size_drop_the_socket() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send("x" * 2048)
+        await ws.wait_closed()
+
+    async with ws_server(handler) as url:
+        small = WebsocketsConnector(ping_interval_s=None, max_size=1024, proxy=None)
+        conn = await small.connect(url, origin=None)
+        with pytest.raises(GenesysUnavailable) as info:
+            await drain(conn)
+        await conn.close()
+    assert info.value.close_code == 1009  # message too big
+
+
+async def test_from_settings_uses_the_ws_settings() -> None:
+    settings = Settings(ws_ping_interval_s=None, ws_ping_timeout_s=7.0, ws_connect_timeout_s=3.0)
+    built = WebsocketsConnector.from_settings(settings)
+    assert (built.ping_interval_s, built.ping_timeout_s, built.open_timeout_s) == (None, 7.0, 3.0)
+    assert built.max_size == 64 * 1024
+    assert "open_timeout_s=3.0" in repr(built)

@@ -1,0 +1,63 @@
+"""Settings: validated at start, clear errors naming the variable, README table in sync."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import Settings, settings_table
+from bridge.errors import EXIT_CONFIG, ConfigError
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    s = Settings.load()
+    assert s.amqp_url.get_secret_value() == "amqp://guest:guest@127.0.0.1:5672/"
+    assert (s.command_exchange, s.intake_queue) == ("genesys.commands", "genesys.bridge.commands")
+    assert (s.event_exchange, s.dead_letter_queue) == ("genesys.events", "genesys.bridge.dead-letter")
+    assert (s.http_host, s.http_port) == ("0.0.0.0", 8080)
+    assert s.send_rate_per_s == 2.0
+    assert s.typing_interval_s == 5.0
+    assert s.genesys_base_url is None
+    assert s.allowed_deployments == []
+
+
+def test_comma_separated_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_ALLOWED_DEPLOYMENTS", " dep-a, dep-b ,,")
+    assert Settings.load().allowed_deployments == ["dep-a", "dep-b"]
+
+
+@pytest.mark.parametrize(
+    ("env", "value", "needle"),
+    [
+        ("BRIDGE_PREFETCH", "many", "BRIDGE_PREFETCH"),
+        ("BRIDGE_HTTP_PORT", "70000", "BRIDGE_HTTP_PORT"),
+        ("BRIDGE_GENESYS_BASE_URL", "ftp://example.invalid", "BRIDGE_GENESYS_BASE_URL"),
+        ("BRIDGE_ECHO_INTERVAL_S", "5", "BRIDGE_ECHO_INTERVAL_S"),
+        ("BRIDGE_LOG_FORMAT", "xml", "BRIDGE_LOG_FORMAT"),
+    ],
+)
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: str, value: str, needle: str) -> None:
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as excinfo:
+        Settings.load()
+    assert needle in str(excinfo.value)
+    assert value not in ("", None)
+
+
+def test_secret_is_not_in_repr() -> None:
+    s = Settings.load(amqp_url="amqp://u:hunter2@h:5672/")
+    assert "hunter2" not in repr(s)
+
+
+def test_config_exit_code_is_documented() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert str(EXIT_CONFIG) in readme
+
+
+def test_readme_settings_table_is_current() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert settings_table() in readme, (
+        "README settings table is stale: paste the output of "
+        "`python -c 'from bridge.config import settings_table; print(settings_table())'`"
+    )
