@@ -118,9 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the daemon (settings from BRIDGE_* environment variables)").set_defaults(
         func=_cmd_run
     )
-    simulate = sub.add_parser(
-        "simulate", help="run the local Genesys simulator (options: genesys-bridge simulate -- --help)"
-    )
+    simulate = sub.add_parser("simulate", help="run the local Genesys simulator (see: genesys-bridge simulate --help)")
     simulate.add_argument("rest", nargs=argparse.REMAINDER, help="simulator options, e.g. --host 127.0.0.1 --port 0")
     simulate.set_defaults(func=_cmd_simulate)
     sub.add_parser("demo", help="simulator + bridge + a scripted conversation, printed").set_defaults(func=_cmd_demo)
@@ -161,6 +159,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:
+        # The simulator owns its options (and their --help); pass them through untouched.
+        return _cmd_simulate(argparse.Namespace(rest=argv[1:]))
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
