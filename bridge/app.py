@@ -22,8 +22,10 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
+import stamina
 import structlog
 
+from bridge.amqp.connection import BrokerLinks
 from bridge.amqp.consumer import CommandIntake
 from bridge.amqp.journal import open_stream_journal
 from bridge.amqp.publisher import AmqpEventPublisher
@@ -122,8 +124,12 @@ async def running_bridge(
     """
     metrics = metrics or Metrics()
     clock = clock or LoopClock()
+    # stamina would register a Prometheus counter on the *global* registry; our retries are counted in
+    # Metrics.reconnects on the injected registry instead, and logged by the callers.
+    stamina.instrumentation.set_on_retry_hooks([])
     rest = GenesysRest()
-    publisher = AmqpEventPublisher(settings, metrics)
+    links = BrokerLinks(metrics)  # one view of broker health for both connections (readiness, metrics)
+    publisher = AmqpEventPublisher(settings, metrics, links=links)
     override = str(settings.genesys_base_url) if settings.genesys_base_url else None
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(rest.aclose)

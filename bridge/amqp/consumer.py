@@ -239,35 +239,47 @@ class CommandIntake:
         log.warning("broker_connect_failed", link=LINK_NAME, error=str(broker_error(exc)))
 
     async def _run(self) -> None:
+        """Connect, consume, serve until the link breaks or the intake stops; then again.
+
+        A link that served for at least ``broker_reconnect_max_s`` starts a fresh backoff (the next
+        attempt is immediate); one that broke sooner counts as a failed attempt (no hot loop).
+        """
         try:
             while not self._stopping:
-                generation: _Generation | None = None
                 try:
                     async for attempt in reconnect_attempts(self._settings, on_retry=self._on_retry):
                         with attempt:
-                            generation = await self._connect_and_consume()
+                            await self._serve_once()
                 except BrokerError as exc:
                     log.error("broker_link_failed", link=LINK_NAME, error=str(exc))
                     raise
-                assert generation is not None
-                self._current = generation
-                try:
-                    ended = await self._consume(generation)
-                    if ended == "stopped":
-                        # Keep the channel open for acks of handed-over commands until close() or loss.
-                        await self._set_consuming(False)
-                        self._stopped.set()
-                        await generation.lost
-                        return
-                finally:
-                    self._current = None
-                    if self._consuming:
-                        await self._set_consuming(False)
-                    await close_quietly(generation.connection)
-                log.warning("broker_link_lost", link=LINK_NAME)
-                self._metrics.reconnects.labels(target="broker").inc()
+                if not self._stopping:
+                    self._metrics.reconnects.labels(target="broker").inc()
         finally:
             self._stopped.set()
+
+    async def _serve_once(self) -> None:
+        """One link's life: connect, declare, consume and verify, hand over commands until lost or stopped."""
+        loop = asyncio.get_running_loop()
+        generation = await self._connect_and_consume()
+        self._current = generation
+        up_since = loop.time()
+        try:
+            ended = await self._consume(generation)
+            if ended == "stopped":
+                # Keep the channel open for acks of handed-over commands until close() or loss.
+                await self._set_consuming(False)
+                self._stopped.set()
+                await generation.lost
+                return
+        finally:
+            self._current = None
+            if self._consuming:
+                await self._set_consuming(False)
+            await close_quietly(generation.connection)
+        log.warning("broker_link_lost", link=LINK_NAME)
+        if loop.time() - up_since < self._settings.broker_reconnect_max_s:
+            raise BrokerUnavailable("the broker link broke soon after it came up")
 
     async def _connect_and_consume(self) -> _Generation:
         connection = await self._connect_fn(self._settings, name=self._connection_name)

@@ -367,34 +367,39 @@ class AmqpEventPublisher:
         log.warning("broker_connect_failed", link=LINK_NAME, error=str(broker_error(exc)))
 
     async def _run(self) -> None:
-        """Connect, flush the backlog, serve until the link breaks; forever (until cancelled or final)."""
+        """Connect, flush the backlog, serve until the link breaks; forever (until cancelled or final).
+
+        A link that served for at least ``broker_reconnect_max_s`` starts a fresh backoff (the next
+        attempt is immediate); one that broke sooner counts as a failed attempt, so a flapping broker
+        is retried with growing waits instead of in a hot loop.
+        """
         while True:
-            connection: AbstractConnection | None = None
-            route: _Route | None = None
             try:
                 async for attempt in reconnect_attempts(self._settings, on_retry=self._on_retry):
                     with attempt:
-                        connection, route = await self._connect()
-                        try:
-                            await self._flush(route)
-                        except BaseException:
-                            await close_quietly(connection)
-                            raise
+                        await self._serve_once()
             except BrokerError as exc:
                 log.error("broker_link_failed", link=LINK_NAME, error=str(exc))
                 raise
-            assert route is not None
-            assert connection is not None
+            self._metrics.reconnects.labels(target="broker").inc()
+
+    async def _serve_once(self) -> None:
+        """One link's life: connect, declare, flush, open the fast path, wait for the loss."""
+        loop = asyncio.get_running_loop()
+        connection, route = await self._connect()
+        try:
+            await self._flush(route)
             self._route = route
             self._connected.set()
             self._links.set(LINK_NAME, True)
             log.info("broker_link_up", link=LINK_NAME)
-            try:
-                await route.lost
-            finally:
-                self._lose(route, BrokerUnavailable("connection closed"))
-                await close_quietly(connection)
-            self._metrics.reconnects.labels(target="broker").inc()
+            up_since = loop.time()
+            await route.lost
+        finally:
+            self._lose(route, BrokerUnavailable("connection closed"))
+            await close_quietly(connection)
+        if loop.time() - up_since < self._settings.broker_reconnect_max_s:
+            raise BrokerUnavailable("the broker link broke soon after it came up")
 
     async def _connect(self) -> tuple[AbstractConnection, _Route]:
         connection = await self._connect_fn(self._settings, name=self._connection_name)
