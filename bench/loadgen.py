@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -59,6 +60,7 @@ class LoadGen:
         self._sent_at: dict[str, float] = {}
         self._started: set[str] = set()
         self.started_changed = asyncio.Event()
+        self._start_outcomes = 0
         self.counts: dict[str, int] = {}
         self.counts_changed = asyncio.Event()
         self.tally = Tally()
@@ -110,8 +112,12 @@ class LoadGen:
         self.counts_changed.set()
         if kind == "command.outcome":
             sent = self._sent_at.pop(str(data.get("command_id") or data.get("causation_id")), None)
-            if data.get("command_type") == "session.start" and data.get("status") != "delivered":
-                self.tally.note_failure(f"session.start:{data.get('reason')}")
+            if data.get("command_type") == "session.start":
+                if data.get("status") == "delivered":
+                    self._start_outcomes += 1
+                    self.started_changed.set()
+                else:
+                    self.tally.note_failure(f"session.start:{data.get('reason')}")
             elif sent is not None:
                 if data.get("status") == "delivered":
                     self.tally.latencies.append(now - sent)
@@ -224,14 +230,17 @@ class LoadGen:
     async def start_sessions(self, session_ids: list[str], timeout_s: float) -> float:
         """Publish ``session.start`` for each id (pipelined) and wait for every ``session.started``.
 
-        Returns the seconds from the first publish to the last ``session.started``. Raises
+        Returns the seconds from the first publish to the last ``session.started``; it then also waits
+        for every start's ``command.outcome``, so no start outcome is still under way afterwards. Raises
         ``TimeoutError`` (with how many started) after ``timeout_s``, or ``RuntimeError`` when the
         bridge refuses a start.
         """
         await self.follow("session.started.#")
         await self.follow("command.outcome.#")
         target = len(self._started) + len(session_ids)
+        outcomes_target = self._start_outcomes + len(session_ids)
         started = time.monotonic()
+        elapsed = math.nan
         commands = [
             {
                 "type": "session.start",
@@ -245,7 +254,9 @@ class LoadGen:
         try:
             async with asyncio.timeout(timeout_s), asyncio.TaskGroup() as tg:
                 tg.create_task(self.publish_many(commands, timed=False))
-                while len(self._started) < target:
+                while len(self._started) < target or self._start_outcomes < outcomes_target:
+                    if len(self._started) >= target and math.isnan(elapsed):
+                        elapsed = time.monotonic() - started
                     if self.tally.failures:
                         raise RuntimeError(f"session.start refused: {self.tally.failures}")
                     self.started_changed.clear()
@@ -257,7 +268,7 @@ class LoadGen:
         finally:
             await self.unfollow("session.started.#")
             await self.unfollow("command.outcome.#")
-        return time.monotonic() - started
+        return time.monotonic() - started if math.isnan(elapsed) else elapsed
 
 
 def message_send(session_id: str) -> dict[str, Any]:

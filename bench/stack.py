@@ -34,12 +34,20 @@ LOG_DIR = os.environ.get("BENCH_LOG_DIR", os.path.join(tempfile.gettempdir(), "g
 _SESSIONS_RE = re.compile(r'^genesys_bridge_sessions\{state="([^"]+)"\} ([0-9.e+]+)$', re.MULTILINE)
 
 
+def _bridge_argv() -> list[str]:
+    """``python -m bridge run``, or ``BENCH_BRIDGE_CMD`` (split on spaces) to benchmark another build."""
+    override = os.environ.get("BENCH_BRIDGE_CMD")
+    return override.split() if override else [sys.executable, "-m", "bridge", "run"]
+
+
 def bridge_available() -> str | None:
     """None when ``genesys-bridge run`` exists; otherwise why not (the scripts report it and skip)."""
     if importlib.util.find_spec("bridge.app") is None:
         return "bridge/app.py (the daemon's composition root) does not exist yet"
+    if os.environ.get("BENCH_BRIDGE_CMD"):
+        return None
     probe = subprocess.run(  # the CLI is wired separately from app.py
-        [sys.executable, "-m", "bridge", "run", "--help"], capture_output=True, timeout=60, check=False
+        [*_bridge_argv(), "--help"], capture_output=True, timeout=60, check=False
     )
     if probe.returncode != 0:
         return "`genesys-bridge run` is not wired in bridge/cli.py yet"
@@ -134,7 +142,7 @@ class Stack:
         """Start (or restart, after :meth:`kill_bridge`) the daemon and wait until /readyz says 200."""
         self.bridge = await self._stack.enter_async_context(
             Child(
-                [sys.executable, "-m", "bridge", "run"],
+                _bridge_argv(),
                 name="bridge",
                 env=self.env,
                 log_path=f"{LOG_DIR}/{self.prefix}.bridge.log",

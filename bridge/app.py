@@ -112,11 +112,14 @@ async def running_bridge(
     metrics: Metrics | None = None,
     connector: Connector | None = None,
     clock: Clock | None = None,
+    connection_name: str = "genesys-bridge",
 ) -> AsyncIterator[Bridge]:
     """Start every part of the bridge; on exit, drain as on SIGTERM.
 
     The caller owns the context: leaving it (normally or by cancellation) stops intake, settles in-flight
     commands within ``drain_timeout_s``, closes sockets without ending sessions and flushes confirms.
+    ``connection_name`` prefixes the broker connections' names (``<name>.publisher``, ``<name>.intake``),
+    as ``rabbitmqctl list_connections client_properties`` shows them.
 
     Raises:
         ConfigError, StateKeyError: invalid settings or keys.
@@ -129,7 +132,7 @@ async def running_bridge(
     stamina.instrumentation.set_on_retry_hooks([])
     rest = GenesysRest()
     links = BrokerLinks(metrics)  # one view of broker health for both connections (readiness, metrics)
-    publisher = AmqpEventPublisher(settings, metrics, links=links)
+    publisher = AmqpEventPublisher(settings, metrics, links=links, connection_name=f"{connection_name}.publisher")
     override = str(settings.genesys_base_url) if settings.genesys_base_url else None
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(rest.aclose)
@@ -150,7 +153,16 @@ async def running_bridge(
             clock=clock,
             store=store,
         )
-        intake = CommandIntake(settings, metrics, handler=registry, sink=publisher, dead_letters=publisher, clock=clock)
+        intake = CommandIntake(
+            settings,
+            metrics,
+            handler=registry,
+            sink=publisher,
+            dead_letters=publisher,
+            clock=clock,
+            links=links,
+            connection_name=f"{connection_name}.intake",
+        )
         readiness = Readiness(publisher, intake)
         http = ObservabilityServer(settings.http_host, settings.http_port, metrics, ready=readiness)
         bridge = Bridge(settings, metrics, publisher, registry, intake, http, readiness, store=store)

@@ -358,7 +358,10 @@ class AmqpEventPublisher:
             self._route = None
             self._connected.clear()
             self._links.set(LINK_NAME, False)
-            log.warning("broker_link_lost", link=LINK_NAME, error=str(error))
+            if self._closing:  # our own close() dropped the connection: not news
+                log.debug("broker_link_closed", link=LINK_NAME)
+            else:
+                log.warning("broker_link_lost", link=LINK_NAME, error=str(error))
         if not route.lost.done():
             route.lost.set_result(None)
 
