@@ -62,7 +62,8 @@ class Engine:
         self._connection_buckets: dict[str, TokenBucket] = {}
         self.waiters = Waiters()
         self._conn_ids = 0
-        self._allowed_hosts = frozenset(_host(o) for o in config.allowed_origins or ())
+        self._hosts_source: frozenset[str] | None = None
+        self._allowed_hosts: frozenset[str] = frozenset()
 
     # --- upgrade-time checks (§2.3, §12) --------------------------------------------------------------
     def deployment_known(self, deployment_id: str) -> bool:
@@ -77,6 +78,8 @@ class Engine:
             return False
         if self.config.origin_match == "exact":
             return origin in allowed
+        if self._hosts_source is not allowed:  # tests may swap engine.config at run time
+            self._hosts_source, self._allowed_hosts = allowed, frozenset(_host(o) for o in allowed)
         return _host(origin) in self._allowed_hosts
 
     def take_connection_slot(self, deployment_id: str) -> bool:
