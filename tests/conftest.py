@@ -61,7 +61,9 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object:
     ResourceWarning fails whichever test runs next (pytest-asyncio issue #724). Async tests are left alone:
     pytest-asyncio owns their loop.
     """
-    if inspect.iscoroutinefunction(pyfuncitem.obj):
+    # pytest-asyncio swaps an async test's ``obj`` for a sync wrapper before this hook runs, so the
+    # coroutine check alone misses async tests; its ``asyncio`` marker (auto mode adds it) does not.
+    if inspect.iscoroutinefunction(pyfuncitem.obj) or pyfuncitem.get_closest_marker("asyncio") is not None:
         return (yield)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

@@ -119,6 +119,7 @@ class SessionActor:
                     await self._command_loop()
                     if not core.gate.over:
                         await self._suspend()
+                    self._wake.set()  # a connection loop waiting out a backoff returns now
                     echo.cancel()
                     await connection
             except Exception as exc:
@@ -177,6 +178,12 @@ class SessionActor:
     async def _connection_loop(self) -> None:
         core = self._core
         s = core.settings
+        if self._cause == "restart":  # recovery: wait for this session's connect slot (no stampede)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), core.deps.pacer.reserve())
+            core.metrics.recovery_pending.dec()
+            if self._done():
+                return
         await core.set_state(SessionTrigger.CONNECT)
         while not self._done():
             wait_at_least = 0.0

@@ -42,6 +42,8 @@ log = structlog.get_logger(__name__)
 
 #: Resends of one message after 429/4029 before it is ``failed``/``rate_limited``.
 MAX_RATE_LIMIT_RETRIES = 5
+#: Local send failures (socket gone, protocol not configured) of one message before it is ``failed``.
+MAX_SEND_REFUSALS = 10
 #: How long a typing command waits for Genesys' echo or 403 before it counts as delivered. Short: typing
 #: echoes are not guaranteed (§14.6) and the session's next command waits behind it.
 TYPING_ACK_WINDOW_S = 1.0
@@ -164,12 +166,19 @@ class CommandRunner:
     ) -> _Result:
         core, link = self._core, self._core.link
         attributes = {**self._attributes, **(custom_attributes or {})} or None
-        retries = 0
-        core.pending.add(tracing_id, text or (button_response.text if button_response else None))
+        retries = refusals = 0
+        keeper = core.keeper
+        signature = core.pending.add(tracing_id, text or (button_response.text if button_response else None))
+        # Journal the send before it leaves: after a crash the next process recognises it in the backfill.
+        keeper.update(pending_sends={**keeper.record.pending_sends, tracing_id: signature})
+        await keeper.save()
         try:
             while True:
                 if not await core.gate.wait():
                     return self._ended()
+                echo = core.pending.take_echo(tracing_id)
+                if echo is not None:  # a resume's backfill showed it reached Genesys: do not send it again
+                    return _delivered(echo, "confirmed from history after a reconnect")
                 waited = await core.budget.acquire()
                 if waited:
                     core.metrics.rate_limit_waits.labels(kind="message").inc()
@@ -189,21 +198,19 @@ class CommandRunner:
                 except CommandRejected as exc:
                     link.forget(tracing_id)
                     return _Result("rejected", _reason(exc.reason), exc.detail)
-                except (GenesysUnavailable, GenesysProtocolError):
+                except (GenesysUnavailable, GenesysProtocolError) as exc:
                     link.forget(tracing_id)
+                    refusals += 1
+                    if refusals > MAX_SEND_REFUSALS:
+                        return _Result("failed", "genesys_unavailable", f"could not send: {exc}")
                     continue  # the reader notices the loss and closes the gate; we resend after the resume
                 try:
                     reply = await asyncio.wait_for(future, core.settings.delivery_timeout_s)
                 except TimeoutError:
                     return _Result("failed", "timeout", f"no echo within {core.settings.delivery_timeout_s:g}s")
                 except GenesysUnavailable:
-                    if not await core.gate.wait():
-                        return self._ended()
-                    echo = core.pending.take_echo(tracing_id)
-                    if echo is not None:
-                        return _delivered(echo, "confirmed from history after a reconnect")
-                    log.info("message_resent_after_reconnect", tracing_id=tracing_id)
-                    continue
+                    log.info("message_unanswered_at_socket_loss", tracing_id=tracing_id)
+                    continue  # after the resume: confirmed from history, or resent with the same tracingId
                 except SessionGone:
                     return self._ended()
                 match reply:
@@ -229,6 +236,9 @@ class CommandRunner:
         finally:
             link.forget(tracing_id)
             core.pending.discard(tracing_id)
+            journalled = dict(keeper.record.pending_sends)
+            journalled.pop(tracing_id, None)
+            keeper.update(pending_sends=journalled)  # saved with the checkpoint that follows the outcome
 
     async def _typing(self, command: TypingSend) -> _Result:
         core, link = self._core, self._core.link

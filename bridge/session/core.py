@@ -84,8 +84,14 @@ class PendingSends:
         self._pending: dict[str, str] = {}
         self._found: dict[str, StructuredMessage] = {}
 
-    def add(self, tracing_id: str, text: str | None) -> None:
-        self._pending[tracing_id] = _signature(text)
+    def add(self, tracing_id: str, text: str | None) -> str:
+        """Remember a send; returns its signature (what the record journals)."""
+        signature = self._pending[tracing_id] = _signature(text)
+        return signature
+
+    def restore(self, pending: dict[str, str]) -> None:
+        """Sends journalled by a previous process (``SessionRecord.pending_sends``), to match in its backfill."""
+        self._pending.update(pending)
 
     def discard(self, tracing_id: str) -> None:
         self._pending.pop(tracing_id, None)
@@ -119,6 +125,8 @@ class SessionCore:
         self.budget = SendBudget(rate_per_s=s.send_rate_per_s, burst=s.send_burst, clock=deps.clock)
         self.gate = SessionGate()
         self.pending = PendingSends()
+        self.pending.restore(keeper.record.pending_sends)
+        self.restored_sends = frozenset(keeper.record.pending_sends)  # journalled by a previous process
         self.inbox = Inbox(s.inbox_size)
         self.state = SessionState.STARTING
         self.ending = False  # a session.end is in progress: Clear/close events end it as guest_ended

@@ -8,6 +8,7 @@ from bridge.config import Settings
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, EventSink, SessionStore
 from bridge.session.outcomes import OutcomeBook
+from bridge.session.pacer import ConnectPacer
 from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient
 
 __all__ = ["SessionDeps"]
@@ -27,4 +28,5 @@ class SessionDeps:
     endpoints: EndpointResolver
     backoff: Backoff
     book: OutcomeBook
+    pacer: ConnectPacer
     store: SessionStore | None = None

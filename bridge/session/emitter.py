@@ -3,15 +3,24 @@ causing command's ids (architecture §2). ``publish`` returns once the broker co
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
+import structlog
+
 from bridge.contract import Command, Event
 from bridge.contract.events import CommandOutcome, OutcomeReason, OutcomeStatus
+from bridge.errors import BrokerError, is_retryable
 from bridge.ports import Clock, EventSink
 from bridge.session.keeper import RecordKeeper
 
-__all__ = ["SessionEvents"]
+__all__ = ["PUBLISH_ATTEMPTS", "SessionEvents"]
+
+#: Tries per event before a broker error is raised (and the session reports itself failed).
+PUBLISH_ATTEMPTS = 5
+
+log = structlog.get_logger(__name__)
 
 
 class SessionEvents:
@@ -56,5 +65,18 @@ class SessionEvents:
         )
 
     async def publish(self, event: Event, *, reply_to: str | None = None) -> None:
-        """Publish ``event`` routed by this session's deployment; waits for the broker's confirm."""
-        await self._sink.publish(event, deployment_id=self._keeper.record.deployment_id, reply_to=reply_to)
+        """Publish ``event`` routed by this session's deployment; waits for the broker's confirm.
+
+        A retryable broker error (no confirm in time, a nack) is retried a few times with the *same*
+        event (same ``event_id``, so a duplicate is recognisable); then it is raised.
+        """
+        for attempt in range(PUBLISH_ATTEMPTS):
+            try:
+                await self._sink.publish(event, deployment_id=self._keeper.record.deployment_id, reply_to=reply_to)
+            except BrokerError as exc:
+                if not is_retryable(exc) or attempt == PUBLISH_ATTEMPTS - 1:
+                    raise
+                log.warning("event_publish_retry", event_type=event.type, attempt=attempt + 1, error=str(exc))
+                await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+            else:
+                return

@@ -122,7 +122,11 @@ class InboundDispatcher:
     async def _disconnected(self, message: StructuredMessage, read_only: bool) -> None:
         keeper = self._core.keeper
         if keeper.is_seen(message.id) or keeper.is_older_than_checkpoint(message_time(message)):
-            log.info("replayed_disconnect_ignored", genesys_message_id=message.id)
+            log.info("replayed_disconnect_ignored", genesys_message_id=message.id, read_only=read_only)
+            if read_only:
+                # The protocol took the replay at its word and turned read-only; a fresh configure on a new
+                # socket tells the truth (SessionResponse.readOnly), so reconnect rather than refuse sends.
+                await self._core.link.close()
             return
         await self._core.finish("agent_disconnected", detail="read_only" if read_only else None)
 
@@ -177,6 +181,11 @@ class InboundDispatcher:
                 case EntityKind.IGNORED:
                     pass
         log.info("session_backfilled", cause=cause, missed=len(publish))
+        if cause == "restart" and core.restored_sends:
+            # The previous process's unanswered sends now live in core.pending (matched or not); a redelivered
+            # command finds its match there. Stop journalling them, so a stale one cannot outlive this process.
+            journalled = core.keeper.record.pending_sends
+            core.keeper.update(pending_sends={k: v for k, v in journalled.items() if k not in core.restored_sends})
         await core.events.publish(
             SessionResumed(**await core.events.stamp(), cause=cause, missed_messages=len(publish))
         )

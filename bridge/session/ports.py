@@ -6,9 +6,11 @@ pass small fakes. Only ``bridge.app`` wires the real ones.
 
 from __future__ import annotations
 
-import random
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
+
+import tenacity
 
 from bridge.genesys.frames import StructuredMessage
 
@@ -71,17 +73,18 @@ EndpointResolver = Callable[[str], Endpoints]
 Backoff = Callable[[], Iterator[float]]
 
 
-def jittered_backoff(initial_s: float, max_s: float, *, rng: random.Random | None = None) -> Backoff:
-    """Exponential backoff with full jitter: attempt n waits uniform(initial/2, min(max, initial * 2**n)).
+def jittered_backoff(initial_s: float, max_s: float) -> Backoff:
+    """Exponential backoff with jitter, computed by tenacity (the engine under stamina): attempt n waits
+    ``min(max_s, initial_s * 2**(n-1)) + uniform(0, initial_s)``. We write no backoff formula ourselves.
 
     The waits are slept on the event loop, so virtual time (looptime) runs them instantly in tests.
     """
-    pick = rng or random.Random()
+    wait = tenacity.wait_exponential_jitter(initial=initial_s, max=max_s, jitter=initial_s)
 
     def delays() -> Iterator[float]:
-        ceiling = initial_s
-        while True:
-            yield pick.uniform(min(initial_s / 2, ceiling), ceiling)
-            ceiling = min(max_s, ceiling * 2)
+        for attempt in itertools.count(1):
+            state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+            state.attempt_number = attempt
+            yield min(max_s, wait(state))
 
     return delays

@@ -33,5 +33,16 @@ class SessionRecord(BaseModel):
         default=(), description="Bounded tail of published Genesys ids, for dedupe across reconnects/restarts."
     )
     seq: int = Field(default=0, description="Last event seq number used for this session.")
+    pending_sends: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "tracingId -> text of message sends not yet echoed. Saved before the send, so after a crash "
+            "the backfill can recognise a message that reached Genesys and it is not sent twice."
+        ),
+    )
+    start_command_id: str | None = Field(
+        default=None,
+        description="command_id of the session.start that created it: a redelivery is answered, not refused.",
+    )
     created_at: datetime
     updated_at: datetime

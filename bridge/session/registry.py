@@ -26,7 +26,7 @@ from pydantic import SecretStr
 
 from bridge.config import Settings
 from bridge.contract import CommandOutcome, SessionStart
-from bridge.contract.events import OutcomeReason
+from bridge.contract.events import OutcomeReason, OutcomeStatus
 from bridge.errors import CommandRejected
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
@@ -34,6 +34,7 @@ from bridge.session.actor import SessionActor
 from bridge.session.deps import SessionDeps
 from bridge.session.inbox import Offer
 from bridge.session.outcomes import OutcomeBook
+from bridge.session.pacer import ConnectPacer
 from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient, jittered_backoff
 from bridge.session.record import SessionRecord
 
@@ -75,6 +76,7 @@ class SessionRegistry:
             endpoints=endpoints,
             backoff=backoff or jittered_backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
             book=self.book,
+            pacer=ConnectPacer(rate_per_s=settings.resume_rate_per_s, clock=clock),
             store=store,
         )
         self._actors: dict[str, SessionActor] = {}
@@ -114,7 +116,18 @@ class SessionRegistry:
     # --- intake ----------------------------------------------------------------------------------------
 
     async def submit(self, envelope: Envelope) -> None:
-        """Route one command. Returns once it is queued or answered; never waits for a session's work."""
+        """Route one command. Returns once it is queued or answered; never waits for a session's work.
+
+        Never raises for one bad command: an unexpected error is logged and the command requeued (the
+        queue's delivery limit dead-letters a command that keeps failing).
+        """
+        try:
+            await self._route(envelope)
+        except Exception:
+            log.exception("command_routing_failed", command_id=envelope.command.command_id)
+            await self.book.requeue(envelope)
+
+    async def _route(self, envelope: Envelope) -> None:
         command = envelope.command
         if self._draining:
             await self.book.requeue(envelope)
@@ -129,6 +142,10 @@ class SessionRegistry:
                 pass
         actor = self._actors.get(command.session_id)
         if isinstance(command, SessionStart):
+            if actor is not None and actor.record.start_command_id == command.command_id:
+                # The start of a session resumed from the journal, redelivered after a crash: it did run.
+                await self._answer(envelope, "delivered", "ok", "the session is live (resumed)")
+                return
             if actor is not None:
                 await self._reject(envelope, "session_exists", "a live session already has this session_id")
                 return
@@ -165,6 +182,7 @@ class SessionRegistry:
             region=command.region,
             origin=command.origin,
             custom_attributes=dict(command.custom_attributes or {}),
+            start_command_id=command.command_id,
             created_at=now,
             updated_at=now,
         )
@@ -198,6 +216,19 @@ class SessionRegistry:
         self, envelope: Envelope, reason: OutcomeReason, detail: str, *, dead_letter: bool = False
     ) -> None:
         """Answer a command the registry refused: ``rejected`` outcome (seq 0), then ack or dead-letter."""
+        log.info("command_rejected", session_id=envelope.command.session_id, reason=reason, detail=detail)
+        await self._answer(envelope, "rejected", reason, detail, dead_letter=dead_letter)
+
+    async def _answer(
+        self,
+        envelope: Envelope,
+        status: OutcomeStatus,
+        reason: OutcomeReason,
+        detail: str,
+        *,
+        dead_letter: bool = False,
+    ) -> None:
+        """Settle a command at the registry level: an outcome outside any session (seq 0)."""
         command = envelope.command
         outcome = CommandOutcome(
             event_id=uuid.uuid4().hex,
@@ -208,7 +239,7 @@ class SessionRegistry:
             correlation_id=command.correlation_id,
             command_id=command.command_id,
             command_type=command.type,
-            status="rejected",
+            status=status,
             reason=reason,
             detail=detail,
         )
@@ -216,7 +247,6 @@ class SessionRegistry:
         actor = self._actors.get(command.session_id)
         if deployment_id is None and actor is not None:
             deployment_id = actor.deployment_id
-        log.info("command_rejected", session_id=command.session_id, reason=reason, detail=detail)
         await self.book.settle(
             envelope, outcome, deployment_id=deployment_id, dead_letter=(reason, detail) if dead_letter else None
         )
@@ -224,28 +254,28 @@ class SessionRegistry:
     # --- restart and shutdown --------------------------------------------------------------------------
 
     async def resume(self, records: Iterable[SessionRecord]) -> None:
-        """Resume live sessions from a store after a restart (issue 4), paced at ``resume_rate_per_s``.
+        """Resume live sessions from a store after a restart (issue 4).
 
-        Each becomes an actor with cause ``restart``: same token, ``startNew:false``, backfill, then
-        ``session.resumed``. Closed records and sessions already live are skipped.
+        Every actor is registered at once, so commands for a resumed session queue in its inbox and run
+        as soon as *it* is back; their first connects are paced at ``resume_rate_per_s`` (a shared
+        :class:`ConnectPacer`). Each resumes with cause ``restart``: same token, ``startNew:false``,
+        backfill, then ``session.resumed``. Closed records and sessions already live are skipped.
         """
         pending = [r for r in records if not r.closed and r.session_id not in self._actors]
-        self._metrics.recovery_pending.set(len(pending))
-        pace = 1.0 / self._settings.resume_rate_per_s
-        for index, record in enumerate(pending):
+        self._metrics.recovery_pending.inc(len(pending))
+        for record in pending:
             if self._draining:
-                break
-            if index:
-                await asyncio.sleep(pace)
+                self._metrics.recovery_pending.dec()
+                continue
             try:
                 actor = SessionActor(record, self._deps, cause="restart")
             except CommandRejected as exc:
                 log.error("session_resume_failed", session_id=record.session_id, reason=exc.reason, detail=exc.detail)
                 self._metrics.sessions_recovered.labels(result="failed").inc()
+                self._metrics.recovery_pending.dec()
             else:
                 self._spawn(actor)
                 self._metrics.sessions_recovered.labels(result="started").inc()
-            self._metrics.recovery_pending.dec()
 
     async def drain(self, timeout_s: float) -> None:
         """SIGTERM: stop taking commands, let in-flight ones settle, close sockets without ending sessions.

@@ -182,6 +182,7 @@ class FakeGenesys:
     clear_forbidden: bool = False
     swallow_messages: int = 0  # the next N onMessage get no echo at all
     drop_after_receive: int = 0  # drop the socket right after receiving the next N onMessage (echo lost)
+    hold_echoes: int = 0  # the next N onMessage reach the history but their echo never comes
     allowed_media: Sequence[str] = ("image/png", "image/jpeg")
     max_custom_data_bytes: int = 2048
     connect_origins: list[str | None] = field(default_factory=list)
@@ -198,7 +199,7 @@ class FakeGenesys:
         return conn
 
     # peer behaviour
-    def handle(self, conn: FakeConnection, frame: dict[str, Any]) -> None:  # noqa: C901 - a tiny server
+    def handle(self, conn: FakeConnection, frame: dict[str, Any]) -> None:
         self.received.append(frame)
         self._changed.set()
         action, tid, token = frame.get("action"), frame.get("tracingId"), frame.get("token", "")
@@ -214,7 +215,9 @@ class FakeGenesys:
                 "newSession": new,
                 "readOnly": self.configure_read_only,
                 "maxCustomDataBytes": self.max_custom_data_bytes,
-                "allowedMedia": {"inbound": {"fileTypes": [{"type": t} for t in self.allowed_media], "maxFileSizeKB": 10}},
+                "allowedMedia": {
+                    "inbound": {"fileTypes": [{"type": t} for t in self.allowed_media], "maxFileSizeKB": 10}
+                },
                 "blockedExtensions": [".exe"],
             }
             conn.push(_frame("SessionResponse", body, kind="response", tracing_id=tid))
@@ -224,7 +227,9 @@ class FakeGenesys:
             body = {"type": "Text", "direction": "Inbound", "id": uuid.uuid4().hex, "text": "ping"}
             conn.push(_frame("StructuredMessage", body, kind="response", tracing_id=tid))
         elif action == "getJwt":
-            conn.push(_frame("JwtResponse", {"jwt": f"jwt-{token}", "exp": 4102444800}, kind="response", tracing_id=tid))
+            conn.push(
+                _frame("JwtResponse", {"jwt": f"jwt-{token}", "exp": 4102444800}, kind="response", tracing_id=tid)
+            )
         elif action == "onAttachment":
             body = {
                 "attachmentId": frame["attachmentId"],
@@ -268,10 +273,15 @@ class FakeGenesys:
         if self.swallow_messages:
             self.swallow_messages -= 1
             return
-        body = self._record(token, {"type": "Text", "direction": "Inbound", "text": text, "content": message.get("content", [])})
+        body = self._record(
+            token, {"type": "Text", "direction": "Inbound", "text": text, "content": message.get("content", [])}
+        )
         if self.drop_after_receive:
             self.drop_after_receive -= 1
             conn.drop()
+            return
+        if self.hold_echoes:
+            self.hold_echoes -= 1
             return
         conn.push(_frame("StructuredMessage", body, tracing_id=tid))
 

@@ -31,3 +31,25 @@ async def test_full_conversation() -> None:
         seqs = [e.seq for e in h.sink.events if e.session_id == "s1"]
         assert seqs == sorted(seqs)
         assert len(set(seqs)) == len(seqs)
+
+
+async def test_transient_publish_failure_is_retried_with_the_same_event() -> None:
+    async with running() as h:
+        token = await h.start()
+        h.sink.fail_next = 2
+        body = h.peer.agent_say(token, "eventually")
+        (received,) = await h.sink.wait_type("message.received", 1, "s1")
+        assert received.genesys_message_id == body["id"]
+        assert h.registry.get("s1").record.last_message_id == body["id"]
+
+
+async def test_events_carry_causation_and_correlation() -> None:
+    from bridge.contract import MessageSend
+
+    async with running() as h:
+        await h.start()
+        command = MessageSend(command_id="c-1", session_id="s1", text="hi", correlation_id="corr-9")
+        await h.submit(command, reply_to="amq.rabbitmq.reply-to")
+        outcome = await h.sink.wait_outcome("c-1")
+        assert (outcome.causation_id, outcome.correlation_id) == ("c-1", "corr-9")
+        assert h.sink.reply_to[h.sink.events.index(outcome)] == "amq.rabbitmq.reply-to"

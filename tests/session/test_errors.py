@@ -62,11 +62,22 @@ async def test_429_retry_after_is_honoured_without_loss_or_duplicate() -> None:
         assert loop.time() - before >= 6.0  # two retryAfter waits of 3 s
         notices = [o for o in h.sink.outcomes("m-429") if o.status == "will_retry"]
         assert len(notices) == 2
-        sends = [f for f in h.peer.received if f.get("action") == "onMessage" and f["message"].get("text") == "patience"]
+        sends = [
+            f for f in h.peer.received if f.get("action") == "onMessage" and f["message"].get("text") == "patience"
+        ]
         assert len(sends) == 3
         assert len({f["tracingId"] for f in sends}) == 1  # the same tracingId every time
         assert h.peer.sent_texts().count("patience") == 3
-        assert len([m for m in h.peer.history[h.registry.get("s1").record.token.get_secret_value()] if m.get("text") == "patience"]) == 1
+        assert (
+            len(
+                [
+                    m
+                    for m in h.peer.history[h.registry.get("s1").record.token.get_secret_value()]
+                    if m.get("text") == "patience"
+                ]
+            )
+            == 1
+        )
 
 
 async def test_expiry_4006_ends_session_expired() -> None:
@@ -96,7 +107,9 @@ async def test_typing_403_is_typing_disabled_and_not_sent_again() -> None:
         first = await h.typing("s1")
         assert (first.status, first.reason, first.genesys_code) == ("failed", "typing_disabled", 403)
         await asyncio.sleep(10)
-        typing_frames = len([f for f in h.peer.received if f["action"] == "onMessage" and f["message"]["type"] == "Event"])
+        typing_frames = len(
+            [f for f in h.peer.received if f["action"] == "onMessage" and f["message"]["type"] == "Event"]
+        )
         second = await h.typing("s1")
         assert second.reason == "typing_disabled"
         assert typing_frames == len(
@@ -158,7 +171,9 @@ async def test_configure_rejected_ends_session() -> None:
         from bridge.contract import SessionStart
         from tests.session.conftest import DEPLOYMENT
 
-        await h.submit(SessionStart(command_id="st", session_id="s1", deployment_id=DEPLOYMENT, region="mypurecloud.com"))
+        await h.submit(
+            SessionStart(command_id="st", session_id="s1", deployment_id=DEPLOYMENT, region="mypurecloud.com")
+        )
         outcome = await h.sink.wait_outcome("st")
         assert (outcome.status, outcome.reason) == ("failed", "genesys_error")
         (ended,) = await h.sink.wait_type("session.ended", 1, "s1")

@@ -175,3 +175,22 @@ async def test_checkpoint_waits_for_the_broker_confirm() -> None:
         await asyncio.sleep(0)
         assert h.registry.get("s1").record.last_message_id == body["id"]
         assert h.store.records["s1"].last_message_id == body["id"]
+
+
+async def test_replayed_read_only_disconnect_reconnects_instead_of_refusing_sends() -> None:
+    async with running() as h:
+        token = await h.start()
+        h.peer.agent_say(token, "newest")
+        await h.sink.wait_type("message.received", 1, "s1")
+        old = {
+            "id": "old-ro-disc",
+            "type": "Event",
+            "direction": "Outbound",
+            "channel": {"time": "2000-01-01T00:00:00+00:00"},
+            "events": [{"eventType": "Presence", "presence": {"type": "Disconnect"}}],
+            "metadata": {"readOnly": "true"},
+        }
+        h.peer.push_all("StructuredMessage", old)
+        await h.sink.wait_type("session.resumed", 1, "s1")
+        assert (await h.say("s1", "still writable")).status == "delivered"
+        assert not h.sink.of_type("session.ended", "s1")

@@ -114,15 +114,15 @@ async def test_per_session_order_is_kept() -> None:
 async def test_busy_session_does_not_slow_the_others() -> None:
     async with running(inbox_size=128) as h:
         await h.start("busy")
-        for i in range(10):
+        for i in range(50):
             await h.start(f"calm-{i}")
         loop = asyncio.get_running_loop()
         for i in range(100):
             await h.submit(MessageSend(command_id=f"b{i}", session_id="busy", text=f"b{i}"))
         before = loop.time()
-        for i in range(10):
+        for i in range(50):
             await h.submit(MessageSend(command_id=f"c{i}", session_id=f"calm-{i}", text="hello"))
-        for i in range(10):
+        for i in range(50):
             await h.sink.wait_outcome(f"c{i}")
         assert loop.time() - before < 0.01  # the calm sessions do not wait behind the busy one
         assert not h.sink.outcomes("b99")  # the backlog drains at the budget's pace
@@ -230,3 +230,65 @@ async def test_sessions_gauge_follows_states() -> None:
         await asyncio.sleep(0.1)
         assert h.sample("genesys_bridge_sessions", state="active") == 1
         assert h.sample("genesys_bridge_sessions", state="ending") == 0
+
+
+async def test_redelivered_start_of_a_resumed_session_is_answered_not_refused() -> None:
+    async with running() as h:
+        await h.start("s1", command_id="boot-start")
+        await h.registry.drain(10.0)
+        record = h.store.records["s1"]
+    async with running() as h2:
+        h2.peer.known_tokens = h.peer.known_tokens
+        h2.peer.history = h.peer.history
+        await h2.registry.resume([record])
+        await h2.sink.wait_type("session.resumed", 1, "s1")
+        await h2.submit(start("s1", command_id="boot-start"))
+        outcome = await h2.sink.wait_outcome("boot-start")
+        assert (outcome.status, outcome.reason) == ("delivered", "ok")
+
+
+async def test_resume_registers_every_session_at_once_and_paces_connects() -> None:
+    async with running() as h:
+        for i in range(5):
+            await h.start(f"p{i}")
+        await h.registry.drain(10.0)
+        records = [h.store.records[f"p{i}"] for i in range(5)]
+    async with running(resume_rate_per_s=1.0) as h2:
+        h2.peer.known_tokens = h.peer.known_tokens
+        h2.peer.history = h.peer.history
+        loop = asyncio.get_running_loop()
+        before = loop.time()
+        await h2.registry.resume(records)
+        assert loop.time() == before  # registering does not wait for the pacing
+        assert len(h2.registry) == 5
+        await h2.submit(MessageSend(command_id="early", session_id="p0", text="first one back"))
+        outcome = await h2.sink.wait_outcome("early")
+        assert outcome.status == "delivered"
+        assert loop.time() - before < 1.0
+        await h2.sink.wait_type("session.resumed", 5)
+        assert loop.time() - before == pytest.approx(4.0, abs=0.1)  # slots 1 s apart
+        assert h2.sample("genesys_bridge_recovery_pending_sessions") == 0
+
+
+async def test_send_in_flight_at_a_crash_is_not_sent_twice_after_restart() -> None:
+    async with running(delivery_timeout_s=300.0) as h:
+        token = await h.start()
+        h.peer.hold_echoes = 1  # Genesys has it; the bridge dies before the echo
+        command = MessageSend(command_id="only-once", session_id="s1", text="only once, please")
+        first = await h.submit(command)
+        await h.peer.wait_received(lambda r: any(f.get("message", {}).get("text") == "only once, please" for f in r))
+        record = h.store.records["s1"]
+        assert list(record.pending_sends.values()) == ["only once, please"]
+        await h.registry.drain(1.0)  # the drain deadline cancels the actor, as a crash would
+        assert first.delivery.how == ["requeue"]  # type: ignore[attr-defined]
+    async with running() as h2:
+        h2.peer.known_tokens = h.peer.known_tokens
+        h2.peer.history = h.peer.history
+        await h2.registry.resume([record])
+        await h2.submit(command)  # the broker redelivers it
+        outcome = await h2.sink.wait_outcome("only-once")
+        assert outcome.status == "delivered"
+        assert outcome.genesys_message_id == h.peer.history[token][-1]["id"]
+        assert h2.peer.sent_texts() == []  # not sent again
+        assert not h2.sink.of_type("message.received", "s1")  # nor published back as an inbound message
+        assert h2.store.records["s1"].pending_sends == {}

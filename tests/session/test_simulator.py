@@ -112,20 +112,21 @@ async def test_drop_while_agent_talks_every_missed_message_once() -> None:
     async with live() as h:
         await h.start()
         token = h.token()
-        said = []
-        for i in range(3):
-            said.append(await h.sim.agent_say(token, f"live {i}"))
+        said = [await h.sim.agent_say(token, f"live {i}") for i in range(3)]
         await h.sink.wait_type("message.received", 3, "s1")
         await h.sim.drop_connections(token)
-        for i in range(5):
-            said.append(await h.sim.agent_say(token, f"during {i}"))
+        for i in range(3):  # commands queued during the outage: each delivered once, in order
+            await h.submit(MessageSend(command_id=f"g{i}", session_id="s1", text=f"guest {i}"))
+        said += [await h.sim.agent_say(token, f"during {i}") for i in range(5)]
         await h.sink.wait_type("session.resumed", 1, "s1")
-        for i in range(3):
-            said.append(await h.sim.agent_say(token, f"after {i}"))
+        said += [await h.sim.agent_say(token, f"after {i}") for i in range(3)]
         received = await h.sink.wait_type("message.received", 11, "s1")
         ids = [m.genesys_message_id for m in received]
         assert sorted(ids) == sorted(said)
         assert len(set(ids)) == len(ids) == 11
+        assert [(await h.sink.wait_outcome(f"g{i}")).status for i in range(3)] == ["delivered"] * 3
+        guest_texts = [r.text for r in h.sim.received(token) if r.text and r.text.startswith("guest")]
+        assert guest_texts == ["guest 0", "guest 1", "guest 2"]
         assert (await h.say("s1", "back")).status == "delivered"
 
 
