@@ -14,6 +14,7 @@ Two halves:
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -67,6 +68,7 @@ __all__ = [
     "UnparsedFrame",
     "UploadFailureEvent",
     "UploadSuccessEvent",
+    "lenient_int",
     "parse_server_frame",
 ]
 
@@ -556,13 +558,21 @@ class UnparsedFrame:
     error: str | None = None
 
 
-def _as_int(value: object) -> int | None:
-    # bool is an int subclass; a boolean code is nonsense, not 1.
-    if isinstance(value, int) and not isinstance(value, bool):
+def lenient_int(value: object) -> int | None:
+    """An int from an int, a finite float or a numeric string; ``None`` for anything else.
+
+    Genesys sends numbers as strings in places (session timing metadata, §4.4) and sizes under several
+    keys (§5.2); a bool is an int subclass in Python but a nonsense number here.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
         return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
     if isinstance(value, str):
         try:
-            return int(value)
+            return int(value.strip())
         except ValueError:
             return None
     return None
@@ -578,7 +588,7 @@ def parse_server_frame(data: str | bytes) -> ServerFrame | UnparsedFrame:
         return UnparsedFrame(reason="not_object", raw=obj)
     raw_class = obj.get("class")
     frame_class = raw_class if isinstance(raw_class, str) else None
-    code = _as_int(obj.get("code"))
+    code = lenient_int(obj.get("code"))
     raw_tracing = obj.get("tracingId")
     tracing_id = raw_tracing if isinstance(raw_tracing, str) else None
     raw_type = obj.get("type")

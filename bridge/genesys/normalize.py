@@ -27,7 +27,7 @@ from bridge.contract.content import (
     TimeSlot,
     UnknownPart,
 )
-from bridge.genesys.frames import StructuredMessage
+from bridge.genesys.frames import StructuredMessage, lenient_int
 
 __all__ = ["NormalizedMessage", "normalize_content", "normalize_message", "parse_genesys_time", "sender_of"]
 
@@ -116,21 +116,6 @@ def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
 def _dict(value: object) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -217,9 +202,9 @@ def _from_attachment(item: dict[str, Any]) -> list[ContentPart]:
     body = _dict(item.get("attachment"))
     if not body:
         return []
-    size = _int(body.get("fileSize"))
+    size = lenient_int(body.get("fileSize"))
     if size is None:
-        size = _int(body.get("contentSizeBytes"))
+        size = lenient_int(body.get("contentSizeBytes"))
     return [
         AttachmentPart(
             id=_str(body.get("id")),
@@ -238,7 +223,7 @@ def _from_date_picker(item: dict[str, Any]) -> list[ContentPart]:
     if not body:
         return []
     slots = [
-        TimeSlot(date_time=dt, duration_s=_int(slot.get("duration")))
+        TimeSlot(date_time=dt, duration_s=lenient_int(slot.get("duration")))
         for slot in map(_dict, _list(body.get("availableTimes")))
         if (dt := _str(slot.get("dateTime"))) is not None
     ]

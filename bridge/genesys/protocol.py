@@ -87,6 +87,7 @@ from bridge.genesys.frames import (
     UnparsedFrame,
     UploadFailureEvent,
     UploadSuccessEvent,
+    lenient_int,
     parse_server_frame,
 )
 from bridge.genesys.outgoing import (
@@ -194,22 +195,6 @@ def _retry_after(value: float | None) -> float:
     if value is None or not math.isfinite(value):
         return DEFAULT_RETRY_AFTER_S
     return min(max(0.0, value), MAX_RETRY_AFTER_S)
-
-
-def _to_int(value: object) -> int | None:
-    """An int from an int or a numeric string (session timing metadata is strings, §4.4)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
 
 
 def _is_true(value: object) -> bool:
@@ -643,7 +628,7 @@ class GuestProtocol:
             self._events.append(
                 EchoReplied(
                     tracing_id=tid,
-                    duration_s=_to_int(msg.metadata.get("durationSeconds")),
+                    duration_s=lenient_int(msg.metadata.get("durationSeconds")),
                     expires_at=_epoch_to_datetime(msg.metadata.get("expirationDate")),
                 )
             )
@@ -676,7 +661,7 @@ class GuestProtocol:
             kind = event.get("eventType") if isinstance(event, dict) else None
             if kind == "Typing":
                 typing = event.get("typing")
-                duration = _to_int(typing.get("duration")) if isinstance(typing, dict) else None
+                duration = lenient_int(typing.get("duration")) if isinstance(typing, dict) else None
                 self._events.append(
                     TypingReceived(msg, duration if duration and duration > 0 else DEFAULT_TYPING_DURATION_MS)
                 )

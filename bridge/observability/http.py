@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from bridge.observability.metrics import Metrics
+from bridge.serving import serve_app
 
 __all__ = ["ObservabilityServer", "ReadyCheck", "ReadyResult"]
 
@@ -78,17 +79,7 @@ class ObservabilityServer:
         app.router.add_get("/metrics", self._handle_metrics)
         app.router.add_get("/healthz", self._handle_healthz)
         app.router.add_get("/readyz", self._handle_readyz)
-        # No access log: probes and scrapes every few seconds would be most of our log volume.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self._host, self._requested_port)
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._runner, self._port = await serve_app(app, self._host, self._requested_port)
 
     async def stop(self) -> None:
         """Stop serving. Idempotent."""

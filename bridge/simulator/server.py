@@ -24,6 +24,7 @@ from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
+from bridge.serving import serve_app
 from bridge.simulator import control_http, handlers
 from bridge.simulator.config import SimulatorConfig
 from bridge.simulator.connection import Connection, FaultPlan
@@ -63,16 +64,7 @@ class Simulator:
         app[handlers.CONNECTIONS] = self._connections
         handlers.add_routes(app)
         control_http.add_routes(app, self)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-        await runner.setup()
-        site = web.TCPSite(runner, self.config.host, self.config.port, backlog=1024)
-        try:
-            await site.start()
-        except BaseException:
-            await runner.cleanup()
-            raise
-        self._runner = runner
-        self._port = int(runner.addresses[0][1])
+        self._runner, self._port = await serve_app(app, self.config.host, self.config.port, backlog=1024)
 
     async def stop(self) -> None:
         """Drop every socket abruptly (a vanished server) and stop listening. Idempotent."""
