@@ -130,6 +130,7 @@ class CommandIntake:
         self._generation = 0
         self._state = asyncio.Condition()
         self._stopping = False
+        self._held: list[AmqpDelivery] = []
         self._stopped = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
@@ -228,6 +229,7 @@ class CommandIntake:
         if group is None:
             return
         self._stopping = True
+        await self._release_held()  # before the channel goes: the tags are valid only on it
         if self._task is not None:
             self._task.cancel()
         await group.__aexit__(exc_type, exc, tb)
@@ -330,15 +332,38 @@ class CommandIntake:
             if self._stopping:
                 # Draining: what arrived but was never handed over goes back, until basic.cancel is answered.
                 if message is not None:
-                    await AmqpDelivery(message, dead_letters=self._dead_letters, metrics=self._metrics).requeue()
+                    await self._delivery(message).requeue()
                 elif generation.cancelled:
                     return "stopped"
                 continue
             if message is not None:
                 await self._dispatch(message)
 
+    def _delivery(self, message: AbstractIncomingMessage) -> AmqpDelivery:
+        return AmqpDelivery(message, dead_letters=self._dead_letters, metrics=self._metrics, hold=self._hold)
+
+    def _hold(self, delivery: AmqpDelivery) -> bool:
+        """While draining, keep requeues back so they go to the broker in delivery order at close.
+
+        Late arrivals the intake never handed over are requeued at once, but a session's older commands
+        are requeued only after its in-flight command settles; the quorum queue redelivers in the order
+        of return, so returning them as they come would reorder a session's commands for the next
+        process. Bounded by the prefetch window.
+        """
+        if self._stopping:
+            self._held.append(delivery)
+            return True
+        return False
+
+    async def _release_held(self) -> None:
+        held, self._held = sorted(self._held, key=lambda d: d.delivery_tag or 0), []
+        for delivery in held:
+            await delivery.release()
+        if held:
+            log.info("intake_requeued_in_order", count=len(held))
+
     async def _dispatch(self, message: AbstractIncomingMessage) -> None:
-        delivery = AmqpDelivery(message, dead_letters=self._dead_letters, metrics=self._metrics)
+        delivery = self._delivery(message)
         decoded = decode_command(message.body, max_bytes=self._settings.max_command_bytes)
         if isinstance(decoded, Rejection):
             await self._reject(message, delivery, decoded)

@@ -11,6 +11,7 @@ redelivery.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final, Protocol
 
 import structlog
@@ -44,13 +45,21 @@ class AmqpDelivery:
     one that must not kill the intake.
     """
 
-    __slots__ = ("_dead_letters", "_message", "_metrics", "_settled")
+    __slots__ = ("_dead_letters", "_hold", "_message", "_metrics", "_settled")
 
-    def __init__(self, message: AbstractIncomingMessage, *, dead_letters: DeadLetterSink, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        message: AbstractIncomingMessage,
+        *,
+        dead_letters: DeadLetterSink,
+        metrics: Metrics,
+        hold: Callable[[AmqpDelivery], bool] | None = None,
+    ) -> None:
         self._message = message
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._settled = False
+        self._hold = hold  # returns True when it took the requeue over (drain: requeue in order later)
 
     @property
     def settled(self) -> bool:
@@ -68,9 +77,16 @@ class AmqpDelivery:
             await self._settle(_ACK)
 
     async def requeue(self) -> None:
-        """Give the command back to the broker (it counts towards ``x-delivery-limit``)."""
-        if self._claim(_NACK):
+        """Give the command back to the broker (it counts towards ``x-delivery-limit``).
+
+        While the intake drains, the requeue is held and done by :meth:`release` in delivery order.
+        """
+        if self._claim(_NACK) and not (self._hold is not None and self._hold(self)):
             await self._settle(_NACK)
+
+    async def release(self) -> None:
+        """Carry out a requeue that was held during a drain (the intake calls this, in delivery-tag order)."""
+        await self._settle(_NACK)
 
     async def dead_letter(self, reason: str, detail: str) -> None:
         """Copy the command to the DLQ with ``x-bridge-reject-reason``/``-detail`` headers, then ack it.

@@ -98,10 +98,14 @@ class OutcomeBook:
         outcome: CommandOutcome,
         *,
         deployment_id: str | None,
-        dead_letter: tuple[str, str] | None = None,
     ) -> None:
-        """Remember, publish (confirmed) and then ack ``envelope`` (or dead-letter it with the reason)."""
+        """Remember, publish (confirmed) and then ack ``envelope``.
+
+        A ``rejected`` command (bad input, refused without trying) is dead-lettered with its reason instead of
+        acked, wherever it was refused: the contract promises the original of every rejection in the DLQ.
+        """
         command = envelope.command
+        dead_letter = (outcome.reason, outcome.detail) if outcome.status == "rejected" else None
         self._remember(command.command_id, outcome, deployment_id)
         self._metrics.commands.labels(type=command.type, status=outcome.status).inc()
         if envelope.received_at:
@@ -152,8 +156,7 @@ class OutcomeBook:
             return
         try:
             if dead_letter is not None:
-                await envelope.delivery.dead_letter(*dead_letter)
-                self._metrics.dead_lettered.labels(reason=dead_letter[0]).inc()
+                await envelope.delivery.dead_letter(*dead_letter)  # counts genesys_bridge_dead_lettered_total
             else:
                 await envelope.delivery.ack()
         except BrokerError as exc:

@@ -79,7 +79,7 @@ def jittered_backoff(initial_s: float, max_s: float) -> Backoff:
 
     The waits are slept on the event loop, so virtual time (looptime) runs them instantly in tests.
     """
-    wait = tenacity.wait_exponential_jitter(initial=initial_s, max=max_s, jitter=initial_s)
+    wait = tenacity.wait_exponential_jitter(multiplier=initial_s, max=max_s, jitter=initial_s)
 
     def delays() -> Iterator[float]:
         for attempt in itertools.count(1):

@@ -152,7 +152,7 @@ class SessionRegistry:
             await self._start(envelope, command)
             return
         if actor is None:
-            await self._reject(envelope, "unknown_session", "no live session has this session_id", dead_letter=True)
+            await self._reject(envelope, "unknown_session", "no live session has this session_id")
             return
         match actor.offer(envelope):
             case Offer.ACCEPTED:
@@ -212,12 +212,10 @@ class SessionRegistry:
             if not self._actors:
                 self._all_done.set()
 
-    async def _reject(
-        self, envelope: Envelope, reason: OutcomeReason, detail: str, *, dead_letter: bool = False
-    ) -> None:
-        """Answer a command the registry refused: ``rejected`` outcome (seq 0), then ack or dead-letter."""
+    async def _reject(self, envelope: Envelope, reason: OutcomeReason, detail: str) -> None:
+        """Answer a command the registry refused: ``rejected`` outcome (seq 0), then dead-letter it."""
         log.info("command_rejected", session_id=envelope.command.session_id, reason=reason, detail=detail)
-        await self._answer(envelope, "rejected", reason, detail, dead_letter=dead_letter)
+        await self._answer(envelope, "rejected", reason, detail)
 
     async def _answer(
         self,
@@ -225,8 +223,6 @@ class SessionRegistry:
         status: OutcomeStatus,
         reason: OutcomeReason,
         detail: str,
-        *,
-        dead_letter: bool = False,
     ) -> None:
         """Settle a command at the registry level: an outcome outside any session (seq 0)."""
         command = envelope.command
@@ -247,9 +243,7 @@ class SessionRegistry:
         actor = self._actors.get(command.session_id)
         if deployment_id is None and actor is not None:
             deployment_id = actor.deployment_id
-        await self.book.settle(
-            envelope, outcome, deployment_id=deployment_id, dead_letter=(reason, detail) if dead_letter else None
-        )
+        await self.book.settle(envelope, outcome, deployment_id=deployment_id)
 
     # --- restart and shutdown --------------------------------------------------------------------------
 

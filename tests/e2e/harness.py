@@ -1,4 +1,9 @@
-"""Test-side client of the bridge: publish commands, collect events, await conditions (never sleep)."""
+"""Test-side client of the bridge: publish commands, collect events, await conditions (never sleep).
+
+Everything here is what an integrating service does with a plain aio-pika client: publish commands to
+the command exchange, bind a private queue to the event exchange, read a ``reply_to`` queue and the
+dead-letter queue. Nothing reaches into the bridge.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,33 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
+
+import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
 
 from bridge.amqp.tools import CommandPublisher, follow_events
 from bridge.contract.codec import decode_event
 from bridge.contract.events import CommandOutcome, Event, MessageReceived, SessionEnded
 
-__all__ = ["EventCollector", "Integrator", "integrator"]
+__all__ = [
+    "DeadLetter",
+    "DeadLetters",
+    "EventCollector",
+    "Integrator",
+    "dead_letters",
+    "integrator",
+    "kill_connection",
+    "ready_count",
+]
 
 #: Backstop for awaited conditions; the per-test timeout is the real limit.
 WAIT_S = 30.0
 
 
 class EventCollector:
-    """Every event published on one exchange, in arrival order, with awaitable conditions."""
+    """Every event published on one exchange (or one queue), in arrival order, with awaitable conditions."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -32,9 +50,9 @@ class EventCollector:
             self.raw.append((routing_key, properties, body))
             self._changed.notify_all()
 
-    async def wait_for(self, predicate: Callable[[list[Event]], bool]) -> list[Event]:
+    async def wait_for(self, predicate: Callable[[list[Event]], bool], *, timeout_s: float = WAIT_S) -> list[Event]:
         """Wait until ``predicate(events)`` holds; returns the events seen so far."""
-        async with asyncio.timeout(WAIT_S), self._changed:
+        async with asyncio.timeout(timeout_s), self._changed:
             await self._changed.wait_for(lambda: predicate(self.events))
             return list(self.events)
 
@@ -44,10 +62,34 @@ class EventCollector:
     def outcomes(self, command_id: str) -> list[CommandOutcome]:
         return [e for e in self.events if isinstance(e, CommandOutcome) and e.command_id == command_id]
 
-    async def outcome(self, command_id: str) -> CommandOutcome:
+    def settled(self, command_id: str) -> list[CommandOutcome]:
+        """The settled outcomes (not ``will_retry``) of a command: exactly one unless it was repeated."""
+        return [o for o in self.outcomes(command_id) if o.status != "will_retry"]
+
+    async def outcome(self, command_id: str, *, timeout_s: float = WAIT_S) -> CommandOutcome:
         """The settled outcome of a command (``will_retry`` outcomes are skipped)."""
-        await self.wait_for(lambda _: any(o.status != "will_retry" for o in self.outcomes(command_id)))
-        return next(o for o in self.outcomes(command_id) if o.status != "will_retry")
+        await self.wait_for(lambda _: bool(self.settled(command_id)), timeout_s=timeout_s)
+        return self.settled(command_id)[0]
+
+    async def all_settled(self, command_ids: list[str], *, timeout_s: float = WAIT_S) -> list[CommandOutcome]:
+        """Wait until every command has a settled outcome; returns the first of each, in order."""
+        pending = set(command_ids)
+        cursor = 0
+
+        def done(events: list[Event]) -> bool:
+            nonlocal cursor  # scan each event once: this runs after every event, with hundreds pending
+            for event in events[cursor:]:
+                if isinstance(event, CommandOutcome) and event.status != "will_retry":
+                    pending.discard(event.command_id or "")
+            cursor = len(events)
+            return not pending
+
+        await self.wait_for(done, timeout_s=timeout_s)
+        first: dict[str, CommandOutcome] = {}
+        for event in self.events:
+            if isinstance(event, CommandOutcome) and event.status != "will_retry" and event.command_id:
+                first.setdefault(event.command_id, event)
+        return [first[c] for c in command_ids]
 
     def messages(self, session_id: str, direction: str = "outbound") -> list[MessageReceived]:
         return [e for e in self.of(session_id) if isinstance(e, MessageReceived) and e.direction == direction]
@@ -59,12 +101,26 @@ class EventCollector:
         return event
 
 
-class Integrator:
-    """What a backend service does: publish commands, read events."""
+def _properties(message: AbstractIncomingMessage) -> dict[str, Any]:
+    return {
+        "message_id": message.message_id,
+        "correlation_id": message.correlation_id,
+        "type": message.type,
+        "content_type": message.content_type,
+        "delivery_mode": message.delivery_mode,
+        "timestamp": message.timestamp,
+        "app_id": message.app_id,
+    }
 
-    def __init__(self, publisher: CommandPublisher, collector: EventCollector) -> None:
+
+class Integrator:
+    """What a backend service does: publish commands, read events (and its ``reply_to`` queue)."""
+
+    def __init__(self, publisher: CommandPublisher, collector: EventCollector, replies: EventCollector, reply_to: str):
         self.publisher = publisher
         self.events = collector
+        self.replies = replies
+        self.reply_to = reply_to
 
     async def send(self, command: dict[str, Any] | bytes, *, reply_to: str | None = None) -> str:
         if isinstance(command, dict):
@@ -82,33 +138,114 @@ class Integrator:
             }
         )
 
+    async def started(self, session_id: str, **extra: Any) -> CommandOutcome:
+        """Start a session and wait for its settled outcome (which must be ``delivered``)."""
+        outcome = await self.events.outcome(await self.start(session_id, **extra))
+        assert outcome.status == "delivered", outcome
+        return outcome
+
     async def say(self, session_id: str, text: str, **extra: Any) -> str:
         return await self.send({"type": "message.send", "session_id": session_id, "text": text, **extra})
 
 
 @contextlib.asynccontextmanager
 async def integrator(amqp_url: str, *, command_exchange: str, event_exchange: str) -> AsyncIterator[Integrator]:
-    """Publish to ``command_exchange`` and collect everything from ``event_exchange`` until exit."""
-    collector = EventCollector()
-    async with follow_events(amqp_url, exchange=event_exchange) as queue:
+    """Publish to ``command_exchange`` and collect everything from ``event_exchange`` until exit.
 
-        async def pump() -> None:
-            async with queue.iterator() as messages:
+    Also declares a private ``reply_to`` queue (:attr:`Integrator.reply_to`) collected into
+    :attr:`Integrator.replies`.
+    """
+    collector = EventCollector()
+    replies = EventCollector()
+    async with follow_events(amqp_url, exchange=event_exchange) as queue:
+        reply_queue = await queue.channel.declare_queue(exclusive=True, auto_delete=True)
+
+        async def pump(source: aio_pika.abc.AbstractQueue, into: EventCollector) -> None:
+            async with source.iterator() as messages:
                 async for message in messages:
                     async with message.process():
-                        props = {
-                            "message_id": message.message_id,
-                            "correlation_id": message.correlation_id,
-                            "type": message.type,
-                            "content_type": message.content_type,
-                            "delivery_mode": message.delivery_mode,
-                            "timestamp": message.timestamp,
-                        }
-                        await collector.add(decode_event(message.body), message.routing_key or "", props, message.body)
+                        event = decode_event(message.body)
+                        await into.add(event, message.routing_key or "", _properties(message), message.body)
 
         async with CommandPublisher(amqp_url, exchange=command_exchange) as publisher, asyncio.TaskGroup() as tg:
-            task = tg.create_task(pump())
+            tasks = [tg.create_task(pump(queue, collector)), tg.create_task(pump(reply_queue, replies))]
             try:
-                yield Integrator(publisher, collector)
+                yield Integrator(publisher, collector, replies, reply_queue.name)
             finally:
-                task.cancel()
+                for task in tasks:
+                    task.cancel()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One message found in the dead-letter queue."""
+
+    body: bytes
+    headers: dict[str, Any]
+    reply_to: str | None
+
+
+class DeadLetters:
+    """The DLQ's messages in arrival order, with an awaitable count."""
+
+    def __init__(self) -> None:
+        self.items: list[DeadLetter] = []
+        self._changed = asyncio.Condition()
+
+    async def add(self, message: AbstractIncomingMessage) -> None:
+        async with self._changed:
+            self.items.append(DeadLetter(message.body, dict(message.headers or {}), message.reply_to))
+            self._changed.notify_all()
+
+    async def wait(self, count: int, *, timeout_s: float = WAIT_S) -> list[DeadLetter]:
+        async with asyncio.timeout(timeout_s), self._changed:
+            await self._changed.wait_for(lambda: len(self.items) >= count)
+            return list(self.items)
+
+
+@contextlib.asynccontextmanager
+async def dead_letters(amqp_url: str, queue: str) -> AsyncIterator[DeadLetters]:
+    """Consume (and remove) everything the bridge dead-letters into ``queue`` (it must exist)."""
+    found = DeadLetters()
+    connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "e2e-dlq-reader"})
+    try:
+        channel = await connection.channel()
+        declared = await channel.get_queue(queue, ensure=True)
+        await declared.consume(found.add, no_ack=True)
+        yield found
+    finally:
+        await connection.close()
+
+
+async def ready_count(amqp_url: str, queue: str) -> int:
+    """Messages ready (not unacked) in ``queue``, from a passive declare."""
+    connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "e2e-queue-probe"})
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return int(declared.declaration_result.message_count or 0)
+    finally:
+        await connection.close()
+
+
+async def kill_connection(name: str) -> int:
+    """Close every broker connection named ``name`` from the broker side, as an operator would.
+
+    Returns how many were closed. The name is matched exactly in the ``connection_name`` client property.
+    """
+    # One line per connection: "<rabbit@host.N.M.0>\t[{...},{"connection_name","<name>"},...]".
+    listing = await _rabbitmqctl("list_connections", "--no-table-headers", "pid", "client_properties")
+    marker = '{"connection_name","' + name + '"}'
+    pids = [line.split("\t", 1)[0] for line in listing.splitlines() if marker in line]
+    for pid in pids:
+        await _rabbitmqctl("close_connection", pid, "killed by e2e test")
+    return len(pids)
+
+
+async def _rabbitmqctl(*args: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", "-q", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
