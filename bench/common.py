@@ -1,8 +1,7 @@
 """What every benchmark script shares: the broker URL, unique names, the results file, the run id.
 
-A *run* is one ``python -m bench``: it sets ``BENCH_RUN_ID`` and ``BENCH_RUN_STARTED`` for the scripts it
-starts, so a script can tell whether ``bench/results/baseline_pipeline.json`` was measured in the same
-run (the only baseline a ratio may use) or must measure it again itself.
+A *run* is one ``python -m bench``: it sets ``BENCH_RUN_ID`` for the scripts it starts, and every results
+file carries it, so the summary only ever puts figures of one run side by side.
 """
 
 from __future__ import annotations
@@ -10,9 +9,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,7 +18,6 @@ from bench.machine import describe_machine
 __all__ = [
     "AMQP_URL",
     "RESULTS_DIR",
-    "ensure_same_run_baseline",
     "free_port",
     "load_result",
     "run_id",
@@ -37,10 +32,6 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def run_id() -> str:
     """This run's id (set by ``python -m bench``; a fresh one for a script run alone)."""
     return os.environ.setdefault("BENCH_RUN_ID", uuid.uuid4().hex[:8])
-
-
-def _run_started() -> float:
-    return float(os.environ.setdefault("BENCH_RUN_STARTED", str(time.time())))
 
 
 def unique_prefix(name: str) -> str:
@@ -70,21 +61,4 @@ def load_result(name: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return data
-
-
-def ensure_same_run_baseline(timeout_s: float = 120.0) -> dict[str, Any]:
-    """The baseline pipeline's results measured in this run; runs ``bench.baseline_pipeline`` if needed.
-
-    ``bench/baseline_pipeline.py`` writes no run id, so "same run" means: written after this run started.
-    """
-    started = _run_started()
-    path = RESULTS_DIR / "baseline_pipeline.json"
-    if not path.exists() or path.stat().st_mtime < started:
-        print("(measuring the baseline pipeline first: ratios need a baseline from the same run)", flush=True)
-        subprocess.run(  # our own interpreter and module
-            [sys.executable, "-m", "bench.baseline_pipeline"], check=True, timeout=timeout_s
-        )
-    data = load_result("baseline_pipeline")
-    assert data is not None
     return data

@@ -23,6 +23,7 @@ __all__ = [
     "CpuSample",
     "cpu_seconds",
     "find_rabbitmq_pid",
+    "machine_busy_seconds",
     "raise_nofile_limit",
     "rss_bytes",
 ]
@@ -61,6 +62,14 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds all CPUs spent busy since boot (``/proc/stat``: everything but idle and iowait)."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        fields = [int(x) for x in fh.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _CLK_TCK
+
+
 def find_rabbitmq_pid() -> int | None:
     """The RabbitMQ server's ``beam.smp`` (cmdline has ``rabbit``, not ``rabbitmqctl``); oldest wins."""
     best: tuple[float, int] | None = None
@@ -84,10 +93,11 @@ def find_rabbitmq_pid() -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class CpuSample:
-    """CPU seconds per named process at one instant, and the instant (monotonic seconds)."""
+    """CPU seconds per named process (and the whole machine) at one instant (monotonic seconds)."""
 
     at: float
     seconds: dict[str, float]
+    machine: float
 
     @classmethod
     def take(cls, pids: Mapping[str, int | None]) -> CpuSample:
@@ -98,12 +108,18 @@ class CpuSample:
                 values[name] = cpu_seconds(pid) if pid is not None else float("nan")
             except OSError:
                 values[name] = float("nan")
-        return cls(asyncio.get_running_loop().time(), values)
+        return cls(asyncio.get_running_loop().time(), values, machine_busy_seconds())
 
     def share_since(self, earlier: CpuSample) -> dict[str, float]:
-        """Per process: CPU seconds used between the samples / wall seconds (1.0 = one core busy)."""
+        """Per process: CPU seconds used between the samples / wall seconds (1.0 = one core busy).
+
+        ``"other"`` is everything else the machine ran meanwhile (other users' work: the noise).
+        """
         wall = self.at - earlier.at
-        return {name: (self.seconds[name] - earlier.seconds[name]) / wall for name in self.seconds}
+        shares = {name: (self.seconds[name] - earlier.seconds[name]) / wall for name in self.seconds}
+        ours = sum(v for v in shares.values() if v == v)  # nan-safe: a vanished pid counts 0
+        shares["other"] = max(0.0, (self.machine - earlier.machine) / wall - ours)
+        return shares
 
 
 class Child:

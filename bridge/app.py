@@ -5,8 +5,10 @@ Start-up order (each step fails the start with a clear message and ``EXIT_STARTU
 1. keys for the session journal (a missing or malformed key is a config error, before any connection);
 2. the publisher's broker connection (own connection, confirms);
 3. the journal: replay to the boot marker, then resume every live session (paced, §8 limits);
-4. the intake (own connection): commands queued during the outage now flow, in order;
-5. ``/readyz`` turns true once the broker is connected, the intake consumes and recovery has finished.
+4. the intake (own connection): commands queued during the outage now flow, in order; a command for a
+   session still resuming waits in that session's inbox until its history is caught up;
+5. ``/readyz`` turns true once the broker is connected, the intake consumes and recovery has finished:
+   every resumed session published ``session.resumed`` or ``session.ended`` (:mod:`bridge.recovery`).
 
 SIGTERM (architecture §7): stop the intake, let in-flight commands settle, close sockets without ending
 sessions (never ``closeSession``), flush the journal and the publisher's confirms, exit 0 within
@@ -37,6 +39,7 @@ from bridge.genesys.urls import endpoints_for
 from bridge.observability.http import ObservabilityServer
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, LoopClock
+from bridge.recovery import RecoveryWatch
 from bridge.session.registry import SessionRegistry
 from bridge.store import JournalStore, load_keys
 
@@ -79,6 +82,8 @@ class Bridge:
     http: ObservabilityServer
     readiness: Readiness
     store: JournalStore | None = None
+    recovery: RecoveryWatch | None = None
+    #: Set once every session resumed at start was carried on or ended (``/readyz`` turns true then).
     recovered: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -95,6 +100,14 @@ async def _journal(settings: Settings, metrics: Metrics, clock: Clock) -> AsyncI
             yield store
         finally:
             await store.flush()
+
+
+async def _recovered(bridge: Bridge) -> None:
+    """Readiness waits for recovery: every resumed session published ``session.resumed`` or ``session.ended``."""
+    assert bridge.recovery is not None
+    await bridge.recovery.finished()
+    bridge.readiness.recovering = False
+    bridge.recovered.set()
 
 
 async def _rejournal_forever(store: JournalStore, interval_s: float) -> None:
@@ -142,9 +155,11 @@ async def running_bridge(
             stack.push_async_callback(publisher.close, settings.drain_timeout_s)
             await publisher.wait_connected()
             live = await store.load_live() if store is not None else []
+        # Sessions whose newest record is live; load_live() already dropped closed ones.
+        watch = RecoveryWatch(publisher, [record.session_id for record in live if not record.closed])
         registry = SessionRegistry(
             settings=settings,
-            sink=publisher,
+            sink=watch,
             connector=connector or WebsocketsConnector.from_settings(settings),
             endpoints=partial(endpoints_for, override=override),
             history=rest,
@@ -165,18 +180,20 @@ async def running_bridge(
         )
         readiness = Readiness(publisher, intake)
         http = ObservabilityServer(settings.http_host, settings.http_port, metrics, ready=readiness)
-        bridge = Bridge(settings, metrics, publisher, registry, intake, http, readiness, store=store)
+        bridge = Bridge(settings, metrics, publisher, registry, intake, http, readiness, store=store, recovery=watch)
         await bridge.http.start()
         stack.push_async_callback(bridge.http.stop)
 
         await stack.enter_async_context(registry)
         async with asyncio.TaskGroup() as tasks:
-            log.info("recovery_started", sessions=len(live))
+            log.info("recovery_started", sessions=watch.total, resume_rate_per_s=settings.resume_rate_per_s)
+            # Every session must exist in the registry before the intake starts: a command for a session
+            # not yet spawned would be rejected as unknown_session (and dead-lettered).
             await registry.resume(live)
+            watch.resume_returned(lambda session_id: registry.get(session_id) is not None)
             await intake.start()
-            readiness.recovering = False
-            bridge.recovered.set()
-            log.info("bridge_started", sessions_resumed=len(live), http_port=bridge.http.port)
+            log.info("bridge_started", sessions_resumed=watch.total, http_port=bridge.http.port)
+            recovered = tasks.create_task(_recovered(bridge), name="recovery-watch")
             rejournal = (
                 tasks.create_task(_rejournal_forever(store, settings.rejournal_interval_s), name="rejournal")
                 if store is not None
@@ -187,12 +204,20 @@ async def running_bridge(
             finally:
                 readiness.draining = True
                 log.info("drain_started", timeout_s=settings.drain_timeout_s)
+                recovered.cancel()
                 if rejournal is not None:
                     rejournal.cancel()
                 await intake.stop_intake()
                 await registry.drain(settings.drain_timeout_s)
                 await intake.close()
                 log.info("drain_finished")
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The single error inside (nested) exception groups of one member each, else ``exc`` itself."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def run_daemon(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
@@ -205,13 +230,17 @@ async def run_daemon(settings: Settings, *, stop: asyncio.Event | None = None) -
         async with running_bridge(settings):
             await stop.wait()
             log.info("stop_requested")
-    except (ConfigError, StateKeyError) as exc:
-        # A missing, malformed or wrong state key is a configuration problem, like any bad setting.
-        log.error("startup_failed", error=str(exc), kind=type(exc).__name__)
-        return EXIT_CONFIG
-    except (BridgeError, TimeoutError) as exc:
-        log.error("startup_failed", error=str(exc) or "timed out", kind=type(exc).__name__)
-        return EXIT_STARTUP
+    except Exception as raised:
+        # A component's TaskGroup wraps its failure (e.g. the publisher's refused login) in a group.
+        exc = _unwrap(raised)
+        if isinstance(exc, ConfigError | StateKeyError):
+            # A missing, malformed or wrong state key is a configuration problem, like any bad setting.
+            log.error("startup_failed", error=str(exc), kind=type(exc).__name__)
+            return EXIT_CONFIG
+        if isinstance(exc, BridgeError | TimeoutError):
+            log.error("startup_failed", error=str(exc) or "timed out", kind=type(exc).__name__)
+            return EXIT_STARTUP
+        raise
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

@@ -11,17 +11,19 @@ import os
 
 import pytest
 
-from bench import report, stats
+from bench import profile, report, stats
 from bench.procs import cpu_seconds, rss_bytes
 
 MODULES = [
     "bench.__main__",
+    "bench.baseline_rep",
     "bench.capacity",
     "bench.common",
     "bench.fanin",
     "bench.loadgen",
     "bench.machine",
     "bench.procs",
+    "bench.profile",
     "bench.recovery",
     "bench.report",
     "bench.sim_server",
@@ -84,3 +86,21 @@ def test_proc_readers_see_this_process() -> None:
 def test_summary_table_renders_without_results_of_this_run() -> None:
     text = report.summary_table(run_id="no-such-run")
     assert text.splitlines()[0].startswith("| target")
+
+
+def test_profile_summary_charges_layers_and_bridge_functions() -> None:
+    collapsed = "\n".join(
+        [
+            "run (asyncio/runners.py:1);send (/x/bridge/genesys/connector.py:9);write (asyncio/selector_events.py:3) 6",
+            "run (asyncio/runners.py:1);on_event (/x/bridge/session/inbound.py:5) 3",
+            "run (asyncio/runners.py:1);publish (/v/site-packages/aio_pika/exchange.py:2) 1",
+            "garbage line",
+        ]
+    )
+    doc = profile.summarize(collapsed)
+    assert doc["samples"] == 10
+    assert doc["by_layer"]["event loop (asyncio/selectors/ssl/socket)"] == 0.6
+    assert doc["by_layer"]["our code (bridge/)"] == 0.3
+    assert doc["by_bridge_function_inclusive"][0] == ("send (genesys/connector.py)", 0.6)
+    assert profile.classify("/v/site-packages/aiormq/channel.py").startswith("AMQP")
+    assert profile.classify("/somewhere/else.py") == "other"
