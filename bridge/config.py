@@ -95,6 +95,17 @@ class Settings(BaseSettings):
     )
     history_page_size: int = Field(default=25, ge=1, le=100, description="Page size for history backfill (§9).")
     history_max_pages: int = Field(default=10, ge=1, description="Backfill stops after this many pages.")
+    attachment_fetch_allow_private: bool = Field(
+        default=False,
+        description=(
+            "Let attachment URLs reach loopback, private, link-local and other non-public addresses "
+            "(refused by default: a command must not make the bridge read internal endpoints)."
+        ),
+    )
+    attachment_fetch_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated host names attachment URLs may use (exact match); empty: any public host.",
+    )
 
     # --- Sessions -----------------------------------------------------------------------------------
     max_sessions: int = Field(default=10_000, ge=1, description="Live sessions held at once; more are rejected.")
@@ -138,6 +149,11 @@ class Settings(BaseSettings):
     @field_validator("allowed_deployments", mode="before")
     @classmethod
     def _csv_deployments(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("attachment_fetch_hosts", mode="before")
+    @classmethod
+    def _csv_hosts(cls, value: object) -> object:
         return _split_csv(value)
 
     @field_validator("state_old_keys", mode="before")

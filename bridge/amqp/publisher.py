@@ -20,13 +20,14 @@ queue bound returns everything, which is normal for events nobody subscribed to,
 ``reply_to`` queue must not fail the command whose outcome is already on the event exchange. Returns
 are logged and counted in ``events_returned{destination}``. Dead-letter copies (:meth:`dead_letter`)
 are the exception: a return there means the DLQ is missing and raises ``PublishReturned``.
+
+The outage buffer itself (bounded FIFO, back-pressure, its gauge) is :mod:`bridge.amqp.outage`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Self
 
@@ -44,6 +45,7 @@ from bridge.amqp.connection import (
     reconnect_attempts,
 )
 from bridge.amqp.messages import dead_letter_message, event_message
+from bridge.amqp.outage import OutageBuffer, PendingEvent
 from bridge.amqp.topology import TopologyNames, declare_topology
 from bridge.config import Settings
 from bridge.contract import Event
@@ -66,18 +68,6 @@ class _LinkLost(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-@dataclass(eq=False, slots=True)
-class _Pending:
-    message: aio_pika.Message
-    routing_key: str
-    reply_to: str | None
-    event_type: str
-    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-    needs_topic: bool = True  # a publish that broke half-way resends only what was not confirmed
-    needs_reply: bool = True
-    confirmed: bool = False
 
 
 @dataclass(eq=False, slots=True)
@@ -125,9 +115,7 @@ class AmqpEventPublisher:
         self._connection_name = connection_name
         self._connect_fn = connect
         self._timeout_s = settings.publish_timeout_s
-        self._backlog: deque[_Pending] = deque()
-        self._space = asyncio.Semaphore(settings.publish_buffer_size)
-        self._buffered = 0  # events accepted into the buffer and not yet confirmed
+        self._backlog = OutageBuffer(settings.publish_buffer_size, metrics.publish_buffer)
         self._in_flight = 0  # publish() calls that have not returned
         self._idle = asyncio.Event()
         self._idle.set()
@@ -182,7 +170,7 @@ class AmqpEventPublisher:
                 async with asyncio.timeout(self._timeout_s if timeout_s is None else timeout_s):
                     await self._idle.wait()
             except TimeoutError:
-                log.warning("publisher_closed_unflushed", buffered=self._buffered, in_flight=self._in_flight)
+                log.warning("publisher_closed_unflushed", buffered=self._backlog.buffered, in_flight=self._in_flight)
         if self._task is not None:
             self._task.cancel()
         try:
@@ -214,7 +202,7 @@ class AmqpEventPublisher:
         """
         if self._closing:
             raise BrokerUnavailable("the publisher is closed")
-        pending = _Pending(
+        pending = PendingEvent(
             message=event_message(event),
             routing_key=event_routing_key(event.type, deployment_id),
             reply_to=reply_to,
@@ -269,7 +257,7 @@ class AmqpEventPublisher:
 
     # --- internals --------------------------------------------------------------------------------
 
-    async def _send(self, route: _Route, pending: _Pending) -> None:
+    async def _send(self, route: _Route, pending: PendingEvent) -> None:
         """Publish ``pending`` to every destination not yet confirmed. Raises _LinkLost or BrokerError."""
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -304,7 +292,7 @@ class AmqpEventPublisher:
             raise _LinkLost(mapped) from exc
         return isinstance(result, aiormq.spec.Basic.Ack)
 
-    def _returned(self, destination: str, pending: _Pending) -> None:
+    def _returned(self, destination: str, pending: PendingEvent) -> None:
         self._metrics.events_returned.labels(destination=destination).inc()
         log.info(
             "event_returned",
@@ -313,43 +301,27 @@ class AmqpEventPublisher:
             routing_key=pending.reply_to if destination == "reply_to" else pending.routing_key,
         )
 
-    async def _buffer(self, pending: _Pending) -> bool:
+    async def _buffer(self, pending: PendingEvent) -> bool:
         """Buffer ``pending`` and wait for its confirm (True), or return False if the link came back
         while we waited for room: the backlog was flushed, so the caller publishes directly."""
-        await self._space.acquire()  # back-pressure: wait for room, never drop
+        await self._backlog.reserve()  # back-pressure: wait for room, never drop
         if self._closed:
-            self._space.release()
+            self._backlog.release()
             raise BrokerUnavailable("the publisher was closed before the broker confirmed")
         if self._route is not None:
-            self._space.release()
+            self._backlog.release()
             return False
         self._backlog.append(pending)
-        self._buffered += 1
-        self._metrics.publish_buffer.set(self._buffered)
         # Shielded: a caller that gives up waiting does not withdraw the event; it is still published.
         await asyncio.shield(pending.done)
         return True
 
-    def _settle(self, pending: _Pending) -> None:
-        if not pending.done.done():
-            pending.done.set_result(None)
-        self._space.release()
-        self._buffered -= 1
-        self._metrics.publish_buffer.set(self._buffered)
-
     def _check_idle(self) -> None:
-        if self._in_flight == 0 and self._buffered == 0:
+        if self._in_flight == 0 and self._backlog.buffered == 0:
             self._idle.set()
 
     def _fail_backlog(self, error: BrokerError) -> None:
-        while self._backlog:
-            pending = self._backlog.popleft()
-            if not pending.done.done():
-                pending.done.set_exception(error)
-                pending.done.exception()  # retrieved: a caller that gave up must not leave a loop warning
-            self._space.release()
-            self._buffered -= 1
-        self._metrics.publish_buffer.set(self._buffered)
+        self._backlog.fail_all(error)
         self._check_idle()
 
     def _lose(self, route: _Route, error: BaseException) -> None:
@@ -427,15 +399,14 @@ class AmqpEventPublisher:
     async def _flush(self, route: _Route) -> None:
         """Publish the backlog in order, ``FLUSH_WINDOW`` at a time. Unconfirmed events stay at the head."""
         while self._backlog:
-            batch = [self._backlog.popleft() for _ in range(min(len(self._backlog), FLUSH_WINDOW))]
+            batch = self._backlog.take(FLUSH_WINDOW)
             try:
                 results = await asyncio.gather(*(self._send(route, p) for p in batch), return_exceptions=True)
             finally:
-                failed = [p for p in batch if not p.confirmed]
-                self._backlog.extendleft(reversed(failed))
+                self._backlog.put_back([p for p in batch if not p.confirmed])
                 for pending in batch:
                     if pending.confirmed:
-                        self._settle(pending)
+                        self._backlog.settle(pending)
                 self._check_idle()
             errors = [r for r in results if isinstance(r, BaseException)]
             if errors:

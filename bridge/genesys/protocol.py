@@ -6,8 +6,11 @@ caller wants (``configure``, ``send_message``, ``send_typing`` ...). Collect the
 rate budgets and timeouts belong to the caller (the session actor).
 
 Its states, pending requests and events live in :mod:`bridge.genesys.events`, the ``onMessage`` shapes in
-:mod:`bridge.genesys.outgoing`; both are re-exported here, so ``from bridge.genesys.protocol import ...``
-keeps working.
+:mod:`bridge.genesys.outgoing`, the receive path (frame → events and state) in
+:mod:`bridge.genesys.receiving` (a base class of :class:`GuestProtocol`), the translation of frame bodies
+into events in :mod:`bridge.genesys.translate` and the unanswered-request bookkeeping in
+:mod:`bridge.genesys.pending`; their public names are re-exported here, so
+``from bridge.genesys.protocol import ...`` keeps working.
 
 Rules it enforces:
 - ``configure`` is the first frame on a connection; every other intent before ``Configured`` raises
@@ -21,11 +24,9 @@ Rules it enforces:
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 from bridge.contract.content import ButtonResponse
 from bridge.errors import CommandRejected, GenesysProtocolError
@@ -55,39 +56,21 @@ from bridge.genesys.events import (
     UploadUrlIssued,
 )
 from bridge.genesys.frames import (
-    AttachmentDeletedResponse,
     ClientAction,
     CloseSession,
     ConfigureSession,
-    ConnectionClosedEvent,
     DeleteAttachment,
     Echo,
-    ErrorBody,
-    GenerateUrlError,
     GetAttachment,
     GetConfiguration,
-    GetConfigurationResponse,
     GetJwt,
-    JwtResponse,
-    LogoutEvent,
     OnAttachment,
     OnMessage,
     OutgoingMessage,
     PresenceBody,
     PresenceEvent,
-    PresignedUrlResponse,
-    ResumeTokenResponse,
-    ServerFrame,
-    SessionClearedEvent,
-    SessionExpiredEvent,
-    SessionResponse,
-    StructuredMessage,
-    TooManyRequestsErrorMessage,
     TypingEvent,
     UnparsedFrame,
-    UploadFailureEvent,
-    UploadSuccessEvent,
-    lenient_int,
     parse_server_frame,
 )
 from bridge.genesys.outgoing import (
@@ -96,6 +79,13 @@ from bridge.genesys.outgoing import (
     attributes_channel,
     build_outgoing_message,
     custom_attributes_size,
+)
+from bridge.genesys.pending import TYPING, PendingRequests
+from bridge.genesys.receiving import ServerFrameHandler
+from bridge.genesys.translate import (
+    DEFAULT_RETRY_AFTER_S,
+    DEFAULT_TYPING_DURATION_MS,
+    MAX_RETRY_AFTER_S,
 )
 
 __all__ = [
@@ -132,18 +122,6 @@ __all__ = [
     "custom_attributes_size",
 ]
 
-#: Agent typing indicator lifetime when the event carries no ``duration`` (§5.3, KMP fallback).
-DEFAULT_TYPING_DURATION_MS: Final = 5000
-#: Back-off when a 429/4029 carries no ``retryAfter`` (§8: the fixture and the real log both say 3).
-DEFAULT_RETRY_AFTER_S: Final = 3.0
-#: Upper bound on a server-sent ``retryAfter``: a garbled value must not park a session for hours.
-MAX_RETRY_AFTER_S: Final = 300.0
-
-# Error codes with a protocol meaning beyond "this request failed" (§6).
-_CODE_READ_ONLY: Final = 409
-_CODE_EXPIRED: Final = 4006
-_RATE_LIMIT_CODES: Final = frozenset({429, 4029})
-
 
 # --- the protocol -------------------------------------------------------------------------------------
 
@@ -168,55 +146,7 @@ _INTENT_STATES: Final[Mapping[str, frozenset[ProtocolState]]] = {
 }
 
 
-_CONFIGURE_ACTIONS: Final = frozenset({"configureSession", "configureAuthenticatedSession"})
-_TYPING: Final = "Typing"
-
-
-def _epoch_to_datetime(value: object) -> datetime | None:
-    """Epoch seconds (number or numeric string, §4.4/§5.1) → aware UTC datetime; ``None`` if unusable."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        seconds = float(value)  # type: ignore[arg-type]  # str/int/float; anything else is caught below
-    except (TypeError, ValueError):
-        return None
-    if not math.isfinite(seconds) or seconds <= 0:
-        return None
-    if seconds > 1e11:  # defensively accept milliseconds [INF]: 1e11 s is the year 5138
-        seconds /= 1000.0
-    try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def _retry_after(value: float | None) -> float:
-    """``retryAfter`` seconds, sane: default when absent or not finite, clamped to [0, MAX_RETRY_AFTER_S]."""
-    if value is None or not math.isfinite(value):
-        return DEFAULT_RETRY_AFTER_S
-    return min(max(0.0, value), MAX_RETRY_AFTER_S)
-
-
-def _is_true(value: object) -> bool:
-    """``metadata.readOnly`` is the string ``"true"`` in real traffic (§5.3); accept a bool too."""
-    if isinstance(value, bool):
-        return value
-    return isinstance(value, str) and value.strip().lower() == "true"
-
-
-def _mime_types(media: Any) -> tuple[str, ...]:
-    inbound = getattr(media, "inbound", None)
-    if inbound is None:
-        return ()
-    return tuple(ft.type for ft in inbound.file_types)
-
-
-def _max_file_kb(media: Any) -> int | None:
-    inbound = getattr(media, "inbound", None)
-    return None if inbound is None else inbound.max_file_size_kb
-
-
-class GuestProtocol:
+class GuestProtocol(ServerFrameHandler):
     """One guest session's protocol state across connections. Pure: no I/O, no clock.
 
     The caller owns the socket: call :meth:`connection_made` when it opens, :meth:`receive` for each text
@@ -243,8 +173,7 @@ class GuestProtocol:
         self._state = ProtocolState.DISCONNECTED
         self._socket_open = False
         self._limits: Configured | None = None
-        # Insertion-ordered: the oldest pending onMessage is the fallback owner of untraced errors.
-        self._pending: dict[str, PendingRequest] = {}
+        self._pending = PendingRequests()
         self._outbox: list[str] = []
         self._events: list[ProtocolEvent] = []
 
@@ -271,7 +200,7 @@ class GuestProtocol:
     @property
     def pending(self) -> tuple[PendingRequest, ...]:
         """Requests sent on this connection and not answered yet, oldest first."""
-        return tuple(self._pending.values())
+        return tuple(self._pending)
 
     @property
     def max_custom_data_bytes(self) -> int:
@@ -296,7 +225,7 @@ class GuestProtocol:
         Frames not yet collected by :meth:`frames_to_send` are dropped (their requests are returned).
         ``CLOSED`` stays ``CLOSED``; anything else becomes ``DISCONNECTED``.
         """
-        unanswered = [p for p in self._pending.values() if p.event != _TYPING]
+        unanswered = [p for p in self._pending if p.event != TYPING]
         self._pending.clear()
         self._outbox.clear()
         self._socket_open = False
@@ -381,13 +310,13 @@ class GuestProtocol:
         (typing disabled) is attributed to it.
         """
         self._require("send_typing")
-        for old in [p for p in self._pending.values() if p.event == _TYPING]:
-            del self._pending[old.tracing_id]
+        for old in [p for p in self._pending if p.event == TYPING]:
+            self._pending.remove(old)
         tid = tracing_id or self._new_id()
         message = OutgoingMessage(type="Event", events=[TypingEvent()])
         self._send(
             OnMessage(token=self._token, tracing_id=tid, message=message),
-            PendingRequest(tid, "onMessage", event=_TYPING),
+            PendingRequest(tid, "onMessage", event=TYPING),
         )
 
     def send_join(self, *, tracing_id: str | None = None, custom_attributes: Mapping[str, str] | None = None) -> None:
@@ -470,8 +399,7 @@ class GuestProtocol:
 
     def _send(self, request: ClientAction, pending: PendingRequest) -> None:
         self._outbox.append(request.to_wire())
-        self._pending.pop(pending.tracing_id, None)  # a reused id moves to the end
-        self._pending[pending.tracing_id] = pending
+        self._pending.add(pending)  # a reused id moves to the end
 
     def _send_presence(self, kind: str, tracing_id: str | None, attributes: Mapping[str, str] | None) -> None:
         tid = tracing_id or self._new_id()
@@ -481,228 +409,3 @@ class GuestProtocol:
         self._send(
             OnMessage(token=self._token, tracing_id=tid, message=message), PendingRequest(tid, "onMessage", event=kind)
         )
-
-    # --- incoming ------------------------------------------------------------------------------------
-
-    def _dispatch(self, frame: ServerFrame) -> None:
-        body = frame.body
-        match body:
-            case str():
-                self._on_string(frame, body)
-            case StructuredMessage():
-                self._on_structured(frame, body)
-            case SessionResponse():
-                self._on_session_response(frame, body)
-            case TooManyRequestsErrorMessage():
-                request = self._attribute(frame.tracing_id)
-                code = body.error_code or (frame.code if frame.code not in (None, 200) else 429)
-                detail = body.error_message or body.message or ""
-                self._events.append(RateLimited(_retry_after(body.retry_after), code, detail, request))
-                self._after_failed(request)
-            case ErrorBody():
-                code = frame.code if frame.code not in (None, 200) else (body.error_code or 0)
-                self._on_error(frame.tracing_id, code, body.error_message or body.message or "")
-            case PresignedUrlResponse():
-                request = self._take(frame.tracing_id) or self._take_attachment(body.attachment_id)
-                refresh = (not body.headers and body.file_size is not None) or (
-                    request is not None and request.action == "getAttachment"
-                )
-                self._events.append(UploadUrlIssued(body.attachment_id, body.url, body.headers, request, refresh))
-            case UploadSuccessEvent():
-                self._events.append(UploadSucceeded(body.attachment_id, body.download_url))
-            case UploadFailureEvent():
-                self._events.append(UploadFailed(body.attachment_id, body.error_code, body.error_message or ""))
-            case GenerateUrlError():
-                request = self._take(frame.tracing_id) or self._take_attachment(body.attachment_id)
-                detail = body.error_message or body.message or ""
-                self._events.append(UploadFailed(body.attachment_id, body.error_code, detail, request))
-            case AttachmentDeletedResponse():
-                request = self._take(frame.tracing_id) or self._take_attachment(body.attachment_id)
-                self._events.append(AttachmentDeleted(body.attachment_id, request))
-            case JwtResponse():
-                request = self._take(frame.tracing_id) or self._take_oldest("getJwt")
-                self._events.append(JwtIssued(body.jwt, body.exp, request))
-            case GetConfigurationResponse():
-                request = self._take(frame.tracing_id) or self._take_oldest("getConfiguration")
-                self._events.append(
-                    ConfigurationReceived(
-                        max_custom_data_bytes=body.max_custom_data_bytes,
-                        allowed_mime_types=_mime_types(body.allowed_media),
-                        max_file_size_kb=_max_file_kb(body.allowed_media),
-                        blocked_extensions=tuple(body.blocked_extensions),
-                        message_routing_enabled=body.message_routing_enabled,
-                        session_duration_s=body.session_duration_seconds,
-                        request=request,
-                    )
-                )
-            case ConnectionClosedEvent():
-                self._events.append(ConnectionClosed(body.effective_reason))
-                self._state = ProtocolState.CLOSED
-            case SessionExpiredEvent():
-                self._events.append(SessionExpired())
-                self._state = ProtocolState.CLOSED
-            case SessionClearedEvent():
-                self._events.append(SessionCleared())
-                self._state = ProtocolState.CLOSED
-            case LogoutEvent():
-                self._events.append(LoggedOut())
-                self._state = ProtocolState.CLOSED
-            case ResumeTokenResponse():
-                # §4.10: schema-only, never requested by us; report it rather than guess its meaning.
-                self._take(frame.tracing_id)
-                self._events.append(
-                    UnknownFrame(frame.frame_class, body.model_dump(by_alias=True), "unhandled", frame.code)
-                )
-
-    def _on_string(self, frame: ServerFrame, text: str) -> None:
-        if frame.code is None:
-            self._events.append(UnknownFrame(frame.frame_class, text, "unhandled", None))
-        elif frame.code == 200:
-            # A bare 200 answer, e.g. to Presence Clear (§4.3g): the request is done, nothing to report.
-            self._take(frame.tracing_id)
-        else:
-            self._on_error(frame.tracing_id, frame.code, text)
-
-    def _on_error(self, tracing_id: str | None, code: int, detail: str) -> None:
-        """An error frame (§6), attributed by ``tracingId``, else to the oldest pending ``onMessage``."""
-        request = self._attribute(tracing_id)
-        if code in _RATE_LIMIT_CODES:
-            # A 429/4029 that is not a TooManyRequestsErrorMessage: same meaning, default back-off (§8).
-            self._events.append(RateLimited(DEFAULT_RETRY_AFTER_S, code, detail, request))
-            self._after_failed(request)
-            return
-        self._events.append(ErrorReceived(code, detail, request))
-        self._after_failed(request)
-        if code == _CODE_EXPIRED:
-            # §6: 4006 is terminal for the session, exactly like SessionExpiredEvent. Both events are
-            # emitted so the failed request gets its own outcome before the session ends.
-            self._events.append(SessionExpired())
-            self._state = ProtocolState.CLOSED
-        elif code == _CODE_READ_ONLY and self._state is ProtocolState.CONFIGURED:
-            # §5.6/§11.3: 409 proves the session is read-only even if we missed the Disconnect.
-            self._state = ProtocolState.READ_ONLY
-
-    def _after_failed(self, request: PendingRequest | None) -> None:
-        # A refused configureSession leaves the socket usable: configure again (after retryAfter on 429).
-        if request is not None and request.action in _CONFIGURE_ACTIONS and self._state is ProtocolState.CONFIGURING:
-            self._state = ProtocolState.CONNECTED
-
-    def _on_session_response(self, frame: ServerFrame, body: SessionResponse) -> None:
-        request = self._take(frame.tracing_id)
-        if request is None:
-            request = self._take_oldest("closeSession" if not body.connected else "configureSession")
-        if not body.connected:
-            # §4.7: the answer to closeSession. The session is over for this connection; configure
-            # (start_new=True) may follow on the same socket.
-            self._events.append(SessionClosed())
-            self._state = ProtocolState.CLOSED
-            return
-        read_only = bool(body.read_only)
-        configured = Configured(
-            new_session=bool(body.new_session),
-            read_only=read_only,
-            max_custom_data_bytes=(
-                body.max_custom_data_bytes
-                if body.max_custom_data_bytes is not None and body.max_custom_data_bytes > 0
-                else DEFAULT_MAX_CUSTOM_DATA_BYTES
-            ),
-            allowed_mime_types=_mime_types(body.allowed_media),
-            max_file_size_kb=_max_file_kb(body.allowed_media),
-            blocked_extensions=tuple(body.blocked_extensions),
-            duration_s=body.duration_seconds,
-            expires_at=_epoch_to_datetime(body.expiration_date),
-            cleared_existing_session=bool(body.cleared_existing_session),
-        )
-        self._limits = configured
-        self._state = ProtocolState.READ_ONLY if read_only else ProtocolState.CONFIGURED
-        self._events.append(configured)
-
-    def _on_structured(self, frame: ServerFrame, msg: StructuredMessage) -> None:
-        tid = frame.tracing_id
-        request = self._pending.get(tid) if tid is not None else None
-        if request is None and tid is None and frame.frame_type == "response" and msg.direction == "Inbound":
-            # An echo reply that lost its tracingId: a direct response to our oldest echo (§4.4) [INF].
-            request = next((p for p in self._pending.values() if p.action == "echo"), None)
-        if request is not None and request.action == "echo":
-            del self._pending[request.tracing_id]
-            self._events.append(
-                EchoReplied(
-                    tracing_id=tid,
-                    duration_s=lenient_int(msg.metadata.get("durationSeconds")),
-                    expires_at=_epoch_to_datetime(msg.metadata.get("expirationDate")),
-                )
-            )
-            return
-        inbound = msg.direction == "Inbound" or (msg.direction is None and request is not None)
-        if msg.type == "Event":
-            if inbound:
-                # §5.3: echoes of our own Typing/Join/Clear (or from another connection). They only
-                # acknowledge the request; KMP ignores them too.
-                if request is not None:
-                    del self._pending[request.tracing_id]
-                return
-            self._on_outbound_events(msg)
-            return
-        if inbound:
-            if request is not None and request.action == "onMessage":
-                del self._pending[request.tracing_id]
-            else:
-                request = None
-            self._events.append(MessageEchoed(msg, tid, request))
-            return
-        if msg.type in ("Text", "Structured"):
-            self._events.append(MessageReceived(msg))
-        else:
-            # Receipts and future types (§5.2): not for the conversation, but reported.
-            self._events.append(UnknownFrame(frame.frame_class, msg.model_dump(by_alias=True), "unhandled", frame.code))
-
-    def _on_outbound_events(self, msg: StructuredMessage) -> None:
-        for event in msg.events:
-            kind = event.get("eventType") if isinstance(event, dict) else None
-            if kind == "Typing":
-                typing = event.get("typing")
-                duration = lenient_int(typing.get("duration")) if isinstance(typing, dict) else None
-                self._events.append(
-                    TypingReceived(msg, duration if duration and duration > 0 else DEFAULT_TYPING_DURATION_MS)
-                )
-                continue
-            presence = event.get("presence") if kind == "Presence" else None
-            if isinstance(presence, dict) and presence.get("type") == "Disconnect":
-                read_only = _is_true(msg.metadata.get("readOnly"))
-                self._events.append(ConversationDisconnected(msg, read_only))
-                if read_only and self._state is ProtocolState.CONFIGURED:
-                    self._state = ProtocolState.READ_ONLY
-                continue
-            self._events.append(UnknownFrame("StructuredMessage", msg.model_dump(by_alias=True), "unhandled"))
-
-    # --- pending bookkeeping -------------------------------------------------------------------------
-
-    def _take(self, tracing_id: str | None) -> PendingRequest | None:
-        return self._pending.pop(tracing_id, None) if tracing_id is not None else None
-
-    def _take_oldest(self, action: str) -> PendingRequest | None:
-        for p in self._pending.values():
-            if p.action == action:
-                return self._pending.pop(p.tracing_id)
-        return None
-
-    def _take_attachment(self, attachment_id: str | None) -> PendingRequest | None:
-        if attachment_id is None:
-            return None
-        for p in self._pending.values():
-            if p.attachment_id == attachment_id:
-                return self._pending.pop(p.tracing_id)
-        return None
-
-    def _attribute(self, tracing_id: str | None) -> PendingRequest | None:
-        """The request an error answers: by ``tracingId``; without one, the configure being answered
-        (while ``CONFIGURING``) or the oldest pending ``onMessage`` (Genesys does not always echo the
-        id on errors [INF]). An unknown ``tracingId`` is attributed to nothing."""
-        if tracing_id is not None:
-            return self._pending.pop(tracing_id, None)
-        if self._state is ProtocolState.CONFIGURING:
-            for action in _CONFIGURE_ACTIONS:
-                found = self._take_oldest(action)
-                if found is not None:
-                    return found
-        return self._take_oldest("onMessage")

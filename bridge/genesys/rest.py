@@ -11,7 +11,12 @@ connect/read/write error, timeout, 5xx             ``GenesysUnavailable`` (retry
 any other 4xx (401 expired JWT, 403, 404 ...)      ``GenesysRejected(status, detail)`` (final)
 a 2xx body that is not the JSON we expect          ``GenesysProtocolError``
 ``fetch_bytes`` body larger than ``max_bytes``     ``CommandRejected("too_large", ...)``
+``fetch_bytes`` URL or hop refused by the policy   ``CommandRejected("attachment_failed", ...)``
 =================================================  ===========================================
+
+``fetch_bytes`` downloads a URL a command names, so it applies a
+:class:`bridge.genesys.fetch_policy.FetchPolicy` (no internal addresses by default) to the URL and to
+every redirect hop, which it follows itself.
 
 Secrets: presigned URLs carry their signature in the query string and history calls carry a JWT, so
 nothing here ever logs or puts in an exception message a query string or an ``Authorization`` header;
@@ -37,6 +42,7 @@ from bridge.errors import (
     GenesysRejected,
     GenesysUnavailable,
 )
+from bridge.genesys.fetch_policy import FetchPolicy, refuse
 from bridge.genesys.frames import StructuredMessage
 
 __all__ = ["DEFAULT_USER_AGENT", "GenesysRest", "HistoryPage", "safe_url"]
@@ -85,6 +91,8 @@ class GenesysRest:
         max_keepalive_connections: idle connections kept open.
         user_agent: ``User-Agent`` header on every request.
         transport: an httpx transport to use instead of the network (tests use ``httpx.MockTransport``).
+        fetch_policy: which attachment URLs :meth:`fetch_bytes` may download; the default refuses
+            every non-public address (build it from settings with :meth:`FetchPolicy.of`).
     """
 
     def __init__(
@@ -96,7 +104,9 @@ class GenesysRest:
         max_keepalive_connections: int = 20,
         user_agent: str = DEFAULT_USER_AGENT,
         transport: httpx.AsyncBaseTransport | None = None,
+        fetch_policy: FetchPolicy | None = None,
     ) -> None:
+        self._fetch_policy = fetch_policy if fetch_policy is not None else FetchPolicy()
         self._client = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_keepalive_connections),
@@ -154,32 +164,42 @@ class GenesysRest:
         await self._send("PUT", url, headers=request_headers, content=content)
 
     async def fetch_bytes(self, url: str, *, max_bytes: int) -> bytes:
-        """Download ``url`` (an attachment source) streamed, refusing bodies larger than ``max_bytes``.
+        """Download ``url`` (an attachment source a command named) streamed, refusing bodies larger than
+        ``max_bytes`` and any URL the fetch policy refuses.
 
         The body is never held beyond ``max_bytes``: a larger ``Content-Length`` is refused before
-        reading, and a stream that grows past the limit is aborted at once. Redirects are followed.
+        reading, and a stream that grows past the limit is aborted at once. Redirects are followed here,
+        hop by hop, up to the policy's ``max_redirects``: each hop's URL and resolved addresses are checked
+        before it is requested, and the address actually connected to before its body is read.
 
         Raises:
-            CommandRejected: ``too_large`` when the body exceeds ``max_bytes``.
-            GenesysRejected, GenesysRateLimited, GenesysUnavailable: as for every request.
+            CommandRejected: ``too_large`` when the body exceeds ``max_bytes``; ``attachment_failed`` when
+                the policy refuses the URL, a redirect hop or the connected address, or there are too many
+                redirects.
+            GenesysRejected, GenesysRateLimited, GenesysUnavailable: as for every request (and
+                ``GenesysUnavailable`` when a host name does not resolve).
         """
-        where = safe_url(url)
+        policy = self._fetch_policy
         try:
-            async with self._client.stream("GET", url, follow_redirects=True) as response:
-                _raise_for_status(response)
-                declared = response.headers.get("Content-Length")
-                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                    raise CommandRejected("too_large", f"{where}: {declared} bytes is over the {max_bytes} limit")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise CommandRejected("too_large", f"{where}: body is over the {max_bytes} byte limit")
-                    chunks.append(chunk)
-        except httpx.HTTPError as exc:
-            raise _transport_error("GET", where, exc) from exc
-        return b"".join(chunks)
+            request = self._client.build_request("GET", url)
+        except httpx.InvalidURL as exc:
+            raise refuse("not a valid URL") from exc
+        for _hop in range(policy.max_redirects + 1):
+            await policy.check_url(request.url)
+            where = safe_url(request.url)
+            try:
+                response = await self._client.send(request, stream=True, follow_redirects=False)
+            except httpx.HTTPError as exc:
+                raise _transport_error("GET", where, exc) from exc
+            try:
+                policy.check_peer(request.url.host, _peer_address(response))
+                if response.next_request is not None:
+                    request = response.next_request  # a 3xx with a Location: check it like the first URL
+                    continue
+                return await _read_limited(response, where, max_bytes)
+            finally:
+                await response.aclose()
+        raise refuse(f"more than {policy.max_redirects} redirects")
 
     async def fetch_deployment_config(self, config_url: str) -> dict[str, Any]:
         """Fetch a deployment's public ``config.json`` (§2.2; no auth). Redirects are followed (CDN).
@@ -212,6 +232,32 @@ class GenesysRest:
             raise _transport_error(method, where, exc) from exc
         _raise_for_status(response)
         return response
+
+
+def _peer_address(response: httpx.Response) -> object:
+    """The remote socket address of the connection that answered, or ``None`` (a test transport)."""
+    stream = response.extensions.get("network_stream")
+    get_extra_info = getattr(stream, "get_extra_info", None)
+    return get_extra_info("server_addr") if callable(get_extra_info) else None
+
+
+async def _read_limited(response: httpx.Response, where: str, max_bytes: int) -> bytes:
+    """The body of a streamed ``response``, refused as ``too_large`` once past ``max_bytes``."""
+    _raise_for_status(response)
+    declared = response.headers.get("Content-Length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise CommandRejected("too_large", f"{where}: {declared} bytes is over the {max_bytes} limit")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise CommandRejected("too_large", f"{where}: body is over the {max_bytes} byte limit")
+            chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise _transport_error("GET", where, exc) from exc
+    return b"".join(chunks)
 
 
 def _transport_error(method: str, where: str, exc: httpx.HTTPError) -> GenesysUnavailable:

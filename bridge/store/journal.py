@@ -11,7 +11,10 @@ the replay began. ``bridge.amqp.journal.StreamJournal`` implements it on a Rabbi
   wait, and only the newest of them is written next. So the log's order per session is the order of the
   ``save`` calls, and a burst costs at most two writes.
 * **Re-journalling** (:meth:`JournalStore.rejournal`) appends every live session's newest record again, so
-  retention by age never drops a session that is still open, and records move to the current key.
+  retention by age never drops a session that is still open, and records move to the current key. It also
+  retries every closed record whose write failed: until the log confirms the close, a restart would resume
+  the ended session. A closed record is forgotten once confirmed, so memory stays bounded by the sessions
+  that are open or whose close is not yet durable.
 * **Unreadable records are skipped, counted and logged** (``journal_record_skipped``), never resumed. If the
   newest record of a session is unreadable, that session is skipped, even when an older record is readable:
   an older record may predate the session's end. If live records exist and *none* can be decrypted with the
@@ -106,8 +109,10 @@ class JournalStore:
         self._metrics = metrics
         self._clock = clock
         self._slots: dict[str, _Slot] = {}
-        # Newest record handed to save() (or loaded) per session; a closed one is forgotten once durable.
-        # Bounded by the number of live sessions.
+        # Newest record handed to save() (or loaded) per session: the source of truth for every retry (a
+        # failed write's record is not kept anywhere else once its slot has no users). A closed one stays
+        # until the log confirmed it, then is forgotten: bounded by the live sessions plus the unconfirmed
+        # closes.
         self._latest: dict[str, SessionRecord] = {}
         # Clock.monotonic() of each live session's last confirmed write: re-journal skips fresh ones.
         self._written: dict[str, float] = {}
@@ -127,22 +132,19 @@ class JournalStore:
         await self._submit(record)
 
     async def rejournal(self, *, older_than_s: float = 0.0) -> int:
-        """Append again the newest record of every live session not written in the last ``older_than_s``.
+        """Append again the newest record of every live session not written in the last ``older_than_s``,
+        and retry every closed record whose write failed.
 
         The daemon calls it every ``rejournal_interval_s`` with ``older_than_s=rejournal_interval_s``: then
         every live session has a record at most two intervals old, and busy sessions (which save anyway)
-        cost nothing. Uses the store's own newest snapshot, never a caller's copy, so a re-journal racing a
-        save or a close cannot write a stale record after a newer one. Returns how many were written;
-        failures are logged and the first is raised after every other session was tried.
+        cost nothing. An unconfirmed close is retried whatever its age (a restart before it is durable
+        would resume the ended session), unless its write is in flight right now. Uses the store's own
+        newest snapshot, never a caller's copy, so a re-journal racing a save or a close cannot write a
+        stale record after a newer one. Returns how many were written; failures are logged and the first is
+        raised after every other session was tried.
         """
-        horizon = self._clock.monotonic() - older_than_s
-        ids = iter(
-            [
-                sid
-                for sid, rec in self._latest.items()
-                if not rec.closed and (older_than_s <= 0 or self._written.get(sid, float("-inf")) <= horizon)
-            ]
-        )
+        horizon = self._clock.monotonic() - older_than_s if older_than_s > 0 else float("inf")
+        ids = iter([sid for sid, rec in self._latest.items() if self._due(sid, rec, horizon)])
         written = 0
         errors: list[BridgeError] = []
 
@@ -150,8 +152,11 @@ class JournalStore:
             nonlocal written
             for sid in ids:
                 record = self._latest.get(sid)
-                if record is None or record.closed:
-                    continue  # closed (or closing) since the snapshot of ids: must not be revived
+                if record is None or (record.closed and sid in self._slots):
+                    # Gone: a close was confirmed since the snapshot of ids. Closing: its write is in flight
+                    # and either confirms it or leaves it in _latest for the next pass. Otherwise the newest
+                    # record is written, a close included, so nothing can revive an ended session.
+                    continue
                 try:
                     await self._submit(record)
                 except BridgeError as exc:
@@ -167,6 +172,13 @@ class JournalStore:
             raise errors[0]
         _log.info("journal_rejournalled", written=written)
         return written
+
+    def _due(self, sid: str, record: SessionRecord, horizon: float) -> bool:
+        """Whether :meth:`rejournal` writes ``record`` (its session's newest, not yet forgotten)."""
+        if record.closed:
+            # Still in _latest, so not confirmed: retry it, unless a write of it is in flight right now.
+            return sid not in self._slots
+        return self._written.get(sid, float("-inf")) <= horizon
 
     async def flush(self) -> None:
         """Wait until no save is in flight (SIGTERM: call after the sessions stopped saving)."""
@@ -195,8 +207,10 @@ class JournalStore:
                 try:
                     await self._journal.append(encode_record(taken, self._keys, written_at=self._clock.now()))
                 except BaseException:
-                    if slot.pending is None:  # nothing newer arrived: leave ours for the next writer
+                    if slot.pending is None:  # nothing newer arrived: leave ours for a waiting writer
                         slot.pending = (taken_gen, taken)
+                    # With no waiter the slot (and this pending record) goes below; _latest still holds the
+                    # newest record, and the next save or rejournal() writes it (a closed one included).
                     raise
                 slot.confirmed = taken_gen
                 if taken.closed:

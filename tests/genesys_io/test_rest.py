@@ -16,6 +16,7 @@ from bridge.errors import (
     GenesysUnavailable,
     is_retryable,
 )
+from bridge.genesys.fetch_policy import FetchPolicy
 from bridge.genesys.rest import DEFAULT_USER_AGENT, GenesysRest, safe_url
 
 JWT = "eyJhbGciOi.secret-jwt.sig"
@@ -32,8 +33,13 @@ ENTITY = {
 }
 
 
+async def public_dns(host: str, port: int) -> list[str]:
+    """Every name is at a public address (the mock transport never resolves anything itself)."""
+    return ["93.184.216.34"]
+
+
 def rest_with(handler: Callable[[httpx.Request], httpx.Response]) -> GenesysRest:
-    return GenesysRest(transport=httpx.MockTransport(handler))
+    return GenesysRest(transport=httpx.MockTransport(handler), fetch_policy=FetchPolicy(resolve=public_dns))
 
 
 async def test_fetch_history_request_and_parse() -> None:
@@ -252,7 +258,7 @@ async def endless_server() -> AsyncIterator[str]:
 
 async def test_fetch_bytes_aborts_a_stream_past_max_bytes(endless_server: str) -> None:
     base = endless_server
-    async with GenesysRest() as rest:
+    async with GenesysRest(fetch_policy=FetchPolicy(allow_private=True)) as rest:  # the server is on 127.0.0.1
         assert await rest.fetch_bytes(f"{base}/small", max_bytes=3) == b"abc"
         with pytest.raises(CommandRejected) as info:
             await rest.fetch_bytes(f"{base}/endless", max_bytes=8 * 1024)

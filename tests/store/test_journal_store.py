@@ -293,3 +293,40 @@ async def test_loaded_sessions_are_rejournalled_on_the_first_pass() -> None:
     restarted = store(log)
     await restarted.load_live()
     assert await restarted.rejournal(older_than_s=3600) == 1
+
+
+async def test_a_failed_close_is_retried_by_rejournal_then_forgotten() -> None:
+    # Regression: the close's write failed, nothing else saves an ended session, and re-journal skipped
+    # closed records, so the log's newest record stayed live and a restart resumed the ended session.
+    log = MemoryJournalLog()
+    clock = FixedClock()
+    writer = JournalStore(log, KeyRing.of(KEY), metrics=new_metrics(), clock=clock)
+    await writer.save(make_record("a", n=1))
+    await writer.save(make_record("b", n=1))
+    log.fail_appends = 1
+    with pytest.raises(BrokerUnavailable):
+        await writer.save(make_record("a", n=2, closed=True, state="ended"))
+    assert [r.session_id for r in await store(log).load_live()] == ["a", "b"]  # the restart hazard
+    # Retried whatever its age: the horizon only spares live sessions written recently.
+    assert await writer.rejournal(older_than_s=3600) == 1
+    assert [r.session_id for r in await store(log).load_live()] == ["b"]
+    # Confirmed, so forgotten: the next passes write only the live session.
+    clock.advance(3601)
+    assert await writer.rejournal(older_than_s=3600) == 1
+    assert [r.session_id for r in writer.live_sessions()] == ["b"]
+    assert "a" not in writer._latest  # bounded memory: nothing kept for an ended session
+
+
+async def test_a_close_failing_again_stays_pending_until_a_pass_confirms_it() -> None:
+    log = MemoryJournalLog()
+    writer = store(log)
+    await writer.save(make_record("a", n=1))
+    log.fail_appends = 2
+    with pytest.raises(BrokerUnavailable):
+        await writer.save(make_record("a", n=2, closed=True))
+    with pytest.raises(BrokerUnavailable):
+        await writer.rejournal()
+    assert [r.session_id for r in await store(log).load_live()] == ["a"]
+    assert await writer.rejournal() == 1
+    assert await store(log).load_live() == []
+    assert await writer.rejournal() == 0
