@@ -89,3 +89,8 @@ class Metrics:
         self.journal_corrupt = Counter(
             p + "journal_corrupt_records", "Journal records skipped as unreadable.", registry=r
         )
+        self.record_save_failures = Counter(
+            p + "session_record_save_failures",
+            "Session record saves that failed (the record stays pending; the next save or re-journal writes it).",
+            registry=r,
+        )

@@ -8,9 +8,10 @@ backoff and resume, §4.1, §6), the **command loop** (the bounded inbox, one co
 Failure containment (style habit 3): ``run`` never raises except ``CancelledError``; a crash is reported
 as ``session.ended`` reason ``failed``, logged, and counted in ``session_failures``.
 
-Shutdown: :meth:`stop` closes the inbox; the in-flight command finishes (the registry bounds the wait);
-the socket is closed *without* ending the Genesys session (never ``closeSession``, never ``Clear``, §4.9);
-commands never started are requeued so the broker redelivers them.
+Shutdown: :meth:`stop` closes the inbox; the in-flight command finishes (the registry bounds the wait),
+or is requeued at once when it waits for a session that is not connected (a draining session does not
+reconnect); the socket is closed *without* ending the Genesys session (never ``closeSession``, never
+``Clear``, §4.9); commands never started are requeued so the broker redelivers them.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from bridge.session.inbox import Offer
 from bridge.session.keeper import RecordKeeper
 from bridge.session.link import GenesysLink
 from bridge.session.outcomes import tracing_id_for
-from bridge.session.record import SessionRecord
+from bridge.session.record import SessionRecord, SettledOutcome
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger
 
 __all__ = ["SessionActor"]
@@ -58,7 +59,7 @@ class SessionActor:
             origin=record.origin or settings.default_origin,
             connect_timeout_s=settings.ws_connect_timeout_s,
         )
-        keeper = RecordKeeper(record, clock=deps.clock, store=deps.store)
+        keeper = RecordKeeper(record, clock=deps.clock, store=deps.store, metrics=deps.metrics)
         self._core = SessionCore(deps=deps, keeper=keeper, link=link, endpoints=endpoints)
         self._inbound = InboundDispatcher(self._core)
         self._runner = CommandRunner(self._core)
@@ -88,6 +89,10 @@ class SessionActor:
     def record(self) -> SessionRecord:
         return self._core.keeper.record
 
+    def settled(self, command_id: str) -> SettledOutcome | None:
+        """The outcome of ``command_id`` if this session settled it (kept in its record across restarts)."""
+        return self._core.keeper.settled(command_id)
+
     @property
     def stopping(self) -> bool:
         return self._stopping
@@ -104,6 +109,7 @@ class SessionActor:
         """Begin a drain: take no more commands, finish the current one, then close the socket."""
         self._stopping = True
         self._core.inbox.close()
+        self._core.gate.stop()  # a command waiting for a reconnect is requeued, not waited for
         self._wake.set()
 
     # --- the task --------------------------------------------------------------------------------------
@@ -126,9 +132,12 @@ class SessionActor:
                 log.exception("session_crashed", error=repr(exc))
                 await self._report_crash(exc)
             finally:
-                await self._settle_leftovers()
-                if core.state not in TERMINAL_STATES:
-                    core.metrics.sessions.labels(state=core.state.value).dec()
+                try:
+                    await self._settle_leftovers()
+                finally:
+                    await core.link.close()  # idempotent; a cancel (drain deadline) must not leak the socket
+                    if core.state not in TERMINAL_STATES:
+                        core.metrics.sessions.labels(state=core.state.value).dec()
 
     async def _command_loop(self) -> None:
         core = self._core
@@ -140,10 +149,12 @@ class SessionActor:
 
     async def _suspend(self) -> None:
         """Shutdown: close the socket without ending the session; the record stays live for a resume."""
-        await self._core.set_state(SessionTrigger.SHUTDOWN, detail="bridge shutting down")
-        self._core.gate.finish()
-        self._core.link.fail_all(SessionGone("suspended", "bridge shutting down"))
-        await self._core.link.close()
+        try:
+            await self._core.set_state(SessionTrigger.SHUTDOWN, detail="bridge shutting down")
+        finally:
+            self._core.gate.finish()
+            self._core.link.fail_all(SessionGone("suspended", "bridge shutting down"))
+            await self._core.link.close()
 
     async def _settle_leftovers(self) -> None:
         core = self._core
@@ -168,7 +179,9 @@ class SessionActor:
         try:
             if core.state in TERMINAL_STATES:
                 return
-            await core.finish("failed", trigger=SessionTrigger.FAIL, detail=f"internal error: {exc!r}", failure="crash")
+            # The type only: exception text can carry anything (a URL, a frame); the log has the full story.
+            detail = f"internal error: {type(_first_leaf(exc)).__name__}"
+            await core.finish("failed", trigger=SessionTrigger.FAIL, detail=detail, failure="crash")
         except Exception:
             log.exception("session_crash_report_failed")
             core.gate.finish()
@@ -211,6 +224,7 @@ class SessionActor:
                 return
             # Socket lost (or our echo check closed it): reconnect with jittered backoff (§6).
             core.gate.close()
+            await core.link.close()  # idempotent: the socket may still be open (e.g. history failed), never leak it
             core.link.connection_lost()
             core.link.fail_all(GenesysUnavailable("socket lost"))
             if core.ending:  # the end in progress settles itself; Genesys closes the socket after Clear
@@ -231,15 +245,17 @@ class SessionActor:
         """Pump this socket while the start or resume work (getJwt, history) runs beside it: the replies
         to that work arrive through the pump. Returns when the socket closes by our hand; raises the
         (first) error otherwise, unwrapped from the TaskGroup's group."""
+        if self._configured_once or self._cause == "restart":
+            # A resume: hold live messages until the backfill is published (§4.1, §9), from the first frame.
+            self._inbound.hold()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._configured(configured))
                 await self._core.link.pump(self._inbound.on_event)
         except BaseExceptionGroup as group:
-            first: BaseException = group
-            while isinstance(first, BaseExceptionGroup):
-                first = first.exceptions[0]
-            raise first from group
+            raise _first_leaf(group) from group
+        finally:
+            self._inbound.discard_held()  # released already, unless the catch-up did not complete
 
     def _done(self) -> bool:
         """The session is over or the bridge is stopping: no (re)connect. A call, so mypy does not narrow it."""
@@ -265,7 +281,7 @@ class SessionActor:
         else:
             await self._publish_started(core.events, configured)
         self._outage_since, self._delays = None, None  # caught up: the next outage starts a fresh backoff
-        core.gate.open()
+        core.gate.open(core.deps.clock.monotonic())
 
     async def _publish_started(self, events: SessionEvents, configured: Configured) -> None:
         record = self._core.keeper.record
@@ -307,3 +323,10 @@ class SessionActor:
                 core.link.forget(key)
             if isinstance(reply, EchoReplied) and reply.expires_at is not None:
                 log.debug("genesys_session_expiry", expires_at=reply.expires_at.isoformat())
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first non-group exception inside ``exc`` (a TaskGroup wraps what its tasks raised)."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return exc

@@ -13,6 +13,11 @@ Rules of the road (protocol reference §8) applied here:
   ``typing_disabled``, and later typing commands fail at once without being sent.
 - ``session.end`` sends Presence ``Clear`` (§4.3 g); a 403 (Clear disabled), a timeout or a lost socket
   falls back to closing the socket and forgetting the token. Either way ``session.ended guest_ended``.
+
+Idempotency across restarts: each settled outcome is kept in the record's bounded ``recent_outcomes`` and
+saved *before* the ack, in the same snapshot that drops the send from ``pending_sends``; the registry
+answers a redelivery from it. Inbox age (``inbox_max_age_s``) counts only time the session was caught up.
+A command waiting for a reconnect when the bridge drains is requeued, its journalled send kept.
 """
 
 from __future__ import annotations
@@ -25,15 +30,16 @@ import structlog
 from bridge.contract import MessageSend, SessionEnd, SessionStart, TypingSend
 from bridge.contract.content import ButtonResponse
 from bridge.contract.events import OutcomeReason, OutcomeStatus
-from bridge.errors import CommandRejected, GenesysProtocolError, GenesysUnavailable, SessionGone
+from bridge.errors import CommandRejected, GenesysProtocolError, GenesysUnavailable, SessionGone, is_retryable
 from bridge.genesys.frames import StructuredMessage
 from bridge.genesys.protocol import ErrorReceived, MessageEchoed, RateLimited
 from bridge.ports import Envelope
 from bridge.session.attachments import AttachmentFailed, upload_attachments
 from bridge.session.backfill import message_time
-from bridge.session.core import SessionCore
+from bridge.session.core import SessionCore, SessionStopping
 from bridge.session.inbound import END_KEY
 from bridge.session.outcomes import reason_for_code, tracing_id_for
+from bridge.session.record import SettledOutcome
 from bridge.session.state import SessionTrigger
 
 __all__ = ["MAX_RATE_LIMIT_RETRIES", "TYPING_ACK_WINDOW_S", "CommandRunner"]
@@ -42,7 +48,8 @@ log = structlog.get_logger(__name__)
 
 #: Resends of one message after 429/4029 before it is ``failed``/``rate_limited``.
 MAX_RATE_LIMIT_RETRIES = 5
-#: Local send failures (socket gone, protocol not configured) of one message before it is ``failed``.
+#: Retryable local send failures (the socket went while writing) of one message before it is ``failed``: a
+#: budget against a loop, not a retry decision (``is_retryable`` decides whether a failure is retried).
 MAX_SEND_REFUSALS = 10
 #: How long a typing command waits for Genesys' echo or 403 before it counts as delivered. Short: typing
 #: echoes are not guaranteed (§14.6) and the session's next command waits behind it.
@@ -75,27 +82,58 @@ class CommandRunner:
         """Handle ``envelope`` and settle it: outcome published (confirmed), then acked."""
         core = self._core
         command = envelope.command
-        age = core.deps.clock.monotonic() - envelope.received_at if envelope.received_at else 0.0
-        if age > core.settings.inbox_max_age_s:
-            result = _Result("rejected", "overflow", f"waited {age:.1f}s in the session inbox")
-        else:
-            match command:
-                case SessionStart():
-                    result = await self._start(envelope, command)
-                case MessageSend():
-                    result = await self._send(envelope, command)
-                case TypingSend():
-                    result = await self._typing(command)
-                case SessionEnd():
-                    result = await self._end(command)
+        age = self._inbox_age(envelope)
+        try:
+            if age > core.settings.inbox_max_age_s:
+                result = _Result("rejected", "overflow", f"waited {age:.1f}s in the session inbox")
+            else:
+                match command:
+                    case SessionStart():
+                        result = await self._start(envelope, command)
+                    case MessageSend():
+                        result = await self._send(envelope, command)
+                    case TypingSend():
+                        result = await self._typing(command)
+                    case SessionEnd():
+                        result = await self._end(command)
+        except SessionStopping:
+            # The bridge drains while the session is not connected: it will not reconnect, so hand the
+            # command back; the next process runs it (docs/sessions.md "Shutdown never ends a session").
+            log.info("command_requeued_on_drain", command_id=command.command_id)
+            await core.deps.book.requeue(envelope)
+            return
         await self.settle(envelope, result)
-        if result.message is not None and result.message.id:
-            await core.keeper.checkpoint(result.message.id, message_time(result.message))
         if result.reason == "read_only":  # 409: Genesys made the session read-only (§11.3)
             await core.finish("read_only", detail=result.detail)
 
-    async def settle(self, envelope: Envelope, result: _Result) -> None:
+    def _inbox_age(self, envelope: Envelope) -> float:
+        """How long ``envelope`` waited while the session could have run it. Time before the session was
+        last caught up (a paced recovery, a long reconnect) does not count: those commands were not late,
+        the session was away. Not ready now: 0 (the command waits for the session like any other)."""
         core = self._core
+        if not envelope.received_at or not core.gate.ready:
+            return 0.0
+        since = max(envelope.received_at, core.gate.opened_at or 0.0)
+        return max(0.0, core.deps.clock.monotonic() - since)
+
+    async def settle(self, envelope: Envelope, result: _Result) -> None:
+        """Settle ``envelope`` with ``result``: kept in the record and saved, then published, then acked."""
+        core = self._core
+        command = envelope.command
+        # Into the record before anything awaits (a seq block save may follow): every snapshot that no longer
+        # journals this command's send already carries its outcome, so a redelivery is answered, not re-run.
+        core.keeper.remember_outcome(
+            SettledOutcome(
+                command_id=command.command_id,
+                command_type=command.type,
+                status=result.status,
+                reason=result.reason,
+                genesys_message_id=result.message.id if result.message else None,
+                genesys_code=result.code,
+            )
+        )
+        if result.message is not None and result.message.id:  # our echo: never published back as inbound
+            core.keeper.mark_seen(result.message.id, message_time(result.message))
         outcome = await core.events.outcome(
             envelope.command,
             result.status,
@@ -104,6 +142,7 @@ class CommandRunner:
             genesys_message_id=result.message.id if result.message else None,
             genesys_code=result.code,
         )
+        await core.keeper.save()
         await core.deps.book.settle(envelope, outcome, deployment_id=core.keeper.record.deployment_id)
 
     async def settle_unstarted(self, envelope: Envelope) -> None:
@@ -166,79 +205,100 @@ class CommandRunner:
     ) -> _Result:
         core, link = self._core, self._core.link
         attributes = {**self._attributes, **(custom_attributes or {})} or None
-        retries = refusals = 0
         keeper = core.keeper
         signature = core.pending.add(tracing_id, text or (button_response.text if button_response else None))
         # Journal the send before it leaves: after a crash the next process recognises it in the backfill.
         keeper.update(pending_sends={**keeper.record.pending_sends, tracing_id: signature})
         await keeper.save()
+        result: _Result | None = None
         try:
-            while True:
-                if not await core.gate.wait():
-                    return self._ended()
-                echo = core.pending.take_echo(tracing_id)
-                if echo is not None:  # a resume's backfill showed it reached Genesys: do not send it again
-                    return _delivered(echo, "confirmed from history after a reconnect")
-                waited = await core.budget.acquire()
-                if waited:
-                    core.metrics.rate_limit_waits.labels(kind="message").inc()
-                    core.metrics.rate_limit_wait_seconds.observe(waited)
-                if not core.gate.ready:
-                    continue  # the socket went while we waited for budget
-                future = link.expect(tracing_id)
-                try:
-                    link.protocol.send_message(
-                        tracing_id=tracing_id,
-                        text=text,
-                        button_response=button_response,
-                        attachment_ids=attachment_ids or (),
-                        custom_attributes=attributes,
-                    )
-                    await link.flush()
-                except CommandRejected as exc:
-                    link.forget(tracing_id)
-                    return _Result("rejected", _reason(exc.reason), exc.detail)
-                except (GenesysUnavailable, GenesysProtocolError) as exc:
-                    link.forget(tracing_id)
-                    refusals += 1
-                    if refusals > MAX_SEND_REFUSALS:
-                        return _Result("failed", "genesys_unavailable", f"could not send: {exc}")
-                    continue  # the reader notices the loss and closes the gate; we resend after the resume
-                try:
-                    reply = await asyncio.wait_for(future, core.settings.delivery_timeout_s)
-                except TimeoutError:
-                    return _Result("failed", "timeout", f"no echo within {core.settings.delivery_timeout_s:g}s")
-                except GenesysUnavailable:
-                    log.info("message_unanswered_at_socket_loss", tracing_id=tracing_id)
-                    continue  # after the resume: confirmed from history, or resent with the same tracingId
-                except SessionGone:
-                    return self._ended()
-                match reply:
-                    case MessageEchoed(message=message):
-                        self._attributes = {}
-                        return _delivered(message)
-                    case RateLimited(retry_after_s=after, code=code, detail=detail):
-                        retries += 1
-                        core.metrics.rate_limit_waits.labels(kind="genesys").inc()
-                        if retries > MAX_RATE_LIMIT_RETRIES:
-                            return _Result("failed", "rate_limited", detail, code=code)
-                        notice = await core.events.outcome(
-                            envelope.command, "will_retry", "rate_limited", f"retrying in {after:g}s", genesys_code=code
-                        )
-                        await core.deps.book.publish_only(
-                            envelope, notice, deployment_id=core.keeper.record.deployment_id
-                        )
-                        await asyncio.sleep(after)
-                    case ErrorReceived(code=code, detail=detail):
-                        return _Result("failed", reason_for_code(code), detail, code=code)
-                    case _:
-                        return _Result("failed", "genesys_error", f"unexpected reply {type(reply).__name__}")
+            result = await self._attempt(envelope, tracing_id, text, button_response, attachment_ids, attributes)
+            return result
         finally:
             link.forget(tracing_id)
             core.pending.discard(tracing_id)
-            journalled = dict(keeper.record.pending_sends)
-            journalled.pop(tracing_id, None)
-            keeper.update(pending_sends=journalled)  # saved with the checkpoint that follows the outcome
+            if result is not None:
+                # Settled here: stop journalling the send (saved with the outcome, in the same snapshot). A
+                # requeue (drain, cancel) keeps it: the next process must recognise it in its backfill.
+                journalled = dict(keeper.record.pending_sends)
+                journalled.pop(tracing_id, None)
+                keeper.update(pending_sends=journalled)
+
+    async def _attempt(
+        self,
+        envelope: Envelope,
+        tracing_id: str,
+        text: str | None,
+        button_response: ButtonResponse | None,
+        attachment_ids: list[str] | None,
+        attributes: dict[str, str] | None,
+    ) -> _Result:
+        """Send until Genesys settles it (echo, error, timeout) or the session ends; resend after a resume."""
+        core, link = self._core, self._core.link
+        retries = refusals = 0
+        while True:
+            if not await core.gate.wait():
+                return self._ended()
+            echo = core.pending.take_echo(tracing_id)
+            if echo is not None:  # a resume's backfill showed it reached Genesys: do not send it again
+                return _delivered(echo, "confirmed from history after a reconnect")
+            waited = await core.budget.acquire()
+            if waited:
+                core.metrics.rate_limit_waits.labels(kind="message").inc()
+                core.metrics.rate_limit_wait_seconds.observe(waited)
+            if not core.gate.ready:
+                continue  # the socket went while we waited for budget
+            future = link.expect(tracing_id)
+            try:
+                link.protocol.send_message(
+                    tracing_id=tracing_id,
+                    text=text,
+                    button_response=button_response,
+                    attachment_ids=attachment_ids or (),
+                    custom_attributes=attributes,
+                )
+                await link.flush()
+            except CommandRejected as exc:
+                link.forget(tracing_id)
+                return _Result("rejected", _reason(exc.reason), exc.detail)
+            except (GenesysUnavailable, GenesysProtocolError) as exc:
+                link.forget(tracing_id)
+                if not is_retryable(exc):
+                    # GenesysProtocolError: the protocol refused the send locally (not configured, read-only,
+                    # closed; §4.1, §11.3). The gate closes before every such state the session recovers from
+                    # (socket loss, a replayed read-only Disconnect), so here it is final for the command.
+                    return _Result("failed", "genesys_error", f"could not send: {exc}")
+                refusals += 1
+                if refusals > MAX_SEND_REFUSALS:
+                    return _Result("failed", "genesys_unavailable", f"could not send: {exc}")
+                continue  # the reader notices the loss and closes the gate; we resend after the resume
+            try:
+                reply = await asyncio.wait_for(future, core.settings.delivery_timeout_s)
+            except TimeoutError:
+                return _Result("failed", "timeout", f"no echo within {core.settings.delivery_timeout_s:g}s")
+            except GenesysUnavailable:
+                log.info("message_unanswered_at_socket_loss", tracing_id=tracing_id)
+                continue  # after the resume: confirmed from history, or resent with the same tracingId
+            except SessionGone:
+                return self._ended()
+            match reply:
+                case MessageEchoed(message=message):
+                    self._attributes = {}
+                    return _delivered(message)
+                case RateLimited(retry_after_s=after, code=code, detail=detail):
+                    retries += 1
+                    core.metrics.rate_limit_waits.labels(kind="genesys").inc()
+                    if retries > MAX_RATE_LIMIT_RETRIES:
+                        return _Result("failed", "rate_limited", detail, code=code)
+                    notice = await core.events.outcome(
+                        envelope.command, "will_retry", "rate_limited", f"retrying in {after:g}s", genesys_code=code
+                    )
+                    await core.deps.book.publish_only(envelope, notice, deployment_id=core.keeper.record.deployment_id)
+                    await asyncio.sleep(after)
+                case ErrorReceived(code=code, detail=detail):
+                    return _Result("failed", reason_for_code(code), detail, code=code)
+                case _:
+                    return _Result("failed", "genesys_error", f"unexpected reply {type(reply).__name__}")
 
     async def _typing(self, command: TypingSend) -> _Result:
         core, link = self._core, self._core.link

@@ -14,7 +14,7 @@ import structlog
 
 from bridge.contract import Command
 from bridge.contract.events import EndReason, SessionEnded, SessionStateChanged
-from bridge.errors import SessionGone
+from bridge.errors import BridgeError, SessionGone
 from bridge.genesys.frames import StructuredMessage
 from bridge.session.budget import SendBudget
 from bridge.session.deps import SessionDeps
@@ -25,21 +25,35 @@ from bridge.session.link import GenesysLink
 from bridge.session.ports import Endpoints
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger, transition
 
-__all__ = ["PendingSends", "SessionCore", "SessionGate"]
+__all__ = ["PendingSends", "SessionCore", "SessionGate", "SessionStopping"]
 
 log = structlog.get_logger(__name__)
 
 
+class SessionStopping(Exception):
+    """Raised by :meth:`SessionGate.wait` when the bridge is draining and the session is not ready: the
+    command that waited is not run here but requeued, so the next process runs it (docs/sessions.md)."""
+
+
 class SessionGate:
-    """Open while the session is active and caught up; :meth:`wait` also returns once it is over."""
+    """Open while the session is active and caught up; :meth:`wait` also returns once it is over, and raises
+    :class:`SessionStopping` once the bridge drains while the session is not ready (a reconnect would never
+    come: a draining session does not reconnect).
+
+    ``opened_at`` is the ``Clock.monotonic()`` of the last :meth:`open`: the inbox age of a command is not
+    counted while the session was not caught up (a paced recovery, a long reconnect).
+    """
 
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self.ready = False
         self.over = False
+        self.stopping = False
+        self.opened_at: float | None = None
 
-    def open(self) -> None:
+    def open(self, at: float) -> None:
         self.ready = True
+        self.opened_at = at
         self._event.set()
 
     def close(self) -> None:
@@ -52,15 +66,26 @@ class SessionGate:
         self.over = True
         self._event.set()
 
+    def stop(self) -> None:
+        """The bridge drains: wake every waiter; those the session cannot serve get :class:`SessionStopping`."""
+        self.stopping = True
+        self._event.set()
+
     async def wait(self) -> bool:
-        """True once the session is ready for sends; False when it is over."""
+        """True once the session is ready for sends; False when it is over.
+
+        Raises:
+            SessionStopping: the bridge is draining and the session is not ready (requeue the command).
+        """
         while True:
-            await self._event.wait()
             if self.over:
                 return False
             if self.ready:
                 return True
-            self._event.clear()  # pragma: no cover - opened and closed again before we ran
+            if self.stopping:
+                raise SessionStopping("the bridge is draining and the session is not connected")
+            self._event.clear()
+            await self._event.wait()
 
 
 def _signature(text: str | None, message: StructuredMessage | None = None) -> str:
@@ -119,7 +144,7 @@ class SessionCore:
         self.settings = s
         self.metrics = deps.metrics
         self.keeper = keeper
-        self.events = SessionEvents(keeper=keeper, sink=deps.sink, clock=deps.clock)
+        self.events = SessionEvents(keeper=keeper, sink=deps.sink, clock=deps.clock, backoff=deps.backoff)
         self.link = link
         self.endpoints = endpoints
         self.budget = SendBudget(rate_per_s=s.send_rate_per_s, burst=s.send_burst, clock=deps.clock)
@@ -148,9 +173,13 @@ class SessionCore:
             self.metrics.sessions.labels(state=new.value).inc()
         log.info("session_state_changed", old=old.value, new=new.value, trigger=trigger.value, detail=detail)
         self.keeper.update(state=new.value, closed=new in (SessionState.ENDED, SessionState.FAILED))
-        await self.events.publish(
-            SessionStateChanged(**await self.events.stamp(), old=old.value, new=new.value, detail=detail)
-        )
+        try:
+            await self.events.publish(
+                SessionStateChanged(**await self.events.stamp(), old=old.value, new=new.value, detail=detail)
+            )
+        except BridgeError:
+            await self.keeper.save()  # a final broker error: the new state still reaches the store
+            raise
         await self.keeper.save()
         return new
 
@@ -165,7 +194,8 @@ class SessionCore:
     ) -> None:
         """End the session for good: state, ``session.ended``, closed record, waiters failed, socket closed.
 
-        Idempotent: only the first call counts (an agent Disconnect and a socket loss may race).
+        Idempotent: only the first call counts (an agent Disconnect and a socket loss may race). The socket
+        is closed whatever happens to the events (a final broker error, a cancel): never left open.
         """
         if self.gate.over or self.state in TERMINAL_STATES:
             return
@@ -173,10 +203,12 @@ class SessionCore:
         self.gate.finish()
         self.inbox.close()
         self.link.fail_all(SessionGone(reason, detail or ""))
-        await self.set_state(trigger, detail=reason)
-        self.metrics.sessions_ended.labels(reason=reason).inc()
-        if trigger is SessionTrigger.FAIL:
-            self.metrics.session_failures.labels(reason=failure).inc()
-        log.info("session_ended", reason=reason, detail=detail)
-        await self.events.publish(SessionEnded(**await self.events.stamp(cause), reason=reason, detail=detail))
-        await self.link.close()
+        try:
+            await self.set_state(trigger, detail=reason)
+            self.metrics.sessions_ended.labels(reason=reason).inc()
+            if trigger is SessionTrigger.FAIL:
+                self.metrics.session_failures.labels(reason=failure).inc()
+            log.info("session_ended", reason=reason, detail=detail)
+            await self.events.publish(SessionEnded(**await self.events.stamp(cause), reason=reason, detail=detail))
+        finally:
+            await self.link.close()

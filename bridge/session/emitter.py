@@ -1,10 +1,16 @@
 """Stamps and publishes one session's events: ``event_id``, per-session ``seq``, ``occurred_at`` and the
-causing command's ids (architecture §2). ``publish`` returns once the broker confirmed the event."""
+causing command's ids (architecture §2). ``publish`` returns once the broker confirmed the event.
+
+A broker blip never ends a Genesys session: a retryable publish error (decided by ``is_retryable``) is
+retried with the *same* event, without a limit, on the injected backoff, until it is confirmed or the
+session's task is cancelled (the drain deadline). The publisher itself buffers while the broker is away.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import structlog
@@ -14,11 +20,9 @@ from bridge.contract.events import CommandOutcome, OutcomeReason, OutcomeStatus
 from bridge.errors import BrokerError, is_retryable
 from bridge.ports import Clock, EventSink
 from bridge.session.keeper import RecordKeeper
+from bridge.session.ports import Backoff
 
-__all__ = ["PUBLISH_ATTEMPTS", "SessionEvents"]
-
-#: Tries per event before a broker error is raised (and the session reports itself failed).
-PUBLISH_ATTEMPTS = 5
+__all__ = ["SessionEvents"]
 
 log = structlog.get_logger(__name__)
 
@@ -26,10 +30,11 @@ log = structlog.get_logger(__name__)
 class SessionEvents:
     """Event factory and publisher for one session. Use from the session's own tasks only."""
 
-    def __init__(self, *, keeper: RecordKeeper, sink: EventSink, clock: Clock) -> None:
+    def __init__(self, *, keeper: RecordKeeper, sink: EventSink, clock: Clock, backoff: Backoff) -> None:
         self._keeper = keeper
         self._sink = sink
         self._clock = clock
+        self._backoff = backoff
 
     async def stamp(self, cause: Command | None = None) -> dict[str, Any]:
         """The common fields of a new event; takes the next ``seq``."""
@@ -67,16 +72,24 @@ class SessionEvents:
     async def publish(self, event: Event, *, reply_to: str | None = None) -> None:
         """Publish ``event`` routed by this session's deployment; waits for the broker's confirm.
 
-        A retryable broker error (no confirm in time, a nack) is retried a few times with the *same*
-        event (same ``event_id``, so a duplicate is recognisable); then it is raised.
+        A retryable broker error (no confirm in time, broker away) is retried with the *same* event (same
+        ``event_id``, so a duplicate is recognisable) for as long as it takes, waiting the injected backoff
+        between tries; cancelling the caller's task is the only way out. A final broker error is raised.
         """
-        for attempt in range(PUBLISH_ATTEMPTS):
+        delays: Iterator[float] | None = None
+        attempt = 0
+        while True:
             try:
                 await self._sink.publish(event, deployment_id=self._keeper.record.deployment_id, reply_to=reply_to)
             except BrokerError as exc:
-                if not is_retryable(exc) or attempt == PUBLISH_ATTEMPTS - 1:
+                if not is_retryable(exc):
                     raise
-                log.warning("event_publish_retry", event_type=event.type, attempt=attempt + 1, error=str(exc))
-                await asyncio.sleep(min(0.5 * 2**attempt, 5.0))
+                attempt += 1
+                delays = delays or self._backoff()
+                delay = next(delays)
+                log.warning(
+                    "event_publish_retry", event_type=event.type, attempt=attempt, delay_s=delay, error=str(exc)
+                )
+                await asyncio.sleep(delay)
             else:
                 return

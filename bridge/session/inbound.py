@@ -5,6 +5,9 @@
 - Replies to our requests (echoes, JWT, presigned URLs, errors, 429s) resolve the link's waiters.
 - Disconnect, expiry, clear and ``ConnectionClosedEvent`` end the session with a distinct reason; a
   Disconnect older than the last message seen is a replay and is ignored.
+- During a resume's catch-up (:meth:`InboundDispatcher.hold` .. the end of :meth:`~InboundDispatcher.catch_up`)
+  live messages, typing and Disconnects are held (:mod:`bridge.session.held`) and released after the
+  backfill, so ``seq`` follows Genesys' order and the backfill stops at an id known *before* the resume.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from bridge.genesys.protocol import (
 from bridge.session.attachments import attachment_key
 from bridge.session.backfill import EntityKind, classify, fetch_missed, message_time
 from bridge.session.core import SessionCore
+from bridge.session.held import HeldEvents
 
 __all__ = ["END_KEY", "JWT_KEY", "InboundDispatcher"]
 
@@ -60,23 +64,29 @@ class InboundDispatcher:
 
     def __init__(self, core: SessionCore) -> None:
         self._core = core
+        self._held: HeldEvents | None = None
+        self._known: frozenset[str] | None = None
+
+    def hold(self) -> None:
+        """A resume begins (call before the socket is pumped): hold live messages, typing and Disconnects
+        until :meth:`catch_up` releases them, and snapshot the ids known now, before the resume."""
+        self._held = HeldEvents()
+        self._known = frozenset(self._core.keeper.seen.snapshot())
+
+    def discard_held(self) -> None:
+        """The catch-up did not complete (socket lost, session over): drop what is held. Nothing is lost:
+        Genesys has it in history, and it was not marked seen, so the next backfill publishes it."""
+        self._held = None
+        self._known = None
 
     async def on_event(self, event: ProtocolEvent) -> None:
         core, link = self._core, self._core.link
         match event:
             case MessageEchoed(message=message, tracing_id=tracing_id):
                 if not link.resolve(tracing_id, event) and classify(message) is EntityKind.INBOUND_MESSAGE:
-                    await self.publish_message(message, backfilled=False)  # sent from another connection
-            case MessageReceived(message=message):
-                await self.publish_message(message, backfilled=False)
-            case TypingReceived(message=message, duration_ms=duration):
-                if (message.direction or "").lower() != "inbound":
-                    stamp = await core.events.stamp()
-                    await core.events.publish(
-                        TypingReceivedEvent(**stamp, sender=sender_of(message), duration_ms=duration)
-                    )
-            case ConversationDisconnected(message=message, read_only=read_only):
-                await self._disconnected(message, read_only)
+                    await self._live(event)  # sent from another connection
+            case MessageReceived() | TypingReceived() | ConversationDisconnected():
+                await self._live(event)
             case EchoReplied(tracing_id=tracing_id):
                 link.resolve(tracing_id, event)
             case JwtIssued():
@@ -110,6 +120,39 @@ class InboundDispatcher:
             case _:
                 log.debug("genesys_event_ignored", event=type(event).__name__)
 
+    async def _live(self, event: ProtocolEvent) -> None:
+        if self._held is not None:
+            self._held.add(event)
+            return
+        await self._publish_live(event)
+
+    async def _publish_live(self, event: ProtocolEvent) -> None:
+        match event:
+            case MessageEchoed(message=message) | MessageReceived(message=message):
+                await self.publish_message(message, backfilled=False)
+            case TypingReceived(message=message, duration_ms=duration):
+                if (message.direction or "").lower() != "inbound":
+                    events = self._core.events
+                    stamp = await events.stamp()
+                    await events.publish(TypingReceivedEvent(**stamp, sender=sender_of(message), duration_ms=duration))
+            case ConversationDisconnected(message=message, read_only=read_only):
+                await self._disconnected(message, read_only)
+            case _:  # pragma: no cover - only the kinds above are held
+                log.debug("genesys_event_ignored", event=type(event).__name__)
+
+    async def _release(self) -> None:
+        """Publish what was held, oldest first (duplicates of the backfill are dropped by id), then stop
+        holding. Raises ``GenesysUnavailable`` when the hold overflowed: reconnect and backfill again."""
+        held = self._held
+        while held is not None and not held.overflowed and (event := held.pop()) is not None:
+            await self._publish_live(event)
+            if self._core.gate.over:
+                break
+        self.discard_held()
+        if held is not None and held.overflowed:
+            log.warning("live_events_overflowed_during_backfill")
+            raise GenesysUnavailable("too many live events during the backfill; resuming again")
+
     async def _gone(
         self, reason: Literal["cleared", "closed_by_genesys"], event: ProtocolEvent, **kw: str | None
     ) -> None:
@@ -126,6 +169,8 @@ class InboundDispatcher:
             if read_only:
                 # The protocol took the replay at its word and turned read-only; a fresh configure on a new
                 # socket tells the truth (SessionResponse.readOnly), so reconnect rather than refuse sends.
+                # The gate closes first: no send may reach the read-only protocol meanwhile.
+                self._core.gate.close()
                 await self._core.link.close()
             return
         await self._core.finish("agent_disconnected", detail="read_only" if read_only else None)
@@ -157,12 +202,16 @@ class InboundDispatcher:
     async def catch_up(self, cause: Literal["reconnect", "restart"]) -> None:
         """After a resume: ``getJwt``, page history to a known id, publish ``session.resumed`` then each missed
         message once (§4.1, §9). A Disconnect among them (and newer than the checkpoint) ends the session.
+        Then the live events held since :meth:`hold` are released.
 
         Raises:
-            GenesysUnavailable: the socket or REST went away; the caller reconnects and tries again.
+            GenesysUnavailable: the socket or REST went away, or too many live events arrived meanwhile; the
+                caller reconnects and tries again (held events are dropped: history has them).
         """
         core = self._core
-        missed = await self._fetch()
+        if self._known is None:
+            self._known = frozenset(core.keeper.seen.snapshot())
+        missed = await self._fetch(self._known)
         publish: list[StructuredMessage] = []
         disconnect: StructuredMessage | None = None
         for message in missed:
@@ -193,8 +242,12 @@ class InboundDispatcher:
             await self.publish_message(message, backfilled=True)
         if disconnect is not None:
             await self._disconnected(disconnect, disconnect.metadata.get("readOnly") == "true")
+        if core.gate.over:
+            self.discard_held()
+            return
+        await self._release()
 
-    async def _fetch(self) -> list[StructuredMessage]:
+    async def _fetch(self, known: frozenset[str]) -> list[StructuredMessage]:
         core = self._core
         s = core.settings
         for attempt in range(_BACKFILL_RATE_LIMIT_RETRIES + 1):
@@ -205,8 +258,10 @@ class InboundDispatcher:
                     rest_base=core.endpoints.rest_base,
                     jwt=jwt,
                     origin=core.keeper.record.origin or s.default_origin,
-                    is_known=core.keeper.is_seen,
-                    has_known=bool(len(core.keeper.seen)),
+                    # The ids known before the resume, not the live set: nothing published meanwhile may
+                    # stop the paging early and hide an older missed message.
+                    is_known=known.__contains__,
+                    has_known=bool(known),
                     page_size=s.history_page_size,
                     max_pages=s.history_max_pages,
                 )

@@ -8,9 +8,12 @@ persists a consistent one. It also owns the two counters that must survive a res
   ``seq`` stays monotonic (a gap is possible, a repeat is not).
 - **seen ids**: a Genesys message id is marked seen only after its event was confirmed by the broker
   (architecture §4); :meth:`checkpoint` then saves the record.
+- **recent outcomes**: the settled outcome of each command (:meth:`remember_outcome`), saved before the
+  command is acked, so a redelivery to the next process is answered instead of executed again.
 
-Callers: the session actor, from its own tasks. Store failures are logged and counted, never fatal: the
-session keeps running and the next save carries the newest snapshot.
+Callers: the session actor, from its own tasks. Save failures (a store error, or the journal's broker
+blipping: any ``BridgeError``) are logged and counted, never fatal: the session keeps running, the record
+stays pending in the store, and the next save or re-journal carries the newest snapshot.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from typing import Any
 
 import structlog
 
-from bridge.errors import StoreError
+from bridge.errors import BridgeError
+from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, SessionStore
 from bridge.session.dedupe import RecentIds
-from bridge.session.record import SessionRecord
+from bridge.session.record import RECENT_OUTCOMES_KEPT, SessionRecord, SettledOutcome
 
 __all__ = ["SEQ_BLOCK", "RecordKeeper"]
 
@@ -36,10 +40,13 @@ log = structlog.get_logger(__name__)
 class RecordKeeper:
     """The live record of one session, its seq counter and its recent-id set."""
 
-    def __init__(self, record: SessionRecord, *, clock: Clock, store: SessionStore | None) -> None:
+    def __init__(
+        self, record: SessionRecord, *, clock: Clock, store: SessionStore | None, metrics: Metrics | None = None
+    ) -> None:
         self._record = record
         self._clock = clock
         self._store = store
+        self._metrics = metrics
         self._seq = record.seq  # last number handed out; the record holds the reserved mark
         self.seen = RecentIds(record.recent_message_ids)
 
@@ -56,14 +63,22 @@ class RecordKeeper:
         self._record = self._record.model_copy(update={**changes, "updated_at": self._clock.now()})
         return self._record
 
-    async def save(self) -> None:
-        """Persist the current snapshot when a store is configured."""
+    async def save(self) -> bool:
+        """Persist the current snapshot when a store is configured; False when that failed (logged, counted).
+
+        Never raises a ``BridgeError``: the journal raises ``BrokerUnavailable``/``PublishTimeout`` when its
+        broker blips, and a broker blip must never end a Genesys session. The store keeps the record pending.
+        """
         if self._store is None:
-            return
+            return True
         try:
             await self._store.save(self._record)
-        except StoreError as exc:
-            log.error("session_record_save_failed", error=str(exc))
+        except BridgeError as exc:
+            log.error("session_record_save_failed", error=str(exc), error_type=type(exc).__name__)
+            if self._metrics is not None:
+                self._metrics.record_save_failures.inc()
+            return False
+        return True
 
     async def next_seq(self) -> int:
         """The next event seq. Reserves (and saves) a new block first when the current one is spent."""
@@ -72,6 +87,16 @@ class RecordKeeper:
             self.update(seq=self._seq + SEQ_BLOCK - 1)
             await self.save()
         return self._seq
+
+    def remember_outcome(self, outcome: SettledOutcome) -> None:
+        """Add ``outcome`` to the record's bounded tail (not saved yet; call :meth:`save` before the ack)."""
+        kept = [o for o in self._record.recent_outcomes if o.command_id != outcome.command_id]
+        kept.append(outcome)
+        self.update(recent_outcomes=tuple(kept[-RECENT_OUTCOMES_KEPT:]))
+
+    def settled(self, command_id: str) -> SettledOutcome | None:
+        """The settled outcome of ``command_id`` kept in the record (perhaps by a previous process)."""
+        return next((o for o in reversed(self._record.recent_outcomes) if o.command_id == command_id), None)
 
     def is_seen(self, message_id: str | None) -> bool:
         return message_id is not None and message_id in self.seen
@@ -83,10 +108,14 @@ class RecordKeeper:
 
     async def checkpoint(self, message_id: str, when: datetime | None) -> None:
         """Mark ``message_id`` seen (its event is confirmed) and save the record."""
+        self.mark_seen(message_id, when)
+        await self.save()
+
+    def mark_seen(self, message_id: str, when: datetime | None) -> None:
+        """Mark ``message_id`` seen without saving (the caller saves, e.g. with a command's outcome)."""
         self.seen.add(message_id)
         changes: dict[str, Any] = {"last_message_id": message_id, "recent_message_ids": self.seen.snapshot()}
         last = self._record.last_message_time
         if when is not None and (last is None or when >= last):
             changes["last_message_time"] = when
         self.update(**changes)
-        await self.save()

@@ -10,6 +10,9 @@ Settling a command (architecture §4 "ack discipline") is always, in this order:
 :class:`OutcomeBook` is the idempotency cache (a bounded LRU of settled outcomes) plus the set of
 ``command_id``s in flight; a duplicate of an in-flight command is held and answered with the original's
 outcome once it settles. It is shared by the registry and every actor, all on one event loop.
+
+The cache lives in memory; across a restart the session record's ``recent_outcomes`` answers a
+redelivered command instead (the registry hands it to :meth:`OutcomeBook.answer_duplicate`).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Literal
 import structlog
 
 from bridge.contract.events import CommandOutcome, OutcomeReason
-from bridge.errors import BrokerError
+from bridge.errors import BrokerError, is_retryable
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Envelope, EventSink
 
@@ -115,9 +118,31 @@ class OutcomeBook:
         for duplicate in self._inflight.pop(command.command_id, []):
             await self._publish_and(duplicate, outcome, deployment_id, dead_letter=None)
 
+    async def answer_duplicate(self, envelope: Envelope, outcome: CommandOutcome, *, deployment_id: str | None) -> None:
+        """Answer a command settled before (e.g. by a previous process, from the session record) with
+        ``outcome`` without running it: remembered, published, acked; counted as a ``duplicate``."""
+        command = envelope.command
+        self._remember(command.command_id, outcome, deployment_id)
+        self._metrics.commands.labels(type=command.type, status="duplicate").inc()
+        await self._publish_and(envelope, outcome, deployment_id, dead_letter=None)
+        for duplicate in self._inflight.pop(command.command_id, []):
+            await self._publish_and(duplicate, outcome, deployment_id, dead_letter=None)
+
     async def publish_only(self, envelope: Envelope, outcome: CommandOutcome, *, deployment_id: str | None) -> None:
-        """Publish a non-settling outcome (``will_retry``); the delivery stays unacked."""
-        await self._sink.publish(outcome, deployment_id=deployment_id, reply_to=envelope.reply_to)
+        """Publish a non-settling outcome (``will_retry``); the delivery stays unacked.
+
+        Advisory: the settled outcome follows anyway, so a broker error here is logged, not raised and not
+        retried (a broker blip must neither end the session nor hold up the resend to Genesys).
+        """
+        try:
+            await self._sink.publish(outcome, deployment_id=deployment_id, reply_to=envelope.reply_to)
+        except BrokerError as exc:
+            log.warning(
+                "command_notice_publish_failed",
+                command_id=envelope.command.command_id,
+                status=outcome.status,
+                error=str(exc),
+            )
 
     async def requeue(self, envelope: Envelope) -> None:
         """Give ``envelope`` (and duplicates held behind it) back to the broker: it was never started."""
@@ -146,14 +171,16 @@ class OutcomeBook:
         try:
             await self._sink.publish(outcome, deployment_id=deployment_id, reply_to=envelope.reply_to)
         except BrokerError as exc:
-            # Not confirmed: requeue, so the broker redelivers it (bounded by the queue's x-delivery-limit);
-            # the cached outcome answers the redelivery without running the command again.
             log.error("command_outcome_publish_failed", command_id=envelope.command.command_id, error=str(exc))
-            try:
-                await envelope.delivery.requeue()
-            except BrokerError:
-                log.warning("command_requeue_failed", command_id=envelope.command.command_id)
-            return
+            if is_retryable(exc):
+                # Not confirmed: requeue, so the broker redelivers it (bounded by the queue's x-delivery-limit);
+                # the cached outcome answers the redelivery without running the command again.
+                try:
+                    await envelope.delivery.requeue()
+                except BrokerError:
+                    log.warning("command_requeue_failed", command_id=envelope.command.command_id)
+                return
+            # Final (it can never be published): settle the delivery anyway, or it would come back for ever.
         try:
             if dead_letter is not None:
                 await envelope.delivery.dead_letter(*dead_letter)  # counts genesys_bridge_dead_lettered_total

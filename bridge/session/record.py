@@ -6,7 +6,29 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-__all__ = ["SessionRecord"]
+from bridge.contract.events import OutcomeReason, OutcomeStatus
+
+__all__ = ["RECENT_OUTCOMES_KEPT", "SessionRecord", "SettledOutcome"]
+
+#: How many settled outcomes a record keeps. Only commands still unacked at a crash are redelivered (the
+#: one in flight, plus any whose ack was lost), so a short tail suffices; it keeps every record save small.
+RECENT_OUTCOMES_KEPT = 32
+
+
+class SettledOutcome(BaseModel):
+    """The settled outcome of one command of this session, kept so a redelivery after a restart is answered
+    with it instead of being executed again (issue 3: idempotency by ``command_id``)."""
+
+    # Unknown fields are ignored, not refused: a record written by a newer release must still load after a
+    # rollback (the journal outlives any one version of the code).
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    command_id: str
+    command_type: str
+    status: OutcomeStatus
+    reason: OutcomeReason
+    genesys_message_id: str | None = None
+    genesys_code: int | None = None
 
 
 class SessionRecord(BaseModel):
@@ -17,7 +39,9 @@ class SessionRecord(BaseModel):
     never logged (``SecretStr``) and is encrypted at rest by the store.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Unknown fields are ignored, not refused: a record written by a newer release must still load after a
+    # rollback (the journal outlives any one version of the code).
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     session_id: str
     token: SecretStr
@@ -38,6 +62,13 @@ class SessionRecord(BaseModel):
         description=(
             "tracingId -> text of message sends not yet echoed. Saved before the send, so after a crash "
             "the backfill can recognise a message that reached Genesys and it is not sent twice."
+        ),
+    )
+    recent_outcomes: tuple[SettledOutcome, ...] = Field(
+        default=(),
+        description=(
+            f"Bounded tail (at most {RECENT_OUTCOMES_KEPT}, oldest first) of settled command outcomes, saved "
+            "before the command is acked: a command redelivered to the next process is answered, not re-run."
         ),
     )
     start_command_id: str | None = Field(

@@ -36,11 +36,15 @@ from bridge.session.inbox import Offer
 from bridge.session.outcomes import OutcomeBook
 from bridge.session.pacer import ConnectPacer
 from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient, jittered_backoff
-from bridge.session.record import SessionRecord
+from bridge.session.record import SessionRecord, SettledOutcome
 
-__all__ = ["SessionRegistry"]
+__all__ = ["CANCEL_GRACE_S", "SessionRegistry"]
 
 log = structlog.get_logger(__name__)
+
+#: After the drain deadline cancels the remaining actors, how long their cleanup (requeue, socket close)
+#: may take before the drain returns anyway.
+CANCEL_GRACE_S = 5.0
 
 
 class SessionRegistry:
@@ -141,6 +145,12 @@ class SessionRegistry:
             case "new":
                 pass
         actor = self._actors.get(command.session_id)
+        settled = actor.settled(command.command_id) if actor is not None else None
+        if settled is not None:
+            # Not in this process's cache, but the session's record has it: settled by a previous process
+            # whose ack never reached the broker. Answer it; never run it twice (issue 4).
+            await self._answer_settled(envelope, settled)
+            return
         if isinstance(command, SessionStart):
             if actor is not None and actor.record.start_command_id == command.command_id:
                 # The start of a session resumed from the journal, redelivered after a crash: it did run.
@@ -203,8 +213,13 @@ class SessionRegistry:
         self._tasks[actor.session_id] = self._tg.create_task(self._run(actor), name=f"session:{actor.session_id}")
 
     async def _run(self, actor: SessionActor) -> None:
+        """One actor's task. Its failure is contained: logged and counted, never the registry's TaskGroup's
+        (which would cancel every other session). ``CancelledError`` is not an ``Exception``: it propagates."""
         try:
             await actor.run()
+        except Exception:
+            log.exception("session_task_failed", session_id=actor.session_id)
+            self._metrics.session_failures.labels(reason="crash").inc()
         finally:
             if self._actors.get(actor.session_id) is actor:
                 del self._actors[actor.session_id]
@@ -217,16 +232,37 @@ class SessionRegistry:
         log.info("command_rejected", session_id=envelope.command.session_id, reason=reason, detail=detail)
         await self._answer(envelope, "rejected", reason, detail)
 
-    async def _answer(
+    async def _answer_settled(self, envelope: Envelope, settled: SettledOutcome) -> None:
+        """Answer a redelivered command with the outcome its session's record kept (seq 0, a replay)."""
+        outcome = self._outcome(
+            envelope,
+            settled.status,
+            settled.reason,
+            "already settled before a restart; not run again",
+            genesys_message_id=settled.genesys_message_id,
+            genesys_code=settled.genesys_code,
+        )
+        await self.book.answer_duplicate(envelope, outcome, deployment_id=self._deployment_of(envelope))
+
+    def _deployment_of(self, envelope: Envelope) -> str | None:
+        command = envelope.command
+        if isinstance(command, SessionStart):
+            return command.deployment_id
+        actor = self._actors.get(command.session_id)
+        return actor.deployment_id if actor is not None else None
+
+    def _outcome(
         self,
         envelope: Envelope,
         status: OutcomeStatus,
         reason: OutcomeReason,
         detail: str,
-    ) -> None:
-        """Settle a command at the registry level: an outcome outside any session (seq 0)."""
+        *,
+        genesys_message_id: str | None = None,
+        genesys_code: int | None = None,
+    ) -> CommandOutcome:
         command = envelope.command
-        outcome = CommandOutcome(
+        return CommandOutcome(
             event_id=uuid.uuid4().hex,
             session_id=command.session_id,
             seq=0,
@@ -238,12 +274,20 @@ class SessionRegistry:
             status=status,
             reason=reason,
             detail=detail,
+            genesys_message_id=genesys_message_id,
+            genesys_code=genesys_code,
         )
-        deployment_id = command.deployment_id if isinstance(command, SessionStart) else None
-        actor = self._actors.get(command.session_id)
-        if deployment_id is None and actor is not None:
-            deployment_id = actor.deployment_id
-        await self.book.settle(envelope, outcome, deployment_id=deployment_id)
+
+    async def _answer(
+        self,
+        envelope: Envelope,
+        status: OutcomeStatus,
+        reason: OutcomeReason,
+        detail: str,
+    ) -> None:
+        """Settle a command at the registry level: an outcome outside any session (seq 0)."""
+        outcome = self._outcome(envelope, status, reason, detail)
+        await self.book.settle(envelope, outcome, deployment_id=self._deployment_of(envelope))
 
     # --- restart and shutdown --------------------------------------------------------------------------
 
@@ -274,8 +318,10 @@ class SessionRegistry:
     async def drain(self, timeout_s: float) -> None:
         """SIGTERM: stop taking commands, let in-flight ones settle, close sockets without ending sessions.
 
-        Unstarted commands are requeued. After ``timeout`` the remaining actors are cancelled (their
-        in-flight command is requeued too).
+        Unstarted commands are requeued, and so is a command waiting for a session that is reconnecting
+        (a draining session does not reconnect). After ``timeout`` the remaining actors are cancelled (their
+        in-flight command is requeued too); their cleanup gets :data:`CANCEL_GRACE_S` more, then the drain
+        returns regardless (what is still unacked is redelivered by the broker anyway).
         """
         self._draining = True
         for actor in list(self._actors.values()):
@@ -287,7 +333,13 @@ class SessionRegistry:
             log.warning("drain_timeout", sessions=len(self._actors))
             for task in list(self._tasks.values()):
                 task.cancel()
-            await self._all_done.wait()
+            try:
+                async with asyncio.timeout(CANCEL_GRACE_S):
+                    await self._all_done.wait()
+            except TimeoutError:
+                log.error("drain_cancel_unfinished", sessions=len(self._actors))
+                for task in list(self._tasks.values()):
+                    task.cancel()  # once more: their cleanup is stuck in an await
 
 
 def _reason(reason: str) -> OutcomeReason:

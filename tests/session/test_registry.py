@@ -91,6 +91,7 @@ async def test_full_inbox_overflows_without_blocking() -> None:
 async def test_command_too_old_in_inbox_overflows() -> None:
     async with running(inbox_max_age_s=5.0) as h:
         await h.start()
+        await asyncio.sleep(30)  # virtual time: the session has been caught up for a while
         loop = asyncio.get_running_loop()
         env = h.env(MessageSend(command_id="old", session_id="s1", text="old"), received_at=loop.time() - 10)
         await h.registry.submit(env)
@@ -144,7 +145,8 @@ async def test_one_failing_session_does_not_disturb_the_others() -> None:
                 conn.drop()  # only "bad" reconnects and hits the bug
         (ended,) = await h.sink.wait_type("session.ended", 1, "bad")
         assert ended.reason == "failed"
-        assert "bug in the history client" in (ended.detail or "")
+        # The exception type only: its text (which may carry anything) goes to the log, not into events.
+        assert ended.detail == "internal error: RuntimeError"
         assert h.sample("genesys_bridge_session_failures_total", reason="crash") == 1
         assert (await h.say("good", "still fine")).status == "delivered"
         assert bad_token
