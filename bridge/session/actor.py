@@ -268,8 +268,14 @@ class SessionActor:
         self._configured_once = True
         resumed = not first or self._cause == "restart"
         if resumed and configured.new_session:  # the old session is gone: say so (§4.1, issue)
-            await core.finish("conversation_lost", detail="Genesys answered newSession:true on resume")
+            # Genesys answers an expired token with a fresh session too (§4.1); only the expiry we kept tells
+            # the two apart, so a session past its known expiry ended by expiry, anything else was lost.
+            if core.keeper.expired_by_now():
+                await core.finish("expired", detail="the session expired while it was disconnected")
+            else:
+                await core.finish("conversation_lost", detail="Genesys answered newSession:true on resume")
             return
+        core.keeper.note_configured(ttl_s=configured.duration_s, expires_at=configured.expires_at)
         if configured.read_only:
             await core.finish("read_only", detail="SessionResponse readOnly")
             return
@@ -323,6 +329,7 @@ class SessionActor:
                 core.link.forget(key)
             if isinstance(reply, EchoReplied) and reply.expires_at is not None:
                 log.debug("genesys_session_expiry", expires_at=reply.expires_at.isoformat())
+                core.keeper.note_configured(ttl_s=reply.duration_s, expires_at=reply.expires_at)
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

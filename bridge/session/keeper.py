@@ -18,7 +18,7 @@ stays pending in the store, and the next save or re-journal carries the newest s
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -111,10 +111,28 @@ class RecordKeeper:
         self.mark_seen(message_id, when)
         await self.save()
 
+    def note_configured(self, *, ttl_s: int | None, expires_at: datetime | None) -> None:
+        """Remember Genesys' session timing from a ``SessionResponse`` (§5.1); not saved yet."""
+        ttl_s = ttl_s if ttl_s is not None else self._record.genesys_ttl_s
+        if expires_at is None and ttl_s is not None:
+            expires_at = self._clock.now() + timedelta(seconds=ttl_s)
+        self.update(genesys_ttl_s=ttl_s, expires_at=expires_at)
+
+    def expired_by_now(self) -> bool:
+        """True when the session's known expiry has passed: a resume answered ``newSession:true`` then means
+        Genesys expired it (§7 "inactivity > durationSeconds"), not that the conversation was lost otherwise."""
+        expires_at = self._record.expires_at
+        return expires_at is not None and self._clock.now() >= expires_at
+
     def mark_seen(self, message_id: str, when: datetime | None) -> None:
-        """Mark ``message_id`` seen without saving (the caller saves, e.g. with a command's outcome)."""
+        """Mark ``message_id`` seen without saving (the caller saves, e.g. with a command's outcome).
+
+        A message is activity, which moves Genesys' expiry on by the TTL (§7, as KMP's SessionDurationHandler).
+        """
         self.seen.add(message_id)
         changes: dict[str, Any] = {"last_message_id": message_id, "recent_message_ids": self.seen.snapshot()}
+        if self._record.genesys_ttl_s is not None:
+            changes["expires_at"] = self._clock.now() + timedelta(seconds=self._record.genesys_ttl_s)
         last = self._record.last_message_time
         if when is not None and (last is None or when >= last):
             changes["last_message_time"] = when

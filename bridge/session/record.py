@@ -56,6 +56,13 @@ class SessionRecord(BaseModel):
     recent_message_ids: tuple[str, ...] = Field(
         default=(), description="Bounded tail of published Genesys ids, for dedupe across reconnects/restarts."
     )
+    genesys_ttl_s: int | None = Field(
+        default=None, description="Genesys' inactivity TTL (SessionResponse durationSeconds, §5.1)."
+    )
+    expires_at: datetime | None = Field(
+        default=None,
+        description="When Genesys expires the session if nothing happens: expirationDate, moved on by activity (§7).",
+    )
     seq: int = Field(default=0, description="Last event seq number used for this session.")
     pending_sends: dict[str, str] = Field(
         default_factory=dict,

@@ -173,6 +173,7 @@ class FakeGenesys:
     refuse_connects: int = 0  # the next N connects fail (GenesysUnavailable)
     configure_error: int | None = None  # e.g. 400: configureSession refused
     configure_new_session: bool | None = None  # force newSession in the SessionResponse
+    duration_s: int | None = 259_200  # SessionResponse durationSeconds (§5.1); None leaves it out
     configure_read_only: bool = False
     errors: dict[str, int] = field(default_factory=dict)  # message text -> error code
     rate_limit_next: int = 0  # the next N onMessage get 429 retryAfter
@@ -220,6 +221,8 @@ class FakeGenesys:
                 },
                 "blockedExtensions": [".exe"],
             }
+            if self.duration_s is not None:
+                body["durationSeconds"] = self.duration_s
             conn.push(_frame("SessionResponse", body, kind="response", tracing_id=tid))
         elif action == "onMessage":
             self._on_message(conn, token, tid, frame["message"])

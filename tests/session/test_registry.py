@@ -294,3 +294,27 @@ async def test_send_in_flight_at_a_crash_is_not_sent_twice_after_restart() -> No
         assert h2.peer.sent_texts() == []  # not sent again
         assert not h2.sink.of_type("message.received", "s1")  # nor published back as an inbound message
         assert h2.store.records["s1"].pending_sends == {}
+
+
+async def test_resume_that_comes_back_new_after_the_known_expiry_is_expired() -> None:
+    async with running() as h:
+        await h.start()
+        await h.registry.drain(10.0)
+        record = h.store.records["s1"]
+    # Genesys answers an expired token with a fresh session (§4.1); the record's expiry tells it apart.
+    past = record.updated_at.replace(year=record.updated_at.year - 1)
+    expired = record.model_copy(update={"expires_at": past})
+    async with running() as h2:
+        await h2.registry.resume([expired])
+        (ended,) = await h2.sink.wait_type("session.ended", 1, "s1")
+        assert ended.reason == "expired"
+        assert h2.store.records["s1"].closed
+
+
+async def test_configured_session_keeps_genesys_expiry_in_its_record() -> None:
+    async with running() as h:
+        await h.start()
+        record = h.store.records["s1"]
+        assert record.genesys_ttl_s == 259_200
+        assert record.expires_at is not None
+        assert (record.expires_at - record.created_at).total_seconds() >= 259_200 - 1
