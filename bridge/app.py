@@ -108,6 +108,7 @@ async def _recovered(bridge: Bridge) -> None:
     await bridge.recovery.finished()
     bridge.readiness.recovering = False
     bridge.recovered.set()
+    bridge.recovery.log_finished()
 
 
 async def _rejournal_forever(store: JournalStore, interval_s: float) -> None:
