@@ -34,6 +34,7 @@ from bridge.amqp.publisher import AmqpEventPublisher
 from bridge.config import Settings
 from bridge.errors import EXIT_CONFIG, EXIT_OK, EXIT_STARTUP, BridgeError, ConfigError, StateKeyError
 from bridge.genesys.connector import WebsocketsConnector
+from bridge.genesys.fetch_policy import FetchPolicy
 from bridge.genesys.rest import GenesysRest
 from bridge.genesys.urls import endpoints_for
 from bridge.observability.http import ObservabilityServer
@@ -111,12 +112,27 @@ async def _recovered(bridge: Bridge) -> None:
     bridge.recovery.log_finished()
 
 
+#: After a failed re-journal, try again this soon rather than a whole interval later.
+REJOURNAL_RETRY_S = 60.0
+
+
 async def _rejournal_forever(store: JournalStore, interval_s: float) -> None:
-    """Re-write live sessions so stream retention by age never drops one that is still open (§5)."""
+    """Re-write live sessions so stream retention by age never drops one that is still open (§5).
+
+    A failed pass (broker or journal trouble) is logged and retried soon; it never stops the daemon, whose
+    sessions are fine: the next pass writes whatever this one could not.
+    """
+    wait_s = interval_s
     while True:
-        await asyncio.sleep(interval_s)
-        written = await store.rejournal(older_than_s=interval_s)
+        await asyncio.sleep(wait_s)
+        try:
+            written = await store.rejournal(older_than_s=interval_s)
+        except BridgeError as exc:
+            log.error("sessions_rejournal_failed", error=str(exc), error_type=type(exc).__name__)
+            wait_s = min(interval_s, REJOURNAL_RETRY_S)
+            continue
         log.info("sessions_rejournalled", count=written)
+        wait_s = interval_s
 
 
 @contextlib.asynccontextmanager
@@ -144,7 +160,11 @@ async def running_bridge(
     # stamina would register a Prometheus counter on the *global* registry; our retries are counted in
     # Metrics.reconnects on the injected registry instead, and logged by the callers.
     stamina.instrumentation.set_on_retry_hooks([])
-    rest = GenesysRest()
+    rest = GenesysRest(
+        fetch_policy=FetchPolicy.of(
+            allow_private=settings.attachment_fetch_allow_private, hosts=settings.attachment_fetch_hosts
+        )
+    )
     links = BrokerLinks(metrics)  # one view of broker health for both connections (readiness, metrics)
     publisher = AmqpEventPublisher(settings, metrics, links=links, connection_name=f"{connection_name}.publisher")
     override = str(settings.genesys_base_url) if settings.genesys_base_url else None
@@ -168,6 +188,7 @@ async def running_bridge(
             metrics=metrics,
             clock=clock,
             store=store,
+            on_actor_exit=watch.actor_exited,
         )
         intake = CommandIntake(
             settings,

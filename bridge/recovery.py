@@ -20,7 +20,6 @@ log line never precedes a true ``/readyz``).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
@@ -46,7 +45,7 @@ class RecoveryWatch:
         self._pending = set(session_ids)
         self.total = len(self._pending)
         self.results: Counter[str] = Counter()
-        self._started = time.monotonic()
+        self._started = asyncio.get_running_loop().time()  # the loop's clock: virtual in tests
         self._last_progress = self._started
         self._done = asyncio.Event()
         if not self._pending:
@@ -71,7 +70,7 @@ class RecoveryWatch:
             "recovery_finished",
             sessions=self.total,
             results=dict(self.results),
-            duration_s=round(time.monotonic() - self._started, 3),
+            duration_s=round(asyncio.get_running_loop().time() - self._started, 3),
         )
 
     async def publish(self, event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None:
@@ -86,6 +85,12 @@ class RecoveryWatch:
                 case _:
                     pass
 
+    def actor_exited(self, session_id: str) -> None:
+        """A session's actor is gone; if it never reported resumed/ended (it crashed), stop waiting for it,
+        so ``/readyz`` cannot hang on a session that will never answer."""
+        if session_id in self._pending:
+            self._settle(session_id, "exited")
+
     def resume_returned(self, is_live: Callable[[str], bool]) -> None:
         """``SessionRegistry.resume`` returned: a pending session without a live actor never started."""
         for session_id in [sid for sid in self._pending if not is_live(sid)]:
@@ -94,7 +99,7 @@ class RecoveryWatch:
     def _settle(self, session_id: str, result: str) -> None:
         self._pending.discard(session_id)
         self.results[result] += 1
-        now = time.monotonic()
+        now = asyncio.get_running_loop().time()
         if not self._pending:
             self._done.set()
         elif now - self._last_progress >= PROGRESS_EVERY_S:

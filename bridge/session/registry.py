@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Self
 
@@ -63,6 +63,7 @@ class SessionRegistry:
         clock: Clock | None = None,
         store: SessionStore | None = None,
         backoff: Backoff | None = None,
+        on_actor_exit: Callable[[str], None] | None = None,
     ) -> None:
         clock = clock or LoopClock()
         self._settings = settings
@@ -84,6 +85,7 @@ class SessionRegistry:
             store=store,
         )
         self._actors: dict[str, SessionActor] = {}
+        self._on_actor_exit = on_actor_exit  # told the session_id whenever an actor's task ends
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._all_done = asyncio.Event()
         self._all_done.set()
@@ -224,6 +226,8 @@ class SessionRegistry:
             if self._actors.get(actor.session_id) is actor:
                 del self._actors[actor.session_id]
                 self._tasks.pop(actor.session_id, None)
+            if self._on_actor_exit is not None:
+                self._on_actor_exit(actor.session_id)
             if not self._actors:
                 self._all_done.set()
 

@@ -1,0 +1,55 @@
+"""Composition-root pieces that run without a broker: the re-journal loop and recovery accounting."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bridge.app import REJOURNAL_RETRY_S, _rejournal_forever
+from bridge.contract import Event
+from bridge.errors import BrokerUnavailable
+from bridge.recovery import RecoveryWatch
+
+
+class _FlakyStore:
+    """A journal store whose first re-journal fails with broker trouble."""
+
+    def __init__(self) -> None:
+        self.calls: list[float] = []
+        self.second = asyncio.Event()
+
+    async def rejournal(self, *, older_than_s: float = 0.0) -> int:
+        self.calls.append(asyncio.get_running_loop().time())
+        if len(self.calls) == 1:
+            raise BrokerUnavailable("journal connection lost")
+        self.second.set()
+        return 3
+
+
+@pytest.mark.looptime
+async def test_a_failed_rejournal_is_retried_soon_and_never_stops_the_loop() -> None:
+    store = _FlakyStore()
+    start = asyncio.get_running_loop().time()
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(_rejournal_forever(store, 3600.0))  # type: ignore[arg-type]
+        await store.second.wait()
+        task.cancel()
+    first, second = (t - start for t in store.calls)
+    assert first == pytest.approx(3600.0)
+    assert second - first == pytest.approx(REJOURNAL_RETRY_S)
+
+
+class _NullSink:
+    async def publish(self, event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None:
+        return None
+
+
+async def test_recovery_does_not_wait_for_an_actor_that_exited_without_a_word() -> None:
+    watch = RecoveryWatch(_NullSink(), ["a", "b"])
+    watch.actor_exited("a")
+    assert not watch.done
+    watch.actor_exited("b")
+    async with asyncio.timeout(1):
+        await watch.finished()
+    assert watch.results["exited"] == 2
