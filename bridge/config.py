@@ -139,7 +139,17 @@ class Settings(BaseSettings):
         default=3600.0, gt=0, description="Live sessions are re-journalled this often so retention keeps them."
     )
     resume_rate_per_s: float = Field(
-        default=10.0, gt=0, description="Sessions resumed per second after a restart (paces Genesys connects)."
+        default=100.0,
+        gt=0,
+        description="Cap on sessions resumed per second after a restart (on top of the connect window).",
+    )
+    genesys_connects_per_min: int = Field(
+        default=1000,
+        ge=1,
+        description=(
+            "New Genesys connections per deployment in any 60 s (Genesys' limit, default 1000, §8). "
+            "Lower it when browsers share the deployment."
+        ),
     )
 
     # --- Logs ---------------------------------------------------------------------------------------

@@ -294,7 +294,9 @@ class AmqpEventPublisher:
 
     def _returned(self, destination: str, pending: PendingEvent) -> None:
         self._metrics.events_returned.labels(destination=destination).inc()
-        log.info(
+        # An event nobody binds to is normal (debug); a reply_to queue that does not exist is the
+        # integrator's bug (warning).
+        (log.warning if destination == "reply_to" else log.debug)(
             "event_returned",
             destination=destination,
             event_type=pending.event_type,

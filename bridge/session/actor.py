@@ -188,12 +188,17 @@ class SessionActor:
 
     # --- connection ------------------------------------------------------------------------------------
 
+    async def _interruptible_wait(self, delay_s: float) -> None:
+        """Wait ``delay_s`` unless :meth:`stop` wakes us first (then the caller sees ``_done()``)."""
+        if delay_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay_s)
+
     async def _connection_loop(self) -> None:
         core = self._core
         s = core.settings
         if self._cause == "restart":  # recovery: wait for this session's connect slot (no stampede)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), core.deps.pacer.reserve())
+            await self._interruptible_wait(core.deps.pacer.reserve())
             core.metrics.recovery_pending.dec()
             if self._done():
                 return
@@ -201,6 +206,13 @@ class SessionActor:
         while not self._done():
             wait_at_least = 0.0
             try:
+                # §8: every new connection counts against the deployment's per-minute connection limit.
+                delay = core.deps.connects.reserve(self.deployment_id)
+                if delay > 0:
+                    core.metrics.rate_limit_waits.labels(kind="connect").inc()
+                    await self._interruptible_wait(delay)
+                    if self._done():
+                        return
                 configured = await core.link.open(start_new=False, tracing_id=tracing_id_for(self.session_id, "cfg"))
                 if self._done():
                     await core.link.close()

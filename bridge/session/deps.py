@@ -8,7 +8,7 @@ from bridge.config import Settings
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, EventSink, SessionStore
 from bridge.session.outcomes import OutcomeBook
-from bridge.session.pacer import ConnectPacer
+from bridge.session.pacer import ConnectPacer, ConnectWindow
 from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient
 
 __all__ = ["SessionDeps"]
@@ -29,4 +29,5 @@ class SessionDeps:
     backoff: Backoff
     book: OutcomeBook
     pacer: ConnectPacer
+    connects: ConnectWindow
     store: SessionStore | None = None

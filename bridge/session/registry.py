@@ -34,7 +34,7 @@ from bridge.session.actor import SessionActor
 from bridge.session.deps import SessionDeps
 from bridge.session.inbox import Offer
 from bridge.session.outcomes import OutcomeBook
-from bridge.session.pacer import ConnectPacer
+from bridge.session.pacer import ConnectPacer, ConnectWindow
 from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient, jittered_backoff
 from bridge.session.record import SessionRecord, SettledOutcome
 
@@ -82,6 +82,7 @@ class SessionRegistry:
             backoff=backoff or jittered_backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
             book=self.book,
             pacer=ConnectPacer(rate_per_s=settings.resume_rate_per_s, clock=clock),
+            connects=ConnectWindow(limit=settings.genesys_connects_per_min, clock=clock),
             store=store,
         )
         self._actors: dict[str, SessionActor] = {}
