@@ -5,4 +5,3 @@ See ``tests/e2e/README.md``. The fixtures live in :mod:`tests.e2e.stack` (the co
 """
 
 from __future__ import annotations
-
