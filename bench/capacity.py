@@ -5,7 +5,9 @@ steps up to 1,000, 5,000 and 10,000 (``session.start`` commands, pipelined) and,
 short settle, reads:
 
 - RSS per session = (RSS now − RSS before any session) / N, from ``/proc/<pid>/status`` VmRSS;
-- the time to open the step (and the cumulative time to open all N);
+- the time to open the step (and the cumulative time to open all N). The sessions are spread round-robin
+  over N / 1,000 deployments: Genesys allows 1,000 new connections per deployment per minute (§8) and
+  the bridge keeps to it (``BRIDGE_GENESYS_CONNECTS_PER_MIN``), so one deployment would need 10 minutes.
 - at the largest N only, idle CPU of the bridge (and the simulator, and the rest of the machine) over a
   fixed window of one keepalive interval, opened once every session has passed its first interval, so
   each connection pings and echoes once in the window. The run sets both the WebSocket ping and the
@@ -27,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -42,12 +46,16 @@ __all__ = ["main", "run"]
 
 NAME = "capacity"
 SETTLE_S = 3.0
+#: Genesys allows 1,000 new connections per deployment per minute (§8) and the bridge enforces it, so
+#: 10,000 sessions are spread over 10 deployments, as a fleet that size would be.
+SESSIONS_PER_DEPLOYMENT = 1000
 
 
 async def one_rep(steps: list[int], keepalive_s: float, idle_window_s: float, windows: int) -> list[dict[str, Any]]:
     """One repetition over all steps; returns one row per step (idle CPU on the last step only)."""
     rows: list[dict[str, Any]] = []
     env = {"BRIDGE_WS_PING_INTERVAL_S": f"{keepalive_s:g}", "BRIDGE_ECHO_INTERVAL_S": f"{keepalive_s:g}"}
+    deployments = math.ceil(steps[-1] / SESSIONS_PER_DEPLOYMENT)
     async with (
         Stack(NAME, max_sessions=steps[-1], extra_env=env) as stack,
         LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
@@ -60,7 +68,7 @@ async def one_rep(steps: list[int], keepalive_s: float, idle_window_s: float, wi
         for n in steps:
             ids = [f"{stack.prefix}.s{i}" for i in range(opened, n)]
             cpu0 = CpuSample.take(stack.pids)
-            open_s = await lg.start_sessions(ids, timeout_s=60 + len(ids) / 20)
+            open_s = await lg.start_sessions(ids, timeout_s=60 + len(ids) / 20, deployments=deployments)
             open_cpu = CpuSample.take(stack.pids).share_since(cpu0)
             last_open = loop.time()
             total_open_s += open_s
@@ -150,6 +158,7 @@ async def run(
             "idle_windows_per_rep": windows,
             "nofile": [soft, hard],
         },
+        "deployments": math.ceil(steps[-1] / SESSIONS_PER_DEPLOYMENT),
         "keepalives": (
             f"WebSocket ping and Genesys echo both every {keepalive_s:g} s (BRIDGE_WS_PING_INTERVAL_S, "
             f"BRIDGE_ECHO_INTERVAL_S); the defaults are 30 s and 240 s, so the idle CPU measured is an upper "
@@ -216,11 +225,16 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
-    doc = asyncio.run(
-        run(steps=steps, reps=args.reps, keepalive_s=args.keepalive, idle_window_s=args.idle, windows=args.windows)
-    )
+    try:
+        doc = asyncio.run(
+            run(steps=steps, reps=args.reps, keepalive_s=args.keepalive, idle_window_s=args.idle, windows=args.windows)
+        )
+    except Exception as exc:  # the results file says what broke; the suite goes on
+        doc = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
     print(render(doc))
     print(f"wrote {write_result(NAME, doc)}")
+    if doc["status"] == "failed":
+        sys.exit(1)
 
 
 if __name__ == "__main__":

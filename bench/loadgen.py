@@ -61,6 +61,7 @@ class LoadGen:
         self._started: set[str] = set()
         self.started_changed = asyncio.Event()
         self._start_outcomes = 0
+        self._opened = 0
         self.counts: dict[str, int] = {}
         self.counts_changed = asyncio.Event()
         self.tally = Tally()
@@ -227,8 +228,11 @@ class LoadGen:
         """How many distinct sessions reported ``session.started`` so far."""
         return len(self._started)
 
-    async def start_sessions(self, session_ids: list[str], timeout_s: float) -> float:
+    async def start_sessions(self, session_ids: list[str], timeout_s: float, *, deployments: int = 1) -> float:
         """Publish ``session.start`` for each id (pipelined) and wait for every ``session.started``.
+
+        ``deployments`` > 1 spreads the sessions round-robin over that many deployment ids (the bridge
+        allows 1,000 new Genesys connections per deployment per minute, Genesys' limit, §8).
 
         Returns the seconds from the first publish to the last ``session.started``; it then also waits
         for every start's ``command.outcome``, so no start outcome is still under way afterwards. Raises
@@ -236,6 +240,7 @@ class LoadGen:
         bridge refuses a start.
         """
         await self.follow("session.started.#")
+        await self.follow("session.ended.#")  # a session that dies while opening shows in the error
         await self.follow("command.outcome.#")
         target = len(self._started) + len(session_ids)
         outcomes_target = self._start_outcomes + len(session_ids)
@@ -245,12 +250,13 @@ class LoadGen:
             {
                 "type": "session.start",
                 "session_id": sid,
-                "deployment_id": DEPLOYMENT,
+                "deployment_id": DEPLOYMENT if deployments == 1 else f"{DEPLOYMENT}-{(self._opened + k) % deployments}",
                 "region": "mypurecloud.com",
                 "custom_attributes": {"bench": sid},
             }
-            for sid in session_ids
+            for k, sid in enumerate(session_ids)
         ]
+        self._opened += len(session_ids)
         try:
             async with asyncio.timeout(timeout_s), asyncio.TaskGroup() as tg:
                 tg.create_task(self.publish_many(commands, timed=False))
@@ -264,9 +270,14 @@ class LoadGen:
                         async with asyncio.timeout(1.0):
                             await self.started_changed.wait()
         except TimeoutError:
-            raise TimeoutError(f"only {len(self._started)}/{target} sessions started in {timeout_s:.0f} s") from None
+            raise TimeoutError(
+                f"in {timeout_s:.0f} s: {len(self._started)}/{target} session.started, "
+                f"{self._start_outcomes}/{outcomes_target} session.start outcomes delivered, "
+                f"{self.counts.get('session.ended', 0)} session.ended"
+            ) from None
         finally:
             await self.unfollow("session.started.#")
+            await self.unfollow("session.ended.#")
             await self.unfollow("command.outcome.#")
         return time.monotonic() - started if math.isnan(elapsed) else elapsed
 

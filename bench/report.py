@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.common import RESULTS_DIR, load_result
+from bench.common import load_result
 from bench.stats import Spread, render_table
 
-__all__ = ["machine_line", "main", "summary_table"]
+__all__ = ["details", "machine_line", "main", "summary_table"]
 
 
 def _sp(d: dict[str, Any], digits: int = 1, unit: str = "") -> str:
@@ -125,11 +125,35 @@ def summary_table(run_id: str | None = None) -> str:
     return render_table(["target", "goal", "measured, median [min–max]", "verdict"], _rows(run_id))
 
 
+def details() -> str:
+    """Every benchmark's own table from its latest results (each names its run and date)."""
+    import importlib
+
+    parts = []
+    for name in ("baseline_pipeline", "throughput", "fanin", "recovery", "capacity"):
+        doc = load_result(name)
+        if doc is None:
+            continue
+        machine = doc.get("machine", {})
+        when = machine.get("date_utc") or machine.get("date", "?")
+        parts.append(f"### {name} (run {doc.get('run_id', '?')}, {when})")
+        if name == "baseline_pipeline":
+            rows = [[k, _sp(v, 1)] for k, v in doc.get("summary", {}).items()]
+            parts.append(render_table(["baseline pipeline (1,000 sockets)", "median [min–max]"], rows))
+        else:
+            parts.append(importlib.import_module(f"bench.{name}").render(doc))
+    return "\n\n".join(parts)
+
+
 def main() -> None:
-    """``python -m bench.report``: print the summary of the latest results."""
+    """``python -m bench.report [--details]``: print the summary (and each table) of the latest results."""
+    import sys
+
     print(machine_line())
     print(summary_table())
-    (RESULTS_DIR / "summary.md").write_text(machine_line() + "\n\n" + summary_table() + "\n", encoding="utf-8")
+    if "--details" in sys.argv[1:]:
+        print()
+        print(details())
 
 
 if __name__ == "__main__":

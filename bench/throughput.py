@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import signal
+import sys
 from typing import Any
 
 import aio_pika
@@ -236,9 +237,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each latency repetition")
     args = parser.parse_args()
-    doc = asyncio.run(run(sessions=args.sessions, commands=args.commands, reps=args.reps, seconds=args.seconds))
+    try:
+        doc = asyncio.run(run(sessions=args.sessions, commands=args.commands, reps=args.reps, seconds=args.seconds))
+    except Exception as exc:  # the results file says what broke; the suite goes on
+        doc = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
     print(render(doc))
     print(f"wrote {write_result(NAME, doc)}")
+    if doc["status"] == "failed":
+        sys.exit(1)
 
 
 if __name__ == "__main__":

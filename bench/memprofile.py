@@ -1,0 +1,122 @@
+"""Where the bridge's memory per session goes: ``python -m bench.memprofile [--sessions N]``.
+
+Not part of ``python -m bench``. It runs the bridge *in this process* (``bridge.app.running_bridge``, the
+same composition the daemon runs) with ``tracemalloc`` on, the simulator in its own process, opens N
+sessions, and compares two snapshots (before the sessions, after them): the allocation growth per
+session, grouped by package and by source line. The RSS of a real daemon is the figure that counts
+(``bench/capacity.py``); this says what that RSS is made of. tracemalloc sees Python allocations only
+(not the allocator's fragmentation or free lists), so its total is below the RSS delta.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import tracemalloc
+from collections import Counter
+from typing import Any
+
+from bench.common import AMQP_URL, write_result
+from bench.loadgen import LoadGen
+from bench.procs import raise_nofile_limit, rss_bytes
+from bench.stack import Stack
+from bench.stats import render_table
+
+__all__ = ["group_of", "main"]
+
+_GROUPS: tuple[tuple[str, str], ...] = (
+    ("websockets/", "websockets"),
+    ("asyncio/", "asyncio (tasks, futures, transports)"),
+    ("aio_pika/", "AMQP client"),
+    ("aiormq/", "AMQP client"),
+    ("pamqp/", "AMQP client"),
+    ("pydantic", "pydantic"),
+    ("aiolimiter/", "aiolimiter"),
+    ("structlog/", "structlog"),
+    ("bridge/session/", "bridge/session"),
+    ("bridge/genesys/", "bridge/genesys"),
+    ("bridge/store/", "bridge/store"),
+    ("bridge/amqp/", "bridge/amqp"),
+    ("bridge/", "bridge (other)"),
+    ("ssl.py", "ssl"),
+)
+
+
+def group_of(filename: str) -> str:
+    """The package group of a source file (see ``_GROUPS``)."""
+    for needle, group in _GROUPS:
+        if needle in filename:
+            return group
+    return "other: " + filename.rsplit("/", 2)[-1]
+
+
+async def _measure(sessions: int) -> dict[str, Any]:
+    from bridge.app import running_bridge
+    from bridge.config import Settings
+    from bridge.observability.logging import configure_logging
+
+    configure_logging(level="WARNING", fmt="json")  # the daemon's own logs would drown the table
+
+    raise_nofile_limit()
+    async with Stack("memprofile", max_sessions=sessions) as stack:
+        # The stack's own daemon is not needed: stop it and run the same settings in this process.
+        await stack.kill_bridge()
+        env = stack.bridge_env()
+        settings = Settings.load(
+            **{k.removeprefix("BRIDGE_").lower(): v for k, v in env.items() if k.startswith("BRIDGE_")}
+        )
+        tracemalloc.start(8)
+        async with (
+            running_bridge(settings),
+            LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+        ):
+            await asyncio.sleep(1)
+            before = tracemalloc.take_snapshot()
+            rss0 = rss_bytes(os.getpid())
+            await lg.start_sessions([f"{stack.prefix}.s{i}" for i in range(sessions)], timeout_s=60 + sessions / 10)
+            await asyncio.sleep(3)
+            after = tracemalloc.take_snapshot()
+            rss1 = rss_bytes(os.getpid())
+        tracemalloc.stop()
+    diff = after.compare_to(before, "filename")
+    groups: Counter[str] = Counter()
+    for stat in diff:
+        groups[group_of(stat.traceback[0].filename)] += stat.size_diff
+    lines = after.compare_to(before, "lineno")[:25]
+    total = sum(groups.values())
+    return {
+        "sessions": sessions,
+        "rss_delta_kib_per_session": round((rss1 - rss0) / sessions / 1024, 2),
+        "traced_kib_per_session": round(total / sessions / 1024, 2),
+        "by_group_kib_per_session": {
+            g: round(v / sessions / 1024, 2) for g, v in groups.most_common() if abs(v) >= sessions * 64
+        },
+        "top_lines_kib_per_session": [
+            (
+                f"{s.traceback[0].filename.split('site-packages/')[-1].split('main/')[-1]}:{s.traceback[0].lineno}",
+                round(s.size_diff / sessions / 1024, 2),
+            )
+            for s in lines
+        ],
+    }
+
+
+def main() -> None:
+    """``python -m bench.memprofile``."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", type=int, default=1000)
+    args = parser.parse_args()
+    doc = asyncio.run(_measure(args.sessions))
+    print(
+        f"{doc['sessions']} sessions: RSS +{doc['rss_delta_kib_per_session']} KiB/session "
+        f"(tracemalloc on), traced +{doc['traced_kib_per_session']} KiB/session"
+    )
+    print(render_table(["group", "KiB/session"], list(doc["by_group_kib_per_session"].items())))
+    print()
+    print(render_table(["line", "KiB/session"], doc["top_lines_kib_per_session"]))
+    print(f"wrote {write_result('memprofile', doc)}")
+
+
+if __name__ == "__main__":
+    main()
