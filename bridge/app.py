@@ -108,6 +108,8 @@ async def _recovered(bridge: Bridge) -> None:
     assert bridge.recovery is not None
     await bridge.recovery.finished()
     bridge.readiness.recovering = False
+    # intake.start() returns before the consumer is registered; the log line promises a true /readyz.
+    await bridge.intake.wait_consuming()
     bridge.recovered.set()
     bridge.recovery.log_finished()
 

@@ -25,8 +25,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
-
-import httpx
+from urllib.parse import urlsplit
 
 from bridge.errors import CommandRejected, GenesysUnavailable
 
@@ -104,16 +103,21 @@ class FetchPolicy:
         names = frozenset(h.strip().lower().rstrip(".") for h in hosts if h.strip())
         return cls(allow_private=allow_private, hosts=names, max_redirects=max_redirects)
 
-    async def check_url(self, url: httpx.URL) -> None:
+    async def check_url(self, url: str) -> None:
         """Refuse ``url`` before any connection: scheme, host allow-list, every resolved address.
 
         Raises:
             CommandRejected: ``attachment_failed``, naming the rule that refused it.
             GenesysUnavailable: the host name does not resolve.
         """
-        if url.scheme not in _SCHEMES:
-            raise refuse(f"scheme {url.scheme!r} is not http or https")
-        host = url.host.lower().rstrip(".")
+        parts = urlsplit(url)
+        if parts.scheme not in _SCHEMES:
+            raise refuse(f"scheme {parts.scheme!r} is not http or https")
+        try:
+            port = parts.port
+        except ValueError:
+            raise refuse("the port is not a number") from None
+        host = (parts.hostname or "").lower().rstrip(".")
         if not host:
             raise refuse("no host")
         if self.hosts and host not in self.hosts:
@@ -123,7 +127,7 @@ class FetchPolicy:
         try:
             addresses = [str(ipaddress.ip_address(host))]  # an IP literal: nothing to resolve
         except ValueError:
-            addresses = await self.resolve(host, url.port or _DEFAULT_PORTS[url.scheme])
+            addresses = await self.resolve(host, port or _DEFAULT_PORTS[parts.scheme])
         if not addresses:
             raise GenesysUnavailable(f"GET {host}: name resolution returned no address")
         # Every address must pass, not just the first: the connect may pick any of them.

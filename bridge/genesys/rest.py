@@ -185,7 +185,7 @@ class GenesysRest:
         except httpx.InvalidURL as exc:
             raise refuse("not a valid URL") from exc
         for _hop in range(policy.max_redirects + 1):
-            await policy.check_url(request.url)
+            await policy.check_url(str(request.url))
             where = safe_url(request.url)
             try:
                 response = await self._client.send(request, stream=True, follow_redirects=False)
