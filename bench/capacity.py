@@ -32,11 +32,10 @@ import asyncio
 import math
 import os
 import statistics
-import sys
 import time
 from typing import Any
 
-from bench.common import AMQP_URL, write_result
+from bench.common import AMQP_URL, run_and_report
 from bench.loadgen import LoadGen
 from bench.procs import CpuSample, raise_nofile_limit
 from bench.stack import Stack, bridge_available
@@ -225,16 +224,13 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
-    try:
-        doc = asyncio.run(
-            run(steps=steps, reps=args.reps, keepalive_s=args.keepalive, idle_window_s=args.idle, windows=args.windows)
-        )
-    except Exception as exc:  # the results file says what broke; the suite goes on
-        doc = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-    print(render(doc))
-    print(f"wrote {write_result(NAME, doc)}")
-    if doc["status"] == "failed":
-        sys.exit(1)
+    run_and_report(
+        NAME,
+        lambda: run(
+            steps=steps, reps=args.reps, keepalive_s=args.keepalive, idle_window_s=args.idle, windows=args.windows
+        ),
+        render,
+    )
 
 
 if __name__ == "__main__":

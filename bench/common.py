@@ -6,10 +6,13 @@ file carries it, so the summary only ever puts figures of one run side by side.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
+import sys
 import uuid
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +65,21 @@ def load_result(name: str) -> dict[str, Any] | None:
         return None
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def run_and_report(
+    name: str, run: Callable[[], Coroutine[Any, Any, dict[str, Any]]], render: Callable[[dict[str, Any]], str]
+) -> None:
+    """Run one benchmark, print its table, write its JSON; exit 1 if it failed.
+
+    A failure is written to the results file too (``status: failed`` with the reason), so the suite
+    goes on and the report says what broke.
+    """
+    try:
+        doc = asyncio.run(run())
+    except Exception as exc:
+        doc = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    print(render(doc))
+    print(f"wrote {write_result(name, doc)}")
+    if doc["status"] == "failed":
+        sys.exit(1)

@@ -27,13 +27,12 @@ import logging
 import math
 import os
 import signal
-import sys
 from typing import Any
 
 import aio_pika
 
 from bench.baseline_rep import measure
-from bench.common import AMQP_URL, write_result
+from bench.common import AMQP_URL, run_and_report
 from bench.loadgen import LoadGen, message_send
 from bench.procs import CpuSample, raise_nofile_limit
 from bench.stack import Stack, bridge_available
@@ -237,14 +236,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each latency repetition")
     args = parser.parse_args()
-    try:
-        doc = asyncio.run(run(sessions=args.sessions, commands=args.commands, reps=args.reps, seconds=args.seconds))
-    except Exception as exc:  # the results file says what broke; the suite goes on
-        doc = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-    print(render(doc))
-    print(f"wrote {write_result(NAME, doc)}")
-    if doc["status"] == "failed":
-        sys.exit(1)
+    run_and_report(
+        NAME, lambda: run(sessions=args.sessions, commands=args.commands, reps=args.reps, seconds=args.seconds), render
+    )
 
 
 if __name__ == "__main__":

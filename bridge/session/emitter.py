@@ -9,7 +9,6 @@ session's task is cancelled (the drain deadline). The publisher itself buffers w
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from bridge.errors import BrokerError, is_retryable
 from bridge.ports import Clock, EventSink
 from bridge.session.keeper import RecordKeeper
 from bridge.session.ports import Backoff
+from bridge.session.stamps import event_stamp, outcome_of
 
 __all__ = ["SessionEvents"]
 
@@ -38,14 +38,8 @@ class SessionEvents:
 
     async def stamp(self, cause: Command | None = None) -> dict[str, Any]:
         """The common fields of a new event; takes the next ``seq``."""
-        return {
-            "event_id": uuid.uuid4().hex,
-            "session_id": self._keeper.session_id,
-            "seq": await self._keeper.next_seq(),
-            "occurred_at": self._clock.now(),
-            "causation_id": cause.command_id if cause else None,
-            "correlation_id": cause.correlation_id if cause else None,
-        }
+        seq = await self._keeper.next_seq()
+        return event_stamp(session_id=self._keeper.session_id, seq=seq, occurred_at=self._clock.now(), cause=cause)
 
     async def outcome(
         self,
@@ -58,15 +52,9 @@ class SessionEvents:
         genesys_code: int | None = None,
     ) -> CommandOutcome:
         """Build (not publish) the outcome of ``command``; settle it through the OutcomeBook."""
-        return CommandOutcome(
-            **await self.stamp(command),
-            command_id=command.command_id,
-            command_type=command.type,
-            status=status,
-            reason=reason,
-            detail=detail,
-            genesys_message_id=genesys_message_id,
-            genesys_code=genesys_code,
+        stamp = await self.stamp(command)
+        return outcome_of(
+            command, stamp, status, reason, detail, genesys_message_id=genesys_message_id, genesys_code=genesys_code
         )
 
     async def publish(self, event: Event, *, reply_to: str | None = None) -> None:

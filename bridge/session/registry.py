@@ -37,6 +37,7 @@ from bridge.session.outcomes import OutcomeBook
 from bridge.session.pacer import ConnectPacer, ConnectWindow
 from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient, jittered_backoff
 from bridge.session.record import SessionRecord, SettledOutcome
+from bridge.session.stamps import event_stamp, outcome_of
 
 __all__ = ["CANCEL_GRACE_S", "SessionRegistry"]
 
@@ -267,20 +268,10 @@ class SessionRegistry:
         genesys_code: int | None = None,
     ) -> CommandOutcome:
         command = envelope.command
-        return CommandOutcome(
-            event_id=uuid.uuid4().hex,
-            session_id=command.session_id,
-            seq=0,
-            occurred_at=self._clock.now(),
-            causation_id=command.command_id,
-            correlation_id=command.correlation_id,
-            command_id=command.command_id,
-            command_type=command.type,
-            status=status,
-            reason=reason,
-            detail=detail,
-            genesys_message_id=genesys_message_id,
-            genesys_code=genesys_code,
+        # Outside any session's stream: seq 0 (the contract's "not part of a session" number).
+        stamp = event_stamp(session_id=command.session_id, seq=0, occurred_at=self._clock.now(), cause=command)
+        return outcome_of(
+            command, stamp, status, reason, detail, genesys_message_id=genesys_message_id, genesys_code=genesys_code
         )
 
     async def _answer(
