@@ -176,21 +176,6 @@ def test_pure_layers_import_no_networking(path: str) -> None:
     assert _transitive(path, NETWORKING + FORBIDDEN_INTERNAL) == []
 
 
-@pytest.mark.parametrize(
-    "path",
-    _params(
-        sorted(GENESYS_ADAPTERS),
-        {
-            path: f"{path} is a sanctioned I/O adapter (architecture §3) and imports {lib} by design"
-            for path, lib in GENESYS_ADAPTERS.items()
-        },
-    ),
-)
-def test_genesys_adapters_literal_rule(path: str) -> None:
-    """The literal rule "bridge/genesys/* imports no networking", kept for the two adapters as xfail."""
-    assert _direct(path, NETWORKING) == []
-
-
 @pytest.mark.parametrize("path", sorted(GENESYS_ADAPTERS))
 def test_genesys_adapters_import_only_their_own_library(path: str) -> None:
     own = GENESYS_ADAPTERS[path]
