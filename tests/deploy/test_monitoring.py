@@ -1,9 +1,7 @@
 """The Grafana dashboard and the Prometheus rules use only metrics the daemon really exports.
 
-`metrics_exposition` scrapes ``/metrics`` over HTTP. Until ``bridge.app`` can start the whole daemon
-in-process, it serves a fresh :class:`Metrics` through the daemon's own :class:`ObservabilityServer`,
-which is exactly the exposition the daemon's endpoint produces before any traffic (every metric is
-declared on the container at start).
+`metrics_exposition` starts the whole daemon in-process (``bridge.app.running_bridge``, against the local
+RabbitMQ with names of its own) and scrapes its ``/metrics`` over HTTP.
 """
 
 from __future__ import annotations
@@ -11,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,8 +19,10 @@ import httpx
 import pytest
 import yaml
 
-from bridge.observability.http import ObservabilityServer
-from bridge.observability.metrics import Metrics
+from bridge.amqp.tools import delete_names
+from bridge.app import running_bridge
+from bridge.config import Settings
+from tests.conftest import AMQP_URL
 from tests.deploy.promql import exposed_series_names, label_values_metric, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,12 +34,26 @@ PROMETHEUS_SYNTHETIC = {"up"}
 
 
 async def _scrape_metrics_endpoint() -> str:
-    metrics = Metrics()
-    async with (
-        ObservabilityServer("127.0.0.1", 0, metrics, lambda: True) as server,
-        httpx.AsyncClient() as client,
-    ):
-        response = await client.get(f"http://127.0.0.1:{server.port}/metrics")
+    prefix = f"t.deploy-metrics.{uuid.uuid4().hex[:8]}"
+    settings = Settings.load(
+        amqp_url=AMQP_URL,
+        command_exchange=f"{prefix}.commands",
+        intake_queue=f"{prefix}.intake",
+        event_exchange=f"{prefix}.events",
+        dead_letter_queue=f"{prefix}.dlq",
+        durable_sessions=False,
+        http_host="127.0.0.1",
+        http_port=0,
+    )
+    try:
+        async with running_bridge(settings) as bridge, httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{bridge.http.port}/metrics")
+    finally:
+        await delete_names(
+            AMQP_URL,
+            exchanges=(settings.command_exchange, settings.event_exchange),
+            queues=(settings.intake_queue, settings.dead_letter_queue),
+        )
     response.raise_for_status()
     assert response.headers["content-type"].startswith("text/plain")
     return response.text
@@ -48,10 +63,8 @@ async def _scrape_metrics_endpoint() -> str:
 def metrics_exposition() -> str:
     """The text of a live ``/metrics`` scrape (the 0.0.4 text format, as Prometheus asks for by default).
 
-    LEAD: switch this to a scrape of the real daemon started in-process by ``bridge.app`` once it can be
-    (then labelled series with samples are checked too). Today it serves a fresh ``Metrics()`` through
-    ``ObservabilityServer``, the daemon's HTTP endpoint. It runs once per module on its own loop in a worker
-    thread, so it leaves the main thread's event loop (pytest-asyncio's business) untouched.
+    The real daemon, started in-process. It runs once per module on its own loop in a worker thread, so it
+    leaves the main thread's event loop (pytest-asyncio's business) untouched.
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, _scrape_metrics_endpoint()).result(timeout=30)
