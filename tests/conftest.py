@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import os
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -72,3 +73,35 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object:
     finally:
         asyncio.set_event_loop(None)
         loop.close()
+
+
+#: How long the tasks an async test leaves behind may take to finish before the test fails.
+SETTLE_S = 10.0
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every async test ends with :func:`_tasks_settled` (set up first, so torn down last)."""
+    for item in items:
+        if isinstance(item, pytest.Function) and item.get_closest_marker("asyncio") is not None:
+            item.fixturenames.insert(0, "_tasks_settled")
+
+
+@pytest.fixture
+async def _tasks_settled() -> AsyncIterator[None]:
+    """After the test and its fixtures: wait for every other task on the loop to finish, or fail.
+
+    pytest-asyncio cancels what is left when it closes the loop, and a task that a library spawns while
+    being cancelled never runs (aiormq closes a connection the broker dropped in a task of its own). Its
+    coroutine is then collected unawaited much later, and ``filterwarnings = error`` fails whichever
+    test is running at that moment. Waiting here keeps every test's loose ends inside that test, and a
+    task that never finishes is a leak the test's own code must own.
+    """
+    yield
+    me = asyncio.current_task()
+    try:
+        async with asyncio.timeout(SETTLE_S):
+            while others := [t for t in asyncio.all_tasks() if t is not me and not t.done()]:
+                await asyncio.wait(others, return_when=asyncio.FIRST_COMPLETED)
+    except TimeoutError:
+        left = sorted(t.get_name() + " " + repr(t.get_coro()) for t in asyncio.all_tasks() if t is not me)
+        pytest.fail(f"tasks still running {SETTLE_S} s after the test: {left}")

@@ -85,11 +85,13 @@ async def open_connection(settings: Settings, *, name: str) -> AbstractConnectio
         BrokerError: the broker refused us (bad credentials, vhost access): final.
     """
     try:
-        return await aio_pika.connect(
-            settings.amqp_url.get_secret_value(),
-            client_properties={"connection_name": name},
-            timeout=CONNECT_TIMEOUT_S,
-        )
+        # The deadline is ours, not aio-pika's ``timeout=``: aiormq applies that one with
+        # ``asyncio.wait_for``, which on Python 3.11 drops a cancellation that arrives as the handshake
+        # completes and returns the connection to a task that was told to stop.
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            return await aio_pika.connect(
+                settings.amqp_url.get_secret_value(), client_properties={"connection_name": name}
+            )
     except Exception as exc:
         raise broker_error(exc) from exc
 

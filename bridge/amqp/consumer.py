@@ -202,11 +202,12 @@ class CommandIntake:
                     log.warning("intake_cancel_failed", error=str(mapped))
                 generation.cancelled = True
                 generation.wake()
+            elif self._task is not None:
+                # Not consuming (connecting, or waiting to retry): nothing is outstanding; stop trying, and
+                # wait until the loop has really ended, so no consumer outlives the stop.
+                self._task.cancel()
             else:
-                # Not consuming (reconnecting, or not started): nothing is outstanding; stop trying.
-                if self._task is not None:
-                    self._task.cancel()
-                self._stopped.set()
+                self._stopped.set()  # never started
         await self._stopped.wait()
 
     async def close(self) -> None:
@@ -264,6 +265,8 @@ class CommandIntake:
         """One link's life: connect, declare, consume and verify, hand over commands until lost or stopped."""
         loop = asyncio.get_running_loop()
         generation = await self._connect_and_consume()
+        if generation is None:
+            return
         self._current = generation
         up_since = loop.time()
         try:
@@ -283,7 +286,8 @@ class CommandIntake:
         if loop.time() - up_since < self._settings.broker_reconnect_max_s:
             raise BrokerUnavailable("the broker link broke soon after it came up")
 
-    async def _connect_and_consume(self) -> _Generation:
+    async def _connect_and_consume(self) -> _Generation | None:
+        """Connect, declare, consume and verify; ``None`` if the intake was stopped meanwhile."""
         connection = await self._connect_fn(self._settings, name=self._connection_name)
         try:
             channel = await connection.channel(publisher_confirms=False)
@@ -309,6 +313,12 @@ class CommandIntake:
             if isinstance(exc, Exception):
                 raise broker_error(exc) from exc
             raise
+        if self._stopping:
+            # The stop came while we connected and its cancellation did not reach us (a library may finish
+            # an awaited handshake instead of raising). Nothing was handed over: closing returns it all.
+            await close_quietly(connection)
+            log.info("intake_stopped_while_connecting")
+            return None
         await self._set_consuming(True)
         log.info("intake_consuming", queue=self._names.intake_queue, consumer_tag=generation.consumer_tag)
         return generation

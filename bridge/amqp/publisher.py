@@ -122,6 +122,7 @@ class AmqpEventPublisher:
         self._route: _Route | None = None
         self._connected = asyncio.Event()
         self._closing = False
+        self._stopped = False  # the connect loop must end (set just before its task is cancelled)
         self._closed = False
         self._group: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
@@ -171,6 +172,7 @@ class AmqpEventPublisher:
                     await self._idle.wait()
             except TimeoutError:
                 log.warning("publisher_closed_unflushed", buffered=self._backlog.buffered, in_flight=self._in_flight)
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
         try:
@@ -344,13 +346,13 @@ class AmqpEventPublisher:
         log.warning("broker_connect_failed", link=LINK_NAME, error=str(broker_error(exc)))
 
     async def _run(self) -> None:
-        """Connect, flush the backlog, serve until the link breaks; forever (until cancelled or final).
+        """Connect, flush the backlog, serve until the link breaks; again until closed, cancelled or final.
 
         A link that served for at least ``broker_reconnect_max_s`` starts a fresh backoff (the next
         attempt is immediate); one that broke sooner counts as a failed attempt, so a flapping broker
         is retried with growing waits instead of in a hot loop.
         """
-        while True:
+        while not self._stopped:
             try:
                 async for attempt in reconnect_attempts(self._settings, on_retry=self._on_retry):
                     with attempt:
@@ -358,12 +360,18 @@ class AmqpEventPublisher:
             except BrokerError as exc:
                 log.error("broker_link_failed", link=LINK_NAME, error=str(exc))
                 raise
-            self._metrics.reconnects.labels(target="broker").inc()
+            if not self._stopped:
+                self._metrics.reconnects.labels(target="broker").inc()
 
     async def _serve_once(self) -> None:
         """One link's life: connect, declare, flush, open the fast path, wait for the loss."""
         loop = asyncio.get_running_loop()
         connection, route = await self._connect()
+        if self._stopped:
+            # Stopped while we connected, and the cancellation did not reach us (a library may finish an
+            # awaited handshake instead of raising): the link is not wanted.
+            await close_quietly(connection)
+            return
         try:
             await self._flush(route)
             self._route = route

@@ -230,3 +230,29 @@ class GatedConnect:
             self.waiting.set()
             await self.gate.wait()
         return await open_connection(settings, name=name)
+
+
+class HandshakeThatIgnoresCancel:
+    """A ``Connect`` that completes the handshake even when its task is cancelled meanwhile.
+
+    aiormq applies a connect deadline with ``asyncio.wait_for``, which on Python 3.11 drops a
+    cancellation that lands as the handshake completes. A component must stop all the same.
+    """
+
+    def __init__(self) -> None:
+        self.connected = asyncio.Event()
+        self.cancel_ignored = asyncio.Event()
+        self.release = asyncio.Event()
+        self.connections: list[AbstractConnection] = []
+
+    async def __call__(self, settings: Settings, *, name: str) -> AbstractConnection:
+        connection = await open_connection(settings, name=name)
+        self.connections.append(connection)
+        self.connected.set()
+        while not self.release.is_set():
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                asyncio.current_task().uncancel()  # type: ignore[union-attr]
+                self.cancel_ignored.set()
+        return connection

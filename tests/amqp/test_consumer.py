@@ -20,7 +20,16 @@ from bridge.contract import CommandOutcome
 from bridge.contract.codec import decode_event
 from bridge.observability.metrics import Metrics
 from bridge.ports import Envelope
-from tests.amqp.conftest import WAIT_S, Broker, RecordingHandler, command, kill_connection, make_settings, sample
+from tests.amqp.conftest import (
+    WAIT_S,
+    Broker,
+    HandshakeThatIgnoresCancel,
+    RecordingHandler,
+    command,
+    kill_connection,
+    make_settings,
+    sample,
+)
 from tests.conftest import BrokerNames
 
 
@@ -264,3 +273,36 @@ async def test_a_consumer_cancelled_by_the_broker_is_noticed_and_restored(
     await broker.send_command(data := command())
     [envelope] = await bridge.handler.take(1)
     assert envelope.command.command_id == data["command_id"]
+
+
+async def test_a_stop_that_races_the_intake_start_up_ends_it_and_loses_nothing(
+    settings: Settings, broker: Broker, metrics: Metrics
+) -> None:
+    """SIGTERM just after start: the drain must not wait for ever on an intake that came up after it."""
+    await broker.send_command(waiting := command())
+    handshake = HandshakeThatIgnoresCancel()
+    handler = RecordingHandler()
+    async with AmqpEventPublisher(settings, metrics) as publisher:
+        intake = CommandIntake(
+            settings, metrics, handler=handler, sink=publisher, dead_letters=publisher, connect=handshake
+        )
+        await intake.start()
+        async with asyncio.timeout(WAIT_S):
+            await handshake.connected.wait()
+            stopping = asyncio.create_task(intake.stop_intake())
+            await handshake.cancel_ignored.wait()
+            handshake.release.set()
+            await stopping
+            await intake.close()
+
+    assert not intake.consuming
+    assert handler.seen == []
+    assert [c.is_closed for c in handshake.connections] == [True]
+    assert await broker.consumer_count(settings.intake_queue) == 0
+    # The command published before the start is still queued for the next process.
+    queue = await broker.channel.get_queue(settings.intake_queue)
+    async with asyncio.timeout(WAIT_S):
+        message = None
+        while message is None:
+            message = await queue.get(fail=False)
+    assert json.loads(message.body)["command_id"] == waiting["command_id"]

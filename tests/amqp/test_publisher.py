@@ -15,7 +15,16 @@ from bridge.config import Settings
 from bridge.contract.codec import decode_event
 from bridge.errors import BrokerUnavailable, PublishTimeout
 from bridge.observability.metrics import Metrics
-from tests.amqp.conftest import WAIT_S, Broker, GatedConnect, kill_connection, make_settings, outcome, sample
+from tests.amqp.conftest import (
+    WAIT_S,
+    Broker,
+    GatedConnect,
+    HandshakeThatIgnoresCancel,
+    kill_connection,
+    make_settings,
+    outcome,
+    sample,
+)
 from tests.conftest import BrokerNames
 
 
@@ -234,3 +243,18 @@ async def test_a_deleted_event_exchange_is_declared_again(
     assert publisher.connected
     assert sample(metrics, "genesys_bridge_reconnects_total", {"target": "broker"}) >= 1
     assert sample(metrics, "genesys_bridge_events_returned_total", {"destination": "events"}) == 1
+
+
+async def test_a_close_that_races_the_publisher_start_up_ends_it(settings: Settings, broker: Broker) -> None:
+    """Closed just after start: close() must return, and the link that came up anyway is closed."""
+    handshake = HandshakeThatIgnoresCancel()
+    publisher = AmqpEventPublisher(settings, Metrics(process_metrics=False), connect=handshake)
+    await publisher.start()
+    async with asyncio.timeout(WAIT_S):
+        await handshake.connected.wait()
+        closing = asyncio.create_task(publisher.close())
+        await handshake.cancel_ignored.wait()
+        handshake.release.set()
+        await closing
+    assert not publisher.connected
+    assert [c.is_closed for c in handshake.connections] == [True]

@@ -47,6 +47,9 @@ async def _scrape_metrics_endpoint() -> str:
     )
     try:
         async with running_bridge(settings) as bridge, httpx.AsyncClient() as client:
+            # Scrape a started bridge (intake consuming, recovery done), so the stop never races the start.
+            async with asyncio.timeout(30):
+                await bridge.recovered.wait()
             response = await client.get(f"http://127.0.0.1:{bridge.http.port}/metrics")
     finally:
         await delete_names(
