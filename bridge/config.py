@@ -93,6 +93,24 @@ class Settings(BaseSettings):
     delivery_timeout_s: float = Field(
         default=30.0, gt=0, description="A sent message with no echo by then has outcome `failed`/`timeout`."
     )
+    session_idle_timeout_s: float | None = Field(
+        default=None,
+        gt=0,
+        description=(
+            "End a session with reason `idle` after this long without agent activity; empty: never. With the "
+            "deployment's Disconnect off (Genesys' default) the agent's end is never announced, so without it a "
+            "session holds its socket until Genesys' TTL (72 h by default)."
+        ),
+    )
+    reorder_window_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=5.0,
+        description=(
+            "Hold live agent messages this long and publish them in Genesys' `channel.time` order (Genesys "
+            "promises no ordering, §10); 0 publishes each as it arrives."
+        ),
+    )
     history_page_size: int = Field(default=25, ge=1, le=100, description="Page size for history backfill (§9).")
     history_max_pages: int = Field(default=10, ge=1, description="Backfill stops after this many pages.")
     attachment_fetch_allow_private: bool = Field(

@@ -18,6 +18,7 @@ from bridge.contract.events import (
     CommandOutcome,
     Event,
     MessageReceived,
+    PresenceReceived,
     SessionEnded,
     SessionResumed,
     SessionStarted,
@@ -62,6 +63,9 @@ def describe_event(event: Event) -> str:
             return f"{head} reason={reason}" + (f" ({detail})" if detail else "")
         case SessionStateChanged(old=old, new=new):
             return f"{head} {old} -> {new}"
+        case PresenceReceived(kind=kind, read_only=read_only, sender=sender):
+            who = sender.nickname if sender and sender.nickname else (sender.kind if sender else "agent")
+            return f"{head} {who} {'joined' if kind == 'join' else 'left'}" + (" (read-only)" if read_only else "")
         case TypingReceived(sender=sender):
             who = sender.nickname if sender and sender.nickname else (sender.kind if sender else "agent")
             return f"{head} {who} is typing..."

@@ -1,12 +1,22 @@
 """The message contract v1: commands in, events out. pydantic models are the single source of truth."""
 
-from bridge.contract.commands import COMMAND_TYPES, Command, MessageSend, SessionEnd, SessionStart, TypingSend
+from bridge.contract.commands import (
+    COMMAND_TYPES,
+    AttachmentRefresh,
+    Command,
+    MessageSend,
+    SessionEnd,
+    SessionStart,
+    TypingSend,
+)
 from bridge.contract.common import MAX_ATTRIBUTE_BYTES, MAX_SESSION_ID_CHARS, MAX_TEXT_BYTES, SCHEMA_VERSION
 from bridge.contract.events import (
     EVENT_TYPES,
     CommandOutcome,
     Event,
     MessageReceived,
+    MessengerFeatures,
+    PresenceReceived,
     SessionEnded,
     SessionResumed,
     SessionStarted,
@@ -21,11 +31,14 @@ __all__ = [
     "MAX_SESSION_ID_CHARS",
     "MAX_TEXT_BYTES",
     "SCHEMA_VERSION",
+    "AttachmentRefresh",
     "Command",
     "CommandOutcome",
     "Event",
     "MessageReceived",
     "MessageSend",
+    "MessengerFeatures",
+    "PresenceReceived",
     "SessionEnd",
     "SessionEnded",
     "SessionResumed",

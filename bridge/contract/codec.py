@@ -28,7 +28,15 @@ from typing import Any, Final
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, from_json
 
-from bridge.contract.commands import COMMAND_TYPES, Command, MessageSend, SessionEnd, SessionStart, TypingSend
+from bridge.contract.commands import (
+    COMMAND_TYPES,
+    AttachmentRefresh,
+    Command,
+    MessageSend,
+    SessionEnd,
+    SessionStart,
+    TypingSend,
+)
 from bridge.contract.common import SCHEMA_VERSION, SIZE_ERROR_TYPES
 from bridge.contract.events import Event, FieldError
 
@@ -37,11 +45,12 @@ __all__ = ["MAX_FIELD_ERRORS", "Rejection", "decode_command", "decode_event", "e
 #: At most this many field errors are reported, so one hostile body cannot inflate its outcome event.
 MAX_FIELD_ERRORS: Final = 20
 
-_COMMAND_MODELS: Final[dict[str, type[SessionStart | MessageSend | TypingSend | SessionEnd]]] = {
+_COMMAND_MODELS: Final[dict[str, type[SessionStart | MessageSend | TypingSend | SessionEnd | AttachmentRefresh]]] = {
     "session.start": SessionStart,
     "message.send": MessageSend,
     "typing.send": TypingSend,
     "session.end": SessionEnd,
+    "attachment.refresh": AttachmentRefresh,
 }
 assert tuple(_COMMAND_MODELS) == COMMAND_TYPES, "codec and commands disagree on the command types"
 

@@ -17,7 +17,7 @@ from bridge.contract.common import (
 )
 from bridge.contract.content import AttachmentUpload, ButtonResponse
 
-__all__ = ["COMMAND_TYPES", "Command", "MessageSend", "SessionEnd", "SessionStart", "TypingSend"]
+__all__ = ["COMMAND_TYPES", "AttachmentRefresh", "Command", "MessageSend", "SessionEnd", "SessionStart", "TypingSend"]
 
 
 class _CommandBase(ContractModel):
@@ -167,5 +167,32 @@ class SessionEnd(_CommandBase):
     type: Literal["session.end"] = "session.end"
 
 
-Command = Annotated[SessionStart | MessageSend | TypingSend | SessionEnd, Field(discriminator="type")]
-COMMAND_TYPES: tuple[str, ...] = ("session.start", "message.send", "typing.send", "session.end")
+class AttachmentRefresh(_CommandBase):
+    """Ask Genesys for a fresh download URL of an agent's attachment (its URLs expire, error 4008).
+
+    The outcome carries the attachment with the new URL in ``attachment``.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "attachment.refresh",
+                    "command_id": "6e5d4c3b-2a19-4f08-97e6-d5c4b3a29180",
+                    "session_id": "order-4711",
+                    "attachment_id": "3c8e6f7a-1b2d-4e5f-8a9b-0c1d2e3f4a5b",
+                }
+            ]
+        }
+    )
+
+    type: Literal["attachment.refresh"] = "attachment.refresh"
+    attachment_id: str = Field(
+        min_length=1, max_length=128, description="The attachment's id, as in a message.received attachment part."
+    )
+
+
+Command = Annotated[
+    SessionStart | MessageSend | TypingSend | SessionEnd | AttachmentRefresh, Field(discriminator="type")
+]
+COMMAND_TYPES: tuple[str, ...] = ("session.start", "message.send", "typing.send", "session.end", "attachment.refresh")

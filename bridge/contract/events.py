@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import ConfigDict, Field
 
 from bridge.contract.common import SCHEMA_VERSION, EventModel
-from bridge.contract.content import ContentPart, Sender
+from bridge.contract.content import AttachmentPart, ContentPart, Sender
 
 __all__ = [
     "END_REASONS",
@@ -24,8 +24,10 @@ __all__ = [
     "Event",
     "FieldError",
     "MessageReceived",
+    "MessengerFeatures",
     "OutcomeReason",
     "OutcomeStatus",
+    "PresenceReceived",
     "SessionEnded",
     "SessionResumed",
     "SessionStarted",
@@ -42,6 +44,27 @@ class _EventBase(EventModel):
     occurred_at: datetime = Field(description="When it happened (UTC).")
     causation_id: str | None = Field(default=None, description="The command_id this event answers, if any.")
     correlation_id: str | None = Field(default=None, description="The correlation_id of that command, if any.")
+
+
+class MessengerFeatures(EventModel):
+    """What the deployment's Messenger configuration allows, as the bridge read it (null: unknown).
+
+    Read from the deployment's public ``config.json`` before the first session; unknown when it could not be
+    fetched, in which case the bridge tries and reads Genesys' answer instead.
+    """
+
+    clear: bool | None = Field(default=None, description="session.end can clear the conversation (Clear).")
+    disconnect: Literal["off", "read_only", "send"] | None = Field(
+        default=None,
+        description=(
+            "What an agent disconnect does: off (never announced), read_only (the session ends "
+            "agent_disconnected), send (presence.received; the guest may write on and starts a new conversation)."
+        ),
+    )
+    user_typing: bool | None = Field(default=None, description="typing.send is shown to the agent.")
+    autostart: bool | None = Field(default=None, description="The deployment expects a Join when a session starts.")
+    upload_types: list[str] | None = Field(default=None, description="MIME types attachments may have.")
+    max_upload_bytes: int | None = Field(default=None, description="The largest attachment allowed.")
 
 
 class SessionStarted(_EventBase):
@@ -75,6 +98,9 @@ class SessionStarted(_EventBase):
     new_session: bool = Field(description="False when an existing Genesys session was adopted (resume_token).")
     read_only: bool = False
     expires_at: datetime | None = Field(default=None, description="When Genesys expires it if nothing happens.")
+    features: MessengerFeatures = Field(
+        default_factory=MessengerFeatures, description="What the deployment allows, so integrators can adapt."
+    )
 
 
 class SessionResumed(_EventBase):
@@ -104,6 +130,7 @@ class SessionResumed(_EventBase):
 
 EndReason = Literal[
     "guest_ended",
+    "guest_left",
     "agent_disconnected",
     "read_only",
     "expired",
@@ -111,6 +138,7 @@ EndReason = Literal[
     "closed_by_genesys",
     "conversation_lost",
     "rejected_by_genesys",
+    "idle",
     "failed",
 ]
 END_REASONS: tuple[str, ...] = EndReason.__args__  # type: ignore[attr-defined]
@@ -139,11 +167,16 @@ class SessionEnded(_EventBase):
     type: Literal["session.ended"] = "session.ended"
     reason: EndReason = Field(
         description=(
-            "guest_ended: a session.end command; agent_disconnected: agent/bot disconnected the conversation; "
-            "read_only: Genesys made the session read-only; expired: the session TTL elapsed; cleared: the "
-            "conversation was cleared; closed_by_genesys: Genesys closed the connection (another connection "
-            "took over); conversation_lost: a resume came back as a new session; rejected_by_genesys: "
-            "configureSession was refused; failed: the bridge gave up (see detail)."
+            "guest_ended: a session.end command, and Genesys cleared the conversation; guest_left: a session.end "
+            "command where the deployment does not allow Clear: the socket is closed and the token forgotten, "
+            "but the conversation stays open for the agent; agent_disconnected: the agent or bot disconnected "
+            "the conversation and the deployment made it read-only; read_only: Genesys made the session "
+            "read-only; expired: the session TTL elapsed (4006 or SessionExpiredEvent); cleared: the "
+            "conversation was cleared from another connection; closed_by_genesys: Genesys closed the connection "
+            "(another connection took over); conversation_lost: Genesys no longer knows the session (4007, or a "
+            "resume came back as a new session); rejected_by_genesys: configureSession was refused; idle: no "
+            "agent activity for BRIDGE_SESSION_IDLE_TIMEOUT_S (the socket is closed, the conversation is left "
+            "to the agent); failed: the bridge gave up (see detail)."
         )
     )
     detail: str | None = None
@@ -224,6 +257,38 @@ class TypingReceived(_EventBase):
     type: Literal["typing.received"] = "typing.received"
     sender: Sender | None = None
     duration_ms: int = 5000
+
+
+class PresenceReceived(_EventBase):
+    """The agent side joined, or disconnected while the session stays writable (Disconnect in Send mode).
+
+    A disconnect in Send mode does not end the session: the guest may write on, and the next message starts
+    a new conversation. A disconnect in ReadOnly mode ends the session (``session.ended agent_disconnected``)
+    and is not published as presence.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "presence.received",
+                    "schema_version": 1,
+                    "event_id": "5d4c3b2a-1f0e-4d9c-8b7a-695847362514",
+                    "session_id": "order-4711",
+                    "seq": 11,
+                    "occurred_at": "2026-11-26T14:02:10.100000Z",
+                    "kind": "disconnect",
+                    "read_only": False,
+                    "sender": {"kind": "agent", "nickname": "Ann"},
+                }
+            ]
+        }
+    )
+
+    type: Literal["presence.received"] = "presence.received"
+    kind: Literal["join", "disconnect"]
+    read_only: bool = Field(default=False, description="Whether Genesys made the session read-only.")
+    sender: Sender | None = None
 
 
 OutcomeStatus = Literal["delivered", "will_retry", "failed", "rejected"]
@@ -319,6 +384,9 @@ class CommandOutcome(_EventBase):
     errors: list[FieldError] = Field(default_factory=list, description="Field errors for schema_invalid.")
     genesys_message_id: str | None = Field(default=None, description="Genesys id of the delivered message.")
     genesys_code: int | None = Field(default=None, description="Genesys error code, when Genesys refused.")
+    attachment: AttachmentPart | None = Field(
+        default=None, description="For attachment.refresh: the attachment with a fresh download URL."
+    )
 
 
 class SessionStateChanged(_EventBase):
@@ -354,6 +422,7 @@ Event = Annotated[
     | SessionEnded
     | MessageReceived
     | TypingReceived
+    | PresenceReceived
     | CommandOutcome
     | SessionStateChanged,
     Field(discriminator="type"),
@@ -364,6 +433,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "session.ended",
     "message.received",
     "typing.received",
+    "presence.received",
     "command.outcome",
     "session.state_changed",
 )

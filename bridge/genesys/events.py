@@ -27,6 +27,7 @@ __all__ = [
     "MessageEchoed",
     "MessageReceived",
     "PendingRequest",
+    "PresenceJoined",
     "ProtocolEvent",
     "ProtocolState",
     "RateLimited",
@@ -119,6 +120,13 @@ class ConversationDisconnected:
 
     message: StructuredMessage
     read_only: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceJoined:
+    """Outbound Presence Join (§5.3): the agent side joined the conversation."""
+
+    message: StructuredMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +258,7 @@ ProtocolEvent = (
     | MessageReceived
     | TypingReceived
     | ConversationDisconnected
+    | PresenceJoined
     | EchoReplied
     | JwtIssued
     | UploadUrlIssued

@@ -18,6 +18,7 @@ from bridge.genesys.events import (
     ConversationDisconnected,
     EchoReplied,
     PendingRequest,
+    PresenceJoined,
     ProtocolEvent,
     RateLimited,
     TypingReceived,
@@ -159,7 +160,7 @@ def echo_replied(tracing_id: str | None, msg: StructuredMessage) -> EchoReplied:
 
 
 def outbound_events(msg: StructuredMessage) -> list[ProtocolEvent]:
-    """The events of an outbound ``Event`` message (§5.3): agent typing, Presence ``Disconnect`` (the
+    """The events of an outbound ``Event`` message (§5.3): agent typing, Presence ``Join``, Presence ``Disconnect`` (the
     caller moves a configured session to read-only when one says so), anything else as ``UnknownFrame``."""
     out: list[ProtocolEvent] = []
     for event in msg.events:
@@ -172,6 +173,9 @@ def outbound_events(msg: StructuredMessage) -> list[ProtocolEvent]:
         presence = event.get("presence") if kind == "Presence" else None
         if isinstance(presence, dict) and presence.get("type") == "Disconnect":
             out.append(ConversationDisconnected(msg, _is_true(msg.metadata.get("readOnly"))))
+            continue
+        if isinstance(presence, dict) and presence.get("type") == "Join":
+            out.append(PresenceJoined(msg))
             continue
         out.append(UnknownFrame("StructuredMessage", msg.model_dump(by_alias=True), "unhandled"))
     return out

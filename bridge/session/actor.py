@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from functools import partial
 from typing import Literal
 
 import structlog
@@ -121,12 +122,15 @@ class SessionActor:
             try:
                 async with asyncio.TaskGroup() as tg:
                     connection = tg.create_task(self._connection_loop())
-                    echo = tg.create_task(self._echo_loop())
+                    timers = [tg.create_task(self._echo_loop())]
+                    if core.settings.session_idle_timeout_s is not None:
+                        timers.append(tg.create_task(self._idle_loop(core.settings.session_idle_timeout_s)))
                     await self._command_loop()
                     if not core.gate.over:
                         await self._suspend()
                     self._wake.set()  # a connection loop waiting out a backoff returns now
-                    echo.cancel()
+                    for timer in timers:
+                        timer.cancel()
                     await connection
             except Exception as exc:
                 log.exception("session_crashed", error=repr(exc))
@@ -262,6 +266,7 @@ class SessionActor:
             self._inbound.hold()
         try:
             async with asyncio.TaskGroup() as tg:
+                self._inbound.serve_in(tg)
                 tg.create_task(self._configured(configured))
                 await self._core.link.pump(self._inbound.on_event)
         except BaseExceptionGroup as group:
@@ -294,7 +299,7 @@ class SessionActor:
         await core.set_state(SessionTrigger.CONFIGURED)
         if resumed:
             await self._inbound.catch_up("reconnect" if not first else "restart")
-            if core.gate.over:
+            if core.gate.over or self._inbound.disconnecting:
                 return
         else:
             await self._publish_started(core.events, configured)
@@ -311,7 +316,24 @@ class SessionActor:
                 new_session=configured.new_session,
                 read_only=configured.read_only,
                 expires_at=configured.expires_at,
+                features=self._core.contract_features(),
             )
+        )
+
+    async def _idle_loop(self, timeout_s: float) -> None:
+        """End the session ``idle`` once the agent side was silent for ``timeout_s`` (messages, typing, presence).
+
+        With the deployment's Disconnect off (Genesys' default) an agent's end is never announced; this is
+        what keeps such a session from holding its socket until Genesys' TTL. The conversation is left to the
+        agent: no Clear, the socket is closed and the token forgotten.
+        """
+        core = self._core
+        clock = core.deps.clock
+        # A deadline that moves with every agent event: re-read it after each sleep rather than wake per event.
+        while (remaining := core.last_agent_activity + timeout_s - clock.monotonic()) > 0:  # noqa: ASYNC110
+            await asyncio.sleep(remaining)
+        await core.finish(
+            "idle", detail=f"no agent activity for {timeout_s:g}s; the socket is closed, the conversation left open"
         )
 
     async def _echo_loop(self) -> None:
@@ -326,19 +348,16 @@ class SessionActor:
                 continue
             count += 1
             key = f"echo-{count}"
-            future = core.link.expect(key)
             try:
-                core.link.protocol.echo(tracing_id=key)
-                await core.link.flush()
-                reply = await asyncio.wait_for(future, min(30.0, interval))
+                reply = await core.link.request(
+                    key, partial(core.link.protocol.echo, tracing_id=key), timeout_s=min(30.0, interval)
+                )
             except TimeoutError:
                 log.warning("genesys_echo_unanswered")
                 await core.link.close()
                 continue
             except Exception:
                 continue
-            finally:
-                core.link.forget(key)
             if isinstance(reply, EchoReplied) and reply.expires_at is not None:
                 log.debug("genesys_session_expiry", expires_at=reply.expires_at.isoformat())
                 core.keeper.note_configured(ttl_s=reply.duration_s, expires_at=reply.expires_at)

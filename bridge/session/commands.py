@@ -11,8 +11,10 @@ Rules of the road (protocol reference §8) applied here:
 - ``typing.send`` is coalesced to one per ``typing_interval_s`` and dropped (``delivered`` with reason
   ``typing_coalesced``) when the budget is spent: typing is never queued. A 403 on typing → ``failed``/
   ``typing_disabled``, and later typing commands fail at once without being sent.
-- ``session.end`` sends Presence ``Clear`` (§4.3 g); a 403 (Clear disabled), a timeout or a lost socket
-  falls back to closing the socket and forgetting the token. Either way ``session.ended guest_ended``.
+- ``session.end`` sends Presence ``Clear`` (§4.3 g) and ends ``guest_ended`` once Genesys cleared it.
+  Where the deployment does not allow Clear (its config says so, or a 403), or Clear is not confirmed, the
+  socket is closed and the token forgotten: ``session.ended guest_left``, the conversation stays with the agent.
+- ``attachment.refresh`` asks ``getAttachment`` for a fresh download URL (§4.6; expired URLs are error 4008).
 
 Idempotency across restarts: each settled outcome is kept in the record's bounded ``recent_outcomes`` and
 saved *before* the ack, in the same snapshot that drops the send from ``pending_sends``; the registry
@@ -24,17 +26,18 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from functools import partial
 
 import structlog
 
-from bridge.contract import MessageSend, SessionEnd, SessionStart, TypingSend
-from bridge.contract.content import ButtonResponse
-from bridge.contract.events import OutcomeReason, OutcomeStatus
+from bridge.contract import AttachmentRefresh, MessageSend, SessionEnd, SessionStart, TypingSend
+from bridge.contract.content import AttachmentPart, ButtonResponse
+from bridge.contract.events import EndReason, OutcomeReason, OutcomeStatus
 from bridge.errors import CommandRejected, GenesysProtocolError, GenesysUnavailable, SessionGone, is_retryable
 from bridge.genesys.frames import StructuredMessage
-from bridge.genesys.protocol import ErrorReceived, MessageEchoed, RateLimited
+from bridge.genesys.protocol import ErrorReceived, MessageEchoed, RateLimited, UploadFailed, UploadUrlIssued
 from bridge.ports import Envelope
-from bridge.session.attachments import AttachmentFailed, upload_attachments
+from bridge.session.attachments import AttachmentFailed, attachment_key, upload_attachments
 from bridge.session.backfill import message_time
 from bridge.session.core import SessionCore, SessionStopping
 from bridge.session.inbound import END_KEY
@@ -63,6 +66,7 @@ class _Result:
     detail: str = ""
     message: StructuredMessage | None = None  # our own echo, when delivered
     code: int | None = None
+    attachment: AttachmentPart | None = None  # attachment.refresh: the fresh URL
 
 
 def _delivered(message: StructuredMessage, detail: str = "") -> _Result:
@@ -96,6 +100,8 @@ class CommandRunner:
                         result = await self._typing(command)
                     case SessionEnd():
                         result = await self._end(command)
+                    case AttachmentRefresh():
+                        result = await self._refresh(command)
         except SessionStopping:
             # The bridge drains while the session is not connected: it will not reconnect, so hand the
             # command back; the next process runs it (docs/sessions.md "Shutdown never ends a session").
@@ -141,6 +147,7 @@ class CommandRunner:
             result.detail,
             genesys_message_id=result.message.id if result.message else None,
             genesys_code=result.code,
+            attachment=result.attachment,
         )
         await core.keeper.save()
         await core.deps.book.settle(envelope, outcome, deployment_id=core.keeper.record.deployment_id)
@@ -303,6 +310,9 @@ class CommandRunner:
     async def _typing(self, command: TypingSend) -> _Result:
         core, link = self._core, self._core.link
         s = core.settings
+        if core.features is not None and core.features.user_typing is False:
+            # The deployment's config says so (§2.2): never sent, so never a 403 to read.
+            return _Result("rejected", "typing_disabled", "the deployment does not show the guest's typing")
         if self._typing_disabled:
             return _Result("failed", "typing_disabled", "the deployment refused typing indicators (403)", code=403)
         now = core.deps.clock.monotonic()
@@ -315,19 +325,21 @@ class CommandRunner:
             return _Result("delivered", "typing_coalesced", "send budget spent; typing dropped, not queued")
         self._typing_at = now
         tracing_id = tracing_id_for(command.command_id)
-        future = link.expect(tracing_id, silent_ok=True)
         try:
-            link.protocol.send_typing(tracing_id=tracing_id)
-            await link.flush()
             # Genesys echoes the guest's typing (§5.3) or answers 403: wait for either, but never block the
-            # session for long: the protocol reference is unsure typing is always acknowledged (§14.6).
-            reply = await asyncio.wait_for(future, min(s.delivery_timeout_s, TYPING_ACK_WINDOW_S))
+            # session for long: typing is not always acknowledged (§14.6).
+            reply = await link.request(
+                tracing_id,
+                partial(link.protocol.send_typing, tracing_id=tracing_id),
+                timeout_s=min(s.delivery_timeout_s, TYPING_ACK_WINDOW_S),
+                silent_ok=True,
+            )
         except TimeoutError:
             return _Result("delivered", "ok", "sent; Genesys did not acknowledge it")
-        except (GenesysUnavailable, GenesysProtocolError, SessionGone):
+        except SessionGone:
+            return self._ended()
+        except (GenesysUnavailable, GenesysProtocolError):
             return _Result("delivered", "typing_coalesced", "connection lost; typing dropped, not queued")
-        finally:
-            link.forget(tracing_id)
         match reply:
             case ErrorReceived(code=403, detail=detail):
                 self._typing_disabled = True
@@ -345,20 +357,61 @@ class CommandRunner:
             return self._ended()
         core.ending = True
         await core.set_state(SessionTrigger.END_REQUESTED)
-        future = link.expect(END_KEY, silent_ok=True)
-        how = "cleared"
-        try:
-            link.protocol.clear_conversation(tracing_id=END_KEY)
-            await link.flush()
-            reply = await asyncio.wait_for(future, core.settings.delivery_timeout_s)
-            if isinstance(reply, ErrorReceived):
-                how = f"Clear refused ({reply.code}); socket closed and token forgotten"
-        except (TimeoutError, GenesysUnavailable, GenesysProtocolError, SessionGone) as exc:
-            how = f"Clear not confirmed ({type(exc).__name__}); socket closed and token forgotten"
-        finally:
-            link.forget(END_KEY)
-        await core.finish("guest_ended", trigger=SessionTrigger.END_DONE, detail=how, cause=command)
+        reason: EndReason = "guest_left"
+        if core.features is not None and core.features.clear is False:
+            how = "the deployment does not allow Clear"
+        else:
+            try:
+                reply = await link.request(
+                    END_KEY,
+                    partial(link.protocol.clear_conversation, tracing_id=END_KEY),
+                    timeout_s=core.settings.delivery_timeout_s,
+                    silent_ok=True,
+                )
+            except (TimeoutError, GenesysUnavailable, GenesysProtocolError, SessionGone) as exc:
+                how = f"Clear not confirmed ({type(exc).__name__})"
+            else:
+                if isinstance(reply, ErrorReceived):
+                    how = f"Clear refused ({reply.code})"
+                else:
+                    reason, how = "guest_ended", "cleared"
+        if reason == "guest_left":
+            # Without Clear the guest can only walk away (§4.3g, §4.9): the conversation stays with the agent.
+            how += "; socket closed and token forgotten, the conversation stays open for the agent"
+        await core.finish(reason, trigger=SessionTrigger.END_DONE, detail=how, cause=command)
         return _Result("delivered", "ok", how)
+
+    async def _refresh(self, command: AttachmentRefresh) -> _Result:
+        """``getAttachment`` (§4.6): a fresh download URL for an attachment whose URL expired (4008)."""
+        core, link = self._core, self._core.link
+        if not await core.gate.wait():
+            return self._ended()
+        key = attachment_key(command.attachment_id)
+        try:
+            reply = await link.request(
+                key,
+                partial(
+                    link.protocol.refresh_attachment_url,
+                    tracing_id=tracing_id_for(command.command_id),
+                    attachment_id=command.attachment_id,
+                ),
+                timeout_s=core.settings.delivery_timeout_s,
+            )
+        except TimeoutError:
+            return _Result("failed", "timeout", f"no answer within {core.settings.delivery_timeout_s:g}s")
+        except SessionGone:
+            return self._ended()
+        except (GenesysUnavailable, GenesysProtocolError) as exc:
+            return _Result("failed", "genesys_unavailable", f"could not ask Genesys: {exc}")
+        match reply:
+            case UploadUrlIssued(url=url):
+                return _Result("delivered", "ok", attachment=AttachmentPart(id=command.attachment_id, url=url))
+            case ErrorReceived(code=code, detail=detail):
+                return _Result("failed", reason_for_code(code), detail, code=code)
+            case UploadFailed(code=code, detail=detail):
+                return _Result("failed", "genesys_error", detail, code=code)
+            case _:
+                return _Result("failed", "genesys_error", f"unexpected reply {type(reply).__name__}")
 
 
 def _reason(reason: str) -> OutcomeReason:

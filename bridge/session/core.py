@@ -13,7 +13,7 @@ import asyncio
 import structlog
 
 from bridge.contract import Command
-from bridge.contract.events import EndReason, SessionEnded, SessionStateChanged
+from bridge.contract.events import EndReason, MessengerFeatures, SessionEnded, SessionStateChanged
 from bridge.errors import BridgeError, SessionGone
 from bridge.genesys.frames import StructuredMessage
 from bridge.session.budget import SendBudget
@@ -157,11 +157,23 @@ class SessionCore:
         self.ending = False  # a session.end is in progress: Clear/close events end it as guest_ended
         self.end_reason: EndReason | None = None
         self.end_detail: str | None = None
+        #: ``Clock.monotonic()`` of the agent side's last message, typing or presence (for the idle timeout).
+        self.last_agent_activity = deps.clock.monotonic()
+        #: What the deployment allows, from its config.json (None: not known, so try and read the answer).
+        self.features: MessengerFeatures | None = None
         self.metrics.sessions.labels(state=self.state.value).inc()
 
     @property
     def session_id(self) -> str:
         return self.keeper.session_id
+
+    def note_agent_activity(self) -> None:
+        """The agent side did something: the idle timeout starts again."""
+        self.last_agent_activity = self.deps.clock.monotonic()
+
+    def contract_features(self) -> MessengerFeatures:
+        """What the deployment allows, as published in ``session.started`` (all unknown until it is read)."""
+        return self.features or MessengerFeatures()
 
     async def set_state(self, trigger: SessionTrigger, detail: str | None = None) -> SessionState:
         """Move the state machine, keep the gauge right, publish ``session.state_changed``, save the record."""

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from bridge.contract import Command, Event
+from bridge.contract.content import AttachmentPart
 from bridge.contract.events import CommandOutcome, OutcomeReason, OutcomeStatus
 from bridge.errors import BrokerError, is_retryable
 from bridge.ports import Clock, EventSink
@@ -50,11 +51,19 @@ class SessionEvents:
         *,
         genesys_message_id: str | None = None,
         genesys_code: int | None = None,
+        attachment: AttachmentPart | None = None,
     ) -> CommandOutcome:
         """Build (not publish) the outcome of ``command``; settle it through the OutcomeBook."""
         stamp = await self.stamp(command)
         return outcome_of(
-            command, stamp, status, reason, detail, genesys_message_id=genesys_message_id, genesys_code=genesys_code
+            command,
+            stamp,
+            status,
+            reason,
+            detail,
+            genesys_message_id=genesys_message_id,
+            genesys_code=genesys_code,
+            attachment=attachment,
         )
 
     async def publish(self, event: Event, *, reply_to: str | None = None) -> None:

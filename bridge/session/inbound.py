@@ -3,8 +3,10 @@
 - Agent/bot messages become ``message.received`` events, each Genesys message id once (dedupe by
   ``body.id``, §9); an id is marked seen only after the broker confirmed its event (architecture §4).
 - Replies to our requests (echoes, JWT, presigned URLs, errors, 429s) resolve the link's waiters.
-- Disconnect, expiry, clear and ``ConnectionClosedEvent`` end the session with a distinct reason; a
-  Disconnect older than the last message seen is a replay and is ignored.
+- Disconnect, expiry, clear, 4007 and ``ConnectionClosedEvent`` end the session with a distinct reason; a
+  Disconnect older than the last message seen is a replay and is ignored. A read-only Disconnect ends the
+  session only after one last history check (Genesys promises no ordering, §10); a Disconnect in Send mode
+  and an agent's Join are published as ``presence.received`` and the session goes on.
 - During a resume's catch-up (:meth:`InboundDispatcher.hold` .. the end of :meth:`~InboundDispatcher.catch_up`)
   live messages, typing and Disconnects are held (:mod:`bridge.session.held`) and released after the
   backfill, so ``seq`` follows Genesys' order and the backfill stops at an id known *before* the resume.
@@ -18,7 +20,7 @@ from typing import Literal
 import structlog
 
 from bridge.contract.events import MessageReceived as MessageReceivedEvent
-from bridge.contract.events import SessionResumed
+from bridge.contract.events import PresenceReceived, SessionResumed
 from bridge.contract.events import TypingReceived as TypingReceivedEvent
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable
 from bridge.genesys.frames import StructuredMessage
@@ -32,6 +34,7 @@ from bridge.genesys.protocol import (
     LoggedOut,
     MessageEchoed,
     MessageReceived,
+    PresenceJoined,
     ProtocolEvent,
     RateLimited,
     SessionCleared,
@@ -66,6 +69,13 @@ class InboundDispatcher:
         self._core = core
         self._held: HeldEvents | None = None
         self._known: frozenset[str] | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        #: A read-only Disconnect arrived: the final history check runs and the session ends after it.
+        self.disconnecting = False
+
+    def serve_in(self, tasks: asyncio.TaskGroup) -> None:
+        """Work that needs replies from the socket (the final history check) runs in ``tasks``, beside the pump."""
+        self._tasks = tasks
 
     def hold(self) -> None:
         """A resume begins (call before the socket is pumped): hold live messages, typing and Disconnects
@@ -85,7 +95,8 @@ class InboundDispatcher:
             case MessageEchoed(message=message, tracing_id=tracing_id):
                 if not link.resolve(tracing_id, event) and classify(message) is EntityKind.INBOUND_MESSAGE:
                     await self._live(event)  # sent from another connection
-            case MessageReceived() | TypingReceived() | ConversationDisconnected():
+            case MessageReceived() | TypingReceived() | ConversationDisconnected() | PresenceJoined():
+                core.note_agent_activity()
                 await self._live(event)
             case EchoReplied(tracing_id=tracing_id):
                 link.resolve(tracing_id, event)
@@ -107,6 +118,11 @@ class InboundDispatcher:
                 core.metrics.genesys_errors.labels(code=str(code)).inc()
                 if not link.resolve(request.tracing_id if request else None, event):
                     log.warning("genesys_rate_limited_unattributed", code=code, retry_after_s=event.retry_after_s)
+            case ErrorReceived(code=4007, detail=detail):
+                # §6: Genesys no longer knows the session; its own transport treats this as final. The
+                # command that drew it (if any) is settled by the end (failed, session_ended).
+                core.metrics.genesys_errors.labels(code="4007").inc()
+                await core.finish("conversation_lost", detail=f"4007: {detail}")
             case ErrorReceived(code=code, detail=detail, request=request):
                 core.metrics.genesys_errors.labels(code=str(code)).inc()
                 # 4006 fails the request here; the protocol's SessionExpired that follows ends the session.
@@ -137,6 +153,10 @@ class InboundDispatcher:
                     await events.publish(TypingReceivedEvent(**stamp, sender=sender_of(message), duration_ms=duration))
             case ConversationDisconnected(message=message, read_only=read_only):
                 await self._disconnected(message, read_only)
+            case PresenceJoined(message=message):
+                events = self._core.events
+                stamp = await events.stamp()
+                await events.publish(PresenceReceived(**stamp, kind="join", sender=sender_of(message)))
             case _:  # pragma: no cover - only the kinds above are held
                 log.debug("genesys_event_ignored", event=type(event).__name__)
 
@@ -173,7 +193,38 @@ class InboundDispatcher:
                 self._core.gate.close()
                 await self._core.link.close()
             return
-        await self._core.finish("agent_disconnected", detail="read_only" if read_only else None)
+        if not read_only:
+            # Send mode (§5.3): the agent left, but the session stays writable; the guest's next message
+            # starts a new conversation. Say so, and keep the session.
+            events = self._core.events
+            stamp = await events.stamp()
+            await events.publish(
+                PresenceReceived(**stamp, kind="disconnect", read_only=False, sender=sender_of(message))
+            )
+            if message.id:
+                await keeper.checkpoint(message.id, message_time(message))
+            return
+        # ReadOnly mode: the session is over, but Genesys promises no ordering (§10): the agent's last
+        # message may still be on its way, or never come on this socket. One last look at the history
+        # publishes it before session.ended; that takes a round trip the pump must serve, so it runs beside it.
+        self._core.gate.close()
+        self.disconnecting = True
+        if self._tasks is None:  # pragma: no cover - every caller runs inside serve()
+            await self._end_disconnected()
+        else:
+            self._tasks.create_task(self._end_disconnected(), name="final-history-check")
+
+    async def _end_disconnected(self) -> None:
+        core = self._core
+        try:
+            missed = await self._fetch(frozenset(core.keeper.seen.snapshot()))
+        except (GenesysUnavailable, TimeoutError) as exc:
+            log.warning("final_history_check_failed", error=str(exc))
+            missed = []
+        for message in missed:
+            if classify(message) is EntityKind.OUTBOUND_MESSAGE and not core.keeper.is_seen(message.id):
+                await self.publish_message(message, backfilled=True)
+        await core.finish("agent_disconnected", detail="read_only")
 
     async def publish_message(self, message: StructuredMessage, *, backfilled: bool) -> None:
         """Publish one message once; mark it seen only after the broker confirmed the event."""
@@ -280,15 +331,15 @@ class InboundDispatcher:
 
     async def _jwt(self) -> str:
         link = self._core.link
-        future = link.expect(JWT_KEY)
         try:
-            link.protocol.request_jwt(tracing_id=JWT_KEY)  # JwtResponse may lack it; errors carry it
-            await link.flush()
-            reply = await asyncio.wait_for(future, self._core.settings.delivery_timeout_s)
+            # JwtResponse may lack the tracingId; errors carry it.
+            reply = await link.request(
+                JWT_KEY,
+                lambda: link.protocol.request_jwt(tracing_id=JWT_KEY),
+                timeout_s=self._core.settings.delivery_timeout_s,
+            )
         except TimeoutError:
             raise GenesysUnavailable("no JwtResponse in time") from None
-        finally:
-            link.forget(JWT_KEY)
         if not isinstance(reply, JwtIssued):
             raise GenesysUnavailable(f"getJwt answered {type(reply).__name__}")
         return reply.jwt

@@ -176,6 +176,25 @@ class GenesysLink:
             self._silent.add(key)
         return future
 
+    async def request(self, key: str, send: Callable[[], None], *, timeout_s: float, silent_ok: bool = False) -> Reply:
+        """Send one request and wait for its reply: the waiter is registered, ``send`` (a protocol intent
+        using ``key`` as its tracingId) queues the frame, the frame is written, the reply awaited, the
+        waiter forgotten whatever happens.
+
+        Raises:
+            TimeoutError: no reply within ``timeout_s``.
+            GenesysUnavailable: no socket, or it was lost before the reply (the caller decides on a resend).
+            SessionGone: the session ended meanwhile.
+            CommandRejected, GenesysProtocolError: ``send`` refused the request; nothing was written.
+        """
+        future = self.expect(key, silent_ok=silent_ok)
+        try:
+            send()
+            await self.flush()
+            return await asyncio.wait_for(future, timeout_s)
+        finally:
+            self.forget(key)
+
     def forget(self, key: str) -> None:
         self._waiters.pop(key, None)
         self._silent.discard(key)

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bridge.contract import Command, CommandOutcome
+from bridge.contract.content import AttachmentPart
 from bridge.contract.events import OutcomeReason, OutcomeStatus
 
 __all__ = ["event_stamp", "outcome_of"]
@@ -33,6 +34,7 @@ def outcome_of(
     *,
     genesys_message_id: str | None = None,
     genesys_code: int | None = None,
+    attachment: AttachmentPart | None = None,
 ) -> CommandOutcome:
     """The ``command.outcome`` of ``command`` under ``stamp`` (from :func:`event_stamp`)."""
     return CommandOutcome(
@@ -44,4 +46,5 @@ def outcome_of(
         detail=detail,
         genesys_message_id=genesys_message_id,
         genesys_code=genesys_code,
+        attachment=attachment,
     )

@@ -27,7 +27,7 @@ async def _ended_while_down(sim: Simulator, client: Integrator, env: EnvFactory)
     by_id = {c.session_id: c for c in convs}
     await sim.expire(by_id["expired"].token)
     await sim.disconnect(by_id["read-only"].token, read_only=True)
-    await sim.disconnect(by_id["disconnected"].token, read_only=False)
+    await sim.disconnect(by_id["disconnected"].token, read_only=True)
 
     async with Daemon(env(), name="second") as second:
         finished = await second.recovered()

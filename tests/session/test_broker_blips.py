@@ -91,15 +91,18 @@ async def test_finish_closes_the_socket_even_when_publishing_fails() -> None:
     async with running() as h:
         token = await h.start()
         original = h.sink.publish
+        refused = asyncio.Event()
 
         async def publish(event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None:
             if event.type in ("session.state_changed", "session.ended"):
+                refused.set()
                 raise PublishReturned("fake: final")
             await original(event, deployment_id=deployment_id, reply_to=reply_to)
 
         h.sink.publish = publish  # type: ignore[method-assign]
         assert h.peer.connections
-        h.peer.disconnect(token, read_only=False)
+        h.peer.disconnect(token, read_only=True)
+        await refused.wait()  # the session is ending (after its final history check), not draining
         await h.registry.drain(10.0)  # returns once the (crashed) actor is done
         assert h.peer.connections == []  # the WebSocket was closed, not orphaned
         assert h.store.records["s1"].closed

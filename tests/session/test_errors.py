@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bridge.contract import MessageSend
+from bridge.contract import MessageSend, SessionEnded
 from tests.session.conftest import running
 
 pytestmark = pytest.mark.looptime
@@ -180,7 +180,7 @@ async def test_configure_rejected_ends_session() -> None:
         assert ended.reason == "rejected_by_genesys"
 
 
-async def test_clear_forbidden_falls_back_to_close_and_forget() -> None:
+async def test_clear_forbidden_leaves_the_conversation_to_the_agent() -> None:
     async with running() as h:
         await h.start()
         h.peer.clear_forbidden = True
@@ -188,6 +188,10 @@ async def test_clear_forbidden_falls_back_to_close_and_forget() -> None:
         assert outcome.status == "delivered"
         assert "403" in outcome.detail
         (ended,) = await h.sink.wait_type("session.ended", 1, "s1")
-        assert ended.reason == "guest_ended"
+        # Not cleared: the guest walked away, and the conversation stays open for the agent.
+        assert isinstance(ended, SessionEnded)
+        assert ended.reason == "guest_left"
+        assert ended.detail is not None
+        assert "stays open for the agent" in ended.detail
         assert not any(f["action"] == "closeSession" for f in h.peer.received)
         assert h.store.records["s1"].closed

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bridge.contract import MessageSend
+from bridge.contract import MessageSend, PresenceReceived
 from tests.session.conftest import running
 
 pytestmark = pytest.mark.looptime
@@ -115,16 +115,28 @@ async def test_connection_closed_event_is_reported_not_fought() -> None:
         assert len([f for f in h.peer.received if f["action"] == "configureSession"]) == 1
 
 
-@pytest.mark.parametrize(("read_only", "detail"), [(True, "read_only"), (False, None)])
-async def test_agent_disconnect_ends_session(read_only: bool, detail: str | None) -> None:
+async def test_agent_disconnect_in_read_only_mode_ends_session() -> None:
     async with running() as h:
         token = await h.start()
-        h.peer.disconnect(token, read_only=read_only)
+        h.peer.disconnect(token, read_only=True)
         (ended,) = await h.sink.wait_type("session.ended", 1, "s1")
-        assert (ended.reason, ended.detail) == ("agent_disconnected", detail)
+        assert (ended.reason, ended.detail) == ("agent_disconnected", "read_only")
         assert h.registry.get("s1") is None or h.registry.get("s1").state.value == "ended"
         rejected = await h.say("s1", "hello?")
         assert rejected.status == "rejected"
+
+
+async def test_agent_disconnect_in_send_mode_keeps_the_session_writable() -> None:
+    """§5.3: without readOnly the guest may write on; the bridge says the agent left and keeps the session."""
+    async with running() as h:
+        token = await h.start()
+        h.peer.disconnect(token, read_only=False)
+        (presence,) = await h.sink.wait_type("presence.received", 1, "s1")
+        assert isinstance(presence, PresenceReceived)
+        assert (presence.kind, presence.read_only) == ("disconnect", False)
+        delivered = await h.say("s1", "anyone there?")
+        assert delivered.status == "delivered"
+        assert not h.sink.of_type("session.ended", "s1")
 
 
 async def test_disconnect_missed_during_outage_ends_after_backfill() -> None:
@@ -139,6 +151,7 @@ async def test_disconnect_missed_during_outage_ends_after_backfill() -> None:
                 "direction": "Outbound",
                 "channel": {"time": "2030-01-01T00:00:00+00:00"},
                 "events": [{"eventType": "Presence", "presence": {"type": "Disconnect"}}],
+                "metadata": {"readOnly": "true"},
             }
         )
         (ended,) = await h.sink.wait_type("session.ended", 1, "s1")
