@@ -10,11 +10,13 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from bridge.genesys.frames import StructuredMessage
 
 __all__ = [
+    "CONFIGURE_ACTIONS",
+    "SESSION_ERROR_CODES",
     "AttachmentDeleted",
     "ConfigurationReceived",
     "Configured",
@@ -31,6 +33,7 @@ __all__ = [
     "ProtocolEvent",
     "ProtocolState",
     "RateLimited",
+    "RequestKind",
     "SessionCleared",
     "SessionClosed",
     "SessionExpired",
@@ -53,18 +56,63 @@ class ProtocolState(enum.Enum):
     CLOSED = "closed"  # the session is gone (expired, cleared, closed by server, closeSession)
 
 
+#: Wire actions that configure a session (§4.1).
+CONFIGURE_ACTIONS: Final = frozenset({"configureSession", "configureAuthenticatedSession"})
+#: Error codes about the session, not about the request they answer: 4006 expired, 4007 not found (§6;
+#: KMP ends the session on both).
+SESSION_ERROR_CODES: Final = frozenset({4006, 4007})
+
+_ATTACHMENT_ACTIONS: Final = frozenset({"onAttachment", "getAttachment", "deleteAttachment"})
+
+
+class RequestKind(enum.Enum):
+    """What a request is, as far as answering it goes (derived from its action and event)."""
+
+    CONFIGURE = "configure"  # configureSession / configureAuthenticatedSession (§4.1, §4.2)
+    MESSAGE = "message"  # onMessage with text, a button response and/or attachments (§4.3 a–e)
+    PRESENCE = "presence"  # onMessage Presence Join / Clear (§4.3g)
+    TYPING = "typing"  # onMessage Typing (§4.3f); never kept pending
+    ATTACHMENT = "attachment"  # onAttachment / getAttachment / deleteAttachment (§4.6)
+    OTHER = "other"  # echo, getJwt, closeSession, getConfiguration
+
+
 @dataclass(frozen=True, slots=True)
 class PendingRequest:
-    """A request sent and not yet answered: its ``tracingId`` and ``action`` (and attachment id, if any).
+    """A request sent and not yet answered: its ``tracingId``, ``action`` and what it carried.
 
     ``action`` is the wire action (``onMessage`` also for typing and presence); ``event`` tells those
-    apart: ``None`` for a real message, else ``"Typing"``, ``"Join"`` or ``"Clear"``.
+    apart: ``None`` for a real message, else ``"Typing"``, ``"Join"`` or ``"Clear"``. ``attachment_id``
+    is the attachment an attachment action is about.
+
+    What an ``onMessage`` carried decides which untraced errors it may own (§6, §10): ``has_text`` (the
+    caller's own text, so 4011 is possible), ``has_attributes`` (custom attributes, so 4013 is possible)
+    and ``attachment_ids`` (referenced uploads, so 4008–4010 are possible).
     """
 
     tracing_id: str
     action: str
     attachment_id: str | None = None
     event: str | None = None
+    has_text: bool = False
+    has_attributes: bool = False
+    attachment_ids: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> RequestKind:
+        """What the request is (see :class:`RequestKind`)."""
+        if self.action == "onMessage":
+            if self.event is None:
+                return RequestKind.MESSAGE
+            return RequestKind.TYPING if self.event == "Typing" else RequestKind.PRESENCE
+        if self.action in CONFIGURE_ACTIONS:
+            return RequestKind.CONFIGURE
+        if self.action in _ATTACHMENT_ACTIONS:
+            return RequestKind.ATTACHMENT
+        return RequestKind.OTHER
+
+    def names_attachment(self, attachment_id: str) -> bool:
+        """Whether this request is about, or references, ``attachment_id``."""
+        return self.attachment_id == attachment_id or attachment_id in self.attachment_ids
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,11 +261,22 @@ class RateLimited:
 
 @dataclass(frozen=True, slots=True)
 class ErrorReceived:
-    """An error frame (§6): ``code`` (400, 403, 409, 4011, 4013, 5000, ...) and its text."""
+    """An error frame (§6): ``code`` (400, 403, 409, 4011, 4013, 5000, ...) and its text.
+
+    ``request`` is the request it answers: the one with its ``tracingId``, or, for an untraced error,
+    the pending request that can legally receive that error (see :mod:`bridge.genesys.pending`); ``None``
+    when no request can. When :attr:`ends_session` is true the error is about the session (4006/4007),
+    not a request: untraced, it has no ``request``; the caller ends the session either way.
+    """
 
     code: int
     detail: str
     request: PendingRequest | None
+
+    @property
+    def ends_session(self) -> bool:
+        """Whether the code says the session is gone (4006 expired, 4007 not found, §6)."""
+        return self.code in SESSION_ERROR_CODES
 
 
 @dataclass(frozen=True, slots=True)

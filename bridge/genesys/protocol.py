@@ -18,8 +18,11 @@ Rules it enforces:
 - Text and custom attributes are size-checked before a frame is built (§4.3, §8): ``CommandRejected``
   with reason ``message_too_long`` / ``attributes_too_large``.
 - Dispatch is on ``class``, never on ``type`` (§3.2). Unknown classes become ``UnknownFrame`` events.
-- Error frames are attributed to the pending request with the same ``tracingId``; failing that, to the
-  oldest pending ``onMessage`` (Genesys does not always echo ``tracingId`` on errors [INF]).
+- Error frames are attributed to the pending request with the same ``tracingId``. Real error frames often
+  carry none (§6, §10): an untraced error goes to the pending request that can legally receive its error
+  class, or to none (:data:`bridge.genesys.pending.ERROR_OWNERS`). 4006/4007 are about the session and
+  are attributed to no request unless traced (``ErrorReceived.ends_session``).
+- A typing notice is never pending (its echo is optional, §14.6); see :attr:`GuestProtocol.recent_typing`.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from bridge.genesys.events import (
     ProtocolEvent,
     ProtocolState,
     RateLimited,
+    RequestKind,
     SessionCleared,
     SessionClosed,
     SessionExpired,
@@ -81,7 +85,7 @@ from bridge.genesys.outgoing import (
     build_outgoing_message,
     custom_attributes_size,
 )
-from bridge.genesys.pending import TYPING, PendingRequests
+from bridge.genesys.pending import CONFIGURE_ACTIONS, PendingRequests
 from bridge.genesys.receiving import ServerFrameHandler
 from bridge.genesys.translate import (
     DEFAULT_RETRY_AFTER_S,
@@ -112,6 +116,7 @@ __all__ = [
     "ProtocolEvent",
     "ProtocolState",
     "RateLimited",
+    "RequestKind",
     "SessionCleared",
     "SessionClosed",
     "SessionExpired",
@@ -201,8 +206,21 @@ class GuestProtocol(ServerFrameHandler):
 
     @property
     def pending(self) -> tuple[PendingRequest, ...]:
-        """Requests sent on this connection and not answered yet, oldest first."""
+        """Requests sent on this connection and not answered (nor forgotten) yet, oldest first.
+
+        Never holds typing notices: see :attr:`recent_typing`.
+        """
         return tuple(self._pending)
+
+    @property
+    def recent_typing(self) -> tuple[str, ...]:
+        """``tracingId``s of the last few typing notices written on this connection and not answered.
+
+        An error naming one of them is reported with a ``Typing`` request (a 403 when the deployment has
+        typing off, §4.3f); an echo of one settles it. They are not :attr:`pending`: nothing should wait
+        for them, because Genesys may never answer (§14.6).
+        """
+        return self._pending.recent_typing
 
     @property
     def max_custom_data_bytes(self) -> int:
@@ -223,11 +241,11 @@ class GuestProtocol(ServerFrameHandler):
     def connection_lost(self) -> list[PendingRequest]:
         """Forget the connection; return the requests that were never answered (resend after backfill).
 
-        Typing requests are left out: they are never acknowledged (§14.6) and not worth resending.
+        Typing notices are never among them (they are never pending, §14.6) and not worth resending.
         Frames not yet collected by :meth:`frames_to_send` are dropped (their requests are returned).
         ``CLOSED`` stays ``CLOSED``; anything else becomes ``DISCONNECTED``.
         """
-        unanswered = [p for p in self._pending if p.event != TYPING]
+        unanswered = list(self._pending)
         self._pending.clear()
         self._outbox.clear()
         self._socket_open = False
@@ -243,6 +261,15 @@ class GuestProtocol(ServerFrameHandler):
             self._events.append(UnknownFrame(label, parsed.raw, parsed.reason, parsed.code))
             return
         self._dispatch(parsed)
+
+    def forget(self, tracing_id: str) -> PendingRequest | None:
+        """Drop the pending request (or recent typing notice) with ``tracing_id``; return it, or ``None``.
+
+        Call it when the caller stops waiting for an answer (its own timeout, a cancelled command), so
+        :attr:`pending` stays accurate: a late answer with this ``tracingId`` is then attributed to
+        nothing, and an untraced error can no longer be pinned on the abandoned request.
+        """
+        return self._pending.forget(tracing_id)
 
     # --- output --------------------------------------------------------------------------------------
 
@@ -265,6 +292,10 @@ class GuestProtocol(ServerFrameHandler):
         request = ConfigureSession(
             token=self._token, tracing_id=tid, deployment_id=self._deployment_id, start_new=start_new
         )
+        # A new configure supersedes one left unanswered (e.g. by an untraced 4006, which no request
+        # owns): only one is answered at a time, and a stale one would take the next untraced error.
+        for old in [p for p in self._pending if p.action in CONFIGURE_ACTIONS]:
+            self._pending.remove(old)
         self._send(request, PendingRequest(tid, "configureSession"))
         self._state = ProtocolState.CONFIGURING
 
@@ -300,26 +331,29 @@ class GuestProtocol(ServerFrameHandler):
             attachment_ids=attachment_ids,
             custom_attributes=custom_attributes,
         )
-        self._send(
-            OnMessage(token=self._token, tracing_id=tracing_id, message=message),
-            PendingRequest(tracing_id, "onMessage"),
+        # What the message carried decides which untraced errors it may own (§6: 4011, 4013, 4010).
+        pending = PendingRequest(
+            tracing_id,
+            "onMessage",
+            has_text=bool(text),
+            has_attributes=bool(custom_attributes),
+            attachment_ids=tuple(attachment_ids),
         )
+        self._send(OnMessage(token=self._token, tracing_id=tracing_id, message=message), pending)
 
     def send_typing(self, *, tracing_id: str | None = None) -> None:
         """Queue a guest typing indicator (§4.3f). Throttling (≤1 per 5 s) is the caller's job.
 
-        Only the latest typing request stays pending: they are rarely answered (§14.6), and a 403
-        (typing disabled) is attributed to it.
+        The notice is never pending: Genesys may or may not echo it (§14.6), so it would otherwise wait
+        for ever and soak up untraced errors meant for real messages. It joins :attr:`recent_typing`
+        instead, so an error that names it (or an untraced 403 "Turn on the Feature Toggle") still comes
+        back as an ``ErrorReceived`` with a ``Typing`` request.
         """
         self._require("send_typing")
-        for old in [p for p in self._pending if p.event == TYPING]:
-            self._pending.remove(old)
         tid = tracing_id or self._new_id()
         message = OutgoingMessage(type="Event", events=[TypingEvent()])
-        self._send(
-            OnMessage(token=self._token, tracing_id=tid, message=message),
-            PendingRequest(tid, "onMessage", event=TYPING),
-        )
+        self._outbox.append(OnMessage(token=self._token, tracing_id=tid, message=message).to_wire())
+        self._pending.note_typing(tid)
 
     def send_join(self, *, tracing_id: str | None = None, custom_attributes: Mapping[str, str] | None = None) -> None:
         """Queue Presence ``Join`` (§4.3g autostart), optionally carrying custom attributes."""
@@ -408,6 +442,5 @@ class GuestProtocol(ServerFrameHandler):
         channel = attributes_channel(attributes)
         event = PresenceEvent(presence=PresenceBody(type=kind))
         message = OutgoingMessage(type="Event", events=[event], channel=channel)
-        self._send(
-            OnMessage(token=self._token, tracing_id=tid, message=message), PendingRequest(tid, "onMessage", event=kind)
-        )
+        pending = PendingRequest(tid, "onMessage", event=kind, has_attributes=bool(attributes))
+        self._send(OnMessage(token=self._token, tracing_id=tid, message=message), pending)

@@ -7,9 +7,10 @@ read-only Disconnect, back to ``CONNECTED`` after a refused configure) and appen
 :mod:`bridge.genesys.translate`. It is a base class, not a separate object: the protocol owns the state
 it reads and writes (the attributes declared below), and sends nothing from here.
 
-Rules (§6): error frames are attributed to the pending request with the same ``tracingId``; failing that,
-to the configure being answered or the oldest pending ``onMessage`` (Genesys does not always echo
-``tracingId`` on errors [INF]). Dispatch is on ``class``, never on ``type`` (§3.2).
+Rules (§6, §10): error frames are attributed to the pending request with the same ``tracingId``; an
+untraced one to the pending request that can legally receive its error class, or to none (the table is
+:data:`bridge.genesys.pending.ERROR_OWNERS`; real error frames often carry no ``tracingId``). Dispatch is
+on ``class``, never on ``type`` (§3.2).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from bridge.genesys.frames import (
     UploadFailureEvent,
     UploadSuccessEvent,
 )
-from bridge.genesys.pending import CONFIGURE_ACTIONS, PendingRequests
+from bridge.genesys.pending import CONFIGURE_ACTIONS, ErrorClass, PendingRequests
 from bridge.genesys.translate import (
     DEFAULT_RETRY_AFTER_S,
     configuration_received,
@@ -72,7 +73,8 @@ __all__ = ["ServerFrameHandler"]
 # Error codes with a protocol meaning beyond "this request failed" (§6).
 _CODE_READ_ONLY: Final = 409
 _CODE_EXPIRED: Final = 4006
-_RATE_LIMIT_CODES: Final = frozenset({429, 4029})
+_CODE_RATE_LIMITED: Final = 429
+_RATE_LIMIT_CODES: Final = frozenset({_CODE_RATE_LIMITED, 4029})
 
 
 class ServerFrameHandler:
@@ -96,12 +98,14 @@ class ServerFrameHandler:
             case SessionResponse():
                 self._on_session_response(frame, body)
             case TooManyRequestsErrorMessage():
-                request = self._attribute(frame.tracing_id)
+                request = self._attribute(frame.tracing_id, _CODE_RATE_LIMITED, "")
                 self._events.append(rate_limited(frame, body, request))
                 self._after_failed(request)
             case ErrorBody():
                 code = frame.code if frame.code not in (None, 200) else (body.error_code or 0)
-                self._on_error(frame.tracing_id, code, body.error_message or body.message or "")
+                named = (body.model_extra or {}).get("attachmentId")
+                attachment_id = named if isinstance(named, str) else None
+                self._on_error(frame.tracing_id, code, body.error_message or body.message or "", attachment_id)
             case PresignedUrlResponse():
                 request = self._take(frame.tracing_id) or self._take_attachment(body.attachment_id)
                 self._events.append(upload_url_issued(body, request))
@@ -110,7 +114,10 @@ class ServerFrameHandler:
             case UploadFailureEvent():
                 self._events.append(UploadFailed(body.attachment_id, body.error_code, body.error_message or ""))
             case GenerateUrlError():
-                request = self._take(frame.tracing_id) or self._take_attachment(body.attachment_id)
+                # §4.6: the answer to onAttachment; untraced, the upload it names (else the oldest upload).
+                request = self._take(frame.tracing_id) or self._pending.take_owner(
+                    ErrorClass.UPLOAD_REFUSED, configuring=False, attachment_id=body.attachment_id
+                )
                 detail = body.error_message or body.message or ""
                 self._events.append(UploadFailed(body.attachment_id, body.error_code, detail, request))
             case AttachmentDeletedResponse():
@@ -150,9 +157,9 @@ class ServerFrameHandler:
         else:
             self._on_error(frame.tracing_id, frame.code, text)
 
-    def _on_error(self, tracing_id: str | None, code: int, detail: str) -> None:
-        """An error frame (§6), attributed by ``tracingId``, else to the oldest pending ``onMessage``."""
-        request = self._attribute(tracing_id)
+    def _on_error(self, tracing_id: str | None, code: int, detail: str, attachment_id: str | None = None) -> None:
+        """An error frame (§6), attributed by ``tracingId``, else by its error class (§10)."""
+        request = self._attribute(tracing_id, code, detail, attachment_id)
         if code in _RATE_LIMIT_CODES:
             # A 429/4029 that is not a TooManyRequestsErrorMessage: same meaning, default back-off (§8).
             self._events.append(RateLimited(DEFAULT_RETRY_AFTER_S, code, detail, request))
@@ -162,7 +169,8 @@ class ServerFrameHandler:
         self._after_failed(request)
         if code == _CODE_EXPIRED:
             # §6: 4006 is terminal for the session, exactly like SessionExpiredEvent. Both events are
-            # emitted so the failed request gets its own outcome before the session ends.
+            # emitted so a traced request gets its own outcome before the session ends (an untraced
+            # 4006 has no request: it is about the session, see ErrorReceived.ends_session).
             self._events.append(SessionExpired())
             self._state = ProtocolState.CLOSED
         elif code == _CODE_READ_ONLY and self._state is ProtocolState.CONFIGURED:
@@ -203,9 +211,11 @@ class ServerFrameHandler:
         if msg.type == "Event":
             if inbound:
                 # §5.3: echoes of our own Typing/Join/Clear (or from another connection). They only
-                # acknowledge the request; KMP ignores them too.
+                # acknowledge the request; KMP ignores them too. A typing echo settles a recent notice.
                 if request is not None:
                     self._pending.remove(request)
+                elif tid is not None:
+                    self._pending.forget(tid)
                 return
             self._on_outbound_events(msg)
             return
@@ -244,6 +254,14 @@ class ServerFrameHandler:
     def _take_attachment(self, attachment_id: str | None) -> PendingRequest | None:
         return self._pending.take_attachment(attachment_id)
 
-    def _attribute(self, tracing_id: str | None) -> PendingRequest | None:
-        """The request an error answers (see :meth:`PendingRequests.attribute`)."""
-        return self._pending.attribute(tracing_id, configuring=self._state is ProtocolState.CONFIGURING)
+    def _attribute(
+        self, tracing_id: str | None, code: int, detail: str, attachment_id: str | None = None
+    ) -> PendingRequest | None:
+        """The request an error answers, removed (see :meth:`PendingRequests.attribute`)."""
+        return self._pending.attribute(
+            tracing_id,
+            configuring=self._state is ProtocolState.CONFIGURING,
+            code=code,
+            detail=detail,
+            attachment_id=attachment_id,
+        )

@@ -37,35 +37,12 @@ from bridge.genesys.protocol import (
     UploadUrlIssued,
 )
 from tests.genesys import wire
-
-TOKEN = "6c1b0e52-9a7f-4f7e-8d8b-1e2a3b4c5d6e"
-DEPLOYMENT = "0f4f1d2a-5b1e-4e0e-9f3a-2f5d8c1a7b10"
-
-
-def new_protocol() -> GuestProtocol:
-    counter = iter(range(1, 10_000))
-    return GuestProtocol(token=TOKEN, deployment_id=DEPLOYMENT, id_factory=lambda: f"gen-{next(counter)}")
-
-
-def sent(p: GuestProtocol) -> list[dict[str, Any]]:
-    return [json.loads(f) for f in p.frames_to_send()]
-
-
-def feed(p: GuestProtocol, *frames: str) -> list[ProtocolEvent]:
-    for f in frames:
-        p.receive(f)
-    return p.events_received()
+from tests.genesys.driver import DEPLOYMENT, TOKEN, configured_protocol, feed, new_protocol, sent, text_request
 
 
 @pytest.fixture
 def configured() -> GuestProtocol:
-    p = new_protocol()
-    p.connection_made()
-    p.configure(tracing_id="t-001")
-    feed(p, wire.session_response("t-001"))
-    p.frames_to_send()
-    assert p.state is ProtocolState.CONFIGURED
-    return p
+    return configured_protocol()
 
 
 # --- configure (§4.1, §5.1) ---------------------------------------------------------------------------
@@ -344,17 +321,11 @@ def test_typing_and_join_shapes(configured: GuestProtocol) -> None:
         },
         {"type": "Event", "events": [{"eventType": "Presence", "presence": {"type": "Clear"}}]},
     ]
-    assert [(p.action, p.event) for p in configured.pending] == [
-        ("onMessage", "Typing"),
-        ("onMessage", "Join"),
-        ("onMessage", "Clear"),
-    ]
-
-
-def test_only_the_latest_typing_stays_pending(configured: GuestProtocol) -> None:
-    configured.send_typing(tracing_id="ty1")
-    configured.send_typing(tracing_id="ty2")
-    assert [p.tracing_id for p in configured.pending] == ["ty2"]
+    assert configured.pending == (
+        PendingRequest("jo", "onMessage", event="Join", has_attributes=True),
+        PendingRequest("cl", "onMessage", event="Clear"),
+    )
+    assert configured.recent_typing == ("ty",)  # written, never pending
 
 
 # --- acknowledgement and inbound echoes (§4.3, §5.3) --------------------------------------------------
@@ -365,7 +336,7 @@ def test_inbound_echo_acknowledges_the_message(configured: GuestProtocol) -> Non
     [event] = feed(configured, wire.inbound_echo("m-42"))
     assert isinstance(event, MessageEchoed)
     assert event.tracing_id == "m-42"
-    assert event.request == PendingRequest("m-42", "onMessage")
+    assert event.request == text_request("m-42")
     assert event.message.id == "5befde6373a23f32f20b59b4e1cba0e6"
     assert configured.pending == ()
 
@@ -396,6 +367,7 @@ def test_inbound_typing_and_join_echoes_only_resolve_the_request(configured: Gue
     )
     assert feed(configured, wire.typing_on(None, direction="Inbound", tracing_id="ty"), join_echo) == []
     assert configured.pending == ()
+    assert configured.recent_typing == ()  # the typing echo settled the notice
 
 
 # --- outbound messages and events (§5.2, §5.3) --------------------------------------------------------
@@ -468,9 +440,7 @@ def test_unhandled_outbound_event_is_reported(configured: GuestProtocol) -> None
 def test_409_read_only_error(configured: GuestProtocol) -> None:
     configured.send_message(tracing_id="m", text="hi")
     [event] = feed(configured, wire.string_error(409, "Session is read-only, no new messages allowed", "m"))
-    assert event == ErrorReceived(
-        409, "Session is read-only, no new messages allowed", PendingRequest("m", "onMessage")
-    )
+    assert event == ErrorReceived(409, "Session is read-only, no new messages allowed", text_request("m"))
     assert configured.state is ProtocolState.READ_ONLY
 
 
@@ -486,7 +456,7 @@ def test_errors_attributed_by_tracing_id(configured: GuestProtocol, code: int, t
     configured.send_message(tracing_id="m1", text="a")
     configured.send_message(tracing_id="m2", text="b")
     [event] = feed(configured, wire.string_error(code, text, "m2"))
-    assert event == ErrorReceived(code, text, PendingRequest("m2", "onMessage"))
+    assert event == ErrorReceived(code, text, text_request("m2"))
     assert [p.tracing_id for p in configured.pending] == ["m1"]
     assert configured.state is ProtocolState.CONFIGURED
 
@@ -497,7 +467,7 @@ def test_untraced_error_goes_to_the_oldest_pending_message(configured: GuestProt
     configured.send_message(tracing_id="m2", text="b")
     [event] = feed(configured, wire.string_error(4011, "Message length 5000 is larger than 4096"))
     assert isinstance(event, ErrorReceived)
-    assert event.request == PendingRequest("m1", "onMessage")
+    assert event.request == text_request("m1")
 
 
 def test_error_with_a_foreign_tracing_id_is_attributed_to_nothing(configured: GuestProtocol) -> None:
@@ -518,7 +488,7 @@ def test_typing_disabled_403(configured: GuestProtocol) -> None:
 def test_4006_is_an_error_and_an_expiry(configured: GuestProtocol) -> None:
     configured.send_message(tracing_id="m", text="a")
     events = feed(configured, wire.string_error(4006, "Session has expired", "m"))
-    assert events == [ErrorReceived(4006, "Session has expired", PendingRequest("m", "onMessage")), SessionExpired()]
+    assert events == [ErrorReceived(4006, "Session has expired", text_request("m")), SessionExpired()]
     assert configured.state is ProtocolState.CLOSED
 
 
@@ -528,7 +498,7 @@ def test_error_class_frame(configured: GuestProtocol) -> None:
         configured,
         wire.frame("Error", {"errorCode": 4020, "errorMessage": "missing parameter"}, code=4020, tracing_id="m"),
     )
-    assert event == ErrorReceived(4020, "missing parameter", PendingRequest("m", "onMessage"))
+    assert event == ErrorReceived(4020, "missing parameter", text_request("m"))
 
 
 @pytest.mark.parametrize(
@@ -538,7 +508,7 @@ def test_too_many_requests_both_codes(configured: GuestProtocol, code: int, mess
     configured.send_message(tracing_id="m", text="a")
     body = {"errorCode": code, "errorMessage": message, "retryAfter": 3}
     [event] = feed(configured, wire.frame("TooManyRequestsErrorMessage", body, code=429, tracing_id="m"))
-    assert event == RateLimited(3.0, code, message, PendingRequest("m", "onMessage"))
+    assert event == RateLimited(3.0, code, message, text_request("m"))
     assert configured.state is ProtocolState.CONFIGURED
 
 
@@ -551,8 +521,8 @@ def test_rate_limit_without_retry_after_uses_the_default(configured: GuestProtoc
         wire.string_error(429, "slow down", "m2"),
     )
     assert events == [
-        RateLimited(3.0, 4029, "", PendingRequest("m", "onMessage")),
-        RateLimited(3.0, 429, "slow down", PendingRequest("m2", "onMessage")),
+        RateLimited(3.0, 4029, "", text_request("m")),
+        RateLimited(3.0, 429, "slow down", text_request("m2")),
     ]
 
 
@@ -766,10 +736,11 @@ def test_connection_lost_returns_unanswered_requests(configured: GuestProtocol) 
     assert len(unsent) == 3
     configured.send_message(tracing_id="m2", text="b")  # queued, never written
     lost = configured.connection_lost()
-    assert lost == [PendingRequest("m1", "onMessage"), PendingRequest("e", "echo"), PendingRequest("m2", "onMessage")]
+    assert lost == [text_request("m1"), PendingRequest("e", "echo"), text_request("m2")]
     assert configured.state is ProtocolState.DISCONNECTED
     assert configured.frames_to_send() == []
     assert configured.pending == ()
+    assert configured.recent_typing == ()
     assert configured.limits is not None  # remembered across connections
     configured.connection_made()
     assert configured.state is ProtocolState.CONNECTED
