@@ -49,6 +49,7 @@ from bridge.session.attachments import attachment_key
 from bridge.session.backfill import EntityKind, classify, fetch_missed, message_time
 from bridge.session.core import SessionCore
 from bridge.session.held import HeldEvents
+from bridge.session.reorder import ReorderBuffer
 
 __all__ = ["END_KEY", "JWT_KEY", "InboundDispatcher"]
 
@@ -70,8 +71,23 @@ class InboundDispatcher:
         self._held: HeldEvents | None = None
         self._known: frozenset[str] | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        window = core.settings.reorder_window_s
+        #: Live agent messages held to be published in ``channel.time`` order (§10); None: as they arrive.
+        self._reorder = ReorderBuffer(window) if window > 0 else None
         #: A read-only Disconnect arrived: the final history check runs and the session ends after it.
         self.disconnecting = False
+
+    async def _release_reordered(self, due: float) -> None:
+        clock = self._core.deps.clock
+        await asyncio.sleep(max(0.0, due - clock.monotonic()))
+        await self._publish_reordered(everything=False)
+
+    async def _publish_reordered(self, *, everything: bool) -> None:
+        if self._reorder is None:
+            return
+        due = self._reorder.drain() if everything else self._reorder.due(self._core.deps.clock.monotonic())
+        for message in due:
+            await self.publish_message(message, backfilled=False)
 
     def serve_in(self, tasks: asyncio.TaskGroup) -> None:
         """Work that needs replies from the socket (the final history check) runs in ``tasks``, beside the pump."""
@@ -82,6 +98,8 @@ class InboundDispatcher:
         until :meth:`catch_up` releases them, and snapshot the ids known now, before the resume."""
         self._held = HeldEvents()
         self._known = frozenset(self._core.keeper.seen.snapshot())
+        if self._reorder is not None:
+            self._reorder.drain()  # not seen yet, so the backfill publishes them, in order
 
     def discard_held(self) -> None:
         """The catch-up did not complete (socket lost, session over): drop what is held. Nothing is lost:
@@ -144,6 +162,9 @@ class InboundDispatcher:
 
     async def _publish_live(self, event: ProtocolEvent) -> None:
         match event:
+            case MessageReceived(message=message) if self._reorder is not None and self._tasks is not None:
+                due = self._reorder.add(message, self._core.deps.clock.monotonic())
+                self._tasks.create_task(self._release_reordered(due), name="reorder-release")
             case MessageEchoed(message=message) | MessageReceived(message=message):
                 await self.publish_message(message, backfilled=False)
             case TypingReceived(message=message, duration_ms=duration):
@@ -152,6 +173,7 @@ class InboundDispatcher:
                     stamp = await events.stamp()
                     await events.publish(TypingReceivedEvent(**stamp, sender=sender_of(message), duration_ms=duration))
             case ConversationDisconnected(message=message, read_only=read_only):
+                await self._publish_reordered(everything=True)  # what the agent wrote came before
                 await self._disconnected(message, read_only)
             case PresenceJoined(message=message):
                 events = self._core.events

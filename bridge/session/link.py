@@ -140,7 +140,8 @@ class GenesysLink:
     def _resolve_silent(self) -> None:
         if not self._silent:
             return
-        pending = {request.tracing_id for request in self.protocol.pending}
+        # A typing notice is never pending (§14.6) but stays "recent" until its echo: still outstanding.
+        pending = {request.tracing_id for request in self.protocol.pending} | set(self.protocol.recent_typing)
         for key in [k for k in self._silent if k not in pending]:
             self._silent.discard(key)
             self.resolve(key, Answered(key))

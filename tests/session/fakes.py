@@ -308,9 +308,14 @@ class FakeGenesys:
                 conn.push(_frame("StructuredMessage", body))
         return body
 
-    def push_all(self, cls: str, body: Any, *, code: int = 200) -> None:
+    def push_body(self, token: str, body: dict[str, Any]) -> None:
+        """Push a recorded message body to the live sockets (e.g. later, or in another order)."""
         for conn in list(self.connections):
-            conn.push(_frame(cls, body, code=code))
+            conn.push(_frame("StructuredMessage", body))
+
+    def push_all(self, cls: str, body: Any, *, code: int = 200, kind: str = "message") -> None:
+        for conn in list(self.connections):
+            conn.push(_frame(cls, body, code=code, kind=kind))
 
     def disconnect(self, token: str, *, read_only: bool = True) -> dict[str, Any]:
         body = self._record(
