@@ -5,7 +5,7 @@ holds three loops: the **connection loop** (connect, configure, pump frames, rec
 backoff and resume, §4.1, §6), the **command loop** (the bounded inbox, one command at a time) and the
 **echo loop** (health checks every ``echo_interval_s``, within Genesys' 2/min, §4.4).
 
-Failure containment (style habit 3): ``run`` never raises except ``CancelledError``; a crash is reported
+Failure containment: ``run`` never raises except ``CancelledError``; a crash is reported
 as ``session.ended`` reason ``failed``, logged, and counted in ``session_failures``.
 
 Shutdown: :meth:`stop` closes the inbox; the in-flight command finishes (the registry bounds the wait),

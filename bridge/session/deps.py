@@ -1,4 +1,4 @@
-"""The injected dependencies every session actor shares (style habit 4: seams are injected)."""
+"""The injected dependencies every session actor shares (every seam is injected; only ``bridge.app`` builds the real ones)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What Genesys tells a session: live protocol events and the history backfill after a resume.
 
 - Agent/bot messages become ``message.received`` events, each Genesys message id once (dedupe by
-  ``body.id``, §9); an id is marked seen only after the broker confirmed its event (architecture §4).
+  ``body.id``, §9); an id is marked seen only after the broker confirmed its event (docs/durability.md).
 - Replies to our requests (echoes, JWT, presigned URLs, errors, 429s) resolve the link's waiters.
 - Disconnect, expiry, clear, 4007 and ``ConnectionClosedEvent`` end the session with a distinct reason; a
   Disconnect older than the last message seen is a replay and is ignored. A read-only Disconnect ends the

@@ -152,7 +152,7 @@ class SessionRegistry:
         settled = actor.settled(command.command_id) if actor is not None else None
         if settled is not None:
             # Not in this process's cache, but the session's record has it: settled by a previous process
-            # whose ack never reached the broker. Answer it; never run it twice (issue 4).
+            # whose ack never reached the broker. Answer it; never run it twice.
             await self._answer_settled(envelope, settled)
             return
         if isinstance(command, SessionStart):
@@ -288,7 +288,7 @@ class SessionRegistry:
     # --- restart and shutdown --------------------------------------------------------------------------
 
     async def resume(self, records: Iterable[SessionRecord]) -> None:
-        """Resume live sessions from a store after a restart (issue 4).
+        """Resume live sessions from a store after a restart.
 
         Every actor is registered at once, so commands for a resumed session queue in its inbox and run
         as soon as *it* is back; their first connects are paced at ``resume_rate_per_s`` (a shared
