@@ -9,7 +9,7 @@ from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, EventSink, SessionStore
 from bridge.session.outcomes import OutcomeBook
 from bridge.session.pacer import ConnectPacer, ConnectWindow
-from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient
+from bridge.session.ports import Backoff, EndpointResolver, FeatureSource, HistoryClient, UploadClient
 
 __all__ = ["SessionDeps"]
 
@@ -30,4 +30,5 @@ class SessionDeps:
     book: OutcomeBook
     pacer: ConnectPacer
     connects: ConnectWindow
+    features: FeatureSource | None = None  # None: never read config.json (try and read Genesys' answer)
     store: SessionStore | None = None

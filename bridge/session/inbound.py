@@ -25,6 +25,7 @@ from bridge.contract.events import TypingReceived as TypingReceivedEvent
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable
 from bridge.genesys.frames import StructuredMessage
 from bridge.genesys.normalize import normalize_message, sender_of
+from bridge.genesys.urls import resolve_origin
 from bridge.genesys.protocol import (
     ConnectionClosed,
     ConversationDisconnected,
@@ -330,7 +331,7 @@ class InboundDispatcher:
                     core.deps.history,
                     rest_base=core.endpoints.rest_base,
                     jwt=jwt,
-                    origin=core.keeper.record.origin or s.default_origin,
+                    origin=resolve_origin(s, core.keeper.record.deployment_id, core.keeper.record.origin),
                     # The ids known before the resume, not the live set: nothing published meanwhile may
                     # stop the paging early and hide an older missed message.
                     is_known=known.__contains__,

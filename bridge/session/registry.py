@@ -35,7 +35,14 @@ from bridge.session.deps import SessionDeps
 from bridge.session.inbox import Offer
 from bridge.session.outcomes import OutcomeBook
 from bridge.session.pacer import ConnectPacer, ConnectWindow
-from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient, jittered_backoff
+from bridge.session.ports import (
+    Backoff,
+    EndpointResolver,
+    FeatureSource,
+    HistoryClient,
+    UploadClient,
+    jittered_backoff,
+)
 from bridge.session.record import SessionRecord, SettledOutcome
 from bridge.session.stamps import event_stamp, outcome_of
 
@@ -64,6 +71,7 @@ class SessionRegistry:
         clock: Clock | None = None,
         store: SessionStore | None = None,
         backoff: Backoff | None = None,
+        features: FeatureSource | None = None,
         on_actor_exit: Callable[[str], None] | None = None,
     ) -> None:
         clock = clock or LoopClock()
@@ -85,6 +93,7 @@ class SessionRegistry:
             pacer=ConnectPacer(rate_per_s=settings.resume_rate_per_s, clock=clock),
             connects=ConnectWindow(limit=settings.genesys_connects_per_min, clock=clock),
             store=store,
+            features=features,
         )
         self._actors: dict[str, SessionActor] = {}
         self._on_actor_exit = on_actor_exit  # told the session_id whenever an actor's task ends
