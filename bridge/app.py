@@ -191,7 +191,9 @@ async def running_bridge(
             metrics=metrics,
             clock=clock,
             store=store,
-            features=DeploymentConfigs.from_settings(settings, fetch=rest.fetch_deployment_config, clock=clock.monotonic),
+            features=DeploymentConfigs.from_settings(
+                settings, fetch=rest.fetch_deployment_config, clock=clock.monotonic
+            ),
             on_actor_exit=watch.actor_exited,
         )
         intake = CommandIntake(

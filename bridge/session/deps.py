@@ -1,4 +1,5 @@
-"""The injected dependencies every session actor shares (every seam is injected; only ``bridge.app`` builds the real ones)."""
+"""The injected dependencies every session actor shares. Every seam is injected; only ``bridge.app`` builds
+the real ones."""
 
 from __future__ import annotations
 

@@ -25,7 +25,6 @@ from bridge.contract.events import TypingReceived as TypingReceivedEvent
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable
 from bridge.genesys.frames import StructuredMessage
 from bridge.genesys.normalize import normalize_message, sender_of
-from bridge.genesys.urls import resolve_origin
 from bridge.genesys.protocol import (
     ConnectionClosed,
     ConversationDisconnected,
@@ -46,6 +45,7 @@ from bridge.genesys.protocol import (
     UploadSucceeded,
     UploadUrlIssued,
 )
+from bridge.genesys.urls import resolve_origin
 from bridge.session.attachments import attachment_key
 from bridge.session.backfill import EntityKind, classify, fetch_missed, message_time
 from bridge.session.core import SessionCore

@@ -370,6 +370,7 @@ async def test_the_simulator_config_over_http() -> None:
         allowed_deployments=frozenset({DEPLOYMENT}),
         clear_enabled=False,
         typing_enabled=True,
+        disconnect_enabled=True,
         disconnect_mode="send",
         autostart=True,
         allowed_media=("image/png",),
