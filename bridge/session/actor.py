@@ -70,6 +70,7 @@ class SessionActor:
         self._stopping = False
         self._current: Envelope | None = None
         self._wake = asyncio.Event()  # cuts a backoff sleep short on stop
+        self._idle_ending = False  # the idle timer is ending the session: let it finish
         self._outage_since: float | None = None
         self._delays: Iterator[float] | None = None
 
@@ -123,15 +124,19 @@ class SessionActor:
             try:
                 async with asyncio.TaskGroup() as tg:
                     connection = tg.create_task(self._connection_loop())
-                    timers = [tg.create_task(self._echo_loop())]
-                    if core.settings.session_idle_timeout_s is not None:
-                        timers.append(tg.create_task(self._idle_loop(core.settings.session_idle_timeout_s)))
+                    echo = tg.create_task(self._echo_loop())
+                    idle = (
+                        tg.create_task(self._idle_loop(core.settings.session_idle_timeout_s))
+                        if core.settings.session_idle_timeout_s is not None
+                        else None
+                    )
                     await self._command_loop()
                     if not core.gate.over:
                         await self._suspend()
                     self._wake.set()  # a connection loop waiting out a backoff returns now
-                    for timer in timers:
-                        timer.cancel()
+                    echo.cancel()
+                    if idle is not None and not self._idle_ending:  # an idle end in progress finishes
+                        idle.cancel()
                     await connection
             except Exception as exc:
                 log.exception("session_crashed", error=repr(exc))
@@ -334,6 +339,7 @@ class SessionActor:
         # A deadline that moves with every agent event: re-read it after each sleep rather than wake per event.
         while (remaining := core.last_agent_activity + timeout_s - clock.monotonic()) > 0:  # noqa: ASYNC110
             await asyncio.sleep(remaining)
+        self._idle_ending = True
         await core.finish(
             "idle", detail=f"no agent activity for {timeout_s:g}s; the socket is closed, the conversation left open"
         )

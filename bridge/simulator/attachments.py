@@ -131,7 +131,21 @@ def get_attachment(
     engine: Engine, conn: Connection, session: Session, request: dict[str, Any], tracing_id: str | None
 ) -> None:
     """A fresh download URL: PresignedUrlResponse with empty ``headers`` and ``fileSize`` set (§4.6)."""
-    attachment = session.attachments.get(str(request.get("attachmentId")))
+    attachment_id = str(request.get("attachmentId"))
+    attachment = session.attachments.get(attachment_id)
+    if attachment is None and engine.config.refresh_agent_attachments and attachment_id in engine.blobs:
+        # An agent's file (§4.6 [?]: whether getAttachment serves those is unknown; a knob).
+        data, file_type, file_name = engine.blobs[attachment_id]
+        body = {
+            "attachmentId": attachment_id,
+            "url": download_url(engine, attachment_id),
+            "headers": {},
+            "fileName": file_name,
+            "fileSize": len(data),
+            "fileType": file_type,
+        }
+        engine.reply(conn, envelope("PresignedUrlResponse", body, tracing_id=tracing_id))
+        return
     if attachment is None or attachment.status not in (AttachmentStatus.UPLOADED, AttachmentStatus.SENT):
         engine.refuse(conn, 4009, "Attachment not found", tracing_id)
         return

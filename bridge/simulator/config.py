@@ -106,6 +106,9 @@ class SimulatorConfig:
     allowed_media: tuple[str, ...] = DEFAULT_ALLOWED_MEDIA  # "*/*" allows any type
     max_file_size_kb: int = 10_240
     blocked_extensions: tuple[str, ...] = DEFAULT_BLOCKED_EXTENSIONS
+    #: §4.6 [?]: whether ``getAttachment`` refreshes the URL of an *agent's* file too (Genesys' SDK uses it for
+    #: the guest's own uploads; for agent files nobody says). Off: 4009 "Attachment not found" for those.
+    refresh_agent_attachments: bool = False
 
     # --- tokens and history (§4.5, §9) -----------------------------------------------------------------
     jwt_ttl_s: int = 900

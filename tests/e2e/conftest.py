@@ -5,3 +5,20 @@ See ``tests/e2e/README.md``. The fixtures live in :mod:`tests.e2e.stack` (the co
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bridge.simulator import PROFILES
+from tests.e2e.stack import simulator_profile
+
+
+@pytest.fixture(autouse=True, params=sorted(PROFILES))
+def sim_profile(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every end-to-end test runs against real Genesys' defaults and against the "everything-on" profile.
+
+    A test that needs a feature real deployments have off says so in its ``quiet_simulator(...)``.
+    """
+    with simulator_profile(request.param):
+        yield request.param

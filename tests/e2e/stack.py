@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +23,35 @@ from tests.e2e.harness import DeadLetters, Integrator, dead_letters, integrator
 __all__ = ["Stack", "cleanup_names", "e2e_settings", "e2e_stack", "quiet_simulator"]
 
 
-def quiet_simulator(**overrides: Any) -> SimulatorConfig:
-    """A simulator whose scripted agent stays silent (tests drive the agent through the control API).
+@dataclass
+class _Profile:
+    """The simulator profile of the running test: every end-to-end test runs against each (see conftest).
 
-    It is the "everything-on" profile (Disconnect, Clear and guest typing on, traced errors), which these
-    tests were written against; ``SimulatorConfig()`` is a new real deployment with all of that off.
+    A plain holder, not a context variable: the test's event loop runs in a context copied before the
+    fixture that picks the profile.
     """
+
+    name: str = "real"
+
+
+_profile = _Profile()
+
+
+@contextlib.contextmanager
+def simulator_profile(name: str) -> Iterator[None]:
+    """Run the enclosed test against the simulator profile ``name`` ("real" or "everything-on")."""
+    previous, _profile.name = _profile.name, name
+    try:
+        yield
+    finally:
+        _profile.name = previous
+
+
+def quiet_simulator(**overrides: Any) -> SimulatorConfig:
+    """A simulator of the test's profile whose scripted agent stays silent (tests drive the agent through
+    the control API). ``overrides`` name what a test needs whatever the profile, e.g. Disconnect on."""
     values: dict[str, Any] = {"agent_script": False, "agent_greeting": None, **overrides}
-    return dataclasses.replace(SimulatorConfig.everything_on(), **values)
+    return dataclasses.replace(SimulatorConfig.profile(_profile.name), **values)
 
 
 def e2e_settings(names: BrokerNames, amqp_url: str, *, genesys_base_url: str, **overrides: Any) -> Settings:
