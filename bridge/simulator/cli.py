@@ -92,21 +92,21 @@ def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     )
     if args.message_rate is not None:
         config = dataclasses.replace(config, message_rate_per_s=args.message_rate if args.message_rate > 0 else None)
-    if args.session_duration is not None:
-        config = dataclasses.replace(config, session_duration_s=args.session_duration)
-    if args.disconnect is not None:
-        config = dataclasses.replace(config, disconnect_enabled=args.disconnect)
-    if args.disconnect_mode is not None:
-        config = dataclasses.replace(config, disconnect_mode=args.disconnect_mode)
-    if args.disconnect_overtakes is not None:
-        config = dataclasses.replace(config, disconnect_overtakes_last_message=args.disconnect_overtakes)
-    if args.typing is not None:
-        config = dataclasses.replace(config, typing_enabled=args.typing)
-    if args.clear is not None:
-        config = dataclasses.replace(config, clear_enabled=args.clear)
-    if args.error_tracing_id is not None:
-        config = dataclasses.replace(config, error_tracing_id=args.error_tracing_id)
-    return config
+    # A flag given on the command line overrides the profile's knob; one not given leaves it alone.
+    overrides = {knob: value for flag, knob in _FLAG_KNOBS.items() if (value := getattr(args, flag)) is not None}
+    return dataclasses.replace(config, **overrides)
+
+
+#: Command-line flag (argparse dest) → the SimulatorConfig knob it sets.
+_FLAG_KNOBS: dict[str, str] = {
+    "session_duration": "session_duration_s",
+    "disconnect": "disconnect_enabled",
+    "disconnect_mode": "disconnect_mode",
+    "disconnect_overtakes": "disconnect_overtakes_last_message",
+    "typing": "typing_enabled",
+    "clear": "clear_enabled",
+    "error_tracing_id": "error_tracing_id",
+}
 
 
 async def serve(config: SimulatorConfig) -> None:

@@ -225,13 +225,7 @@ class Simulator:
         metadata: dict[str, str] | None = None,
     ) -> str:
         """Send an Outbound message (Text, or Structured with ``content``). Returns its message id."""
-        body: dict[str, Any] = {"type": "Structured" if content else "Text"}
-        if text is not None:
-            body["text"] = text
-        if content:
-            body["content"] = content
-        if metadata:
-            body["metadata"] = metadata
+        body = _agent_body(text, content, metadata)
         return self._act(
             ref,
             lambda s: outbound.say(
@@ -271,11 +265,7 @@ class Simulator:
         Returns the message id and the Disconnect's id (None when ``disconnect_enabled`` is off, in which
         case the message is delivered normally and the conversation ends silently).
         """
-        body: dict[str, Any] = {"type": "Structured" if content else "Text"}
-        if text is not None:
-            body["text"] = text
-        if content:
-            body["content"] = content
+        body = _agent_body(text, content, None)
         flag = self.config.disconnect_mode == "read_only" if read_only is None else read_only
         how = self.config.disconnect_overtakes_last_message if overtake is None else overtake
         return self._act(
@@ -391,3 +381,17 @@ class Simulator:
         result = action(self.session(ref))
         self.engine.changed()
         return result
+
+
+def _agent_body(
+    text: str | None, content: list[dict[str, Any]] | None, metadata: dict[str, str] | None
+) -> dict[str, Any]:
+    """An agent message body: Text, or Structured when it has ``content`` (§5.2)."""
+    body: dict[str, Any] = {"type": "Structured" if content else "Text"}
+    if text is not None:
+        body["text"] = text
+    if content:
+        body["content"] = content
+    if metadata:
+        body["metadata"] = metadata
+    return body

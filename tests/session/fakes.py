@@ -443,3 +443,16 @@ class FixedFeatures:
     async def get(self, deployment_id: str, *, config_url: str) -> DeploymentFeatures | None:
         self.asked.append(config_url)
         return self.features
+
+
+class ManualClock:
+    """A ``Clock`` that moves only when the test moves it (``clock.t += ...``)."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)

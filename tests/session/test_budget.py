@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -13,20 +12,8 @@ from bridge.contract import MessageSend
 from bridge.ports import LoopClock
 from bridge.session.budget import SendBudget
 from bridge.simulator import SimulatorConfig
+from tests.session.fakes import ManualClock
 from tests.session.test_simulator import live
-
-
-class ManualClock:
-    """A clock that moves only when the test moves it."""
-
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
 
 
 def most_in_any_window(times: list[float], window_s: float) -> int:

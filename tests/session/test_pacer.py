@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from bridge.session.pacer import ConnectWindow
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
+from tests.session.fakes import ManualClock
 
 
 def test_up_to_the_limit_connect_at_once_then_the_window_paces() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     window = ConnectWindow(limit=3, clock=clock, window_s=60.0)
     assert [window.reserve("dep") for _ in range(3)] == [0.0, 0.0, 0.0]
     assert window.reserve("dep") == 60.0  # the 4th waits until the 1st leaves the window
@@ -29,7 +17,7 @@ def test_up_to_the_limit_connect_at_once_then_the_window_paces() -> None:
 
 
 def test_no_60s_window_ever_holds_more_than_the_limit() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     window = ConnectWindow(limit=5, clock=clock, window_s=60.0)
     slots = []
     for step in range(40):
@@ -41,7 +29,7 @@ def test_no_60s_window_ever_holds_more_than_the_limit() -> None:
 
 
 def test_deployments_have_their_own_budget() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     window = ConnectWindow(limit=1, clock=clock)
     assert window.reserve("a") == 0.0
     assert window.reserve("b") == 0.0
@@ -49,7 +37,7 @@ def test_deployments_have_their_own_budget() -> None:
 
 
 def test_memory_is_bounded_by_the_limit() -> None:
-    clock = _Clock()
+    clock = ManualClock()
     window = ConnectWindow(limit=4, clock=clock)
     for _ in range(1000):
         window.reserve("dep")
