@@ -358,7 +358,7 @@ class SessionActor:
             key = f"echo-{count}"
             try:
                 reply = await core.link.request(
-                    key, partial(core.link.protocol.echo, tracing_id=key), timeout_s=min(30.0, interval)
+                    key, partial(GuestProtocol.echo, tracing_id=key), timeout_s=min(30.0, interval)
                 )
             except TimeoutError:
                 log.warning("genesys_echo_unanswered")

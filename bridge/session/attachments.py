@@ -17,10 +17,18 @@ import binascii
 import fnmatch
 import uuid
 from collections.abc import Sequence
+from functools import partial
 
 from bridge.contract.content import AttachmentUpload
 from bridge.errors import BridgeError
-from bridge.genesys.protocol import Configured, ErrorReceived, UploadFailed, UploadSucceeded, UploadUrlIssued
+from bridge.genesys.protocol import (
+    Configured,
+    ErrorReceived,
+    GuestProtocol,
+    UploadFailed,
+    UploadSucceeded,
+    UploadUrlIssued,
+)
 from bridge.session.link import GenesysLink
 from bridge.session.ports import UploadClient
 
@@ -98,27 +106,27 @@ async def upload_attachments(
         GenesysUnavailable, SessionGone: the socket or session went away (the actor handles these).
     """
     ids: list[str] = []
-    limits = link.protocol.limits
+    limits = link.limits
     for index, upload in enumerate(files):
         content = await _content(upload, uploads, max_file_bytes(limits))
         check_file(upload, len(content), limits)
         attachment_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"genesys-bridge:{command_id}:{index}"))
         key = attachment_key(attachment_id)
-        presign = link.expect(key)
-        link.protocol.request_upload(
-            tracing_id=attachment_id,
-            attachment_id=attachment_id,
-            file_name=upload.file_name,
-            file_type=upload.mime_type,
-            file_size=len(content),
-        )
-        await link.flush()
         try:
-            issued = await asyncio.wait_for(presign, timeout_s)
+            issued = await link.request(
+                key,
+                partial(
+                    GuestProtocol.request_upload,
+                    tracing_id=attachment_id,
+                    attachment_id=attachment_id,
+                    file_name=upload.file_name,
+                    file_type=upload.mime_type,
+                    file_size=len(content),
+                ),
+                timeout_s=timeout_s,
+            )
         except TimeoutError:
             raise AttachmentFailed(f"{upload.file_name}: no presigned URL within {timeout_s:g}s") from None
-        finally:
-            link.forget(key)
         match issued:
             case UploadUrlIssued(url=url, headers=headers):
                 pass

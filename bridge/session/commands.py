@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from functools import partial
 
 import structlog
 
@@ -215,7 +214,7 @@ class CommandRunner:
         keeper = core.keeper
         signature = core.pending.add(tracing_id, text or (button_response.text if button_response else None))
         # Journal the send before it leaves: after a crash the next process recognises it in the backfill.
-        keeper.update(pending_sends={**keeper.record.pending_sends, tracing_id: signature})
+        keeper.journal_send(tracing_id, signature)
         await keeper.save()
         result: _Result | None = None
         try:
@@ -227,9 +226,7 @@ class CommandRunner:
             if result is not None:
                 # Settled here: stop journalling the send (saved with the outcome, in the same snapshot). A
                 # requeue (drain, cancel) keeps it: the next process must recognise it in its backfill.
-                journalled = dict(keeper.record.pending_sends)
-                journalled.pop(tracing_id, None)
-                keeper.update(pending_sends=journalled)
+                keeper.forget_sends([tracing_id])
 
     async def _attempt(
         self,
@@ -257,14 +254,15 @@ class CommandRunner:
                 continue  # the socket went while we waited for budget
             future = link.expect(tracing_id)
             try:
-                link.protocol.send_message(
-                    tracing_id=tracing_id,
-                    text=text,
-                    button_response=button_response,
-                    attachment_ids=attachment_ids or (),
-                    custom_attributes=attributes,
+                await link.send(
+                    lambda p: p.send_message(
+                        tracing_id=tracing_id,
+                        text=text,
+                        button_response=button_response,
+                        attachment_ids=attachment_ids or (),
+                        custom_attributes=attributes,
+                    )
                 )
-                await link.flush()
             except CommandRejected as exc:
                 link.forget(tracing_id)
                 return _Result("rejected", _reason(exc.reason), exc.detail)
@@ -330,7 +328,7 @@ class CommandRunner:
             # session for long: typing is not always acknowledged (§14.6).
             reply = await link.request(
                 tracing_id,
-                partial(link.protocol.send_typing, tracing_id=tracing_id),
+                lambda p: p.send_typing(tracing_id=tracing_id),
                 timeout_s=min(s.delivery_timeout_s, TYPING_ACK_WINDOW_S),
                 silent_ok=True,
             )
@@ -364,7 +362,7 @@ class CommandRunner:
             try:
                 reply = await link.request(
                     END_KEY,
-                    partial(link.protocol.clear_conversation, tracing_id=END_KEY),
+                    lambda p: p.clear_conversation(tracing_id=END_KEY),
                     timeout_s=core.settings.delivery_timeout_s,
                     silent_ok=True,
                 )
@@ -390,10 +388,8 @@ class CommandRunner:
         try:
             reply = await link.request(
                 key,
-                partial(
-                    link.protocol.refresh_attachment_url,
-                    tracing_id=tracing_id_for(command.command_id),
-                    attachment_id=command.attachment_id,
+                lambda p: p.refresh_attachment_url(
+                    tracing_id=tracing_id_for(command.command_id), attachment_id=command.attachment_id
                 ),
                 timeout_s=core.settings.delivery_timeout_s,
             )

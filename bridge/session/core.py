@@ -223,7 +223,7 @@ class SessionCore:
         if new not in TERMINAL_STATES:
             self.metrics.sessions.labels(state=new.value).inc()
         log.info("session_state_changed", old=old.value, new=new.value, trigger=trigger.value, detail=detail)
-        self.keeper.update(state=new.value, closed=new in (SessionState.ENDED, SessionState.FAILED))
+        self.keeper.note_state(new.value, closed=new in (SessionState.ENDED, SessionState.FAILED))
         try:
             await self.events.publish(
                 SessionStateChanged(**await self.events.stamp(), old=old.value, new=new.value, detail=detail)

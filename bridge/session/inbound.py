@@ -307,8 +307,7 @@ class InboundDispatcher:
         if cause == "restart" and core.restored_sends:
             # The previous process's unanswered sends now live in core.pending (matched or not); a redelivered
             # command finds its match there. Stop journalling them, so a stale one cannot outlive this process.
-            journalled = core.keeper.record.pending_sends
-            core.keeper.update(pending_sends={k: v for k, v in journalled.items() if k not in core.restored_sends})
+            core.keeper.forget_sends(core.restored_sends)
         await core.events.publish(
             SessionResumed(**await core.events.stamp(), cause=cause, missed_messages=len(publish))
         )
@@ -358,7 +357,7 @@ class InboundDispatcher:
             # JwtResponse may lack the tracingId; errors carry it.
             reply = await link.request(
                 JWT_KEY,
-                lambda: link.protocol.request_jwt(tracing_id=JWT_KEY),
+                lambda p: p.request_jwt(tracing_id=JWT_KEY),
                 timeout_s=self._core.settings.delivery_timeout_s,
             )
         except TimeoutError:

@@ -18,6 +18,7 @@ stays pending in the store, and the next save or re-journal carries the newest s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,10 +59,22 @@ class RecordKeeper:
     def session_id(self) -> str:
         return self._record.session_id
 
-    def update(self, **changes: Any) -> SessionRecord:
-        """Swap in a copy with ``changes`` (not saved yet; call :meth:`save`)."""
+    def _update(self, **changes: Any) -> None:
+        """Swap in a copy with ``changes`` (not saved yet). Only this class's typed methods call it."""
         self._record = self._record.model_copy(update={**changes, "updated_at": self._clock.now()})
-        return self._record
+
+    def note_state(self, state: str, *, closed: bool) -> None:
+        """The session's state moved; ``closed`` records that it is over for good (not saved yet)."""
+        self._update(state=state, closed=closed)
+
+    def journal_send(self, tracing_id: str, signature: str) -> None:
+        """A send is about to leave: journal it, so a next process recognises it in its backfill (not saved)."""
+        self._update(pending_sends={**self._record.pending_sends, tracing_id: signature})
+
+    def forget_sends(self, tracing_ids: Iterable[str]) -> None:
+        """Stop journalling these sends: settled, or matched after a restart (not saved yet)."""
+        gone = set(tracing_ids)
+        self._update(pending_sends={k: v for k, v in self._record.pending_sends.items() if k not in gone})
 
     async def save(self) -> bool:
         """Persist the current snapshot when a store is configured; False when that failed (logged, counted).
@@ -84,7 +97,7 @@ class RecordKeeper:
         """The next event seq. Reserves (and saves) a new block first when the current one is spent."""
         self._seq += 1
         if self._seq > self._record.seq:
-            self.update(seq=self._seq + SEQ_BLOCK - 1)
+            self._update(seq=self._seq + SEQ_BLOCK - 1)
             await self.save()
         return self._seq
 
@@ -92,7 +105,7 @@ class RecordKeeper:
         """Add ``outcome`` to the record's bounded tail (not saved yet; call :meth:`save` before the ack)."""
         kept = [o for o in self._record.recent_outcomes if o.command_id != outcome.command_id]
         kept.append(outcome)
-        self.update(recent_outcomes=tuple(kept[-RECENT_OUTCOMES_KEPT:]))
+        self._update(recent_outcomes=tuple(kept[-RECENT_OUTCOMES_KEPT:]))
 
     def settled(self, command_id: str) -> SettledOutcome | None:
         """The settled outcome of ``command_id`` kept in the record (perhaps by a previous process)."""
@@ -116,7 +129,7 @@ class RecordKeeper:
         ttl_s = ttl_s if ttl_s is not None else self._record.genesys_ttl_s
         if expires_at is None and ttl_s is not None:
             expires_at = self._clock.now() + timedelta(seconds=ttl_s)
-        self.update(genesys_ttl_s=ttl_s, expires_at=expires_at)
+        self._update(genesys_ttl_s=ttl_s, expires_at=expires_at)
 
     def expired_by_now(self) -> bool:
         """True when the session's known expiry has passed: a resume answered ``newSession:true`` then means
@@ -136,4 +149,4 @@ class RecordKeeper:
         last = self._record.last_message_time
         if when is not None and (last is None or when >= last):
             changes["last_message_time"] = when
-        self.update(**changes)
+        self._update(**changes)

@@ -5,8 +5,9 @@ The link is only a pump (the protocol itself does no I/O): it opens a socket, se
 writes whatever the protocol wants to send, and turns replies into resolved futures keyed by
 ``tracingId`` (§3.1, §10). Session meaning (events, outcomes, ends) is the actor's business.
 
-Callers: the actor's connection task calls :meth:`open` then :meth:`pump`; its command task calls the
-protocol intents followed by :meth:`flush`, and awaits :meth:`expect` futures.
+Callers: the actor's connection task calls :meth:`open` then :meth:`pump`; its other tasks send requests
+with :meth:`request` (or :meth:`expect` then :meth:`send`, where the wait needs its own handling). Only the
+link touches the protocol.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ __all__ = ["Answered", "GenesysLink", "Reply"]
 log = structlog.get_logger(__name__)
 
 EventHandler = Callable[[ProtocolEvent], Awaitable[None]]
+#: A protocol intent to queue, e.g. ``lambda p: p.echo(tracing_id=key)``; it may raise ``CommandRejected``
+#: or ``GenesysProtocolError`` before anything is queued.
+Intent = Callable[[GuestProtocol], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +66,7 @@ class GenesysLink:
         origin: str | None,
         connect_timeout_s: float,
     ) -> None:
-        self.protocol = protocol
+        self._protocol = protocol
         self._connector = connector
         self._url = url
         self._origin = origin
@@ -77,6 +81,11 @@ class GenesysLink:
     def connected(self) -> bool:
         return self._conn is not None
 
+    @property
+    def limits(self) -> Configured | None:
+        """The last ``SessionResponse`` seen: size limits and allowed media (§4.1, §4.6)."""
+        return self._protocol.limits
+
     async def open(self, *, start_new: bool, tracing_id: str) -> Configured:
         """Connect, configure, and wait for ``SessionResponse`` (bounded by the connect timeout).
 
@@ -90,8 +99,8 @@ class GenesysLink:
             async with asyncio.timeout(self._connect_timeout_s):
                 self._conn = await self._connector.connect(self._url, origin=self._origin)
                 self._frames = self._conn.frames()
-                self.protocol.connection_made()
-                self.protocol.configure(start_new=start_new, tracing_id=tracing_id)
+                self._protocol.connection_made()
+                self._protocol.configure(start_new=start_new, tracing_id=tracing_id)
                 await self.flush()
                 return await self._await_configured()
         except TimeoutError:
@@ -104,9 +113,9 @@ class GenesysLink:
     async def _await_configured(self) -> Configured:
         self._early.clear()
         while (frame := await self._next_frame()) is not None:
-            self.protocol.receive(frame)
+            self._protocol.receive(frame)
             await self.flush()
-            for event in self.protocol.events_received():
+            for event in self._protocol.events_received():
                 match event:
                     case Configured():
                         return event
@@ -131,9 +140,9 @@ class GenesysLink:
         for event in early:
             await handler(event)
         while (frame := await self._next_frame()) is not None:
-            self.protocol.receive(frame)
+            self._protocol.receive(frame)
             await self.flush()
-            for event in self.protocol.events_received():
+            for event in self._protocol.events_received():
                 await handler(event)
             self._resolve_silent()
 
@@ -141,7 +150,7 @@ class GenesysLink:
         if not self._silent:
             return
         # A typing notice is never pending (§14.6) but stays "recent" until its echo: still outstanding.
-        pending = {request.tracing_id for request in self.protocol.pending} | set(self.protocol.recent_typing)
+        pending = {request.tracing_id for request in self._protocol.pending} | set(self._protocol.recent_typing)
         for key in [k for k in self._silent if k not in pending]:
             self._silent.discard(key)
             self.resolve(key, Answered(key))
@@ -157,7 +166,7 @@ class GenesysLink:
 
     async def flush(self) -> None:
         """Write every frame the protocol has queued. Raises ``GenesysUnavailable`` without a socket."""
-        frames = self.protocol.frames_to_send()
+        frames = self._protocol.frames_to_send()
         if not frames:
             return
         if self._conn is None:
@@ -177,21 +186,30 @@ class GenesysLink:
             self._silent.add(key)
         return future
 
-    async def request(self, key: str, send: Callable[[], None], *, timeout_s: float, silent_ok: bool = False) -> Reply:
-        """Send one request and wait for its reply: the waiter is registered, ``send`` (a protocol intent
-        using ``key`` as its tracingId) queues the frame, the frame is written, the reply awaited, the
-        waiter forgotten whatever happens.
+    async def send(self, intent: Intent) -> None:
+        """Queue ``intent`` on the protocol and write what it queued.
+
+        Raises:
+            CommandRejected, GenesysProtocolError: the intent was refused; nothing was written.
+            GenesysUnavailable: no open socket, or it failed while writing.
+        """
+        intent(self._protocol)
+        await self.flush()
+
+    async def request(self, key: str, intent: Intent, *, timeout_s: float, silent_ok: bool = False) -> Reply:
+        """Send one request and wait for its reply: the waiter is registered, ``intent`` (using ``key`` as
+        its tracingId, or naming what ``key`` is about) queues the frame, the frame is written, the reply
+        awaited, the waiter forgotten whatever happens.
 
         Raises:
             TimeoutError: no reply within ``timeout_s``.
             GenesysUnavailable: no socket, or it was lost before the reply (the caller decides on a resend).
             SessionGone: the session ended meanwhile.
-            CommandRejected, GenesysProtocolError: ``send`` refused the request; nothing was written.
+            CommandRejected, GenesysProtocolError: ``intent`` was refused; nothing was written.
         """
         future = self.expect(key, silent_ok=silent_ok)
         try:
-            send()
-            await self.flush()
+            await self.send(intent)
             return await asyncio.wait_for(future, timeout_s)
         finally:
             self.forget(key)
@@ -231,7 +249,7 @@ class GenesysLink:
         """Tell the protocol the socket is gone; return its unanswered requests."""
         self._conn = None
         self._frames = None
-        return self.protocol.connection_lost()
+        return self._protocol.connection_lost()
 
     async def close(self) -> None:
         """Close the socket with 1000 and forget it; never ends the Genesys session (§4.9)."""

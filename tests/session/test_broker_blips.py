@@ -114,7 +114,7 @@ async def test_local_protocol_refusal_is_final_not_retried() -> None:
         await h.start()
         actor = h.registry.get("s1")
         assert actor is not None
-        protocol = actor._core.link.protocol  # the one way to make the protocol refuse
+        protocol = actor._core.link._protocol  # the one way to make the protocol refuse
         calls = 0
 
         def refuse(**kwargs: Any) -> None:
