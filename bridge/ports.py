@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from bridge.contract import Command, Event
-from bridge.session.record import SessionRecord
+from bridge.record import SessionRecord
 
 __all__ = [
     "Clock",

@@ -29,16 +29,16 @@ from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailabl
 from bridge.genesys.protocol import Configured, EchoReplied, GuestProtocol
 from bridge.genesys.urls import resolve_origin
 from bridge.ports import Envelope
+from bridge.record import SessionRecord, SettledOutcome
 from bridge.session.commands import CommandRunner
-from bridge.session.core import SessionCore
-from bridge.session.deps import SessionDeps
-from bridge.session.emitter import SessionEvents
+from bridge.session.events import SessionEvents
 from bridge.session.inbound import InboundDispatcher
 from bridge.session.inbox import Offer
 from bridge.session.keeper import RecordKeeper
 from bridge.session.link import GenesysLink
 from bridge.session.outcomes import tracing_id_for
-from bridge.session.record import SessionRecord, SettledOutcome
+from bridge.session.ports import SessionDeps
+from bridge.session.session import Session
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger
 
 __all__ = ["SessionActor"]
@@ -62,7 +62,7 @@ class SessionActor:
             connect_timeout_s=settings.ws_connect_timeout_s,
         )
         keeper = RecordKeeper(record, clock=deps.clock, store=deps.store, metrics=deps.metrics)
-        self._core = SessionCore(deps=deps, keeper=keeper, link=link, endpoints=endpoints)
+        self._core = Session(deps=deps, keeper=keeper, link=link, endpoints=endpoints)
         self._inbound = InboundDispatcher(self._core)
         self._runner = CommandRunner(self._core)
         self._cause = cause

@@ -7,7 +7,7 @@ Rules of the road (protocol reference §8) applied here:
   ``delivery_timeout_s`` → ``failed``/``timeout``. 429/4029 → a ``will_retry`` outcome (not settling),
   a wait of ``retryAfter`` and a resend with the *same* tracingId; the settled outcome follows.
 - A socket loss before the echo: after the reconnect and backfill, the send counts as delivered if the
-  history shows it (matched by text, :class:`~bridge.session.core.PendingSends`); otherwise it is resent.
+  history shows it (matched by text, :class:`~bridge.session.session.PendingSends`); otherwise it is resent.
 - ``typing.send`` is coalesced to one per ``typing_interval_s`` and dropped (``delivered`` with reason
   ``typing_coalesced``) when the budget is spent: typing is never queued. A 403 on typing → ``failed``/
   ``typing_disabled``, and later typing commands fail at once without being sent.
@@ -36,12 +36,12 @@ from bridge.errors import CommandRejected, GenesysProtocolError, GenesysUnavaila
 from bridge.genesys.frames import StructuredMessage
 from bridge.genesys.protocol import ErrorReceived, MessageEchoed, RateLimited, UploadFailed, UploadUrlIssued
 from bridge.ports import Envelope
+from bridge.record import SettledOutcome
 from bridge.session.attachments import AttachmentFailed, attachment_key, upload_attachments
 from bridge.session.backfill import message_time
-from bridge.session.core import SessionCore, SessionStopping
 from bridge.session.inbound import END_KEY
 from bridge.session.outcomes import reason_for_code, tracing_id_for
-from bridge.session.record import SettledOutcome
+from bridge.session.session import Session, SessionStopping
 from bridge.session.state import SessionTrigger
 
 __all__ = ["MAX_RATE_LIMIT_RETRIES", "TYPING_ACK_WINDOW_S", "CommandRunner"]
@@ -75,7 +75,7 @@ def _delivered(message: StructuredMessage, detail: str = "") -> _Result:
 class CommandRunner:
     """Handles and settles the commands of one session."""
 
-    def __init__(self, core: SessionCore) -> None:
+    def __init__(self, core: Session) -> None:
         self._core = core
         self._attributes = dict(core.keeper.record.custom_attributes)  # sent with the first message
         self._typing_at: float | None = None

@@ -48,9 +48,9 @@ from bridge.genesys.protocol import (
 from bridge.genesys.urls import resolve_origin
 from bridge.session.attachments import attachment_key
 from bridge.session.backfill import EntityKind, classify, fetch_missed, message_time
-from bridge.session.core import SessionCore
 from bridge.session.held import HeldEvents
 from bridge.session.reorder import ReorderBuffer
+from bridge.session.session import Session
 
 __all__ = ["END_KEY", "JWT_KEY", "InboundDispatcher"]
 
@@ -67,7 +67,7 @@ _BACKFILL_RATE_LIMIT_RETRIES = 3
 class InboundDispatcher:
     """Turns protocol events into session events and resolved waiters. One per session."""
 
-    def __init__(self, core: SessionCore) -> None:
+    def __init__(self, core: Session) -> None:
         self._core = core
         self._held: HeldEvents | None = None
         self._known: frozenset[str] | None = None

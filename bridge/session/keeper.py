@@ -1,4 +1,4 @@
-"""Keeps one session's :class:`~bridge.session.record.SessionRecord` current and durable.
+"""Keeps one session's :class:`~bridge.record.SessionRecord` current and durable.
 
 The record is immutable; the keeper swaps in ``model_copy(update=...)`` snapshots, so a store always
 persists a consistent one. It also owns the two counters that must survive a restart:
@@ -18,6 +18,7 @@ stays pending in the store, and the next save or re-journal carries the newest s
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,15 +28,45 @@ import structlog
 from bridge.errors import BridgeError
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, SessionStore
-from bridge.session.dedupe import RecentIds
-from bridge.session.record import RECENT_OUTCOMES_KEPT, SessionRecord, SettledOutcome
+from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord, SettledOutcome
 
-__all__ = ["SEQ_BLOCK", "RecordKeeper"]
+__all__ = ["RECENT_IDS_KEPT", "SEQ_BLOCK", "RecentIds", "RecordKeeper"]
 
 #: seq numbers reserved per store write. Bigger: fewer writes; the cost is a larger gap after a crash.
 SEQ_BLOCK = 64
 
 log = structlog.get_logger(__name__)
+
+
+#: How many ids a session remembers. Backfill stops at the first one it meets, so a few dozen suffice.
+RECENT_IDS_KEPT = 200
+
+
+class RecentIds:
+    """Insertion-ordered, bounded, drop-oldest. ``in`` is O(1)."""
+
+    def __init__(self, initial: Iterable[str] = (), *, size: int = RECENT_IDS_KEPT) -> None:
+        self._size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        for message_id in initial:
+            self.add(message_id)
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, message_id: str) -> None:
+        """Remember ``message_id`` as the newest; forget the oldest past the bound."""
+        self._ids[message_id] = None
+        self._ids.move_to_end(message_id)
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+    def snapshot(self) -> tuple[str, ...]:
+        """Oldest first, for ``SessionRecord.recent_message_ids``."""
+        return tuple(self._ids)
 
 
 class RecordKeeper:

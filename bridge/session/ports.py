@@ -8,12 +8,18 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import tenacity
 
+from bridge.config import Settings
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
+from bridge.observability.metrics import Metrics
+from bridge.ports import Clock, Connector, EventSink, SessionStore
+from bridge.session.outcomes import OutcomeBook
+from bridge.session.pacing import ConnectPacer, ConnectWindow
 
 __all__ = [
     "Backoff",
@@ -22,6 +28,7 @@ __all__ = [
     "FeatureSource",
     "HistoryClient",
     "HistoryPageView",
+    "SessionDeps",
     "UploadClient",
     "jittered_backoff",
 ]
@@ -100,3 +107,23 @@ def jittered_backoff(initial_s: float, max_s: float) -> Backoff:
             yield min(max_s, wait(state))
 
     return delays
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionDeps:
+    """Everything an actor needs from outside. Built once by the registry (from ``bridge.app``)."""
+
+    settings: Settings
+    connector: Connector
+    sink: EventSink
+    clock: Clock
+    metrics: Metrics
+    history: HistoryClient
+    uploads: UploadClient
+    endpoints: EndpointResolver
+    backoff: Backoff
+    book: OutcomeBook
+    pacer: ConnectPacer
+    connects: ConnectWindow
+    features: FeatureSource | None = None  # None: never read config.json (try and read Genesys' answer)
+    store: SessionStore | None = None

@@ -30,21 +30,21 @@ from bridge.contract.events import OutcomeReason, OutcomeStatus
 from bridge.errors import CommandRejected
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
+from bridge.record import SessionRecord, SettledOutcome
 from bridge.session.actor import SessionActor
-from bridge.session.deps import SessionDeps
+from bridge.session.events import event_stamp, outcome_of
 from bridge.session.inbox import Offer
 from bridge.session.outcomes import OutcomeBook
-from bridge.session.pacer import ConnectPacer, ConnectWindow
+from bridge.session.pacing import ConnectPacer, ConnectWindow
 from bridge.session.ports import (
     Backoff,
     EndpointResolver,
     FeatureSource,
     HistoryClient,
+    SessionDeps,
     UploadClient,
     jittered_backoff,
 )
-from bridge.session.record import SessionRecord, SettledOutcome
-from bridge.session.stamps import event_stamp, outcome_of
 
 __all__ = ["CANCEL_GRACE_S", "SessionRegistry"]
 

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from bridge.session.record import SessionRecord
+from bridge.record import SessionRecord
 from bridge.store.crypto import KeyRing
 
 __all__ = [

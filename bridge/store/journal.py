@@ -35,7 +35,7 @@ import structlog
 from bridge.errors import BridgeError, StateKeyError
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock
-from bridge.session.record import SessionRecord
+from bridge.record import SessionRecord
 from bridge.store.codec import (
     CorruptRecord,
     MarkerEnvelope,

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Callable
 
 from bridge.errors import BrokerUnavailable
-from bridge.session.record import SessionRecord
+from bridge.record import SessionRecord
 
 __all__ = ["MemoryJournalLog", "MemorySessionStore"]
 

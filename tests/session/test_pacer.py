@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.session.pacer import ConnectWindow
+from bridge.session.pacing import ConnectWindow
 from tests.session.fakes import ManualClock
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from bridge.contract import MessageSend, SessionStart, TypingSend
-from bridge.session.record import SessionRecord
+from bridge.record import SessionRecord
 from tests.session.conftest import DEPLOYMENT, running
 from tests.session.fakes import FakeDelivery
 

@@ -10,7 +10,7 @@ import pytest
 
 from bridge.contract import MessageSend
 from bridge.ports import Envelope
-from bridge.session.record import RECENT_OUTCOMES_KEPT, SessionRecord, SettledOutcome
+from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord, SettledOutcome
 from bridge.store.codec import encode_record, open_record, parse_envelope
 from bridge.store.crypto import KeyRing
 from tests.session.conftest import Harness, running

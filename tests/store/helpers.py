@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import SecretStr
 
 from bridge.observability.metrics import Metrics
-from bridge.session.record import SessionRecord
+from bridge.record import SessionRecord
 
 __all__ = ["T0", "FixedClock", "corrupt_count", "make_record", "new_metrics"]
 

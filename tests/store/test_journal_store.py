@@ -9,7 +9,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from bridge.errors import BrokerUnavailable, StateKeyError
-from bridge.session.record import SessionRecord
+from bridge.record import SessionRecord
 from bridge.store.codec import encode_marker
 from bridge.store.crypto import KeyRing, generate_key
 from bridge.store.journal import JournalStore

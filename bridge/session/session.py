@@ -1,9 +1,10 @@
-"""The shared state of one session and its state changes: what the actor's tasks have in common.
+"""One session: the object that owns its state, its record and its wire.
 
-:class:`SessionCore` holds the record keeper, event stamping, the wire (:class:`GenesysLink`), the send
-budget, the ready gate and the sends awaiting an echo; it moves the state machine (:func:`transition`)
-and ends the session (:meth:`SessionCore.finish`). The actor (tasks and loops), the inbound dispatcher
-and the command runner work on it; none of them owns another's job.
+:class:`Session` holds the record keeper (the record changes only through its typed methods), event
+stamping, the wire (:class:`GenesysLink`), the send budget, the ready gate and the sends awaiting an
+echo; it moves the state machine (:func:`transition`) and ends the session (:meth:`Session.finish`). Its
+helpers each do one job on it: the actor runs its tasks and loops, the inbound dispatcher turns what
+Genesys says into events, the command runner carries out and settles commands.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from bridge.contract.events import EndReason, MessengerFeatures, SessionEnded, S
 from bridge.errors import BridgeError, SessionGone
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
-from bridge.session.budget import SendBudget
-from bridge.session.deps import SessionDeps
-from bridge.session.emitter import SessionEvents
+from bridge.session.events import SessionEvents
 from bridge.session.inbox import Inbox
 from bridge.session.keeper import RecordKeeper
 from bridge.session.link import GenesysLink
-from bridge.session.ports import Endpoints
+from bridge.session.pacing import SendBudget
+from bridge.session.ports import Endpoints, SessionDeps
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger, transition
 
-__all__ = ["PendingSends", "SessionCore", "SessionGate", "SessionStopping"]
+__all__ = ["PendingSends", "Session", "SessionGate", "SessionStopping"]
 
 log = structlog.get_logger(__name__)
 
@@ -155,7 +155,7 @@ def messenger_features(found: DeploymentFeatures) -> MessengerFeatures:
     )
 
 
-class SessionCore:
+class Session:
     """One session's shared state. Created by the actor; used from its tasks on one event loop."""
 
     def __init__(self, *, deps: SessionDeps, keeper: RecordKeeper, link: GenesysLink, endpoints: Endpoints) -> None:

@@ -1,0 +1,111 @@
+"""Flow control towards Genesys: the per-session send budget and the pacing of connects (§8).
+
+- :class:`SendBudget`: at most ``burst`` sends in any ``burst / rate_per_s`` seconds, shared by messages and
+  typing of one session.
+- :class:`ConnectPacer`: the first connect of sessions resumed after a restart, ``1 / rate_per_s`` apart, so
+  recovery does not stampede Genesys.
+- :class:`ConnectWindow`: every new connection of a deployment takes a slot in Genesys' per-minute window.
+
+All read the injected clock, so virtual time (looptime) drives them in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+from bridge.ports import Clock
+
+__all__ = ["ConnectPacer", "ConnectWindow", "SendBudget"]
+
+
+class SendBudget:
+    """At most ``burst`` sends in any ``burst / rate_per_s`` seconds.
+
+    :meth:`acquire` waits for a slot, :meth:`try_acquire` never waits, :meth:`delay` says how long a slot
+    is away. A send at ``t`` is allowed only when the ``burst``-th send before it was at ``t - window``
+    or earlier, so every half-open window ``[a, a + window)`` holds at most ``burst`` sends. Memory is
+    ``burst`` timestamps.
+    """
+
+    def __init__(self, *, rate_per_s: float, burst: int, clock: Clock, margin_s: float = 0.0) -> None:
+        """``margin_s`` lengthens the window: Genesys counts frames when they *arrive*, so two frames sent
+        exactly one window apart can arrive less than one window apart when the first was delayed more
+        on the way. A margin of a few times the network jitter keeps such pairs apart too."""
+        if rate_per_s <= 0 or burst < 1 or margin_s < 0:
+            raise ValueError("rate_per_s must be > 0, burst >= 1 and margin_s >= 0")
+        self._limit = burst
+        self._window_s = burst / rate_per_s + margin_s
+        self._clock = clock
+        self._sent: deque[float] = deque(maxlen=burst)  # the last `burst` send times, oldest first
+
+    def __repr__(self) -> str:
+        return f"SendBudget(limit={self._limit}, window_s={self._window_s:g}, recent={len(self._sent)})"
+
+    def delay(self) -> float:
+        """Seconds until a send is allowed (0.0 when one is now)."""
+        if len(self._sent) < self._limit:
+            return 0.0
+        return max(0.0, self._sent[0] + self._window_s - self._clock.monotonic())
+
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free now; never waits (typing is dropped, not queued)."""
+        if self.delay() > 0.0:
+            return False
+        self._sent.append(self._clock.monotonic())  # maxlen drops the oldest, which no longer constrains
+        return True
+
+    async def acquire(self) -> float:
+        """Wait for a slot and take it. Returns the seconds waited (0.0 when none)."""
+        waited = 0.0
+        # A loop, not one sleep: the event loop may wake a timer up to its clock resolution early.
+        while (wait := self.delay()) > 0.0:
+            await asyncio.sleep(wait)
+            waited += wait
+        self._sent.append(self._clock.monotonic())
+        return waited
+
+
+class ConnectPacer:
+    """Hands out connect slots ``1 / rate_per_s`` seconds apart."""
+
+    def __init__(self, *, rate_per_s: float, clock: Clock) -> None:
+        self._interval = 1.0 / rate_per_s
+        self._clock = clock
+        self._next: float | None = None
+
+    def reserve(self) -> float:
+        """Take the next slot; return how long to wait for it (0.0 when it is now)."""
+        now = self._clock.monotonic()
+        slot = now if self._next is None else max(now, self._next)
+        self._next = slot + self._interval
+        return slot - now
+
+
+class ConnectWindow:
+    """At most ``limit`` new connections per deployment in any ``window_s`` seconds (§8: Genesys allows
+    1000 new WebSocket connections per deployment per minute, configurable on their side).
+
+    Every connect of every session (start, reconnect, resume) takes a slot here first, so the limit is
+    respected, never discovered as HTTP 429s. Exact sliding window: a slot at ``t`` is granted only if
+    fewer than ``limit`` slots lie in ``(t - window_s, t]``. Pure bookkeeping on the injected clock, like
+    :class:`ConnectPacer`; memory is at most ``limit`` timestamps per deployment.
+    """
+
+    def __init__(self, *, limit: int, clock: Clock, window_s: float = 60.0) -> None:
+        self._limit = limit
+        self._window = window_s
+        self._clock = clock
+        self._slots: dict[str, deque[float]] = {}
+
+    def reserve(self, deployment_id: str) -> float:
+        """Take the next slot for ``deployment_id``; return how long to wait for it (0.0 when it is now)."""
+        now = self._clock.monotonic()
+        slots = self._slots.setdefault(deployment_id, deque())
+        while slots and slots[0] <= now - self._window:
+            slots.popleft()
+        slot = now if len(slots) < self._limit else max(now, slots[-self._limit] + self._window)
+        slots.append(slot)
+        while len(slots) > self._limit:  # only the newest `limit` slots can constrain the next one
+            slots.popleft()
+        return slot - now
