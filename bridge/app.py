@@ -8,7 +8,7 @@ Start-up order (each step fails the start with a clear message and ``EXIT_STARTU
 4. the intake (own connection): commands queued during the outage now flow, in order; a command for a
    session still resuming waits in that session's inbox until its history is caught up;
 5. ``/readyz`` turns true once the broker is connected, the intake consumes and recovery has finished:
-   every resumed session published ``session.resumed`` or ``session.ended`` (:mod:`bridge.recovery`).
+   every resumed session is caught up (``session.resumed``) or ended (:mod:`bridge.recovery`).
 
 SIGTERM (architecture §7): stop the intake, let in-flight commands settle, close sockets without ending
 sessions (never ``closeSession``), flush the journal and the publisher's confirms, exit 0 within
@@ -41,7 +41,6 @@ from bridge.genesys.urls import endpoints_for
 from bridge.observability.http import ObservabilityServer
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, LoopClock
-from bridge.recovery import RecoveryWatch
 from bridge.session.registry import SessionRegistry
 from bridge.store import JournalStore, load_keys
 
@@ -84,7 +83,6 @@ class Bridge:
     http: ObservabilityServer
     readiness: Readiness
     store: JournalStore | None = None
-    recovery: RecoveryWatch | None = None
     #: Set once every session resumed at start was carried on or ended (``/readyz`` turns true then).
     recovered: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -105,14 +103,13 @@ async def _journal(settings: Settings, metrics: Metrics, clock: Clock) -> AsyncI
 
 
 async def _recovered(bridge: Bridge) -> None:
-    """Readiness waits for recovery: every resumed session published ``session.resumed`` or ``session.ended``."""
-    assert bridge.recovery is not None
-    await bridge.recovery.finished()
+    """Readiness waits for recovery: every resumed session is caught up (``session.resumed``) or ended."""
+    await bridge.registry.recovered()
     bridge.readiness.recovering = False
     # intake.start() returns before the consumer is registered; the log line promises a true /readyz.
     await bridge.intake.wait_consuming()
     bridge.recovered.set()
-    bridge.recovery.log_finished()
+    bridge.registry.recovery.log_finished()
 
 
 #: After a failed re-journal, try again this soon rather than a whole interval later.
@@ -179,11 +176,9 @@ async def running_bridge(
             stack.push_async_callback(publisher.close, settings.drain_timeout_s)
             await publisher.wait_connected()
             live = await store.load_live() if store is not None else []
-        # Sessions whose newest record is live; load_live() already dropped closed ones.
-        watch = RecoveryWatch(publisher, [record.session_id for record in live if not record.closed])
         registry = SessionRegistry(
             settings=settings,
-            sink=watch,
+            sink=publisher,
             connector=connector or WebsocketsConnector.from_settings(settings),
             endpoints=partial(endpoints_for, override=override),
             history=rest,
@@ -194,7 +189,6 @@ async def running_bridge(
             features=DeploymentConfigs.from_settings(
                 settings, fetch=rest.fetch_deployment_config, clock=clock.monotonic
             ),
-            on_actor_exit=watch.actor_exited,
         )
         intake = CommandIntake(
             settings,
@@ -208,19 +202,19 @@ async def running_bridge(
         )
         readiness = Readiness(publisher, intake)
         http = ObservabilityServer(settings.http_host, settings.http_port, metrics, ready=readiness)
-        bridge = Bridge(settings, metrics, publisher, registry, intake, http, readiness, store=store, recovery=watch)
+        bridge = Bridge(settings, metrics, publisher, registry, intake, http, readiness, store=store)
         await bridge.http.start()
         stack.push_async_callback(bridge.http.stop)
 
         await stack.enter_async_context(registry)
         async with asyncio.TaskGroup() as tasks:
-            log.info("recovery_started", sessions=watch.total, resume_rate_per_s=settings.resume_rate_per_s)
+            # Sessions whose newest record is live; load_live() already dropped closed ones.
+            log.info("recovery_started", sessions=len(live), resume_rate_per_s=settings.resume_rate_per_s)
             # Every session must exist in the registry before the intake starts: a command for a session
             # not yet spawned would be rejected as unknown_session (and dead-lettered).
             await registry.resume(live)
-            watch.resume_returned(lambda session_id: registry.get(session_id) is not None)
             await intake.start()
-            log.info("bridge_started", sessions_resumed=watch.total, http_port=bridge.http.port)
+            log.info("bridge_started", sessions_resumed=registry.recovery.total, http_port=bridge.http.port)
             recovered = tasks.create_task(_recovered(bridge), name="recovery-watch")
             rejournal = (
                 tasks.create_task(_rejournal_forever(store, settings.rejournal_interval_s), name="rejournal")

@@ -1,35 +1,24 @@
 """Boot-time recovery progress: which resumed sessions have been carried on, and when all of them have.
 
 The daemon resumes every live session of the journal (``SessionRegistry.resume``). A session counts as
-*recovered* once its actor has published ``session.resumed`` (same token, ``startNew:false``, history
-fetched; its backfill follows at once on the same actor) or ``session.ended`` (Genesys answered that the
-session is over: expired, lost, read-only, rejected, or the bridge gave up). ``/readyz`` turns true only
-when every session is recovered (architecture §7, issue 4).
+*recovered* once its actor has resumed it (same token, ``startNew:false``, history fetched and its backfill
+published after ``session.resumed``) or ended it (Genesys answered that the session is over: expired, lost,
+read-only, rejected, or the bridge gave up). ``/readyz`` turns true only when every session is recovered.
 
-:class:`RecoveryWatch` sees this without reaching into the session actors: it wraps the
-:class:`~bridge.ports.EventSink` the registry publishes through and notes each recovering session's first
-``session.resumed`` or ``session.ended`` *after* the broker confirmed it.
-
-The caller (the composition root) must: build the watch with the ids of the sessions it is about to
-resume, hand it to the registry as its sink, call :meth:`RecoveryWatch.resume_returned` once
-``SessionRegistry.resume`` returned (sessions it could not even spawn are then counted as failed), await
-:meth:`RecoveryWatch.finished`, turn readiness on, then call :meth:`RecoveryWatch.log_finished` (so the
-log line never precedes a true ``/readyz``).
+The registry owns the :class:`RecoveryProgress` of its ``resume`` and its actors report to it; the
+composition root awaits ``SessionRegistry.recovered()``, turns readiness on, then calls
+:meth:`RecoveryProgress.log_finished` (so the log line never precedes a true ``/readyz``).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import structlog
 
-from bridge.contract import Event
-from bridge.contract.events import SessionEnded, SessionResumed
-from bridge.ports import EventSink
-
-__all__ = ["RecoveryWatch"]
+__all__ = ["RecoveryProgress"]
 
 log = structlog.get_logger(__name__)
 
@@ -37,11 +26,14 @@ log = structlog.get_logger(__name__)
 PROGRESS_EVERY_S = 2.0
 
 
-class RecoveryWatch:
-    """An :class:`EventSink` decorator that tracks the recovery of ``session_ids``. Use from one loop only."""
+class RecoveryProgress:
+    """The sessions still to recover, counted by result. Use from one loop only.
 
-    def __init__(self, sink: EventSink, session_ids: Iterable[str]) -> None:
-        self._sink = sink
+    Results: ``resumed``, ``ended:<reason>``, ``not_started`` (its actor could not even be built) and
+    ``exited`` (its actor ended without a word, e.g. it crashed: never wait for it).
+    """
+
+    def __init__(self, session_ids: Iterable[str]) -> None:
         self._pending = set(session_ids)
         self.total = len(self._pending)
         self.results: Counter[str] = Counter()
@@ -73,30 +65,10 @@ class RecoveryWatch:
             duration_s=round(asyncio.get_running_loop().time() - self._started, 3),
         )
 
-    async def publish(self, event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None:
-        """Publish through the wrapped sink; then, if ``event`` settles a recovering session, count it."""
-        await self._sink.publish(event, deployment_id=deployment_id, reply_to=reply_to)
-        if self._pending and event.session_id in self._pending:
-            match event:
-                case SessionResumed():
-                    self._settle(event.session_id, "resumed")
-                case SessionEnded(reason=reason):
-                    self._settle(event.session_id, f"ended:{reason}")
-                case _:
-                    pass
-
-    def actor_exited(self, session_id: str) -> None:
-        """A session's actor is gone; if it never reported resumed/ended (it crashed), stop waiting for it,
-        so ``/readyz`` cannot hang on a session that will never answer."""
-        if session_id in self._pending:
-            self._settle(session_id, "exited")
-
-    def resume_returned(self, is_live: Callable[[str], bool]) -> None:
-        """``SessionRegistry.resume`` returned: a pending session without a live actor never started."""
-        for session_id in [sid for sid in self._pending if not is_live(sid)]:
-            self._settle(session_id, "not_started")
-
-    def _settle(self, session_id: str, result: str) -> None:
+    def settle(self, session_id: str, result: str) -> None:
+        """``session_id`` is recovered with ``result``; only its first report counts."""
+        if session_id not in self._pending:
+            return
         self._pending.discard(session_id)
         self.results[result] += 1
         now = asyncio.get_running_loop().time()

@@ -7,9 +7,7 @@ import asyncio
 import pytest
 
 from bridge.app import REJOURNAL_RETRY_S, _rejournal_forever
-from bridge.contract import Event
 from bridge.errors import BrokerUnavailable
-from bridge.recovery import RecoveryWatch
 
 
 class _FlakyStore:
@@ -38,18 +36,3 @@ async def test_a_failed_rejournal_is_retried_soon_and_never_stops_the_loop() -> 
     first, second = (t - start for t in store.calls)
     assert first == pytest.approx(3600.0)
     assert second - first == pytest.approx(REJOURNAL_RETRY_S)
-
-
-class _NullSink:
-    async def publish(self, event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None:
-        return None
-
-
-async def test_recovery_does_not_wait_for_an_actor_that_exited_without_a_word() -> None:
-    watch = RecoveryWatch(_NullSink(), ["a", "b"])
-    watch.actor_exited("a")
-    assert not watch.done
-    watch.actor_exited("b")
-    async with asyncio.timeout(1):
-        await watch.finished()
-    assert watch.results["exited"] == 2

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Literal
 
@@ -46,12 +46,23 @@ __all__ = ["SessionActor"]
 log = structlog.get_logger(__name__)
 
 Cause = Literal["start", "restart"]
+#: Told ``(session_id, result)`` when a session resumed at boot is recovered (``bridge.recovery``).
+RecoveryReport = Callable[[str, str], None]
 
 
 class SessionActor:
     """One Genesys session. Build it, :meth:`offer` envelopes, await :meth:`run` in a TaskGroup."""
 
-    def __init__(self, record: SessionRecord, deps: SessionDeps, *, cause: Cause = "start") -> None:
+    def __init__(
+        self,
+        record: SessionRecord,
+        deps: SessionDeps,
+        *,
+        cause: Cause = "start",
+        on_recovered: RecoveryReport | None = None,
+    ) -> None:
+        """``on_recovered`` (for ``cause="restart"``) is told ``(session_id, result)`` once the session is
+        resumed and caught up (``resumed``) or over (``ended:<reason>``)."""
         settings = deps.settings
         endpoints = deps.endpoints(record.region)
         link = GenesysLink(
@@ -66,6 +77,7 @@ class SessionActor:
         self._inbound = InboundDispatcher(self._core)
         self._runner = CommandRunner(self._core)
         self._cause = cause
+        self._on_recovered = on_recovered
         self._configured_once = False
         self._stopping = False
         self._current: Envelope | None = None
@@ -142,12 +154,20 @@ class SessionActor:
                 log.exception("session_crashed", error=repr(exc))
                 await self._report_crash(exc)
             finally:
+                if core.end_reason is not None:
+                    self._report_recovery(f"ended:{core.end_reason}")
                 try:
                     await self._settle_leftovers()
                 finally:
                     await core.link.close()  # idempotent; a cancel (drain deadline) must not leak the socket
                     if core.state not in TERMINAL_STATES:
                         core.metrics.sessions.labels(state=core.state.value).dec()
+
+    def _report_recovery(self, result: str) -> None:
+        """Tell the registry's recovery progress, once, how this resumed session came back."""
+        report, self._on_recovered = self._on_recovered, None
+        if report is not None:
+            report(self.session_id, result)
 
     async def _command_loop(self) -> None:
         core = self._core
@@ -308,6 +328,7 @@ class SessionActor:
             await self._inbound.catch_up("reconnect" if not first else "restart")
             if core.gate.over or self._inbound.disconnecting:
                 return
+            self._report_recovery("resumed")
         else:
             await self._publish_started(core.events, configured)
         self._outage_since, self._delays = None, None  # caught up: the next outage starts a fresh backoff

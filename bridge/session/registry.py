@@ -16,8 +16,9 @@ Every actor runs inside the registry's TaskGroup; use the registry as an async c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
 
@@ -31,6 +32,7 @@ from bridge.errors import CommandRejected
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
 from bridge.record import SessionRecord, SettledOutcome
+from bridge.recovery import RecoveryProgress
 from bridge.session.actor import SessionActor
 from bridge.session.events import event_stamp, outcome_of
 from bridge.session.inbox import Offer
@@ -72,7 +74,6 @@ class SessionRegistry:
         store: SessionStore | None = None,
         backoff: Backoff | None = None,
         features: FeatureSource | None = None,
-        on_actor_exit: Callable[[str], None] | None = None,
     ) -> None:
         clock = clock or LoopClock()
         self._settings = settings
@@ -96,18 +97,20 @@ class SessionRegistry:
             features=features,
         )
         self._actors: dict[str, SessionActor] = {}
-        self._on_actor_exit = on_actor_exit  # told the session_id whenever an actor's task ends
+        self._recovery = RecoveryProgress(())  # nothing to recover until resume()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._all_done = asyncio.Event()
         self._all_done.set()
         self._tg: asyncio.TaskGroup | None = None
+        self._lifetime = contextlib.AsyncExitStack()
         self._draining = False
 
     # --- lifetime --------------------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self._tg = asyncio.TaskGroup()
-        await self._tg.__aenter__()
+        # The actors' TaskGroup lives as long as this context: entered through an exit stack, so its exit
+        # sees the same exception the caller's ``async with`` does.
+        self._tg = await self._lifetime.enter_async_context(asyncio.TaskGroup())
         return self
 
     async def __aexit__(
@@ -115,9 +118,10 @@ class SessionRegistry:
     ) -> None:
         if not self._draining and exc_type is None:
             await self.drain(self._settings.drain_timeout_s)
-        assert self._tg is not None
-        await self._tg.__aexit__(exc_type, exc, tb)
-        self._tg = None
+        try:
+            await self._lifetime.__aexit__(exc_type, exc, tb)
+        finally:
+            self._tg = None
 
     def __len__(self) -> int:
         return len(self._actors)
@@ -237,8 +241,7 @@ class SessionRegistry:
             if self._actors.get(actor.session_id) is actor:
                 del self._actors[actor.session_id]
                 self._tasks.pop(actor.session_id, None)
-            if self._on_actor_exit is not None:
-                self._on_actor_exit(actor.session_id)
+            self._recovery.settle(actor.session_id, "exited")  # if it never said: do not wait for it
             if not self._actors:
                 self._all_done.set()
 
@@ -305,20 +308,32 @@ class SessionRegistry:
         backfill, then ``session.resumed``. Closed records and sessions already live are skipped.
         """
         pending = [r for r in records if not r.closed and r.session_id not in self._actors]
+        self._recovery = RecoveryProgress(r.session_id for r in pending)
         self._metrics.recovery_pending.inc(len(pending))
         for record in pending:
             if self._draining:
                 self._metrics.recovery_pending.dec()
+                self._recovery.settle(record.session_id, "not_started")
                 continue
             try:
-                actor = SessionActor(record, self._deps, cause="restart")
+                actor = SessionActor(record, self._deps, cause="restart", on_recovered=self._recovery.settle)
             except CommandRejected as exc:
                 log.error("session_resume_failed", session_id=record.session_id, reason=exc.reason, detail=exc.detail)
                 self._metrics.sessions_recovered.labels(result="failed").inc()
                 self._metrics.recovery_pending.dec()
+                self._recovery.settle(record.session_id, "not_started")
             else:
                 self._spawn(actor)
                 self._metrics.sessions_recovered.labels(result="started").inc()
+
+    @property
+    def recovery(self) -> RecoveryProgress:
+        """The progress of the last :meth:`resume` (finished at once when there was nothing to resume)."""
+        return self._recovery
+
+    async def recovered(self) -> None:
+        """Return once every session of :meth:`resume` is resumed and caught up, or ended."""
+        await self._recovery.finished()
 
     async def drain(self, timeout_s: float) -> None:
         """SIGTERM: stop taking commands, let in-flight ones settle, close sockets without ending sessions.
