@@ -34,13 +34,13 @@ from bridge.amqp.connection import (
     reconnect_attempts,
 )
 from bridge.amqp.delivery import AmqpDelivery, DeadLetterSink
-from bridge.amqp.rejection import command_type_label, rejection_outcome
 from bridge.amqp.topology import TopologyNames, declare_topology
 from bridge.config import Settings
 from bridge.contract.codec import Rejection, decode_command
+from bridge.contract.outcomes import command_type_label, rejection_outcome
 from bridge.errors import BrokerError, BrokerUnavailable
 from bridge.observability.metrics import Metrics
-from bridge.ports import Clock, CommandHandler, Envelope, EventSink, LoopClock
+from bridge.ports import Clock, CommandHandler, Envelope, EventSink, LoopClock, settle_delivery
 
 __all__ = ["CommandIntake"]
 
@@ -403,7 +403,7 @@ class CommandIntake:
             log.warning("rejection_outcome_failed", reason=rejection.reason, error=str(exc))
             await delivery.requeue()
             return
-        await delivery.dead_letter(rejection.reason, rejection.detail)
+        await settle_delivery(delivery, outcome)
         self._metrics.commands.labels(type=command_type_label(rejection.command_type), status="rejected").inc()
         log.info(
             "command_rejected",

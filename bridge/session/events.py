@@ -1,9 +1,9 @@
 """One session's events: how they are built and how they are published.
 
-Building is pure (:func:`event_stamp`, :func:`outcome_of`): every event carries a fresh ``event_id``, the
-per-session ``seq``, ``occurred_at`` and the causing command's ids (docs/contract.md). The registry builds
-outcomes outside any session with the same two functions. :class:`SessionEvents` stamps and publishes one
-session's events; ``publish`` returns once the broker confirmed the event.
+Every event carries a fresh ``event_id``, the per-session ``seq``, ``occurred_at`` and the causing
+command's ids (docs/contract.md; built by :mod:`bridge.contract.outcomes`, the one place outcomes are
+built). :class:`SessionEvents` stamps and publishes one session's events; ``publish`` returns once the
+broker confirmed the event.
 
 A broker blip never ends a Genesys session: a retryable publish error (decided by ``is_retryable``) is
 retried with the *same* event, without a limit, on the injected backoff, until it is confirmed or the
@@ -13,9 +13,7 @@ session's task is cancelled (the drain deadline). The publisher itself buffers w
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 import structlog
@@ -23,50 +21,13 @@ import structlog
 from bridge.contract import Command, Event
 from bridge.contract.content import AttachmentPart
 from bridge.contract.events import CommandOutcome, OutcomeReason, OutcomeStatus
+from bridge.contract.outcomes import event_stamp, outcome_of
 from bridge.errors import BrokerError, is_retryable
 from bridge.ports import Clock, EventSink
 from bridge.session.keeper import RecordKeeper
 from bridge.session.ports import Backoff
 
-__all__ = ["SessionEvents", "event_stamp", "outcome_of"]
-
-
-def event_stamp(*, session_id: str, seq: int, occurred_at: datetime, cause: Command | None) -> dict[str, Any]:
-    """The fields every event shares: a fresh ``event_id``, and the causing command's ids when there is one."""
-    return {
-        "event_id": uuid.uuid4().hex,
-        "session_id": session_id,
-        "seq": seq,
-        "occurred_at": occurred_at,
-        "causation_id": cause.command_id if cause else None,
-        "correlation_id": cause.correlation_id if cause else None,
-    }
-
-
-def outcome_of(
-    command: Command,
-    stamp: dict[str, Any],
-    status: OutcomeStatus,
-    reason: OutcomeReason,
-    detail: str = "",
-    *,
-    genesys_message_id: str | None = None,
-    genesys_code: int | None = None,
-    attachment: AttachmentPart | None = None,
-) -> CommandOutcome:
-    """The ``command.outcome`` of ``command`` under ``stamp`` (from :func:`event_stamp`)."""
-    return CommandOutcome(
-        **stamp,
-        command_id=command.command_id,
-        command_type=command.type,
-        status=status,
-        reason=reason,
-        detail=detail,
-        genesys_message_id=genesys_message_id,
-        genesys_code=genesys_code,
-        attachment=attachment,
-    )
-
+__all__ = ["SessionEvents"]
 
 log = structlog.get_logger(__name__)
 

@@ -26,7 +26,7 @@ import structlog
 from bridge.contract.events import CommandOutcome, OutcomeReason
 from bridge.errors import BrokerError, is_retryable
 from bridge.observability.metrics import Metrics
-from bridge.ports import Clock, Envelope, EventSink
+from bridge.ports import Clock, Envelope, EventSink, settle_delivery
 
 __all__ = ["Admission", "OutcomeBook", "reason_for_code", "tracing_id_for"]
 
@@ -93,7 +93,7 @@ class OutcomeBook:
         """Publish the original outcome of ``envelope``'s command again (to its ``reply_to``) and ack."""
         outcome, deployment_id = self._settled[envelope.command.command_id]
         self._metrics.commands.labels(type=envelope.command.type, status="duplicate").inc()
-        await self._publish_and(envelope, outcome, deployment_id, dead_letter=None)
+        await self._publish_and(envelope, outcome, deployment_id, duplicate=True)
 
     async def settle(
         self,
@@ -108,15 +108,14 @@ class OutcomeBook:
         acked, wherever it was refused: the contract promises the original of every rejection in the DLQ.
         """
         command = envelope.command
-        dead_letter = (outcome.reason, outcome.detail) if outcome.status == "rejected" else None
         self._remember(command.command_id, outcome, deployment_id)
         self._metrics.commands.labels(type=command.type, status=outcome.status).inc()
         if envelope.received_at:
             elapsed = max(0.0, self._clock.monotonic() - envelope.received_at)
             self._metrics.command_latency.labels(type=command.type).observe(elapsed)
-        await self._publish_and(envelope, outcome, deployment_id, dead_letter=dead_letter)
+        await self._publish_and(envelope, outcome, deployment_id, duplicate=False)
         for duplicate in self._inflight.pop(command.command_id, []):
-            await self._publish_and(duplicate, outcome, deployment_id, dead_letter=None)
+            await self._publish_and(duplicate, outcome, deployment_id, duplicate=True)
 
     async def answer_duplicate(self, envelope: Envelope, outcome: CommandOutcome, *, deployment_id: str | None) -> None:
         """Answer a command settled before (e.g. by a previous process, from the session record) with
@@ -124,9 +123,9 @@ class OutcomeBook:
         command = envelope.command
         self._remember(command.command_id, outcome, deployment_id)
         self._metrics.commands.labels(type=command.type, status="duplicate").inc()
-        await self._publish_and(envelope, outcome, deployment_id, dead_letter=None)
+        await self._publish_and(envelope, outcome, deployment_id, duplicate=True)
         for duplicate in self._inflight.pop(command.command_id, []):
-            await self._publish_and(duplicate, outcome, deployment_id, dead_letter=None)
+            await self._publish_and(duplicate, outcome, deployment_id, duplicate=True)
 
     async def publish_only(self, envelope: Envelope, outcome: CommandOutcome, *, deployment_id: str | None) -> None:
         """Publish a non-settling outcome (``will_retry``); the delivery stays unacked.
@@ -166,7 +165,7 @@ class OutcomeBook:
         outcome: CommandOutcome,
         deployment_id: str | None,
         *,
-        dead_letter: tuple[str, str] | None,
+        duplicate: bool,
     ) -> None:
         try:
             await self._sink.publish(outcome, deployment_id=deployment_id, reply_to=envelope.reply_to)
@@ -182,9 +181,6 @@ class OutcomeBook:
                 return
             # Final (it can never be published): settle the delivery anyway, or it would come back for ever.
         try:
-            if dead_letter is not None:
-                await envelope.delivery.dead_letter(*dead_letter)  # counts genesys_bridge_dead_lettered_total
-            else:
-                await envelope.delivery.ack()
+            await settle_delivery(envelope.delivery, outcome, duplicate=duplicate)
         except BrokerError as exc:
             log.warning("command_settle_failed", command_id=envelope.command.command_id, error=str(exc))

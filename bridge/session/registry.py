@@ -28,13 +28,13 @@ from pydantic import SecretStr
 from bridge.config import Settings
 from bridge.contract import CommandOutcome, SessionStart
 from bridge.contract.events import OutcomeReason, OutcomeStatus
+from bridge.contract.outcomes import event_stamp, outcome_of
 from bridge.errors import CommandRejected
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
 from bridge.record import SessionRecord, SettledOutcome
 from bridge.recovery import RecoveryProgress
 from bridge.session.actor import SessionActor
-from bridge.session.events import event_stamp, outcome_of
 from bridge.session.inbox import Offer
 from bridge.session.outcomes import OutcomeBook
 from bridge.session.pacing import ConnectPacer, ConnectWindow

@@ -8,9 +8,9 @@ import aiormq.exceptions
 import pytest
 
 from bridge.amqp.connection import BrokerLinks, broker_error
-from bridge.amqp.rejection import command_type_label, rejection_outcome
 from bridge.contract.codec import Rejection
 from bridge.contract.events import FieldError
+from bridge.contract.outcomes import command_type_label, rejection_outcome
 from bridge.errors import BrokerError, BrokerUnavailable, ContractError, is_retryable
 from bridge.observability.metrics import Metrics
 from tests.amqp.conftest import sample
