@@ -112,10 +112,6 @@ class SessionActor:
     def stopping(self) -> bool:
         return self._stopping
 
-    @property
-    def inbox_depth(self) -> int:
-        return len(self._core.inbox)
-
     def offer(self, envelope: Envelope) -> Offer:
         """Queue ``envelope`` without waiting (``FULL``/``CLOSED`` leave it to the caller)."""
         return self._core.inbox.offer(envelope)

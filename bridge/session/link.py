@@ -227,15 +227,6 @@ class GenesysLink:
         future.set_result(event)
         return True
 
-    def fail(self, key: str | None, exc: BaseException) -> bool:
-        future = self._waiters.pop(key, None) if key else None
-        self._silent.discard(key or "")
-        if future is None or future.done():
-            return False
-        future.set_exception(exc)
-        future.exception()  # mark retrieved: a waiter that already gave up must not warn
-        return True
-
     def fail_all(self, exc: BaseException) -> None:
         """Fail every waiter (socket lost: ``GenesysUnavailable``; session over: ``SessionGone``)."""
         waiters, self._waiters = self._waiters, {}

@@ -85,10 +85,6 @@ class OutcomeBook:
         self._inflight[command_id] = []
         return "new"
 
-    def cached(self, command_id: str) -> CommandOutcome | None:
-        entry = self._settled.get(command_id)
-        return entry[0] if entry else None
-
     async def replay(self, envelope: Envelope) -> None:
         """Publish the original outcome of ``envelope``'s command again (to its ``reply_to``) and ack."""
         outcome, deployment_id = self._settled[envelope.command.command_id]

@@ -130,10 +130,6 @@ class SessionRegistry:
         """The live actor of ``session_id``, if any (for tests and the HTTP status page)."""
         return self._actors.get(session_id)
 
-    @property
-    def draining(self) -> bool:
-        return self._draining
-
     # --- intake ----------------------------------------------------------------------------------------
 
     async def submit(self, envelope: Envelope) -> None:
