@@ -88,13 +88,15 @@ class Bridge:
 
 
 @contextlib.asynccontextmanager
-async def _journal(settings: Settings, metrics: Metrics, clock: Clock) -> AsyncIterator[JournalStore | None]:
+async def _journal(
+    settings: Settings, metrics: Metrics, clock: Clock, *, connection_name: str
+) -> AsyncIterator[JournalStore | None]:
     if not settings.durable_sessions:
         log.warning("durable_sessions_off", detail="sessions will not survive a restart")
         yield None
         return
     keys = load_keys(settings)  # before any connection: a bad key is a config error
-    async with open_stream_journal(settings) as journal_log:
+    async with open_stream_journal(settings, connection_name=connection_name) as journal_log:
         store = JournalStore(journal_log, keys, metrics=metrics, clock=clock)
         try:
             yield store
@@ -148,8 +150,8 @@ async def running_bridge(
 
     The caller owns the context: leaving it (normally or by cancellation) stops intake, settles in-flight
     commands within ``drain_timeout_s``, closes sockets without ending sessions and flushes confirms.
-    ``connection_name`` prefixes the broker connections' names (``<name>.publisher``, ``<name>.intake``),
-    as ``rabbitmqctl list_connections client_properties`` shows them.
+    ``connection_name`` prefixes the broker connections' names (``<name>.publisher``, ``<name>.intake``,
+    ``<name>.journal``), as ``rabbitmqctl list_connections client_properties`` shows them.
 
     Raises:
         ConfigError, StateKeyError: invalid settings or keys.
@@ -171,7 +173,9 @@ async def running_bridge(
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(rest.aclose)
         async with asyncio.timeout(settings.startup_timeout_s):
-            store = await stack.enter_async_context(_journal(settings, metrics, clock))
+            store = await stack.enter_async_context(
+                _journal(settings, metrics, clock, connection_name=f"{connection_name}.journal")
+            )
             await publisher.start()
             stack.push_async_callback(publisher.close, settings.drain_timeout_s)
             await publisher.wait_connected()

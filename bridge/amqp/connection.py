@@ -1,9 +1,16 @@
 """Broker connections: opening one, mapping aio-pika's errors once, the reconnect policy, link health.
 
-The publisher and the intake each own one plain (non-robust) ``aio_pika.connect`` connection and run
-their own reconnect loop. We do not use ``connect_robust``: its background recovery restores channels
-and consumers behind our back, and a consumer it failed to restore looks exactly like an idle one. Our
-loops are explicit: connect, declare the topology, (re)consume, *verify*, serve until lost, repeat.
+Every broker connection of the bridge is a plain (non-robust) one opened by :func:`open_connection`.
+We do not use ``connect_robust``: its background recovery restores channels and consumers behind our
+back, and a consumer it failed to restore looks exactly like an idle one. Reconnects are explicit:
+
+- the publisher and the intake each keep their link up with a task of their own
+  (:class:`bridge.amqp.link.BrokerLink`): connect, declare the topology, (re)consume, *verify*, serve
+  until lost, repeat;
+- the journal, used only when a session saves or the daemon replays, has no task: its
+  :class:`ReopeningConnection` reopens the connection on the first use after a loss.
+
+Both follow one backoff policy, :class:`ReconnectBackoff`.
 
 Error mapping (the one boundary where aio-pika/aiormq exceptions become ours)::
 
@@ -16,9 +23,11 @@ Error mapping (the one boundary where aio-pika/aiormq exceptions become ours)::
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterable, Callable
 from contextlib import suppress
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, Self
 
 import aio_pika
 import aiormq.exceptions
@@ -29,8 +38,18 @@ from aio_pika.abc import AbstractConnection
 from bridge.config import Settings
 from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, is_retryable
 from bridge.observability.metrics import Metrics
+from bridge.ports import Clock, LoopClock
 
-__all__ = ["BrokerLinks", "Connect", "broker_error", "close_quietly", "open_connection", "reconnect_attempts"]
+__all__ = [
+    "BrokerLinks",
+    "Connect",
+    "ReconnectBackoff",
+    "ReopeningConnection",
+    "broker_error",
+    "close_quietly",
+    "open_connection",
+    "reconnect_attempts",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -106,16 +125,41 @@ async def close_quietly(connection: AbstractConnection | None) -> None:
             await connection.close()
 
 
+@dataclass(frozen=True, slots=True)
+class ReconnectBackoff:
+    """The broker reconnect policy: the first attempt at once, then jittered exponential waits.
+
+    After ``n`` consecutive failures the wait is ``initial_s * 2 ** (n - 1)`` plus a random jitter of up
+    to ``initial_s``, capped at ``max_s``. A link that served at least ``max_s`` before it was lost
+    starts afresh (its first reconnect is immediate); one lost sooner counts as one more failure, so a
+    flapping broker gets growing waits instead of a hot loop.
+    """
+
+    initial_s: float
+    max_s: float
+
+    @classmethod
+    def of(cls, settings: Settings) -> Self:
+        """``BRIDGE_RECONNECT_INITIAL_S`` and ``BRIDGE_BROKER_RECONNECT_MAX_S``."""
+        return cls(initial_s=settings.reconnect_initial_s, max_s=settings.broker_reconnect_max_s)
+
+    def wait_s(self, failures: int) -> float:
+        """The wait before the next attempt after ``failures`` (at least 1) consecutive failures."""
+        jitter = random.uniform(0, self.initial_s)  # spreads reconnects; not a secret
+        # The exponent is bounded: the cap is reached long before, and a float power overflows past 1023.
+        return min(self.max_s, self.initial_s * 2.0 ** min(failures - 1, 64) + jitter)
+
+
 def reconnect_attempts(
     settings: Settings, *, on_retry: Callable[[BaseException], None] | None = None
 ) -> AsyncIterable[stamina.Attempt]:
-    """Attempts for (re)connecting: jittered exponential backoff, unlimited, stopping at a final error.
+    """Attempts for (re)connecting with :class:`ReconnectBackoff`: unlimited, stopping at a final error.
 
-    ``reconnect_initial_s`` is the first wait and the jitter, ``broker_reconnect_max_s`` the cap. The
-    first attempt runs at once. The body of each attempt should raise mapped errors
+    The first attempt runs at once. The body of each attempt should raise mapped errors
     (:func:`broker_error`); ``is_retryable`` decides whether the next attempt follows. ``on_retry`` is
     called with each retryable failure (for logs and the ``reconnects`` metric).
     """
+    backoff = ReconnectBackoff.of(settings)
 
     def _retry(exc: Exception) -> bool:
         retry = is_retryable(broker_error(exc))
@@ -127,9 +171,10 @@ def reconnect_attempts(
         on=_retry,
         attempts=None,
         timeout=None,
-        wait_initial=settings.reconnect_initial_s,
-        wait_max=settings.broker_reconnect_max_s,
-        wait_jitter=settings.reconnect_initial_s,
+        wait_initial=backoff.initial_s,
+        wait_max=backoff.max_s,
+        wait_jitter=backoff.initial_s,
+        wait_exp_base=2.0,
     )
 
 
@@ -161,3 +206,133 @@ class BrokerLinks:
 
     def _update(self) -> None:
         self._metrics.broker_connected.set(1 if self.all_up else 0)
+
+
+class ReopeningConnection:
+    """One broker connection for a component without a task of its own: opened on first use, and opened
+    again on the first use after it was lost.
+
+    The journal uses it. ``connect_robust`` used to reconnect it in the background after a broker blip;
+    this keeps that guarantee in the open: the first use after a loss reopens the connection (callers
+    then open their channels again). Attempts follow :class:`ReconnectBackoff`: after a failure, a use
+    before the next attempt is due fails at once with ``BrokerUnavailable``, so during an outage each
+    caller gets one fast, retryable error and the broker sees one attempt per backoff step, not one per
+    caller. Concurrent uses share one attempt.
+
+    Args:
+        settings: the broker URL and the backoff bounds.
+        name: the connection's name at the broker (``rabbitmqctl list_connections client_properties``)
+            and the ``link`` in logs.
+        connect: opens the connection; tests put a gate in front of :func:`open_connection`.
+        clock: ``monotonic`` times the backoff and how long a connection served.
+
+    The owner must :meth:`close` it (or use ``async with``).
+    """
+
+    def __init__(
+        self, settings: Settings, *, name: str, connect: Connect = open_connection, clock: Clock | None = None
+    ) -> None:
+        self._settings = settings
+        self._name = name
+        self._connect = connect
+        self._clock: Clock = clock if clock is not None else LoopClock()
+        self._backoff = ReconnectBackoff.of(settings)
+        self._connection: AbstractConnection | None = None
+        self._lock = asyncio.Lock()
+        self._failures = 0  # consecutive failed attempts, counting links lost soon after they came up
+        self._due = float("-inf")  # no attempt before this clock time
+        self._up_since = 0.0
+        self._lost_at: float | None = None
+        self._closed = False
+
+    @property
+    def name(self) -> str:
+        """The connection's name at the broker."""
+        return self._name
+
+    async def get(self) -> AbstractConnection:
+        """The open connection; opens one first when there is none yet or the last one was lost.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be reached, now or at the last attempt while the next one
+                is not due yet; or this was closed. Retryable.
+            BrokerError: the broker refused us (bad credentials, vhost access): final.
+        """
+        connection = self._usable()
+        if connection is not None:
+            return connection
+        async with self._lock:
+            connection = self._usable()
+            if connection is not None:
+                return connection  # another caller reopened it while we waited
+            if self._closed:
+                raise BrokerUnavailable(f"broker connection {self._name!r} is closed")
+            lost, self._connection = self._connection, None
+            if lost is not None:
+                self._note_lost()
+                await close_quietly(lost)
+            now = self._clock.monotonic()
+            if now < self._due:
+                raise BrokerUnavailable(
+                    f"broker connection {self._name!r} is down; the next attempt is due in {self._due - now:.1f}s"
+                )
+            try:
+                connection = await self._connect(self._settings, name=self._name)
+            except BrokerError as exc:
+                self._failed(exc)
+                raise
+            return await self._adopt(connection)
+
+    async def close(self) -> None:
+        """Close the connection; later uses fail with ``BrokerUnavailable``. Idempotent."""
+        self._closed = True
+        connection, self._connection = self._connection, None
+        await close_quietly(connection)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _usable(self) -> AbstractConnection | None:
+        """The current connection unless it was lost. A plain aio-pika connection closed by the broker
+        still says ``is_closed`` False: only its close callback tells."""
+        connection = self._connection
+        if connection is None or self._lost_at is not None or connection.is_closed:
+            return None
+        return connection
+
+    async def _adopt(self, connection: AbstractConnection) -> AbstractConnection:
+        """Take a connection just opened into service (or close it, if this was closed meanwhile)."""
+        if self._closed:
+            await close_quietly(connection)  # nobody else would close it
+            raise BrokerUnavailable(f"broker connection {self._name!r} is closed")
+        connection.close_callbacks.add(self._on_close)
+        self._connection = connection
+        self._up_since = self._clock.monotonic()
+        self._lost_at = None
+        log.info("broker_link_up", link=self._name)
+        return connection
+
+    def _on_close(self, sender: object, *_: object) -> None:
+        # aio-pika passes the connection as the sender; a late callback of a connection replaced since is
+        # not news.
+        if sender is self._connection and self._lost_at is None:
+            self._lost_at = self._clock.monotonic()
+
+    def _note_lost(self) -> None:
+        """Account for the lost connection: one that served long starts afresh, a brief one is a failure."""
+        lost_at = self._lost_at if self._lost_at is not None else self._clock.monotonic()
+        log.warning("broker_link_lost", link=self._name)
+        if lost_at - self._up_since >= self._backoff.max_s:
+            self._failures = 0
+            self._due = float("-inf")
+        else:
+            self._failed(BrokerUnavailable("the broker link broke soon after it came up"))
+
+    def _failed(self, error: BrokerError) -> None:
+        self._failures += 1
+        wait_s = self._backoff.wait_s(self._failures)
+        self._due = self._clock.monotonic() + wait_s
+        log.warning("broker_connect_failed", link=self._name, error=str(error), retry_in_s=round(wait_s, 3))

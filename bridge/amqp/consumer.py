@@ -6,12 +6,13 @@ per-channel inbox (FIFO, bounded by ``prefetch`` because the broker never has mo
 outstanding), and a single loop takes them out one by one: decode, then either reject (outcome event +
 dead-letter) or ``CommandHandler.submit``. So the handler sees commands strictly in delivery order.
 
-Reconnects are ours, not aio-pika's robust recovery: on any loss (connection closed, channel closed,
-consumer cancelled by the broker, e.g. because the queue was deleted) the loop drops what is left in
-the dead channel's inbox (the broker redelivers those), reconnects with backoff, re-declares the
-topology, consumes again and *verifies* it: ``basic.consume`` must have been answered with our tag
-and a passive declare of the queue must count at least one consumer. Only then is :attr:`consuming`
-true again (``intake_consuming`` = 1, ``/readyz``).
+Reconnects are ours (the loop of :class:`~bridge.amqp.link.BrokerLink`), not aio-pika's robust
+recovery: on any loss (connection closed, channel closed, consumer cancelled by the broker, e.g.
+because the queue was deleted) the intake drops what is left in the dead channel's inbox (the broker
+redelivers those), reconnects with backoff, re-declares the topology, consumes again and *verifies*
+it: ``basic.consume`` must have been answered with our tag and a passive declare of the queue must
+count at least one consumer. Only then is :attr:`consuming` true again (``intake_consuming`` = 1,
+``/readyz``).
 """
 
 from __future__ import annotations
@@ -20,20 +21,14 @@ import asyncio
 from contextlib import suppress
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Final, Literal, Self
+from typing import Final, Literal
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from bridge.amqp.connection import (
-    BrokerLinks,
-    Connect,
-    broker_error,
-    close_quietly,
-    open_connection,
-    reconnect_attempts,
-)
+from bridge.amqp.connection import BrokerLinks, Connect, broker_error, open_connection
 from bridge.amqp.delivery import AmqpDelivery, DeadLetterSink
+from bridge.amqp.link import BrokerLink
 from bridge.amqp.topology import TopologyNames, declare_topology
 from bridge.config import Settings
 from bridge.contract.codec import Rejection, decode_command
@@ -55,7 +50,6 @@ _MARKER_SLOTS: Final = 2
 class _Generation:
     """One connection's worth of consuming. ``None`` in the inbox means "look at the flags"."""
 
-    connection: AbstractConnection
     channel: AbstractChannel
     queue: AbstractQueue
     inbox: asyncio.Queue[AbstractIncomingMessage | None]
@@ -83,10 +77,12 @@ class _Generation:
         self.inbox.put_nowait(message)
 
 
-class CommandIntake:
+class CommandIntake(BrokerLink[_Generation]):
     """Consumes commands and hands them to a :class:`~bridge.ports.CommandHandler` in delivery order.
 
     Use as ``async with CommandIntake(...) as intake:`` or :meth:`start`/:meth:`close` from one task.
+    A final broker error (bad credentials, a queue declared with other arguments) ends the intake's
+    task, which cancels that task's owner: the error surfaces from ``__aexit__``/:meth:`close`.
 
     Args:
         settings: queue names, ``prefetch``, ``max_command_bytes``, backoff bounds.
@@ -114,26 +110,20 @@ class CommandIntake:
         connection_name: str = "genesys-bridge.intake",
         connect: Connect = open_connection,
     ) -> None:
-        self._settings = settings
+        super().__init__(
+            settings, metrics, link=LINK_NAME, links=links, connection_name=connection_name, connect=connect
+        )
         self._names = TopologyNames.from_settings(settings)
-        self._metrics = metrics
         self._handler = handler
         self._sink = sink
         self._dead_letters = dead_letters
         self._clock: Clock = clock if clock is not None else LoopClock()
-        self._links = links if links is not None else BrokerLinks(metrics)
-        self._links.register(LINK_NAME)
-        self._connection_name = connection_name
-        self._connect_fn = connect
         self._current: _Generation | None = None
         self._consuming = False
         self._generation = 0
         self._state = asyncio.Condition()
-        self._stopping = False
         self._held: list[AmqpDelivery] = []
-        self._stopped = asyncio.Event()
-        self._group: asyncio.TaskGroup | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()  # no further submit will happen
         metrics.intake_consuming.set(0)
 
     # --- state ------------------------------------------------------------------------------------
@@ -172,15 +162,7 @@ class CommandIntake:
             self._links.set(LINK_NAME, consuming)
             self._state.notify_all()
 
-    # --- lifecycle --------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start the connect/consume task. Returns at once; see :meth:`wait_consuming`."""
-        if self._group is not None:
-            raise RuntimeError("intake already started")
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        self._task = self._group.create_task(self._run(), name="amqp-intake")
+    # --- lifecycle (start, __aenter__, __aexit__: BrokerLink) --------------------------------------
 
     async def stop_intake(self) -> None:
         """Stop taking commands (SIGTERM drain). Idempotent.
@@ -214,61 +196,52 @@ class CommandIntake:
         """Stop the intake if needed and close the connection (unacked deliveries return to the queue)."""
         await self._shutdown(None, None, None)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._shutdown(exc_type, exc, tb)
-
     async def _shutdown(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        group, self._group = self._group, None
-        if group is None:
+        if not self._started:
             return
         self._stopping = True
-        await self._release_held()  # before the channel goes: the tags are valid only on it
-        if self._task is not None:
-            self._task.cancel()
-        await group.__aexit__(exc_type, exc, tb)
+        try:
+            await self._release_held()  # before the channel goes: the tags are valid only on it
+        finally:
+            await self._close_link(exc_type, exc, tb)
 
-    # --- the loop ---------------------------------------------------------------------------------
-
-    def _on_retry(self, exc: BaseException) -> None:
-        self._metrics.reconnects.labels(target="broker").inc()
-        log.warning("broker_connect_failed", link=LINK_NAME, error=str(broker_error(exc)))
+    # --- one link (BrokerLink hooks) ----------------------------------------------------------------
 
     async def _run(self) -> None:
-        """Connect, consume, serve until the link breaks or the intake stops; then again.
-
-        A link that served for at least ``broker_reconnect_max_s`` starts a fresh backoff (the next
-        attempt is immediate); one that broke sooner counts as a failed attempt (no hot loop).
-        """
         try:
-            while not self._stopping:
-                try:
-                    async for attempt in reconnect_attempts(self._settings, on_retry=self._on_retry):
-                        with attempt:
-                            await self._serve_once()
-                except BrokerError as exc:
-                    log.error("broker_link_failed", link=LINK_NAME, error=str(exc))
-                    raise
-                if not self._stopping:
-                    self._metrics.reconnects.labels(target="broker").inc()
+            await super()._run()
         finally:
             self._stopped.set()
 
-    async def _serve_once(self) -> None:
-        """One link's life: connect, declare, consume and verify, hand over commands until lost or stopped."""
-        loop = asyncio.get_running_loop()
-        generation = await self._connect_and_consume()
-        if generation is None:
-            return
+    async def _prepare(self, connection: AbstractConnection) -> _Generation:
+        """Declare, consume and verify on a fresh connection."""
+        channel = await connection.channel(publisher_confirms=False)
+        await channel.set_qos(prefetch_count=self._settings.prefetch)
+        topology = await declare_topology(channel, self._names)
+        generation = _Generation(
+            channel=channel,
+            queue=topology.intake_queue,
+            inbox=asyncio.Queue(maxsize=self._settings.prefetch + _MARKER_SLOTS),
+            prefetch=self._settings.prefetch,
+        )
+        connection.close_callbacks.add(generation.mark_lost)
+        channel.close_callbacks.add(generation.mark_lost)
+        # The broker cancels our consumer when the queue is deleted or fails over; the channel stays
+        # open, so without this a dead consumer would look like a quiet queue.
+        underlay = await channel.get_underlay_channel()
+        underlay.on_consumer_cancel_callbacks.add(generation.mark_lost)
+        generation.consumer_tag = await topology.intake_queue.consume(generation.on_message, no_ack=False)
+        await self._verify(generation)
+        return generation
+
+    async def _serve(self, generation: _Generation) -> None:
+        """Hand over commands until the link is lost, or, once stopped, keep it open for acks until close."""
         self._current = generation
-        up_since = loop.time()
+        await self._set_consuming(True)
+        self._came_up()
+        log.info("intake_consuming", queue=self._names.intake_queue, consumer_tag=generation.consumer_tag)
         try:
             ended = await self._consume(generation)
             if ended == "stopped":
@@ -281,47 +254,7 @@ class CommandIntake:
             self._current = None
             if self._consuming:
                 await self._set_consuming(False)
-            await close_quietly(generation.connection)
         log.warning("broker_link_lost", link=LINK_NAME)
-        if loop.time() - up_since < self._settings.broker_reconnect_max_s:
-            raise BrokerUnavailable("the broker link broke soon after it came up")
-
-    async def _connect_and_consume(self) -> _Generation | None:
-        """Connect, declare, consume and verify; ``None`` if the intake was stopped meanwhile."""
-        connection = await self._connect_fn(self._settings, name=self._connection_name)
-        try:
-            channel = await connection.channel(publisher_confirms=False)
-            await channel.set_qos(prefetch_count=self._settings.prefetch)
-            topology = await declare_topology(channel, self._names)
-            generation = _Generation(
-                connection=connection,
-                channel=channel,
-                queue=topology.intake_queue,
-                inbox=asyncio.Queue(maxsize=self._settings.prefetch + _MARKER_SLOTS),
-                prefetch=self._settings.prefetch,
-            )
-            connection.close_callbacks.add(generation.mark_lost)
-            channel.close_callbacks.add(generation.mark_lost)
-            # The broker cancels our consumer when the queue is deleted or fails over; the channel stays
-            # open, so without this a dead consumer would look like a quiet queue.
-            underlay = await channel.get_underlay_channel()
-            underlay.on_consumer_cancel_callbacks.add(generation.mark_lost)
-            generation.consumer_tag = await topology.intake_queue.consume(generation.on_message, no_ack=False)
-            await self._verify(generation)
-        except BaseException as exc:
-            await close_quietly(connection)
-            if isinstance(exc, Exception):
-                raise broker_error(exc) from exc
-            raise
-        if self._stopping:
-            # The stop came while we connected and its cancellation did not reach us (a library may finish
-            # an awaited handshake instead of raising). Nothing was handed over: closing returns it all.
-            await close_quietly(connection)
-            log.info("intake_stopped_while_connecting")
-            return None
-        await self._set_consuming(True)
-        log.info("intake_consuming", queue=self._names.intake_queue, consumer_tag=generation.consumer_tag)
-        return generation
 
     async def _verify(self, generation: _Generation) -> None:
         """Check with the broker that our consumer really is registered on a live channel."""

@@ -8,9 +8,16 @@ the replay is then seen, and nothing waits on a timer. Stream consumers in AMQP 
 set a prefetch (the broker hands out credit as acks arrive); the replay acks in batches and closes its
 channel when done, which cancels the consumer.
 
+The connection is a plain one, opened like the publisher's and the intake's, and held by a
+:class:`~bridge.amqp.connection.ReopeningConnection`: a connection lost between two uses (a broker blip, an
+operator closing it) is opened again by the next append or replay, with the reconnect backoff, and the
+append channel with it. During an outage appends fail at once with :class:`BrokerUnavailable`; the
+journal's callers keep the record and write it again later.
+
 Errors are mapped here, once: an unusable stream (a queue of the same name with other arguments, access
-refused, deleted under us) is :class:`StoreError`; a lost connection is :class:`BrokerUnavailable`; a
-missing confirm is :class:`PublishTimeout`.
+refused, deleted under us) is :class:`StoreError`; a missing confirm is :class:`PublishTimeout`; anything
+else the broker or the network causes goes through :func:`~bridge.amqp.connection.broker_error`
+(:class:`BrokerUnavailable`, retryable, or :class:`BrokerError`, final), with the stream's name added.
 """
 
 from __future__ import annotations
@@ -21,15 +28,16 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final, NoReturn
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
-from aio_pika.robust_queue import RobustQueue
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from bridge.amqp.connection import Connect, ReopeningConnection, broker_error, open_connection
 from bridge.config import Settings
 from bridge.errors import BrokerUnavailable, ConfigError, PublishTimeout, StoreError
+from bridge.ports import Clock
 from bridge.store.codec import encode_marker
 
 __all__ = ["StreamJournal", "open_stream_journal"]
@@ -43,6 +51,9 @@ TYPE_MARKER: Final = "marker"
 #: records) lets ``x-max-age`` take effect at a useful granularity. Fixed at declaration (docs/durability.md).
 SEGMENT_BYTES: Final = 8 * 1024 * 1024
 
+#: The journal's connection name at the broker, unless the daemon gives another.
+CONNECTION_NAME: Final = "genesys-bridge.journal"
+
 # RabbitMQ's x-max-age syntax: a positive integer and one unit (Years, Months, Days, hours, minutes, seconds).
 _MAX_AGE = re.compile(r"^[1-9][0-9]*[YMDhms]$")
 
@@ -50,13 +61,13 @@ _MAX_AGE = re.compile(r"^[1-9][0-9]*[YMDhms]$")
 class StreamJournal:
     """Append to and replay a RabbitMQ stream. Implements :class:`bridge.store.journal.JournalLog`.
 
-    The caller owns ``connection`` (robust or not) and must :meth:`open` before use and :meth:`close` after
-    (or use ``async with``). :func:`open_stream_journal` does both and can own a connection itself.
+    The caller owns ``connection`` (and closes it after the journal), must :meth:`open` the journal before
+    use and :meth:`close` it after (or use ``async with``). :func:`open_stream_journal` does all of it.
     """
 
     def __init__(
         self,
-        connection: AbstractConnection,
+        connection: ReopeningConnection,
         *,
         stream: str,
         max_age: str,
@@ -75,10 +86,12 @@ class StreamJournal:
         self._confirm_timeout_s = confirm_timeout_s
         self._idle_timeout_s = replay_idle_timeout_s
         self._prefetch = replay_prefetch
+        self._open = False
         self._channel: AbstractChannel | None = None
+        self._channel_lock = asyncio.Lock()
 
     @classmethod
-    def from_settings(cls, connection: AbstractConnection, settings: Settings) -> StreamJournal:
+    def from_settings(cls, connection: ReopeningConnection, settings: Settings) -> StreamJournal:
         """A journal named and sized by ``BRIDGE_JOURNAL_STREAM``, ``_MAX_AGE`` and ``_PUBLISH_TIMEOUT_S``."""
         return cls(
             connection,
@@ -101,18 +114,14 @@ class StreamJournal:
             BrokerUnavailable: the broker could not be reached.
         """
         await self._declare()
-        if self._channel is not None and not self._channel.is_closed:
-            return
-        try:
-            self._channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-        except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
-            raise BrokerUnavailable(f"journal stream {self._stream!r}: cannot open a channel: {exc}") from exc
+        self._open = True
+        await self._append_channel()
 
     async def close(self) -> None:
         """Close the append channel (awaiting nothing else: call ``JournalStore.flush`` first)."""
+        self._open = False
         channel, self._channel = self._channel, None
-        if channel is not None and not channel.is_closed:
-            await channel.close()
+        await _close_channel(channel)
 
     async def __aenter__(self) -> StreamJournal:
         await self.open()
@@ -122,12 +131,9 @@ class StreamJournal:
         await self.close()
 
     async def _declare(self) -> None:
-        # A channel of its own: a failed declare closes the channel (PRECONDITION_FAILED), and a robust
-        # channel would otherwise be reopened and the failure replayed.
-        try:
-            channel = await self._connection.channel(publisher_confirms=False)
-        except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
-            raise BrokerUnavailable(f"journal stream {self._stream!r}: cannot open a channel: {exc}") from exc
+        # A channel of its own: a failed declare closes its channel (PRECONDITION_FAILED), and the append
+        # channel must not go with it.
+        channel = await self._new_channel(publisher_confirms=False)
         try:
             await channel.declare_queue(
                 self._stream,
@@ -151,11 +157,36 @@ class StreamJournal:
             ) from exc
         except aiormq.exceptions.ChannelClosed as exc:
             raise StoreError(f"journal stream {self._stream!r} cannot be declared. Broker said: {exc}") from exc
-        except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
-            raise BrokerUnavailable(f"journal stream {self._stream!r}: broker unavailable: {exc}") from exc
+        except Exception as exc:
+            self._raise_mapped(exc, "cannot declare it")
         finally:
-            if not channel.is_closed:
-                await channel.close()
+            await _close_channel(channel)
+
+    async def _append_channel(self) -> AbstractChannel:
+        """The append channel; a new one, on a reopened connection if need be, once the last one was lost."""
+        channel = self._channel
+        if channel is not None and not channel.is_closed:
+            return channel
+        async with self._channel_lock:  # concurrent appends after a loss open one channel, not one each
+            channel = self._channel
+            if channel is None or channel.is_closed:
+                channel = self._channel = await self._new_channel(publisher_confirms=True, on_return_raises=True)
+            return channel
+
+    async def _new_channel(self, *, publisher_confirms: bool, on_return_raises: bool = False) -> AbstractChannel:
+        """A channel on the journal's connection, which is opened again first when it was lost."""
+        connection = await self._connection.get()
+        try:
+            return await connection.channel(publisher_confirms=publisher_confirms, on_return_raises=on_return_raises)
+        except Exception as exc:
+            self._raise_mapped(exc, "cannot open a channel")
+
+    def _raise_mapped(self, exc: Exception, doing: str) -> NoReturn:
+        """Raise ``exc`` mapped by :func:`broker_error`, naming the stream; ``exc`` itself if ours or a bug."""
+        mapped = broker_error(exc)
+        if mapped is exc:
+            raise exc
+        raise type(mapped)(f"journal stream {self._stream!r}: {doing}: {mapped}") from exc
 
     # -- JournalLog ----------------------------------------------------------------------------------
 
@@ -164,9 +195,9 @@ class StreamJournal:
         await self._publish(body, kind=TYPE_SESSION, message_id=uuid.uuid4().hex)
 
     async def _publish(self, body: bytes, *, kind: str, message_id: str) -> None:
-        channel = self._channel
-        if channel is None:
+        if not self._open:
             raise StoreError(f"journal stream {self._stream!r} is not open")
+        channel = await self._append_channel()
         message = aio_pika.Message(
             body,
             content_type="application/json",
@@ -176,9 +207,10 @@ class StreamJournal:
             timestamp=datetime.now(UTC),
         )
         try:
-            await channel.default_exchange.publish(
-                message, routing_key=self._stream, mandatory=True, timeout=self._confirm_timeout_s
-            )
+            # Our deadline, not aio-pika's ``timeout=`` (``asyncio.wait_for``, which on Python 3.11 can drop a
+            # cancellation that arrives with the confirm).
+            async with asyncio.timeout(self._confirm_timeout_s):
+                await channel.default_exchange.publish(message, routing_key=self._stream, mandatory=True)
         except aiormq.exceptions.PublishError as exc:
             # Returned as unroutable: the stream was deleted while we run. Not retryable.
             raise StoreError(f"journal stream {self._stream!r} is gone (publish returned unroutable)") from exc
@@ -188,8 +220,8 @@ class StreamJournal:
             raise PublishTimeout(
                 f"journal stream {self._stream!r}: no confirm within {self._confirm_timeout_s}s"
             ) from exc
-        except (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError) as exc:
-            raise BrokerUnavailable(f"journal stream {self._stream!r}: {exc}") from exc
+        except Exception as exc:
+            self._raise_mapped(exc, "append failed")
 
     async def replay(self, visit: Callable[[bytes], None]) -> None:
         """Visit every session record appended before this call, in stream order (other markers skipped).
@@ -237,18 +269,7 @@ class StreamJournal:
                 with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError):
                     await message.ack(multiple=True)
 
-        try:
-            channel = await self._connection.channel(publisher_confirms=False)
-        except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
-            raise BrokerUnavailable(f"journal stream {self._stream!r}: cannot open a channel: {exc}") from exc
-        try:
-            await channel.set_qos(prefetch_count=self._prefetch)
-            queue = await channel.get_queue(self._stream, ensure=False)
-            consume_args: dict[str, Any] = {"arguments": {"x-stream-offset": "first"}}
-            if isinstance(queue, RobustQueue):
-                consume_args["robust"] = False  # a restored consumer would restart from first; we fail instead
-            await queue.consume(on_message, **consume_args)
-            closing = (await channel.get_underlay_channel()).closing
+        async def until_marker(closing: asyncio.Future[object]) -> None:
             while not done.done():
                 await asyncio.wait((done, closing), timeout=self._idle_timeout_s, return_when=asyncio.FIRST_COMPLETED)
                 if done.done():
@@ -261,34 +282,49 @@ class StreamJournal:
                         f"{self._idle_timeout_s}s before the end marker"
                     )
             done.result()
+
+        channel = await self._new_channel(publisher_confirms=False)
+        try:
+            await channel.set_qos(prefetch_count=self._prefetch)
+            queue = await channel.get_queue(self._stream, ensure=False)
+            await queue.consume(on_message, arguments={"x-stream-offset": "first"})
+            await until_marker((await channel.get_underlay_channel()).closing)
         except aiormq.exceptions.ChannelClosed as exc:
             raise StoreError(f"journal stream {self._stream!r} cannot be read. Broker said: {exc}") from exc
-        except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
-            raise BrokerUnavailable(f"journal stream {self._stream!r}: {exc}") from exc
+        except Exception as exc:
+            self._raise_mapped(exc, "replay failed")
         finally:
             # Closing the channel cancels the consumer; unacked stream deliveries need no settling.
-            if not channel.is_closed:
-                with contextlib.suppress(aiormq.exceptions.AMQPError, ConnectionError):
-                    await channel.close()
+            await _close_channel(channel)
+
+
+async def _close_channel(channel: AbstractChannel | None) -> None:
+    """Close ``channel`` if it is open; one on a connection that is already gone is not an error here."""
+    if channel is None or channel.is_closed:
+        return
+    with contextlib.suppress(aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError):
+        await channel.close()
 
 
 @contextlib.asynccontextmanager
 async def open_stream_journal(
-    settings: Settings, *, connection: AbstractConnection | None = None
+    settings: Settings,
+    *,
+    connection_name: str = CONNECTION_NAME,
+    connect: Connect = open_connection,
+    clock: Clock | None = None,
 ) -> AsyncIterator[StreamJournal]:
-    """An open :class:`StreamJournal` for ``settings``; connects (robustly) and owns the connection if none is given.
+    """An open :class:`StreamJournal` for ``settings`` on a connection of its own, closed on exit.
 
-    Raises what :meth:`StreamJournal.open` raises, and :class:`BrokerUnavailable` if the broker is unreachable.
+    ``connection_name`` names the connection at the broker; ``connect`` and ``clock`` are the seams of its
+    :class:`~bridge.amqp.connection.ReopeningConnection`.
+
+    Raises what :meth:`StreamJournal.open` raises: :class:`StoreError`, and :class:`BrokerUnavailable` (or
+    :class:`~bridge.errors.BrokerError` for refused credentials) if the broker cannot be used.
     """
-    owned: AbstractConnection | None = None
-    if connection is None:
-        try:
-            owned = connection = await aio_pika.connect_robust(settings.amqp_url.get_secret_value())
-        except (aiormq.exceptions.AMQPError, ConnectionError, OSError) as exc:
-            raise BrokerUnavailable(f"journal: cannot connect to the broker: {type(exc).__name__}") from exc
+    connection = ReopeningConnection(settings, name=connection_name, connect=connect, clock=clock)
     try:
         async with StreamJournal.from_settings(connection, settings) as journal:
             yield journal
     finally:
-        if owned is not None:
-            await owned.close()
+        await connection.close()

@@ -29,21 +29,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final, Self
+from typing import Final
 
 import aio_pika
 import aiormq.exceptions
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingMessage
 
-from bridge.amqp.connection import (
-    BrokerLinks,
-    Connect,
-    broker_error,
-    close_quietly,
-    open_connection,
-    reconnect_attempts,
-)
+from bridge.amqp.connection import BrokerLinks, Connect, broker_error, open_connection
+from bridge.amqp.link import BrokerLink
 from bridge.amqp.messages import dead_letter_message, event_message
 from bridge.amqp.outage import OutageBuffer, PendingEvent
 from bridge.amqp.topology import TopologyNames, declare_topology
@@ -72,15 +66,14 @@ class _LinkLost(Exception):
 
 @dataclass(eq=False, slots=True)
 class _Route:
-    """An open channel and where to publish on it. ``lost`` completes when the link breaks."""
+    """Where to publish on an open channel. ``lost`` completes when the link breaks."""
 
-    channel: AbstractChannel
     events: AbstractExchange
     default: AbstractExchange
     lost: asyncio.Future[None]
 
 
-class AmqpEventPublisher:
+class AmqpEventPublisher(BrokerLink[_Route]):
     """Publishes events to the event exchange with confirms. Implements ``EventSink``.
 
     Use as ``async with AmqpEventPublisher(settings, metrics) as publisher:`` or call :meth:`start`
@@ -107,13 +100,10 @@ class AmqpEventPublisher:
         connection_name: str = "genesys-bridge.publisher",
         connect: Connect = open_connection,
     ) -> None:
-        self._settings = settings
+        super().__init__(
+            settings, metrics, link=LINK_NAME, links=links, connection_name=connection_name, connect=connect
+        )
         self._names = TopologyNames.from_settings(settings)
-        self._metrics = metrics
-        self._links = links if links is not None else BrokerLinks(metrics)
-        self._links.register(LINK_NAME)
-        self._connection_name = connection_name
-        self._connect_fn = connect
         self._timeout_s = settings.publish_timeout_s
         self._backlog = OutageBuffer(settings.publish_buffer_size, metrics.publish_buffer)
         self._in_flight = 0  # publish() calls that have not returned
@@ -121,21 +111,10 @@ class AmqpEventPublisher:
         self._idle.set()
         self._route: _Route | None = None
         self._connected = asyncio.Event()
-        self._closing = False
-        self._stopped = False  # the connect loop must end (set just before its task is cancelled)
-        self._closed = False
-        self._group: asyncio.TaskGroup | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._closing = False  # publish() refuses new events
+        self._closed = False  # the link's task ended: nothing buffered can be confirmed any more
 
-    # --- lifecycle ------------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start the connect/reconnect task. Returns at once; see :meth:`wait_connected`."""
-        if self._group is not None:
-            raise RuntimeError("publisher already started")
-        self._group = asyncio.TaskGroup()
-        await self._group.__aenter__()
-        self._task = self._group.create_task(self._run(), name="amqp-publisher")
+    # --- lifecycle (start, __aenter__, __aexit__: BrokerLink) -----------------------------------
 
     async def close(self, timeout_s: float | None = None) -> None:
         """Flush, then close: stop accepting, wait up to ``timeout_s`` (default ``publish_timeout_s``)
@@ -146,40 +125,33 @@ class AmqpEventPublisher:
         """
         await self._shutdown(None, None, None, timeout_s)
 
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self._shutdown(exc_type, exc, tb, None)
-
     async def _shutdown(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-        timeout_s: float | None,
+        timeout_s: float | None = None,
     ) -> None:
-        group, self._group = self._group, None
-        if group is None:
+        if not self._started or self._closing:
             return
         self._closing = True
-        if exc is None:
-            try:
-                async with asyncio.timeout(self._timeout_s if timeout_s is None else timeout_s):
-                    await self._idle.wait()
-            except TimeoutError:
-                log.warning("publisher_closed_unflushed", buffered=self._backlog.buffered, in_flight=self._in_flight)
-        self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
         try:
-            await group.__aexit__(exc_type, exc, tb)
+            if exc is None:
+                await self._flushed(self._timeout_s if timeout_s is None else timeout_s)
         finally:
-            self._closed = True
-            self._fail_backlog(BrokerUnavailable("the publisher was closed before the broker confirmed"))
+            try:
+                await self._close_link(exc_type, exc, tb)
+            finally:
+                self._closed = True
+                self._fail_backlog(BrokerUnavailable("the publisher was closed before the broker confirmed"))
+
+    async def _flushed(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` until nothing is in flight or buffered; the link keeps reconnecting."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("publisher_closed_unflushed", buffered=self._backlog.buffered, in_flight=self._in_flight)
 
     @property
     def connected(self) -> bool:
@@ -341,61 +313,12 @@ class AmqpEventPublisher:
         if not route.lost.done():
             route.lost.set_result(None)
 
-    def _on_retry(self, exc: BaseException) -> None:
-        self._metrics.reconnects.labels(target="broker").inc()
-        log.warning("broker_connect_failed", link=LINK_NAME, error=str(broker_error(exc)))
+    # --- one link (BrokerLink hooks) ----------------------------------------------------------------
 
-    async def _run(self) -> None:
-        """Connect, flush the backlog, serve until the link breaks; again until closed, cancelled or final.
-
-        A link that served for at least ``broker_reconnect_max_s`` starts a fresh backoff (the next
-        attempt is immediate); one that broke sooner counts as a failed attempt, so a flapping broker
-        is retried with growing waits instead of in a hot loop.
-        """
-        while not self._stopped:
-            try:
-                async for attempt in reconnect_attempts(self._settings, on_retry=self._on_retry):
-                    with attempt:
-                        await self._serve_once()
-            except BrokerError as exc:
-                log.error("broker_link_failed", link=LINK_NAME, error=str(exc))
-                raise
-            if not self._stopped:
-                self._metrics.reconnects.labels(target="broker").inc()
-
-    async def _serve_once(self) -> None:
-        """One link's life: connect, declare, flush, open the fast path, wait for the loss."""
-        loop = asyncio.get_running_loop()
-        connection, route = await self._connect()
-        if self._stopped:
-            # Stopped while we connected, and the cancellation did not reach us (a library may finish an
-            # awaited handshake instead of raising): the link is not wanted.
-            await close_quietly(connection)
-            return
-        try:
-            await self._flush(route)
-            self._route = route
-            self._connected.set()
-            self._links.set(LINK_NAME, True)
-            log.info("broker_link_up", link=LINK_NAME)
-            up_since = loop.time()
-            await route.lost
-        finally:
-            self._lose(route, BrokerUnavailable("connection closed"))
-            await close_quietly(connection)
-        if loop.time() - up_since < self._settings.broker_reconnect_max_s:
-            raise BrokerUnavailable("the broker link broke soon after it came up")
-
-    async def _connect(self) -> tuple[AbstractConnection, _Route]:
-        connection = await self._connect_fn(self._settings, name=self._connection_name)
-        try:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
-            topology = await declare_topology(channel, self._names)
-        except BaseException as exc:
-            await close_quietly(connection)
-            if isinstance(exc, Exception):
-                raise broker_error(exc) from exc
-            raise
+    async def _prepare(self, connection: AbstractConnection) -> _Route:
+        """Open the confirm channel and declare the topology on a fresh connection."""
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
+        topology = await declare_topology(channel, self._names)
         lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def _closed(*_: object) -> None:
@@ -404,7 +327,20 @@ class AmqpEventPublisher:
 
         connection.close_callbacks.add(_closed)
         channel.close_callbacks.add(_closed)
-        return connection, _Route(channel, topology.event_exchange, channel.default_exchange, lost)
+        return _Route(topology.event_exchange, channel.default_exchange, lost)
+
+    async def _serve(self, route: _Route) -> None:
+        """Flush the backlog, open the fast path, wait for the loss."""
+        try:
+            await self._flush(route)
+            self._route = route
+            self._connected.set()
+            self._links.set(LINK_NAME, True)
+            log.info("broker_link_up", link=LINK_NAME)
+            self._came_up()
+            await route.lost
+        finally:
+            self._lose(route, BrokerUnavailable("connection closed"))
 
     async def _flush(self, route: _Route) -> None:
         """Publish the backlog in order, ``FLUSH_WINDOW`` at a time. Unconfirmed events stay at the head."""

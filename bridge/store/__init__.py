@@ -3,7 +3,7 @@
 Wiring, done by the daemon only::
 
     keys = load_keys(settings)                      # StateKeyError before any connection opens
-    async with open_stream_journal(settings, connection=conn) as log:   # bridge.amqp.journal
+    async with open_stream_journal(settings) as log:  # bridge.amqp.journal: its own connection
         store = JournalStore(log, keys, metrics=metrics, clock=clock)
         live = await store.load_live()              # StateKeyError on a wrong key
         ...                                         # resume `live`; save() on every record change;

@@ -1,4 +1,4 @@
-"""The pure parts of bridge.amqp: error mapping, link health, rejection outcomes."""
+"""The pure parts of bridge.amqp: error mapping, the reconnect backoff, link health, rejection outcomes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import aiormq.exceptions
 import pytest
 
-from bridge.amqp.connection import BrokerLinks, broker_error
+from bridge.amqp.connection import BrokerLinks, ReconnectBackoff, broker_error
 from bridge.contract.codec import Rejection
 from bridge.contract.events import FieldError
 from bridge.contract.outcomes import command_type_label, rejection_outcome
@@ -40,6 +40,14 @@ async def test_bugs_and_our_own_errors_keep_their_type() -> None:
     ours = ContractError("bad")
     assert broker_error(bug) is bug
     assert broker_error(ours) is ours
+
+
+async def test_the_reconnect_backoff_doubles_with_a_jitter_up_to_its_cap() -> None:
+    backoff = ReconnectBackoff(initial_s=0.5, max_s=30.0)
+    assert 0.5 <= backoff.wait_s(1) <= 1.0
+    assert 2.0 <= backoff.wait_s(3) <= 2.5
+    assert backoff.wait_s(7) == 30.0
+    assert backoff.wait_s(5000) == 30.0  # a day-long outage does not overflow
 
 
 async def test_broker_connected_needs_every_link() -> None:
