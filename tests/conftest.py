@@ -9,9 +9,15 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import hypothesis
 import pytest
 
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+# Property tests check what code does, never how fast: Hypothesis' per-example deadline and its "too slow"
+# health check turn a busy machine (CI shares its cores) into random failures, so both are off suite-wide.
+hypothesis.settings.register_profile("suite", deadline=None, suppress_health_check=[hypothesis.HealthCheck.too_slow])
+hypothesis.settings.load_profile("suite")
 
 
 @dataclass(frozen=True)
