@@ -1,7 +1,7 @@
 """Typed Guest API client actions (protocol reference §3.1, §4). Pure: no I/O.
 
 Frozen pydantic models, one per ``action``, plus the ``onMessage`` message parts. :meth:`ClientAction.to_wire`
-gives the exact wire JSON (camelCase keys, ``None`` omitted). Re-exported by :mod:`bridge.genesys.frames`.
+gives the exact wire JSON (camelCase keys, ``None`` omitted).
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
-"""Typed Guest API frames (protocol reference §3–§6). Pure: no I/O.
+"""Typed Guest API server frames (protocol reference §3.2, §5, §6). Pure: no I/O.
 
-Two halves:
-
-* **Client actions** (§3.1, §4): frozen pydantic models, one per ``action``. :meth:`ClientAction.to_wire`
-  gives the exact wire JSON (camelCase keys, ``None`` omitted). They live in :mod:`bridge.genesys.actions`
-  and are re-exported here, so ``from bridge.genesys.frames import ...`` keeps working.
-* **Server frames** (§3.2, §5, §6): :func:`parse_server_frame` turns one text frame into a
-  :class:`ServerFrame` (envelope + a typed body chosen by ``class`` through :data:`BODY_MODELS`) or an
-  :class:`UnparsedFrame` (not JSON, not an object, an unknown ``class``, or a body that does not fit its
-  model). It never raises. Dispatch is on ``class``, never on ``type`` (§3.2: fixtures disagree on
-  ``type``). Unknown fields are kept (``extra="allow"``).
+:func:`parse_server_frame` turns one text frame into a :class:`ServerFrame` (envelope + a typed body chosen
+by ``class`` through :data:`BODY_MODELS`) or an :class:`UnparsedFrame` (not JSON, not an object, an unknown
+``class``, or a body that does not fit its model). It never raises. Dispatch is on ``class``, never on
+``type`` (§3.2: fixtures disagree on ``type``). Unknown fields are kept (``extra="allow"``). The client
+actions (§3.1, §4) are in :mod:`bridge.genesys.actions`.
 """
 
 from __future__ import annotations
@@ -21,65 +16,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bridge.genesys.actions import (
-    AttachmentRef,
-    AttachmentRefContent,
-    ButtonResponseBody,
-    ButtonResponseContent,
-    ClientAction,
-    CloseSession,
-    ConfigureAuthenticatedSession,
-    ConfigureSession,
-    DeleteAttachment,
-    Echo,
-    GetAttachment,
-    GetConfiguration,
-    GetJwt,
-    OnAttachment,
-    OnMessage,
-    OutgoingChannel,
-    OutgoingChannelMetadata,
-    OutgoingMessage,
-    PresenceBody,
-    PresenceEvent,
-    TypingBody,
-    TypingEvent,
-)
-
 __all__ = [
     "BODY_MODELS",
     "AllowedMedia",
     "AttachmentDeletedResponse",
-    "AttachmentRef",
-    "AttachmentRefContent",
-    "ButtonResponseBody",
-    "ButtonResponseContent",
     "ChannelInfo",
-    "ClientAction",
-    "CloseSession",
-    "ConfigureAuthenticatedSession",
-    "ConfigureSession",
     "ConnectionClosedEvent",
-    "DeleteAttachment",
-    "Echo",
     "ErrorBody",
     "FileType",
     "GenerateUrlError",
-    "GetAttachment",
-    "GetConfiguration",
     "GetConfigurationResponse",
-    "GetJwt",
     "InboundMedia",
     "JwtResponse",
     "LogoutEvent",
-    "OnAttachment",
-    "OnMessage",
-    "OutgoingChannel",
-    "OutgoingChannelMetadata",
-    "OutgoingMessage",
     "Participant",
-    "PresenceBody",
-    "PresenceEvent",
     "PresignedUrlResponse",
     "ResumeTokenResponse",
     "ServerBody",
@@ -89,8 +39,6 @@ __all__ = [
     "SessionResponse",
     "StructuredMessage",
     "TooManyRequestsErrorMessage",
-    "TypingBody",
-    "TypingEvent",
     "UnparsedFrame",
     "UploadFailureEvent",
     "UploadSuccessEvent",

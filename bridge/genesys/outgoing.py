@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from bridge.contract.content import ButtonResponse
-from bridge.genesys.frames import (
+from bridge.genesys.actions import (
     AttachmentRef,
     AttachmentRefContent,
     ButtonResponseBody,

@@ -9,8 +9,7 @@ Its states, pending requests and events live in :mod:`bridge.genesys.events`, th
 :mod:`bridge.genesys.outgoing`, the receive path (frame → events and state) in
 :mod:`bridge.genesys.receiving` (a base class of :class:`GuestProtocol`), the translation of frame bodies
 into events in :mod:`bridge.genesys.translate` and the unanswered-request bookkeeping in
-:mod:`bridge.genesys.pending`; their public names are re-exported here, so
-``from bridge.genesys.protocol import ...`` keeps working.
+:mod:`bridge.genesys.pending`. Import those names from the module that defines them.
 
 Rules it enforces:
 - ``configure`` is the first frame on a connection; every other intent before ``Configured`` raises
@@ -33,34 +32,7 @@ from typing import Final
 
 from bridge.contract.content import ButtonResponse
 from bridge.errors import CommandRejected, GenesysProtocolError
-from bridge.genesys.events import (
-    AttachmentDeleted,
-    ConfigurationReceived,
-    Configured,
-    ConnectionClosed,
-    ConversationDisconnected,
-    EchoReplied,
-    ErrorReceived,
-    JwtIssued,
-    LoggedOut,
-    MessageEchoed,
-    MessageReceived,
-    PendingRequest,
-    PresenceJoined,
-    ProtocolEvent,
-    ProtocolState,
-    RateLimited,
-    RequestKind,
-    SessionCleared,
-    SessionClosed,
-    SessionExpired,
-    TypingReceived,
-    UnknownFrame,
-    UploadFailed,
-    UploadSucceeded,
-    UploadUrlIssued,
-)
-from bridge.genesys.frames import (
+from bridge.genesys.actions import (
     ClientAction,
     CloseSession,
     ConfigureSession,
@@ -75,9 +47,15 @@ from bridge.genesys.frames import (
     PresenceBody,
     PresenceEvent,
     TypingEvent,
-    UnparsedFrame,
-    parse_server_frame,
 )
+from bridge.genesys.events import (
+    Configured,
+    PendingRequest,
+    ProtocolEvent,
+    ProtocolState,
+    UnknownFrame,
+)
+from bridge.genesys.frames import UnparsedFrame, parse_server_frame
 from bridge.genesys.outgoing import (
     DEFAULT_MAX_CUSTOM_DATA_BYTES,
     MAX_TEXT_BYTES,
@@ -87,47 +65,8 @@ from bridge.genesys.outgoing import (
 )
 from bridge.genesys.pending import CONFIGURE_ACTIONS, PendingRequests
 from bridge.genesys.receiving import ServerFrameHandler
-from bridge.genesys.translate import (
-    DEFAULT_RETRY_AFTER_S,
-    DEFAULT_TYPING_DURATION_MS,
-    MAX_RETRY_AFTER_S,
-)
 
-__all__ = [
-    "DEFAULT_MAX_CUSTOM_DATA_BYTES",
-    "DEFAULT_RETRY_AFTER_S",
-    "DEFAULT_TYPING_DURATION_MS",
-    "MAX_RETRY_AFTER_S",
-    "MAX_TEXT_BYTES",
-    "AttachmentDeleted",
-    "ConfigurationReceived",
-    "Configured",
-    "ConnectionClosed",
-    "ConversationDisconnected",
-    "EchoReplied",
-    "ErrorReceived",
-    "GuestProtocol",
-    "JwtIssued",
-    "LoggedOut",
-    "MessageEchoed",
-    "MessageReceived",
-    "PendingRequest",
-    "PresenceJoined",
-    "ProtocolEvent",
-    "ProtocolState",
-    "RateLimited",
-    "RequestKind",
-    "SessionCleared",
-    "SessionClosed",
-    "SessionExpired",
-    "TypingReceived",
-    "UnknownFrame",
-    "UploadFailed",
-    "UploadSucceeded",
-    "UploadUrlIssued",
-    "build_outgoing_message",
-    "custom_attributes_size",
-]
+__all__ = ["GuestProtocol"]
 
 
 # --- the protocol -------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ import structlog
 
 from bridge.contract.events import SessionStarted
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable, SessionGone, is_retryable
-from bridge.genesys.protocol import Configured, EchoReplied, GuestProtocol
+from bridge.genesys.events import Configured, EchoReplied
+from bridge.genesys.protocol import GuestProtocol
 from bridge.genesys.urls import resolve_origin
 from bridge.ports import Envelope
 from bridge.record import SessionRecord, SettledOutcome

@@ -21,14 +21,8 @@ from functools import partial
 
 from bridge.contract.content import AttachmentUpload
 from bridge.errors import BridgeError
-from bridge.genesys.protocol import (
-    Configured,
-    ErrorReceived,
-    GuestProtocol,
-    UploadFailed,
-    UploadSucceeded,
-    UploadUrlIssued,
-)
+from bridge.genesys.events import Configured, ErrorReceived, UploadFailed, UploadSucceeded, UploadUrlIssued
+from bridge.genesys.protocol import GuestProtocol
 from bridge.session.link import GenesysLink
 from bridge.session.ports import UploadClient
 

@@ -33,8 +33,8 @@ from bridge.contract import AttachmentRefresh, MessageSend, SessionEnd, SessionS
 from bridge.contract.content import AttachmentPart, ButtonResponse
 from bridge.contract.events import EndReason, OutcomeReason, OutcomeStatus
 from bridge.errors import CommandRejected, GenesysProtocolError, GenesysUnavailable, SessionGone, is_retryable
+from bridge.genesys.events import ErrorReceived, MessageEchoed, RateLimited, UploadFailed, UploadUrlIssued
 from bridge.genesys.frames import StructuredMessage
-from bridge.genesys.protocol import ErrorReceived, MessageEchoed, RateLimited, UploadFailed, UploadUrlIssued
 from bridge.ports import Envelope
 from bridge.record import SettledOutcome
 from bridge.session.attachments import AttachmentFailed, attachment_key, upload_attachments

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from bridge.genesys.protocol import ProtocolEvent, TypingReceived
+from bridge.genesys.events import ProtocolEvent, TypingReceived
 
 __all__ = ["HELD_EVENTS_MAX", "HeldEvents"]
 

@@ -23,9 +23,7 @@ from bridge.contract.events import MessageReceived as MessageReceivedEvent
 from bridge.contract.events import PresenceReceived, SessionResumed
 from bridge.contract.events import TypingReceived as TypingReceivedEvent
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable
-from bridge.genesys.frames import StructuredMessage
-from bridge.genesys.normalize import normalize_message, sender_of
-from bridge.genesys.protocol import (
+from bridge.genesys.events import (
     ConnectionClosed,
     ConversationDisconnected,
     EchoReplied,
@@ -45,6 +43,8 @@ from bridge.genesys.protocol import (
     UploadSucceeded,
     UploadUrlIssued,
 )
+from bridge.genesys.frames import StructuredMessage
+from bridge.genesys.normalize import normalize_message, sender_of
 from bridge.genesys.urls import resolve_origin
 from bridge.session.attachments import attachment_key
 from bridge.session.backfill import EntityKind, classify, fetch_missed, message_time

@@ -20,16 +20,16 @@ from dataclasses import dataclass
 import structlog
 
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable, SessionGone
-from bridge.genesys.protocol import (
+from bridge.genesys.events import (
     Configured,
     ConnectionClosed,
     ErrorReceived,
-    GuestProtocol,
     PendingRequest,
     ProtocolEvent,
     RateLimited,
     SessionExpired,
 )
+from bridge.genesys.protocol import GuestProtocol
 from bridge.ports import Connector, GenesysConnection
 
 __all__ = ["Answered", "GenesysLink", "Reply"]

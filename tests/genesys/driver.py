@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from bridge.genesys.protocol import GuestProtocol, PendingRequest, ProtocolEvent, ProtocolState
+from bridge.genesys.events import PendingRequest, ProtocolEvent, ProtocolState
+from bridge.genesys.protocol import GuestProtocol
 from tests.genesys import wire
 
 TOKEN = "6c1b0e52-9a7f-4f7e-8d8b-1e2a3b4c5d6e"

@@ -10,16 +10,8 @@ from __future__ import annotations
 import pytest
 
 from bridge.contract.content import ButtonResponse
-from bridge.genesys.pending import (
-    ERROR_OWNERS,
-    RECENT_TYPING_LIMIT,
-    ErrorClass,
-    PendingRequests,
-    classify_error,
-)
-from bridge.genesys.protocol import (
+from bridge.genesys.events import (
     ErrorReceived,
-    GuestProtocol,
     MessageEchoed,
     PendingRequest,
     ProtocolState,
@@ -28,6 +20,14 @@ from bridge.genesys.protocol import (
     SessionExpired,
     UploadFailed,
 )
+from bridge.genesys.pending import (
+    ERROR_OWNERS,
+    RECENT_TYPING_LIMIT,
+    ErrorClass,
+    PendingRequests,
+    classify_error,
+)
+from bridge.genesys.protocol import GuestProtocol
 from tests.genesys import wire
 from tests.genesys.driver import configured_protocol, feed, new_protocol, sent, text_request
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bridge.genesys import actions as a
 from bridge.genesys import frames as f
 from tests.genesys import wire
 
@@ -17,7 +18,7 @@ TOKEN = "tok"
     ("action", "expected"),
     [
         (
-            f.ConfigureSession(token=TOKEN, deployment_id="dep", start_new=False, tracing_id="t-001"),
+            a.ConfigureSession(token=TOKEN, deployment_id="dep", start_new=False, tracing_id="t-001"),
             {
                 "action": "configureSession",
                 "token": TOKEN,
@@ -27,17 +28,17 @@ TOKEN = "tok"
             },
         ),
         (
-            f.ConfigureSession(token=TOKEN, deployment_id="dep"),
+            a.ConfigureSession(token=TOKEN, deployment_id="dep"),
             {"action": "configureSession", "token": TOKEN, "deploymentId": "dep"},
         ),
         (
-            f.ConfigureAuthenticatedSession(token=TOKEN, deployment_id="dep", data={"code": "jwt"}),
+            a.ConfigureAuthenticatedSession(token=TOKEN, deployment_id="dep", data={"code": "jwt"}),
             {"action": "configureAuthenticatedSession", "token": TOKEN, "deploymentId": "dep", "data": {"code": "jwt"}},
         ),
         (
-            f.OnMessage(
+            a.OnMessage(
                 token=TOKEN,
-                message=f.OutgoingMessage(type="Event", events=[f.TypingEvent()]),
+                message=a.OutgoingMessage(type="Event", events=[a.TypingEvent()]),
             ),
             {
                 "action": "onMessage",
@@ -46,10 +47,10 @@ TOKEN = "tok"
             },
         ),
         (
-            f.OnMessage(
+            a.OnMessage(
                 token=TOKEN,
-                message=f.OutgoingMessage(
-                    type="Event", events=[f.PresenceEvent(presence=f.PresenceBody(type="Clear"))]
+                message=a.OutgoingMessage(
+                    type="Event", events=[a.PresenceEvent(presence=a.PresenceBody(type="Clear"))]
                 ),
             ),
             {
@@ -59,36 +60,36 @@ TOKEN = "tok"
             },
         ),
         (
-            f.Echo(token=TOKEN, tracing_id="hc-7"),
+            a.Echo(token=TOKEN, tracing_id="hc-7"),
             {"action": "echo", "token": TOKEN, "tracingId": "hc-7", "message": {"type": "Text", "text": "ping"}},
         ),
-        (f.GetJwt(token=TOKEN, tracing_id="j-1"), {"action": "getJwt", "token": TOKEN, "tracingId": "j-1"}),
+        (a.GetJwt(token=TOKEN, tracing_id="j-1"), {"action": "getJwt", "token": TOKEN, "tracingId": "j-1"}),
         (
-            f.OnAttachment(token=TOKEN, file_name="a.png", file_type="image/png", file_size=3, errors_as_json=None),
+            a.OnAttachment(token=TOKEN, file_name="a.png", file_type="image/png", file_size=3, errors_as_json=None),
             {"action": "onAttachment", "token": TOKEN, "fileName": "a.png", "fileType": "image/png", "fileSize": 3},
         ),
         (
-            f.GetAttachment(token=TOKEN, attachment_id="a"),
+            a.GetAttachment(token=TOKEN, attachment_id="a"),
             {"action": "getAttachment", "token": TOKEN, "attachmentId": "a"},
         ),
         (
-            f.DeleteAttachment(token=TOKEN, attachment_id="a"),
+            a.DeleteAttachment(token=TOKEN, attachment_id="a"),
             {"action": "deleteAttachment", "token": TOKEN, "attachmentId": "a"},
         ),
-        (f.CloseSession(token=TOKEN), {"action": "closeSession", "token": TOKEN, "closeAllConnections": True}),
+        (a.CloseSession(token=TOKEN), {"action": "closeSession", "token": TOKEN, "closeAllConnections": True}),
         (
-            f.GetConfiguration(token=TOKEN, deployment_id="dep"),
+            a.GetConfiguration(token=TOKEN, deployment_id="dep"),
             {"action": "getConfiguration", "token": TOKEN, "deploymentId": "dep"},
         ),
     ],
 )
-def test_client_actions_serialise_to_the_wire_shape(action: f.ClientAction, expected: dict[str, Any]) -> None:
+def test_client_actions_serialise_to_the_wire_shape(action: a.ClientAction, expected: dict[str, Any]) -> None:
     assert json.loads(action.to_wire()) == expected
     assert action.to_dict() == expected
 
 
 def test_token_is_not_in_the_repr() -> None:
-    assert "s3cret" not in repr(f.GetJwt(token="s3cret"))
+    assert "s3cret" not in repr(a.GetJwt(token="s3cret"))
 
 
 @pytest.mark.parametrize(

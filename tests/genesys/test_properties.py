@@ -8,8 +8,9 @@ from typing import Any, get_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bridge.genesys.events import ProtocolEvent
 from bridge.genesys.frames import BODY_MODELS
-from bridge.genesys.protocol import GuestProtocol, ProtocolEvent
+from bridge.genesys.protocol import GuestProtocol
 
 EVENT_TYPES = get_args(ProtocolEvent)
 

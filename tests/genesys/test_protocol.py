@@ -10,7 +10,7 @@ import pytest
 
 from bridge.contract.content import ButtonResponse
 from bridge.errors import CommandRejected, GenesysProtocolError
-from bridge.genesys.protocol import (
+from bridge.genesys.events import (
     AttachmentDeleted,
     ConfigurationReceived,
     Configured,
@@ -18,7 +18,6 @@ from bridge.genesys.protocol import (
     ConversationDisconnected,
     EchoReplied,
     ErrorReceived,
-    GuestProtocol,
     JwtIssued,
     LoggedOut,
     MessageEchoed,
@@ -36,6 +35,7 @@ from bridge.genesys.protocol import (
     UploadSucceeded,
     UploadUrlIssued,
 )
+from bridge.genesys.protocol import GuestProtocol
 from tests.genesys import wire
 from tests.genesys.driver import DEPLOYMENT, TOKEN, configured_protocol, feed, new_protocol, sent, text_request
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from bridge.errors import GenesysUnavailable
+from bridge.genesys.events import MessageReceived, TypingReceived
 from bridge.genesys.frames import StructuredMessage
-from bridge.genesys.protocol import MessageReceived, TypingReceived
 from bridge.session import inbound
 from bridge.session.held import HeldEvents
 from tests.session.conftest import Harness, running
