@@ -38,6 +38,7 @@ from websockets.typing import Origin
 import bridge
 from bridge.config import Settings
 from bridge.errors import GenesysProtocolError, GenesysRateLimited, GenesysRejected, GenesysUnavailable
+from bridge.genesys.translate import retry_after_header
 from bridge.genesys.urls import websocket_sdk_origin
 
 __all__ = ["DEFAULT_USER_AGENT", "WebsocketsConnection", "WebsocketsConnector"]
@@ -49,9 +50,6 @@ DEFAULT_USER_AGENT = f"genesys-bridge/{bridge.__version__}"
 
 #: Java's close reason (§4.9). A plain close never ends the Genesys session.
 _CLOSE_REASON = "Guest client disconnect"
-
-#: When a 429 upgrade carries no usable ``Retry-After``: the 429 fixture and real log both show 3 s (§8).
-_DEFAULT_RETRY_AFTER_S = 3.0
 
 
 class WebsocketsConnection:
@@ -222,18 +220,10 @@ def _status_error(exc: InvalidStatus) -> GenesysUnavailable | GenesysRateLimited
     status = exc.response.status_code
     phrase = exc.response.reason_phrase
     if status == 429:
-        return GenesysRateLimited(_retry_after(exc.response.headers.get("Retry-After")), "on WebSocket upgrade")
+        return GenesysRateLimited(retry_after_header(exc.response.headers.get("Retry-After")), "on WebSocket upgrade")
     if 400 <= status < 500:
         return GenesysRejected(status, f"WebSocket upgrade refused: {status} {phrase}")
     return GenesysUnavailable(f"WebSocket upgrade failed: {status} {phrase}")
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        seconds = float(value) if value is not None else _DEFAULT_RETRY_AFTER_S
-    except ValueError:  # an HTTP date: not worth parsing for a connect retry
-        return _DEFAULT_RETRY_AFTER_S
-    return max(seconds, 0.0)
 
 
 def _closed_error(exc: ConnectionClosed) -> GenesysUnavailable:

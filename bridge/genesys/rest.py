@@ -44,6 +44,7 @@ from bridge.errors import (
 )
 from bridge.genesys.fetch_policy import FetchPolicy, refuse
 from bridge.genesys.frames import StructuredMessage
+from bridge.genesys.translate import retry_after_header
 from bridge.genesys.urls import history_sdk_origin
 
 __all__ = ["DEFAULT_USER_AGENT", "GenesysRest", "HistoryPage", "safe_url"]
@@ -52,8 +53,6 @@ _log = structlog.get_logger(__name__)
 
 DEFAULT_USER_AGENT = f"genesys-bridge/{bridge.__version__}"
 
-#: When a 429 carries no usable ``Retry-After``: the 429 fixture and the real log both show 3 s (§8).
-_DEFAULT_RETRY_AFTER_S = 3.0
 #: Error details quote at most this much of a JSON error message.
 _DETAIL_CHARS = 200
 
@@ -280,7 +279,7 @@ def _raise_for_status(response: httpx.Response) -> None:
         return
     where = f"{response.request.method} {safe_url(response.request.url)}"
     if status == 429:
-        raise GenesysRateLimited(_retry_after(response.headers.get("Retry-After")), where)
+        raise GenesysRateLimited(retry_after_header(response.headers.get("Retry-After")), where)
     if 300 <= status < 500:
         raise GenesysRejected(status, f"{where}: {status} {response.reason_phrase}{_error_message(response)}")
     raise GenesysUnavailable(f"{where}: {status} {response.reason_phrase}")
@@ -297,14 +296,6 @@ def _error_message(response: httpx.Response) -> str:
         return ""
     message = body.get("message") if isinstance(body, dict) else None
     return f": {str(message)[:_DETAIL_CHARS]}" if message else ""
-
-
-def _retry_after(value: str | None) -> float:
-    try:
-        seconds = float(value) if value is not None else _DEFAULT_RETRY_AFTER_S
-    except ValueError:  # an HTTP date; Genesys sends seconds
-        return _DEFAULT_RETRY_AFTER_S
-    return max(seconds, 0.0)
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

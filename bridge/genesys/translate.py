@@ -47,12 +47,14 @@ __all__ = [
     "outbound_events",
     "rate_limited",
     "retry_after",
+    "retry_after_header",
     "upload_url_issued",
 ]
 
 #: Agent typing indicator lifetime when the event carries no ``duration`` (§5.3, KMP fallback).
 DEFAULT_TYPING_DURATION_MS: Final = 5000
-#: Back-off when a 429/4029 carries no ``retryAfter`` (§8: the fixture and the real log both say 3).
+#: Back-off when a 429/4029 carries no ``retryAfter``, or an HTTP 429 no usable ``Retry-After`` (§8: the
+#: fixture and the real log both say 3).
 DEFAULT_RETRY_AFTER_S: Final = 3.0
 #: Upper bound on a server-sent ``retryAfter``: a garbled value must not park a session for hours.
 MAX_RETRY_AFTER_S: Final = 300.0
@@ -81,6 +83,19 @@ def retry_after(value: float | None) -> float:
     if value is None or not math.isfinite(value):
         return DEFAULT_RETRY_AFTER_S
     return min(max(0.0, value), MAX_RETRY_AFTER_S)
+
+
+def retry_after_header(value: str | None) -> float:
+    """An HTTP 429's ``Retry-After`` header in seconds (REST and the WebSocket upgrade, §8).
+
+    Absent, or an HTTP date (Genesys sends seconds; a date is not worth parsing for a retry), gives
+    :data:`DEFAULT_RETRY_AFTER_S`; a negative number gives 0.
+    """
+    try:
+        seconds = float(value) if value is not None else DEFAULT_RETRY_AFTER_S
+    except ValueError:
+        return DEFAULT_RETRY_AFTER_S
+    return max(seconds, 0.0)
 
 
 def _is_true(value: object) -> bool:

@@ -122,6 +122,23 @@ async def test_429_is_rate_limited_with_retry_after() -> None:
     assert info.value.retry_after_s == 12.0
 
 
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [({}, 3.0), ({"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, 3.0), ({"Retry-After": "-5"}, 0.0)],
+    ids=["absent", "http-date", "negative"],
+)
+async def test_429_retry_after_absent_or_a_date_waits_3_s_and_never_below_0(
+    headers: dict[str, str], expected: float
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers=headers)
+
+    async with rest_with(handler) as rest:
+        with pytest.raises(GenesysRateLimited) as info:
+            await rest.fetch_history("https://api.x.com", JWT, page_number=1, page_size=25, origin=None)
+    assert info.value.retry_after_s == expected
+
+
 @pytest.mark.parametrize("status", [500, 502, 503])
 async def test_5xx_is_unavailable(status: int) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
