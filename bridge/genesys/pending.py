@@ -16,10 +16,9 @@ import enum
 from collections.abc import Iterator, Mapping
 from typing import Final
 
-from bridge.genesys.events import CONFIGURE_ACTIONS, SESSION_ERROR_CODES, PendingRequest, RequestKind
+from bridge.genesys.events import SESSION_ERROR_CODES, PendingRequest, RequestKind
 
 __all__ = [
-    "CONFIGURE_ACTIONS",
     "ERROR_OWNERS",
     "RECENT_TYPING_LIMIT",
     "TYPING",

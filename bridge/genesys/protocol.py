@@ -49,6 +49,7 @@ from bridge.genesys.actions import (
     TypingEvent,
 )
 from bridge.genesys.events import (
+    CONFIGURE_ACTIONS,
     Configured,
     PendingRequest,
     ProtocolEvent,
@@ -63,7 +64,7 @@ from bridge.genesys.outgoing import (
     build_outgoing_message,
     custom_attributes_size,
 )
-from bridge.genesys.pending import CONFIGURE_ACTIONS, PendingRequests
+from bridge.genesys.pending import PendingRequests
 from bridge.genesys.receiving import ServerFrameHandler
 
 __all__ = ["GuestProtocol"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Final
 
 from bridge.genesys.events import (
+    CONFIGURE_ACTIONS,
     AttachmentDeleted,
     Configured,
     ConnectionClosed,
@@ -57,7 +58,7 @@ from bridge.genesys.frames import (
     UploadFailureEvent,
     UploadSuccessEvent,
 )
-from bridge.genesys.pending import CONFIGURE_ACTIONS, ErrorClass, PendingRequests
+from bridge.genesys.pending import ErrorClass, PendingRequests
 from bridge.genesys.translate import (
     DEFAULT_RETRY_AFTER_S,
     configuration_received,

@@ -81,7 +81,6 @@ class Connection:
         self.request_bucket = request_bucket
         self.closed = False  # no more frames will be queued
         self.close_queued = False  # a close frame is queued: the writer finishes the handshake
-        self.frames_sent = 0
         self._socket = socket
         self._abort = abort
         self._faults = faults
@@ -141,7 +140,6 @@ class Connection:
                         await self._socket.close(code=item.close_code, message=item.close_reason.encode())
                         return
                     await self._socket.send_str(item.text)
-                    self.frames_sent += 1
         except (ConnectionError, RuntimeError):
             # The guest went away mid-write (aiohttp raises ConnectionResetError or RuntimeError on a
             # closing transport); the reader side notices too and detaches the connection.

@@ -14,7 +14,6 @@ from typing import Any, Literal
 
 __all__ = [
     "Frame",
-    "JsonObject",
     "connection_closed",
     "dumps",
     "envelope",
@@ -24,8 +23,7 @@ __all__ = [
     "too_many_requests",
 ]
 
-JsonObject = dict[str, Any]
-Frame = JsonObject
+Frame = dict[str, Any]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
