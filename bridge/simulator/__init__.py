@@ -11,7 +11,8 @@ from __future__ import annotations
 from bridge.simulator.cli import main
 from bridge.simulator.config import PROFILES, SimulatorConfig
 from bridge.simulator.connection import FaultPlan
-from bridge.simulator.server import SessionRef, Simulator
+from bridge.simulator.control import SessionRef
+from bridge.simulator.server import Simulator
 from bridge.simulator.session import Attachment, AttachmentStatus, Received, Session, SessionState
 
 __all__ = [

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge.simulator import attachments, messaging
@@ -13,7 +12,7 @@ from bridge.simulator.wire import envelope, iso_now, new_message_id
 
 if TYPE_CHECKING:
     from bridge.simulator.connection import Connection
-    from bridge.simulator.engine import Engine
+    from bridge.simulator.engine import Engine, SessionAction
     from bridge.simulator.session import Session
 
 __all__ = ["SESSION_ACTIONS"]
@@ -80,8 +79,8 @@ def _get_configuration(
     engine.reply(conn, envelope("GetConfigurationResponse", body, tracing_id=tracing_id))
 
 
-Handler = Callable[["Engine", "Connection", "Session", dict[str, Any], str | None], None]
-SESSION_ACTIONS: dict[str, Handler] = {
+#: Every action of a configured session, by wire name; the engine is built with this table.
+SESSION_ACTIONS: dict[str, SessionAction] = {
     "onMessage": messaging.on_message,
     "echo": _echo,
     "getJwt": _get_jwt,

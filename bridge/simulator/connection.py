@@ -16,13 +16,10 @@ import asyncio
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from bridge.simulator.limits import TokenBucket
 from bridge.simulator.wire import Frame, dumps
-
-if TYPE_CHECKING:
-    from bridge.simulator.session import Session
 
 __all__ = ["Connection", "FaultPlan", "Socket"]
 
@@ -56,7 +53,8 @@ class _Item:
 
 
 class Connection:
-    """A configured or not-yet-configured guest socket. Attributes are read by the engine only."""
+    """One guest socket, configured or not: the engine keeps which session it serves. Attributes are read by
+    the engine only."""
 
     def __init__(
         self,
@@ -76,7 +74,6 @@ class Connection:
         self.conn_id = conn_id
         self.deployment_id = deployment_id
         self.origin = origin
-        self.session: Session | None = None
         self.echo_bucket = echo_bucket
         self.request_bucket = request_bucket
         self.closed = False  # no more frames will be queued

@@ -1,6 +1,6 @@
 """The control API over HTTP (JSON), for the demo and benchmarks that run the simulator out of process.
 
-Every operation mirrors a :class:`~bridge.simulator.server.Simulator` method. Sessions are named in the
+Every operation mirrors a :class:`~bridge.simulator.control.SimulatorControl` method. Sessions are named in the
 JSON body by exactly one of ``token``, ``session_id``, ``attribute`` (``{"key": k, "value": v}``),
 ``first_text`` or ``index`` (optionally with ``deployment_id``). Errors: 400 for a bad body, 404 for no
 such session, 504 when a wait times out. See ``docs/simulator.md`` for the table of routes.
@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from bridge.simulator.config import DisconnectOvertake
+from bridge.simulator.control import SimulatorControl
 from bridge.simulator.session import Session
-
-if TYPE_CHECKING:
-    from bridge.simulator.server import Simulator
 
 __all__ = ["add_routes"]
 
-_Op = Callable[["Simulator", dict[str, Any]], Awaitable[Any]]
+_Op = Callable[[SimulatorControl, dict[str, Any]], Awaitable[Any]]
 
 
 class _BadRequest(Exception):
@@ -33,7 +31,7 @@ class _NoSession(Exception):
     pass
 
 
-def _lookup(sim: Simulator, body: dict[str, Any]) -> Session:
+def _lookup(sim: SimulatorControl, body: dict[str, Any]) -> Session:
     attribute = body.get("attribute")
     if isinstance(attribute, dict):
         attribute = (str(attribute.get("key")), str(attribute.get("value")))
@@ -68,15 +66,15 @@ def _timeout(body: dict[str, Any]) -> float:
     return float(value)
 
 
-async def _sessions(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _sessions(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     return {"sessions": [s.info() for s in sim.sessions()]}
 
 
-async def _session(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _session(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     return _lookup(sim, body).info()
 
 
-async def _wait_session(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _wait_session(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     def found() -> Session | None:
         try:
             return _lookup(sim, body)
@@ -88,7 +86,7 @@ async def _wait_session(sim: Simulator, body: dict[str, Any]) -> Any:
     return session.info()
 
 
-async def _received(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _received(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     count = body.get("count")
     if count is None:
         session = _lookup(sim, body)
@@ -109,11 +107,11 @@ async def _received(sim: Simulator, body: dict[str, Any]) -> Any:
     return {"session": session.info(), "received": [r.as_json() for r in items]}
 
 
-async def _history(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _history(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     return {"history": sim.history(_lookup(sim, body))}
 
 
-async def _agent_say(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _agent_say(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     message_id = await sim.agent_say(
         _lookup(sim, body),
         body.get("text"),
@@ -126,18 +124,18 @@ async def _agent_say(sim: Simulator, body: dict[str, Any]) -> Any:
     return {"id": message_id}
 
 
-async def _agent_typing(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _agent_typing(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     return {"id": await sim.agent_typing(_lookup(sim, body), duration_ms=int(body.get("duration_ms", 5000)))}
 
 
-async def _disconnect(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _disconnect(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     return {"id": await sim.disconnect(_lookup(sim, body), read_only=body.get("read_only"))}
 
 
 _OVERTAKES: dict[object, DisconnectOvertake | None] = {None: None, "off": "off", "late": "late", "lost": "lost"}
 
 
-async def _agent_say_and_disconnect(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _agent_say_and_disconnect(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     overtake = body.get("overtake")
     if overtake not in _OVERTAKES:
         raise _BadRequest("overtake must be one of off, late, lost")
@@ -153,21 +151,21 @@ async def _agent_say_and_disconnect(sim: Simulator, body: dict[str, Any]) -> Any
     return {"id": message_id, "disconnect_id": disconnect_id}
 
 
-async def _expire(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _expire(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     await sim.expire(_lookup(sim, body))
     return {}
 
 
-async def _clear(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _clear(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     await sim.clear(_lookup(sim, body))
     return {}
 
 
-async def _drop(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _drop(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     return {"dropped": await sim.drop_connections(_lookup(sim, body), code=int(body.get("code", 1006)))}
 
 
-async def _add_history(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _add_history(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     message_id = await sim.add_history(
         _lookup(sim, body),
         body.get("text"),
@@ -181,7 +179,7 @@ async def _add_history(sim: Simulator, body: dict[str, Any]) -> Any:
 _FAULT_KEYS = ("delay_s", "reorder_window", "duplicate_next", "fail_next", "fail_actions", "classes")
 
 
-async def _faults(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _faults(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     named = any(k in body for k in ("token", "session_id", "attribute", "first_text", "index"))
     ref = _lookup(sim, body) if named else None
     plan = await sim.set_faults(ref, **{k: body[k] for k in _FAULT_KEYS if k in body})
@@ -195,7 +193,7 @@ async def _faults(sim: Simulator, body: dict[str, Any]) -> Any:
     }
 
 
-async def _health(sim: Simulator, body: dict[str, Any]) -> Any:
+async def _health(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     return {"ok": True, "port": sim.port, "sessions": len(sim.sessions())}
 
 
@@ -217,7 +215,7 @@ _POST: dict[str, _Op] = {
 _GET: dict[str, _Op] = {"sessions": _sessions, "health": _health}
 
 
-def _handler(sim: Simulator, op: _Op, *, has_body: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+def _handler(sim: SimulatorControl, op: _Op, *, has_body: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         try:
             body: Any = {}
@@ -237,7 +235,7 @@ def _handler(sim: Simulator, op: _Op, *, has_body: bool) -> Callable[[web.Reques
     return handle
 
 
-def add_routes(app: web.Application, sim: Simulator) -> None:
+def add_routes(app: web.Application, sim: SimulatorControl) -> None:
     """Register ``GET /control/{sessions,health}`` and ``POST /control/<operation>``."""
     for name, op in _GET.items():
         app.router.add_get(f"/control/{name}", _handler(sim, op, has_body=False))

@@ -5,7 +5,8 @@ calls :meth:`Engine.handle_text` for each text frame and the engine queues repli
 (:mod:`bridge.simulator.connection`). Timers (expiry, delayed agent replies) are loop ``call_later``
 handles owned by their session, so there is no per-connection loop and nothing to poll.
 
-Per-action behaviour lives in :mod:`bridge.simulator.messaging` (``onMessage``) and
+Per-action behaviour lives in :mod:`bridge.simulator.actions` (the table of session actions, handed to
+the engine by whoever builds it), :mod:`bridge.simulator.messaging` (``onMessage``) and
 :mod:`bridge.simulator.attachments`, what the agent side sends in :mod:`bridge.simulator.outbound`; this
 module holds what they share.
 """
@@ -16,10 +17,9 @@ import asyncio
 import json
 import random
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeAlias, TypeVar
 
-from bridge.simulator import actions
 from bridge.simulator.config import SimulatorConfig
 from bridge.simulator.connection import Connection, FaultPlan
 from bridge.simulator.jwt import JwtSigner
@@ -36,20 +36,37 @@ from bridge.simulator.wire import (
     too_many_requests,
 )
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "SessionAction"]
 
 T = TypeVar("T")
 
 _REQUEST_FAILED = "Request failed."
 
+#: Handles one request on a configured, active session (``echo``, ``onMessage`` ...): the engine, the
+#: connection it came on, its session, the decoded request and its ``tracingId``. Replies go through the
+#: engine; it never raises.
+SessionAction: TypeAlias = Callable[["Engine", Connection, Session, dict[str, Any], str | None], None]
+
 
 class Engine:
-    """Owns every session and connection of one simulator instance. Not thread-safe (one event loop)."""
+    """Owns every session and connection of one simulator instance. Not thread-safe (one event loop).
 
-    def __init__(self, config: SimulatorConfig, *, clock: Clock, base_url: Callable[[], str]) -> None:
+    ``actions`` maps a wire action to its handler (:data:`bridge.simulator.actions.SESSION_ACTIONS`); it is
+    read at each request, not copied, so a test may wrap one handler in place.
+    """
+
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        *,
+        clock: Clock,
+        base_url: Callable[[], str],
+        actions: Mapping[str, SessionAction],
+    ) -> None:
         self.config = config
         self.clock = clock
         self.base_url = base_url
+        self._actions = actions
         self.rng = random.Random(config.random_seed)
         self.default_faults = FaultPlan(delay_s=config.delay_s, reorder_window=config.reorder_window)
         self.jwt = JwtSigner()
@@ -60,6 +77,7 @@ class Engine:
         self._connection_buckets: dict[str, TokenBucket] = {}
         self.waiters = Waiters()
         self._conn_ids = 0
+        self._session_of: dict[Connection, Session] = {}  # a configured connection → its session
         self._hosts_source: frozenset[str] | None = None
         self._allowed_hosts: frozenset[str] = frozenset()
 
@@ -95,7 +113,7 @@ class Engine:
         return self._conn_ids
 
     def connection_faults(self, conn: Connection) -> FaultPlan:
-        session = conn.session
+        session = self._session_of.get(conn)
         return session.faults if session is not None and session.faults is not None else self.default_faults
 
     def connection_gone(self, conn: Connection) -> None:
@@ -165,10 +183,10 @@ class Engine:
         elif action in ("configureAuthenticatedSession", "resumeToken", "disconnectCustomer"):
             # §4.2 authenticated sessions are not modelled; §4.10 schema-only actions fail as Genesys may.
             self.refuse(conn, 400, _REQUEST_FAILED, tracing_id)
-        elif action in actions.SESSION_ACTIONS:
+        elif isinstance(action, str) and action in self._actions:
             session = self._session_for(conn, request, tracing_id)
             if session is not None:
-                actions.SESSION_ACTIONS[action](self, conn, session, request, tracing_id)
+                self._actions[action](self, conn, session, request, tracing_id)
         else:
             self.refuse(conn, 400, _REQUEST_FAILED, tracing_id)
         self.changed()
@@ -182,7 +200,7 @@ class Engine:
 
     def _session_for(self, conn: Connection, request: dict[str, Any], tracing_id: str | None) -> Session | None:
         """The connection's configured session, or an error reply (§4.1: nothing before configure)."""
-        session = conn.session
+        session = self._session_of.get(conn)
         token = request.get("token")
         if session is None or (token is not None and token != session.token):
             self.refuse(conn, self.config.unconfigured_code, "Session not found", tracing_id)
@@ -271,14 +289,12 @@ class Engine:
         while len(session.connections) >= self.config.max_connections_per_session:
             self.drop_connection(session.connections[0])
         session.connections.append(conn)
-        conn.session = session
+        self._session_of[conn] = session
 
     def detach(self, conn: Connection) -> None:
-        session = conn.session
-        if session is not None:
-            if conn in session.connections:
-                session.connections.remove(conn)
-            conn.session = None
+        session = self._session_of.pop(conn, None)
+        if session is not None and conn in session.connections:
+            session.connections.remove(conn)
 
     # --- session lifecycle ----------------------------------------------------------------------------
     def touch(self, session: Session) -> None:

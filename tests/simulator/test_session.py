@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from contextlib import AsyncExitStack
@@ -65,6 +66,14 @@ async def test_unknown_and_schema_only_actions_fail_with_400(guest_factory: Gues
         assert (frame["code"], frame["body"]) == (400, "Request failed.")
     await guest.ws.send("not json")
     assert (await guest.recv())["code"] == 400
+
+
+async def test_an_action_that_is_not_a_string_fails_with_400(guest_factory: GuestFactory) -> None:
+    guest = await guest_factory()
+    for action in (["echo"], {"name": "echo"}, 7, None):
+        await guest.ws.send(json.dumps({"action": action, "token": guest.token, "tracingId": "t"}))
+        frame = await guest.recv()
+        assert (frame["code"], frame["body"]) == (400, "Request failed.")
 
 
 async def test_fourth_connection_closes_the_oldest(sim: Simulator, guest_factory: GuestFactory) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bridge.simulator import SimulatorConfig
+from bridge.simulator.actions import SESSION_ACTIONS
 from bridge.simulator.connection import Connection
 from bridge.simulator.engine import Engine
 
@@ -57,7 +58,9 @@ def _send(engine: Engine, conn: Connection, action: str, **fields: Any) -> None:
 @pytest.mark.looptime
 async def test_expiry_after_72h_of_inactivity_in_virtual_time() -> None:
     loop = asyncio.get_running_loop()
-    engine = Engine(SimulatorConfig(agent_script=False), clock=loop.time, base_url=lambda: "http://sim")
+    engine = Engine(
+        SimulatorConfig(agent_script=False), clock=loop.time, base_url=lambda: "http://sim", actions=SESSION_ACTIONS
+    )
     socket = RecordingSocket()
     conn = _guest(engine, socket)
     async with asyncio.TaskGroup() as tasks:
@@ -81,7 +84,7 @@ async def test_expiry_after_72h_of_inactivity_in_virtual_time() -> None:
 async def test_delayed_agent_reply_and_frame_delay_in_virtual_time() -> None:
     loop = asyncio.get_running_loop()
     config = SimulatorConfig(agent_reply_delay_s=30.0, delay_s=2.0)
-    engine = Engine(config, clock=loop.time, base_url=lambda: "http://sim")
+    engine = Engine(config, clock=loop.time, base_url=lambda: "http://sim", actions=SESSION_ACTIONS)
     socket = RecordingSocket()
     conn = _guest(engine, socket)
     async with asyncio.TaskGroup() as tasks:
