@@ -17,7 +17,7 @@ from bridge.amqp.tools import delete_names
 from bridge.simulator import Simulator, SimulatorConfig
 from bridge.store import generate_key
 from tests.conftest import BrokerNames
-from tests.durability.daemon import free_port
+from tests.daemon import free_port
 from tests.e2e.harness import Integrator, integrator
 
 EnvFactory = Callable[..., dict[str, str]]

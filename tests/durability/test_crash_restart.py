@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator
 
 from bridge.contract.events import CommandOutcome, SessionResumed
 from bridge.simulator import Simulator
+from tests.daemon import Daemon
 from tests.durability.conftest import EnvFactory
-from tests.durability.daemon import Daemon
 from tests.durability.helpers import (
     Conversation,
     agent_ids_published,

@@ -16,8 +16,8 @@ import pytest
 
 from bridge.simulator import Simulator, SimulatorConfig
 from bridge.simulator.session import SessionState
+from tests.daemon import Daemon
 from tests.durability.conftest import EnvFactory
-from tests.durability.daemon import Daemon
 from tests.durability.helpers import open_sessions
 from tests.e2e.harness import Integrator
 

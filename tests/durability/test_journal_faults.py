@@ -19,8 +19,8 @@ from bridge.errors import EXIT_CONFIG, EXIT_STARTUP
 from bridge.simulator import Simulator
 from bridge.store import generate_key
 from tests.conftest import BrokerNames
+from tests.daemon import Daemon
 from tests.durability.conftest import EnvFactory
-from tests.durability.daemon import Daemon
 from tests.durability.helpers import assert_resumed_in_place, open_sessions
 from tests.e2e.harness import Integrator
 

@@ -13,8 +13,8 @@ import signal
 from datetime import datetime
 
 from bridge.simulator import Simulator
+from tests.daemon import Daemon
 from tests.durability.conftest import EnvFactory
-from tests.durability.daemon import Daemon
 from tests.durability.helpers import assert_resumed_in_place, open_sessions
 from tests.e2e.harness import Integrator
 

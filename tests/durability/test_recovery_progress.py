@@ -13,8 +13,8 @@ import signal
 import aiohttp
 
 from bridge.simulator import Simulator
+from tests.daemon import Daemon, metric_value
 from tests.durability.conftest import EnvFactory
-from tests.durability.daemon import Daemon, metric_value
 from tests.durability.helpers import open_sessions
 from tests.e2e.harness import Integrator
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import signal
 
 from bridge.simulator import Simulator
+from tests.daemon import Daemon
 from tests.durability.conftest import EnvFactory
-from tests.durability.daemon import Daemon
 from tests.durability.helpers import open_sessions
 from tests.e2e.harness import Integrator
 

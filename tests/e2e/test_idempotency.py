@@ -13,7 +13,7 @@ from bridge.observability.metrics import Metrics
 from bridge.simulator import Simulator
 from bridge.store import generate_key
 from tests.conftest import BrokerNames
-from tests.e2e.daemon import daemon_env, running_daemon
+from tests.daemon import Daemon, daemon_env
 from tests.e2e.harness import integrator, kill_connection, ready_count
 from tests.e2e.stack import cleanup_names, e2e_settings, e2e_stack, quiet_simulator
 
@@ -105,7 +105,8 @@ async def test_a_send_redelivered_after_the_daemon_crashed_unacked_is_executed_o
                 amqp_url, command_exchange=settings.command_exchange, event_exchange=settings.event_exchange
             ) as client:
                 events = client.events
-                async with running_daemon(daemon_env(settings)) as daemon:
+                async with Daemon(daemon_env(settings)) as daemon:
+                    await daemon.started()
                     await client.started("s")
                     session = sim.nth_session(0)
                     assert session is not None

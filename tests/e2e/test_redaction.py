@@ -21,7 +21,7 @@ from bridge.errors import EXIT_STARTUP
 from bridge.observability.logging import NOISY_LIBRARIES, configure_logging
 from bridge.simulator import Simulator
 from tests.conftest import BrokerNames
-from tests.e2e.daemon import daemon_env, run_to_exit, running_daemon
+from tests.daemon import Daemon, daemon_env
 from tests.e2e.harness import _rabbitmqctl, integrator
 from tests.e2e.stack import cleanup_names, e2e_settings, e2e_stack, quiet_simulator
 
@@ -74,8 +74,9 @@ async def test_logs_never_contain_tokens_jwts_or_the_amqp_password(
                 integrator(
                     amqp_url, command_exchange=settings.command_exchange, event_exchange=settings.event_exchange
                 ) as client,
-                running_daemon(daemon_env(settings)) as daemon,
+                Daemon(daemon_env(settings)) as daemon,
             ):
+                await daemon.started()
                 events = client.events
                 await client.started("s", custom_attributes={"order": "A-1"})
                 session = sim.nth_session(0)
@@ -92,7 +93,7 @@ async def test_logs_never_contain_tokens_jwts_or_the_amqp_password(
         logs = "\n".join(daemon.lines)
         assert issued, "the resume fetched a JWT"
         assert daemon.events("session_state_changed"), "the logs cover the conversation"
-        assert any(r.get("session_id") == "s" for r in daemon.records)
+        assert any(r.get("session_id") == "s" for r in daemon.logs)
         assert session.token not in logs
         for jwt in issued:
             assert jwt not in logs
@@ -107,8 +108,9 @@ async def test_a_refused_login_exits_1_and_logs_no_password(broker_names: Broker
     settings = e2e_settings(
         broker_names, f"amqp://guest:{password}@127.0.0.1:5672/", genesys_base_url="http://127.0.0.1:9"
     )
-    daemon = await run_to_exit(daemon_env(settings))
-    assert daemon.process.returncode == EXIT_STARTUP, "\n".join(daemon.lines[-20:])
+    async with Daemon(daemon_env(settings)) as daemon:
+        await daemon.exited()
+    assert daemon.returncode == EXIT_STARTUP, daemon.tail(20)
     (failed,) = daemon.events("startup_failed")
     assert "ACCESS_REFUSED" in failed["error"]
     assert not any("Traceback" in line for line in daemon.lines), "a clean exit, not a crash"

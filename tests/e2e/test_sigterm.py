@@ -24,7 +24,7 @@ from bridge.simulator import Simulator, SimulatorConfig, actions
 from bridge.simulator.session import SessionState
 from bridge.store import generate_key
 from tests.conftest import BrokerNames
-from tests.e2e.daemon import daemon_env, running_daemon
+from tests.daemon import Daemon, daemon_env
 from tests.e2e.harness import integrator, ready_count
 from tests.e2e.stack import cleanup_names, e2e_settings, quiet_simulator
 
@@ -81,13 +81,14 @@ async def test_sigterm_drains_exits_0_and_the_next_daemon_resumes(
                 await _declare_topology(settings)
                 start = await client.start("s")
                 ids = [await client.say("s", text) for text in TEXTS]
-                async with running_daemon(daemon_env(settings)) as daemon:
+                async with Daemon(daemon_env(settings)) as daemon:
+                    await daemon.started()
                     assert (await events.outcome(start)).status == "delivered"
                     session = sim.nth_session(0)
                     assert session is not None
                     await events.outcome(ids[0])
                     code = await daemon.stop(signal.SIGTERM)
-                    assert code == 0, "\n".join(daemon.lines[-20:])
+                    assert code == 0, daemon.tail(20)
                     await daemon.wait_log("bridge_stopped")
 
                 assert daemon.events("drain_finished")

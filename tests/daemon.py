@@ -1,8 +1,11 @@
 """The bridge daemon as a real subprocess (``genesys-bridge run``), with its JSON logs as awaitable events.
 
-Tests start it with an environment of their own, await log events (``bridge_started``, ``startup_failed``)
-instead of sleeping, read ``/readyz`` and ``/metrics``, and stop it with SIGKILL (a crash) or SIGTERM (a
-drain). Every log line is parsed once and kept, so a test can assert on the whole history of one process.
+Tests build its environment (:func:`daemon_env` from a :class:`~bridge.config.Settings`, or by hand), start
+it with ``async with Daemon(env) as daemon:``, await log events (``bridge_started``, ``recovery_finished``,
+``startup_failed``) instead of sleeping, read ``/readyz`` and ``/metrics``, and stop it with SIGKILL (a
+crash) or SIGTERM (a drain). Every output line is kept, and parsed once when it is JSON, so a test can
+assert on the whole history of one process (redaction, say). Set ``DAEMON_DUMP_LOGS=1`` to print the log
+tail of a daemon whose test failed.
 """
 
 from __future__ import annotations
@@ -21,7 +24,11 @@ from typing import Any, Self
 
 import aiohttp
 
-__all__ = ["BRIDGE_BIN", "Daemon", "DaemonExited", "free_port", "metric_value"]
+from bridge.config import Settings
+
+__all__ = ["BRIDGE_BIN", "Daemon", "DaemonExited", "daemon_env", "free_port", "metric_value"]
+
+ROOT = Path(__file__).resolve().parent.parent
 
 #: The console script the package installs; fall back to ``python -m bridge`` outside a venv.
 _VENV_BIN = Path(sys.executable).with_name("genesys-bridge")
@@ -30,9 +37,45 @@ BRIDGE_BIN: list[str] = [str(_VENV_BIN)] if _VENV_BIN.exists() else [sys.executa
 #: Backstop for awaited log events; the per-test timeout is the real limit.
 WAIT_S = 45.0
 
+#: The settings :func:`daemon_env` passes on (the ones the tests set), besides the secrets.
+_ENV_SETTINGS = (
+    "command_exchange",
+    "intake_queue",
+    "event_exchange",
+    "dead_letter_queue",
+    "journal_stream",
+    "http_host",
+    "http_port",
+    "genesys_base_url",
+    "durable_sessions",
+    "send_rate_per_s",
+    "send_burst",
+    "reconnect_initial_s",
+    "reconnect_max_s",
+    "broker_reconnect_max_s",
+    "drain_timeout_s",
+    "log_level",
+)
+
 
 class DaemonExited(AssertionError):
     """The daemon exited while a test waited for something else; carries the exit code and the log tail."""
+
+
+def daemon_env(settings: Settings) -> dict[str, str]:
+    """The ``BRIDGE_*`` environment that reproduces ``settings`` (only what the tests set), JSON logs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
+    fields = settings.model_dump()
+    for name in _ENV_SETTINGS:
+        value = fields[name]
+        if value is None:
+            continue
+        env["BRIDGE_" + name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
+    env["BRIDGE_AMQP_URL"] = settings.amqp_url.get_secret_value()
+    if settings.state_key is not None:
+        env["BRIDGE_STATE_KEY"] = settings.state_key.get_secret_value()
+    env["BRIDGE_LOG_FORMAT"] = "json"
+    return env
 
 
 def free_port() -> int:
@@ -53,14 +96,19 @@ def metric_value(text: str, name: str, labels: Mapping[str, str] | None = None) 
 
 
 class Daemon:
-    """One run of ``genesys-bridge run``. Use as ``async with Daemon(env) as d:``; leaving kills it if alive."""
+    """One run of ``genesys-bridge run``. Use as ``async with Daemon(env) as d:``; leaving kills it if alive.
+
+    ``lines`` holds every line the process wrote (stdout and stderr), ``logs`` the same lines parsed (a line
+    that is not a JSON object becomes ``{"event": "_unparsed", "text": line}``), ``returncode`` its exit code
+    once it exited.
+    """
 
     def __init__(self, env: Mapping[str, str], *, name: str = "bridge") -> None:
         self.env = dict(env)
         self.name = name
         self.http_port = int(self.env.get("BRIDGE_HTTP_PORT", "0"))
         self.logs: list[dict[str, Any]] = []
-        self.raw: list[str] = []
+        self.lines: list[str] = []
         self.returncode: int | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -70,6 +118,7 @@ class Daemon:
         self._proc = await asyncio.create_subprocess_exec(
             *BRIDGE_BIN,
             "run",
+            cwd=ROOT,
             env=self.env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -90,8 +139,8 @@ class Daemon:
                 self._reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._reader
-        if exc is not None and os.environ.get("DURABILITY_DUMP_LOGS"):
-            print(f"--- {self.name} log ---\n" + "\n".join(self.raw[-200:]), file=sys.stderr)
+        if exc is not None and os.environ.get("DAEMON_DUMP_LOGS"):
+            print(f"--- {self.name} log ---\n" + "\n".join(self.lines[-200:]), file=sys.stderr)
 
     @property
     def pid(self) -> int:
@@ -115,7 +164,7 @@ class Daemon:
             if not isinstance(entry, dict):
                 entry = {"event": "_unparsed", "text": text}
             async with self._changed:
-                self.raw.append(text)
+                self.lines.append(text)
                 self.logs.append(entry)
                 self._changed.notify_all()
         self.returncode = await self._proc.wait()
@@ -127,7 +176,7 @@ class Daemon:
         return [e for e in self.logs if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())]
 
     def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.raw[-lines:])
+        return "\n".join(self.lines[-lines:])
 
     async def wait_for(self, predicate: Callable[[], bool], *, what: str, timeout_s: float = WAIT_S) -> None:
         """Wait until ``predicate()`` holds (re-checked on every log line); fail fast if the daemon exits."""
@@ -154,7 +203,7 @@ class Daemon:
         return await self.wait_log("recovery_finished", timeout_s=timeout_s)
 
     async def exited(self, *, timeout_s: float = WAIT_S) -> int:
-        """Await the process's exit; returns its exit code."""
+        """Await the process's exit (and its last log line); returns its exit code."""
         assert self._proc is not None
         async with asyncio.timeout(timeout_s):
             code = await self._proc.wait()
