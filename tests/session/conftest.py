@@ -17,12 +17,12 @@ from bridge.observability.metrics import Metrics
 from bridge.ports import Envelope, LoopClock
 from bridge.session.ports import FeatureSource
 from bridge.session.registry import SessionRegistry
+from bridge.store.memory import MemorySessionStore
 from tests.session.fakes import (
     FakeGenesys,
     FakeHistory,
     FakeSink,
     FakeUploads,
-    MemoryStore,
     envelope,
     resolve_endpoints,
 )
@@ -42,7 +42,7 @@ class Harness:
     sink: FakeSink
     registry: SessionRegistry
     metrics: Metrics
-    store: MemoryStore
+    store: MemorySessionStore
     history: FakeHistory
     uploads: FakeUploads
     clock: LoopClock
@@ -95,7 +95,7 @@ def make_harness(*, features: FeatureSource | None = None, **overrides: Any) -> 
     peer = FakeGenesys()
     sink = FakeSink()
     metrics = Metrics(CollectorRegistry(), process_metrics=False)
-    store = MemoryStore()
+    store = MemorySessionStore()
     history = FakeHistory(peer)
     uploads = FakeUploads(peer, sources={"https://files.invalid/a.png": b"\x89PNG" + b"0" * 100})
     clock = LoopClock()

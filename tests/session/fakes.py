@@ -418,21 +418,6 @@ def resolve_endpoints(region: str) -> FakeEndpoints:
     return FakeEndpoints()
 
 
-class MemoryStore:
-    """An in-memory SessionStore: the newest record per session."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, Any] = {}
-        self.saves = 0
-
-    async def save(self, record: Any) -> None:
-        self.saves += 1
-        self.records[record.session_id] = record
-
-    async def load_live(self) -> list[Any]:
-        return [r for r in self.records.values() if not r.closed]
-
-
 class FixedFeatures:
     """A ``FeatureSource`` that knows one answer for every deployment (``None``: the config could not be read)."""
 

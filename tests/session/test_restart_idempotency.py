@@ -13,8 +13,9 @@ from bridge.ports import Envelope
 from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord, SettledOutcome
 from bridge.store.codec import encode_record, open_record, parse_envelope
 from bridge.store.crypto import KeyRing
+from bridge.store.memory import MemorySessionStore
 from tests.session.conftest import Harness, running
-from tests.session.fakes import FakeDelivery, MemoryStore
+from tests.session.fakes import FakeDelivery
 
 pytestmark = pytest.mark.looptime
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.looptime
 class _AckSnoop(FakeDelivery):
     """Records what the store held for the session at the moment of the ack."""
 
-    def __init__(self, store: MemoryStore, session_id: str) -> None:
+    def __init__(self, store: MemorySessionStore, session_id: str) -> None:
         super().__init__()
         self._store, self._session_id = store, session_id
         self.record_at_ack: SessionRecord | None = None

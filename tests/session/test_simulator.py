@@ -23,8 +23,9 @@ from bridge.observability.metrics import Metrics
 from bridge.ports import LoopClock
 from bridge.session.registry import SessionRegistry
 from bridge.simulator import Simulator, SimulatorConfig
+from bridge.store.memory import MemorySessionStore
 from tests.session.conftest import DEPLOYMENT, Harness, settings
-from tests.session.fakes import FakeSink, MemoryStore, envelope
+from tests.session.fakes import FakeSink, envelope
 
 #: These tests were written against a deployment with Disconnect, Clear and guest typing on.
 EVERYTHING_ON = SimulatorConfig.everything_on()
@@ -54,10 +55,10 @@ async def live(config: SimulatorConfig | None = None, **overrides: Any) -> Async
             history=rest,
             uploads=rest,
             metrics=metrics,
-            store=MemoryStore(),
+            store=MemorySessionStore(),
             backoff=lambda: itertools.repeat(0.05),
         )
-        h = SimHarness(None, sink, registry, metrics, MemoryStore(), None, None, LoopClock())  # type: ignore[arg-type]
+        h = SimHarness(None, sink, registry, metrics, MemorySessionStore(), None, None, LoopClock())  # type: ignore[arg-type]
         h.sim = sim
         async with registry:
             yield h
