@@ -17,6 +17,8 @@ from bridge.genesys.frames import StructuredMessage
 __all__ = [
     "CONFIGURE_ACTIONS",
     "SESSION_ERROR_CODES",
+    "AgentMessage",
+    "AgentTyping",
     "AttachmentDeleted",
     "ConfigurationReceived",
     "Configured",
@@ -27,7 +29,6 @@ __all__ = [
     "JwtIssued",
     "LoggedOut",
     "MessageEchoed",
-    "MessageReceived",
     "PendingRequest",
     "PresenceJoined",
     "ProtocolEvent",
@@ -37,7 +38,6 @@ __all__ = [
     "SessionCleared",
     "SessionClosed",
     "SessionExpired",
-    "TypingReceived",
     "UnknownFrame",
     "UploadFailed",
     "UploadSucceeded",
@@ -148,14 +148,14 @@ class MessageEchoed:
 
 
 @dataclass(frozen=True, slots=True)
-class MessageReceived:
+class AgentMessage:
     """An Outbound Text/Structured message from an agent, bot or the system (§5.2)."""
 
     message: StructuredMessage
 
 
 @dataclass(frozen=True, slots=True)
-class TypingReceived:
+class AgentTyping:
     """Outbound Typing event (§5.3); ``duration_ms`` defaults to 5000 when absent."""
 
     message: StructuredMessage
@@ -314,8 +314,8 @@ ProtocolEvent = (
     Configured
     | SessionClosed
     | MessageEchoed
-    | MessageReceived
-    | TypingReceived
+    | AgentMessage
+    | AgentTyping
     | ConversationDisconnected
     | PresenceJoined
     | EchoReplied

@@ -19,6 +19,7 @@ from typing import Final
 
 from bridge.genesys.events import (
     CONFIGURE_ACTIONS,
+    AgentMessage,
     AttachmentDeleted,
     Configured,
     ConnectionClosed,
@@ -27,7 +28,6 @@ from bridge.genesys.events import (
     JwtIssued,
     LoggedOut,
     MessageEchoed,
-    MessageReceived,
     PendingRequest,
     ProtocolEvent,
     ProtocolState,
@@ -228,7 +228,7 @@ class ServerFrameHandler:
             self._events.append(MessageEchoed(msg, tid, request))
             return
         if msg.type in ("Text", "Structured"):
-            self._events.append(MessageReceived(msg))
+            self._events.append(AgentMessage(msg))
         else:
             # Receipts and future types (§5.2): not for the conversation, but reported.
             self._events.append(UnknownFrame(frame.frame_class, msg.model_dump(by_alias=True), "unhandled", frame.code))

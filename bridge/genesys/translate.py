@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from bridge.genesys.events import (
+    AgentTyping,
     ConfigurationReceived,
     Configured,
     ConversationDisconnected,
@@ -21,7 +22,6 @@ from bridge.genesys.events import (
     PresenceJoined,
     ProtocolEvent,
     RateLimited,
-    TypingReceived,
     UnknownFrame,
     UploadUrlIssued,
 )
@@ -183,7 +183,7 @@ def outbound_events(msg: StructuredMessage) -> list[ProtocolEvent]:
         if kind == "Typing":
             typing = event.get("typing")
             duration = lenient_int(typing.get("duration")) if isinstance(typing, dict) else None
-            out.append(TypingReceived(msg, duration if duration and duration > 0 else DEFAULT_TYPING_DURATION_MS))
+            out.append(AgentTyping(msg, duration if duration and duration > 0 else DEFAULT_TYPING_DURATION_MS))
             continue
         presence = event.get("presence") if kind == "Presence" else None
         if isinstance(presence, dict) and presence.get("type") == "Disconnect":

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from bridge.genesys.events import ProtocolEvent, TypingReceived
+from bridge.genesys.events import AgentTyping, ProtocolEvent
 
 __all__ = ["HELD_EVENTS_MAX", "HeldEvents"]
 
@@ -40,7 +40,7 @@ class HeldEvents:
     def add(self, event: ProtocolEvent) -> None:
         """Hold ``event``; past the limit a typing event is dropped, anything else marks ``overflowed``."""
         if len(self._events) >= self._limit:
-            if not isinstance(event, TypingReceived):
+            if not isinstance(event, AgentTyping):
                 self.overflowed = True
             return
         self._events.append(event)

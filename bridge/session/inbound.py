@@ -19,11 +19,11 @@ from typing import Literal
 
 import structlog
 
-from bridge.contract.events import MessageReceived as MessageReceivedEvent
-from bridge.contract.events import PresenceReceived, SessionResumed
-from bridge.contract.events import TypingReceived as TypingReceivedEvent
+from bridge.contract.events import MessageReceived, PresenceReceived, SessionResumed, TypingReceived
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable
 from bridge.genesys.events import (
+    AgentMessage,
+    AgentTyping,
     ConnectionClosed,
     ConversationDisconnected,
     EchoReplied,
@@ -31,13 +31,11 @@ from bridge.genesys.events import (
     JwtIssued,
     LoggedOut,
     MessageEchoed,
-    MessageReceived,
     PresenceJoined,
     ProtocolEvent,
     RateLimited,
     SessionCleared,
     SessionExpired,
-    TypingReceived,
     UnknownFrame,
     UploadFailed,
     UploadSucceeded,
@@ -114,7 +112,7 @@ class InboundDispatcher:
             case MessageEchoed(message=message, tracing_id=tracing_id):
                 if not link.resolve(tracing_id, event) and classify(message) is EntityKind.INBOUND_MESSAGE:
                     await self._live(event)  # sent from another connection
-            case MessageReceived() | TypingReceived() | ConversationDisconnected() | PresenceJoined():
+            case AgentMessage() | AgentTyping() | ConversationDisconnected() | PresenceJoined():
                 core.note_agent_activity()
                 await self._live(event)
             case EchoReplied(tracing_id=tracing_id):
@@ -163,16 +161,16 @@ class InboundDispatcher:
 
     async def _publish_live(self, event: ProtocolEvent) -> None:
         match event:
-            case MessageReceived(message=message) if self._reorder is not None and self._tasks is not None:
+            case AgentMessage(message=message) if self._reorder is not None and self._tasks is not None:
                 due = self._reorder.add(message, self._core.deps.clock.monotonic())
                 self._tasks.create_task(self._release_reordered(due), name="reorder-release")
-            case MessageEchoed(message=message) | MessageReceived(message=message):
+            case MessageEchoed(message=message) | AgentMessage(message=message):
                 await self.publish_message(message, backfilled=False)
-            case TypingReceived(message=message, duration_ms=duration):
+            case AgentTyping(message=message, duration_ms=duration):
                 if (message.direction or "").lower() != "inbound":
                     events = self._core.events
                     stamp = await events.stamp()
-                    await events.publish(TypingReceivedEvent(**stamp, sender=sender_of(message), duration_ms=duration))
+                    await events.publish(TypingReceived(**stamp, sender=sender_of(message), duration_ms=duration))
             case ConversationDisconnected(message=message, read_only=read_only):
                 await self._publish_reordered(everything=True)  # what the agent wrote came before
                 await self._disconnected(message, read_only)
@@ -256,7 +254,7 @@ class InboundDispatcher:
             core.metrics.duplicates_dropped.inc()
             return
         normalized = normalize_message(message)
-        event = MessageReceivedEvent(
+        event = MessageReceived(
             **await core.events.stamp(),
             genesys_message_id=message.id or "",
             direction=normalized.direction,

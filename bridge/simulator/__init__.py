@@ -13,17 +13,17 @@ from bridge.simulator.config import PROFILES, SimulatorConfig
 from bridge.simulator.connection import FaultPlan
 from bridge.simulator.control import SessionRef
 from bridge.simulator.server import Simulator
-from bridge.simulator.session import Attachment, AttachmentStatus, Received, Session, SessionState
+from bridge.simulator.session import Attachment, AttachmentStatus, GenesysSessionState, Received, Session
 
 __all__ = [
     "PROFILES",
     "Attachment",
     "AttachmentStatus",
     "FaultPlan",
+    "GenesysSessionState",
     "Received",
     "Session",
     "SessionRef",
-    "SessionState",
     "Simulator",
     "SimulatorConfig",
     "main",

@@ -24,8 +24,8 @@ from bridge.simulator.config import SimulatorConfig
 from bridge.simulator.connection import Connection, FaultPlan
 from bridge.simulator.jwt import JwtSigner
 from bridge.simulator.limits import Clock, TokenBucket, per_minute, per_second
-from bridge.simulator.registry import SessionRegistry
-from bridge.simulator.session import Attachment, Session, SessionState
+from bridge.simulator.session import Attachment, GenesysSessionState, Session
+from bridge.simulator.sessions import GenesysSessions
 from bridge.simulator.waiters import Waiters
 from bridge.simulator.wire import (
     Frame,
@@ -72,7 +72,7 @@ class Engine:
         self.jwt = JwtSigner()
         self.blobs: dict[str, tuple[bytes, str, str]] = {}  # download id → (data, mime, file name)
         self.uploads: dict[str, tuple[Session, Attachment]] = {}  # attachment id → where the PUT belongs
-        self.registry = SessionRegistry(retain_ended=config.retain_ended_sessions)
+        self.registry = GenesysSessions(retain_ended=config.retain_ended_sessions)
         self._configure_buckets: dict[tuple[str, str], TokenBucket] = {}
         self._connection_buckets: dict[str, TokenBucket] = {}
         self.waiters = Waiters()
@@ -205,7 +205,7 @@ class Engine:
         if session is None or (token is not None and token != session.token):
             self.refuse(conn, self.config.unconfigured_code, "Session not found", tracing_id)
             return None
-        if session.state is SessionState.EXPIRED:
+        if session.state is GenesysSessionState.EXPIRED:
             self.refuse(conn, 4006, "Session has expired", tracing_id)
             return None
         if not session.active:
@@ -244,7 +244,7 @@ class Engine:
             session, new = existing, False
         else:
             if existing is not None and existing.active:
-                self._end(existing, SessionState.REPLACED)
+                self._end(existing, GenesysSessionState.REPLACED)
             session, new = self._create(deployment_id, token), True
         self._attach(conn, session)
         self.touch(session)
@@ -320,7 +320,7 @@ class Engine:
             return
         # The fixture carries type "response" for this unsolicited event (§5.4); clients dispatch on class.
         self.broadcast(session, envelope("SessionExpiredEvent", {}))
-        self._end(session, SessionState.EXPIRED, keep_key=True)
+        self._end(session, GenesysSessionState.EXPIRED, keep_key=True)
         self.changed()
 
     def clear(self, session: Session) -> None:
@@ -328,10 +328,10 @@ class Engine:
         self.broadcast(session, envelope("SessionClearedEvent", {}, kind="message"))
         for conn in list(session.connections):
             self.drop_connection(conn)
-        self._end(session, SessionState.CLEARED)
+        self._end(session, GenesysSessionState.CLEARED)
         self.changed()
 
-    def _end(self, session: Session, state: SessionState, *, keep_key: bool = False) -> None:
+    def _end(self, session: Session, state: GenesysSessionState, *, keep_key: bool = False) -> None:
         session.state = state
         session.conversation_id = None
         session.cancel_timers()
@@ -355,7 +355,7 @@ class Engine:
         return self.registry.all()
 
     def find(self, **criteria: Any) -> Session | None:
-        """See :meth:`SessionRegistry.find`."""
+        """See :meth:`GenesysSessions.find`."""
         return self.registry.find(**criteria)
 
     def changed(self) -> None:

@@ -15,10 +15,10 @@ from bridge.simulator.limits import TokenBucket
 if TYPE_CHECKING:
     from bridge.simulator.connection import Connection, FaultPlan
 
-__all__ = ["Attachment", "AttachmentStatus", "Received", "Session", "SessionState"]
+__all__ = ["Attachment", "AttachmentStatus", "GenesysSessionState", "Received", "Session"]
 
 
-class SessionState(enum.StrEnum):
+class GenesysSessionState(enum.StrEnum):
     """Where a session is in §7's lifecycle (the conversation is tracked separately)."""
 
     ACTIVE = "active"
@@ -113,7 +113,7 @@ class Session:
     index: int  # creation order, 0-based
     deployment_id: str
     token: str
-    state: SessionState = SessionState.ACTIVE
+    state: GenesysSessionState = GenesysSessionState.ACTIVE
     read_only: bool = False
     conversation_id: str | None = None  # a conversation starts with the first message or Join (§7)
     custom_attributes: dict[str, str] = field(default_factory=dict)
@@ -134,7 +134,7 @@ class Session:
 
     @property
     def active(self) -> bool:
-        return self.state is SessionState.ACTIVE
+        return self.state is GenesysSessionState.ACTIVE
 
     def cancel_timers(self) -> None:
         """Cancel scheduled agent replies and the expiry timer (the session is over)."""

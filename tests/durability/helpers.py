@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from bridge.contract.events import MessageReceived
 from bridge.simulator import Simulator
-from bridge.simulator.session import Session, SessionState
+from bridge.simulator.session import GenesysSessionState, Session
 from tests.e2e.harness import EventCollector, Integrator
 
 __all__ = [
@@ -85,9 +85,9 @@ def assert_resumed_in_place(sim: Simulator, conv: Conversation) -> Session:
     """
     session = sim.session(conv.token)
     assert session.session_id == conv.sim_session_id, f"{conv.session_id}: a new Genesys session was made"
-    assert session.state is SessionState.ACTIVE, f"{conv.session_id}: {session.state}"
+    assert session.state is GenesysSessionState.ACTIVE, f"{conv.session_id}: {session.state}"
     assert session.token == conv.token
-    assert not [s for s in sim.sessions() if s.token == conv.token and s.state is SessionState.REPLACED]
+    assert not [s for s in sim.sessions() if s.token == conv.token and s.state is GenesysSessionState.REPLACED]
     return session
 
 

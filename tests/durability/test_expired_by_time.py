@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from bridge.simulator import Simulator, SimulatorConfig
-from bridge.simulator.session import SessionState
+from bridge.simulator.session import GenesysSessionState
 from tests.daemon import Daemon
 from tests.durability.conftest import EnvFactory
 from tests.durability.helpers import open_sessions
@@ -41,10 +41,10 @@ async def test_session_expired_by_its_ttl_while_down_ends_as_expired(
         (conv,) = await open_sessions(client, sim, ["ttl"])
         assert await first.stop(signal.SIGTERM) == 0
     session = sim.session(conv.token)
-    assert session.state == SessionState.ACTIVE, "the TTL ran out before the bridge stopped: raise TTL_S"
+    assert session.state == GenesysSessionState.ACTIVE, "the TTL ran out before the bridge stopped: raise TTL_S"
 
     # Await the simulator's own expiry timer (an event, not a sleep).
-    await sim.wait_for(lambda: True if sim.session(conv.token).state == SessionState.EXPIRED else None)
+    await sim.wait_for(lambda: True if sim.session(conv.token).state == GenesysSessionState.EXPIRED else None)
 
     async with Daemon(bridge_env(), name="second") as second:
         await second.recovered()

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from bridge.contract.events import CommandOutcome, SessionStarted
-from bridge.simulator import SessionState
+from bridge.simulator import GenesysSessionState
 from tests.conftest import BrokerNames
 from tests.e2e.stack import e2e_stack, quiet_simulator
 
@@ -125,7 +125,7 @@ async def test_4006_on_a_send_fails_it_and_ends_the_session_as_expired(
         await client.started("s")
         # The session expired and the bridge missed SessionExpiredEvent (§7): only the 4006 on the next
         # request tells it. Set the state the simulator's expiry would have left, without the event.
-        stack.sim_session("s").state = SessionState.EXPIRED
+        stack.sim_session("s").state = GenesysSessionState.EXPIRED
         late = await client.say("s", "still there?")
         outcome = await events.outcome(late)
         # A traced 4006 names the send; real Genesys sends it untraced, so it only ends the session (§6).

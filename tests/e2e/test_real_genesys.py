@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.contract import CommandOutcome, MessageReceived, PresenceReceived, SessionStarted
-from bridge.simulator import SessionState
+from bridge.simulator import GenesysSessionState
 from tests.conftest import BrokerNames
 from tests.e2e.stack import e2e_stack, quiet_simulator
 
@@ -71,7 +71,7 @@ async def test_session_end_where_clear_is_not_allowed_leaves_the_conversation_to
         assert ended.reason == "guest_left"
         assert ended.detail is not None
         assert "stays open for the agent" in ended.detail
-        assert session.state is SessionState.ACTIVE  # not cleared: the agent still has the conversation
+        assert session.state is GenesysSessionState.ACTIVE  # not cleared: the agent still has the conversation
         assert not any(r.type == "Event" for r in stack.sim.received(session))  # no Clear was tried
 
 
@@ -83,7 +83,7 @@ async def test_session_end_where_clear_is_allowed_clears_it(broker_names: Broker
         end = await client.send({"type": "session.end", "session_id": "s"})
         assert (await events.outcome(end)).status == "delivered"
         assert (await events.ended("s")).reason == "guest_ended"
-        assert session.state is SessionState.CLEARED
+        assert session.state is GenesysSessionState.CLEARED
 
 
 async def test_a_send_mode_disconnect_keeps_the_session_writable(broker_names: BrokerNames, amqp_url: str) -> None:
@@ -110,7 +110,7 @@ async def test_4007_ends_the_session_as_conversation_lost(broker_names: BrokerNa
     async with e2e_stack(broker_names, amqp_url) as stack:
         client, events = stack.client, stack.client.events
         await client.started("s")
-        stack.sim_session("s").state = SessionState.CLEARED  # gone on Genesys' side, nothing pushed
+        stack.sim_session("s").state = GenesysSessionState.CLEARED  # gone on Genesys' side, nothing pushed
         late = await events.outcome(await client.say("s", "hello?"))
         assert (late.status, late.reason) in (("failed", "session_ended"), ("failed", "genesys_error"))
         assert (await events.ended("s")).reason == "conversation_lost"
@@ -161,7 +161,7 @@ async def test_a_session_without_agent_activity_ends_idle(broker_names: BrokerNa
         session = stack.sim_session("s")
         ended = await events.ended("s")
         assert ended.reason == "idle"
-        assert session.state is SessionState.ACTIVE  # left to the agent, not cleared
+        assert session.state is GenesysSessionState.ACTIVE  # left to the agent, not cleared
         await stack.sim.wait_for(lambda: not session.connections or None, timeout_s=5)
 
 

@@ -21,7 +21,7 @@ from bridge.config import Settings
 from bridge.contract.events import SessionResumed
 from bridge.observability.metrics import Metrics
 from bridge.simulator import Simulator, SimulatorConfig, actions
-from bridge.simulator.session import SessionState
+from bridge.simulator.session import GenesysSessionState
 from bridge.store import generate_key
 from tests.conftest import BrokerNames
 from tests.daemon import Daemon, daemon_env
@@ -98,7 +98,7 @@ async def test_sigterm_drains_exits_0_and_the_next_daemon_resumes(
                 # The rest were requeued, not settled and not lost.
                 assert await ready_count(amqp_url, settings.intake_queue) == len(TEXTS) - len(settled)
                 # The Genesys session is intact: not ended, not cleared, no closeSession.
-                assert sim.session(session).state is SessionState.ACTIVE
+                assert sim.session(session).state is GenesysSessionState.ACTIVE
                 assert closed == []
                 assert not events.of("s", "session.ended")
                 assert not any(r.events for r in sim.received(session)), "no Presence event (Clear) was sent"

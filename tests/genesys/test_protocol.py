@@ -11,6 +11,8 @@ import pytest
 from bridge.contract.content import ButtonResponse
 from bridge.errors import CommandRejected, GenesysProtocolError
 from bridge.genesys.events import (
+    AgentMessage,
+    AgentTyping,
     AttachmentDeleted,
     ConfigurationReceived,
     Configured,
@@ -21,7 +23,6 @@ from bridge.genesys.events import (
     JwtIssued,
     LoggedOut,
     MessageEchoed,
-    MessageReceived,
     PendingRequest,
     ProtocolEvent,
     ProtocolState,
@@ -29,7 +30,6 @@ from bridge.genesys.events import (
     SessionCleared,
     SessionClosed,
     SessionExpired,
-    TypingReceived,
     UnknownFrame,
     UploadFailed,
     UploadSucceeded,
@@ -386,8 +386,8 @@ def test_outbound_text_and_structured(configured: GuestProtocol) -> None:
         type_="message",
     )
     events = feed(configured, wire.outbound_text(), structured)
-    assert [type(e) for e in events] == [MessageReceived, MessageReceived]
-    assert isinstance(events[0], MessageReceived)
+    assert [type(e) for e in events] == [AgentMessage, AgentMessage]
+    assert isinstance(events[0], AgentMessage)
     assert events[0].message.text == "Hi! I'm the order assistant."
     assert events[0].message.originating_entity == "Bot"
 
@@ -395,8 +395,8 @@ def test_outbound_text_and_structured(configured: GuestProtocol) -> None:
 def test_agent_typing_duration_and_default(configured: GuestProtocol) -> None:
     events = feed(configured, wire.typing_on(3000), wire.typing_on(None))
     assert [(type(e), getattr(e, "duration_ms", None)) for e in events] == [
-        (TypingReceived, 3000),
-        (TypingReceived, 5000),
+        (AgentTyping, 3000),
+        (AgentTyping, 5000),
     ]
 
 
@@ -827,4 +827,4 @@ def test_dispatch_is_on_class_not_type(configured: GuestProtocol) -> None:
 def test_bytes_frames_are_accepted(configured: GuestProtocol) -> None:
     configured.receive(wire.outbound_text().encode())
     [event] = configured.events_received()
-    assert isinstance(event, MessageReceived)
+    assert isinstance(event, AgentMessage)

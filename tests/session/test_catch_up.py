@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import GenesysUnavailable
-from bridge.genesys.events import MessageReceived, TypingReceived
+from bridge.genesys.events import AgentMessage, AgentTyping
 from bridge.genesys.frames import StructuredMessage
 from bridge.session import inbound
 from bridge.session.held import HeldEvents
@@ -109,21 +109,21 @@ async def test_held_overflow_reconnects_and_loses_nothing(monkeypatch: pytest.Mo
         assert not h.sink.of_type("session.ended", "s1")
 
 
-def _message(text: str) -> MessageReceived:
-    return MessageReceived(StructuredMessage.model_validate({"id": text, "type": "Text", "text": text}))
+def _message(text: str) -> AgentMessage:
+    return AgentMessage(StructuredMessage.model_validate({"id": text, "type": "Text", "text": text}))
 
 
 def test_held_events_are_bounded() -> None:
     held = HeldEvents(limit=2)
     held.add(_message("a"))
     held.add(_message("b"))
-    typing = TypingReceived(StructuredMessage.model_validate({"id": "t", "type": "Event"}), 5000)
+    typing = AgentTyping(StructuredMessage.model_validate({"id": "t", "type": "Event"}), 5000)
     held.add(typing)  # ephemeral: dropped, not an overflow
     assert (len(held), held.overflowed) == (2, False)
     held.add(_message("c"))
     assert (len(held), held.overflowed) == (2, True)
     first = held.pop()
-    assert isinstance(first, MessageReceived)
+    assert isinstance(first, AgentMessage)
     assert first.message.id == "a"
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from bridge.simulator import SessionState, Simulator, SimulatorConfig
+from bridge.simulator import GenesysSessionState, Simulator, SimulatorConfig
 from tests.simulator.conftest import EVERYTHING_ON, GuestFactory, frozen_clock, open_guest
 
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -152,7 +152,7 @@ async def test_presence_clear(sim: Simulator, guest_factory: GuestFactory) -> No
         assert (await guest.recv_class("SessionClearedEvent"))["body"] == {}
         assert (await guest.recv())["class"] == "ConnectionClosedEvent"
         assert await guest.closed() == 1000
-    assert session.state is SessionState.CLEARED
+    assert session.state is GenesysSessionState.CLEARED
     assert sim.find_session(token=a.token) is None  # a new configure makes a new session
     assert sim.session(a.token) is session  # but tests can still read what it received
 

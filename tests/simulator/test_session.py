@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from bridge.simulator import SessionState, Simulator, SimulatorConfig
+from bridge.simulator import GenesysSessionState, Simulator, SimulatorConfig
 from tests.simulator.conftest import DEPLOYMENT, GuestFactory, frozen_clock, open_guest
 
 
@@ -45,7 +45,7 @@ async def test_resume_and_start_new(sim: Simulator, guest_factory: GuestFactory)
     assert fresh["body"]["newSession"] is True
     replacement = sim.session(first.token)
     assert replacement is not original
-    assert original.state is SessionState.REPLACED
+    assert original.state is GenesysSessionState.REPLACED
     assert replacement.index == original.index + 1
     assert sim.nth_session(-1) is replacement
 
@@ -113,7 +113,7 @@ async def test_expiry_after_inactivity(sim: Simulator, guest_factory: GuestFacto
     frame = await guest.recv()  # nothing else happens, so the next frame is the expiry
     assert frame["class"] == "SessionExpiredEvent"
     assert frame["body"] == {}
-    assert old.state is SessionState.EXPIRED
+    assert old.state is GenesysSessionState.EXPIRED
     await guest.say("late")
     assert (await guest.recv())["code"] == 4006
     resumed = await guest.configure(start_new=False)
@@ -246,7 +246,7 @@ async def test_wait_connections_and_lifecycle(guest_factory: GuestFactory, sim: 
     session = await sim.wait_connections(guest.token, 2, timeout_s=5)
     await guest.ws.close()
     assert await sim.wait_connections(session, 1, timeout_s=5) is session
-    assert session.state is SessionState.ACTIVE  # closing a socket never ends the session (§4.9)
+    assert session.state is GenesysSessionState.ACTIVE  # closing a socket never ends the session (§4.9)
     fresh = Simulator()
     with pytest.raises(RuntimeError):
         _ = fresh.port

@@ -9,10 +9,10 @@ from collections import deque
 
 from bridge.simulator.session import Session
 
-__all__ = ["SessionRegistry"]
+__all__ = ["GenesysSessions"]
 
 
-class SessionRegistry:
+class GenesysSessions:
     """Owns the session indexes. The engine creates and ends sessions through it."""
 
     def __init__(self, *, retain_ended: int) -> None:
