@@ -4,7 +4,7 @@ The daemon resumes every live session of the journal (``SessionRegistry.resume``
 *recovered* once its actor has published ``session.resumed`` (same token, ``startNew:false``, history
 fetched; its backfill follows at once on the same actor) or ``session.ended`` (Genesys answered that the
 session is over: expired, lost, read-only, rejected, or the bridge gave up). ``/readyz`` turns true only
-when every session is recovered (architecture §7, issue 4).
+when every session is recovered (docs/recovery.md, docs/observability.md).
 
 :class:`RecoveryWatch` sees this without reaching into the session actors: it wraps the
 :class:`~bridge.ports.EventSink` the registry publishes through and notes each recovering session's first

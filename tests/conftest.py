@@ -59,7 +59,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object:
 
     looptime's plugin asks the loop policy for the current loop around every test; for a sync test under
     Python 3.11 that silently creates a loop nobody closes, and with ``filterwarnings = error`` its
-    ResourceWarning fails whichever test runs next (pytest-asyncio issue #724). Async tests are left alone:
+    ResourceWarning fails whichever test runs next (a known pytest-asyncio bug). Async tests are left alone:
     pytest-asyncio owns their loop.
     """
     # pytest-asyncio swaps an async test's ``obj`` for a sync wrapper before this hook runs, so the

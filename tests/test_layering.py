@@ -1,6 +1,6 @@
 """Import layering of ``bridge/``, checked statically with :mod:`ast`.
 
-The rules come from the architecture (§3 "Rules that keep it simple") and the style guide:
+The rules keep I/O at the edges, so the protocol core and the contract stay pure and testable alone:
 
 * only ``bridge/amqp/`` imports ``aio_pika`` / ``aiormq``;
 * only ``bridge/genesys/rest.py`` imports ``httpx``;
@@ -29,7 +29,7 @@ NETWORKING = ("websockets", "aio_pika", "aiormq", "aiohttp", "httpx")
 AMQP_LIBS = ("aio_pika", "aiormq")
 FORBIDDEN_INTERNAL = ("bridge.amqp", "bridge.app")
 
-# The Genesys package holds two sanctioned I/O adapters (architecture §3): the WebSocket connector
+# The Genesys package holds two sanctioned I/O adapters: the WebSocket connector
 # and the REST client. Each may import exactly its own library and nothing else networked.
 GENESYS_ADAPTERS = {
     "bridge/genesys/connector.py": "websockets",
