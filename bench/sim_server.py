@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import signal
 import time
 from typing import Any
@@ -35,8 +36,10 @@ _TICK_S = 0.01  # paced mode: publish in 10 ms steps
 
 
 def bench_config(*, agent: bool) -> SimulatorConfig:
-    """The simulator config of the suite: default behaviour, rate limits off (see module docstring)."""
-    return SimulatorConfig(
+    """The simulator config of the suite: the "everything-on" profile the recorded baselines ran
+    against, rate limits off (see module docstring)."""
+    return dataclasses.replace(
+        SimulatorConfig.everything_on(),
         host="127.0.0.1",
         port=0,
         compression=False,

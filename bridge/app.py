@@ -34,6 +34,7 @@ from bridge.amqp.publisher import AmqpEventPublisher
 from bridge.config import Settings
 from bridge.errors import EXIT_CONFIG, EXIT_OK, EXIT_STARTUP, BridgeError, ConfigError, StateKeyError
 from bridge.genesys.connector import WebsocketsConnector
+from bridge.genesys.deployment_config import DeploymentConfigs
 from bridge.genesys.fetch_policy import FetchPolicy
 from bridge.genesys.rest import GenesysRest
 from bridge.genesys.urls import endpoints_for
@@ -190,6 +191,9 @@ async def running_bridge(
             metrics=metrics,
             clock=clock,
             store=store,
+            features=DeploymentConfigs.from_settings(
+                settings, fetch=rest.fetch_deployment_config, clock=clock.monotonic
+            ),
             on_actor_exit=watch.actor_exited,
         )
         intake = CommandIntake(

@@ -7,7 +7,8 @@ exit code ``EXIT_CONFIG`` (78) before any connection opens.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Final, Literal
 
 from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -15,6 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from bridge.errors import ConfigError
 
 __all__ = ["Settings", "settings_table"]
+
+#: The longest Origin accepted in settings (a command's ``origin`` has the same limit).
+_MAX_ORIGIN_CHARS: Final = 512
 
 
 def _split_csv(value: object) -> object:
@@ -69,13 +73,41 @@ class Settings(BaseSettings):
         description="Comma-separated deployment ids. When set, `session.start` for any other is rejected.",
     )
     default_origin: str | None = Field(
-        default=None, description="Origin header sent on the WebSocket upgrade when a command gives none."
+        default=None,
+        description=(
+            "Origin header on the WebSocket upgrade and history requests when neither the command nor "
+            "`BRIDGE_DEPLOYMENT_ORIGINS` names one. Unset: what Genesys' mobile SDK sends, the Genesys host (§2.3)."
+        ),
+    )
+    deployment_origins: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            'JSON object of deployment id → Origin, e.g. `{"<id>": "https://shop.example.com"}`, for '
+            "deployments restricted to allowed domains (§2.3). A command's `origin` still wins."
+        ),
+    )
+    deployment_config_ttl_s: float = Field(
+        default=300.0,
+        gt=0,
+        description=(
+            "A deployment's public config.json (which Messenger features are on, §2.2) is reused this long "
+            "before it is fetched again."
+        ),
     )
     application_name: str = Field(default="genesys-bridge", description="`application` query parameter (§2.1).")
     send_rate_per_s: float = Field(
-        default=2.0, gt=0, description="Per-session budget shared by messages and typing (Genesys limit, §8)."
+        default=2.0,
+        gt=0,
+        description="Per-session send rate shared by messages and typing (Genesys limit, §8): the long-run average.",
     )
-    send_burst: int = Field(default=2, ge=1, description="Token bucket capacity of the per-session budget.")
+    send_burst: int = Field(
+        default=2,
+        ge=1,
+        description=(
+            "At most this many sends per session in any `send_burst / send_rate_per_s` seconds (a sliding "
+            "window): the defaults allow 2 in any 1 s."
+        ),
+    )
     typing_interval_s: float = Field(default=5.0, ge=0, description="At most one typing indicator per interval.")
     echo_interval_s: float = Field(
         default=240.0, ge=30.0, description="Health-check `echo` interval; Genesys allows 2/min per connection."
@@ -188,6 +220,26 @@ class Settings(BaseSettings):
     @classmethod
     def _csv_keys(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("deployment_origins", mode="before")
+    @classmethod
+    def _json_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON object: {exc.msg}") from None
+        return value
+
+    @field_validator("deployment_origins")
+    @classmethod
+    def _header_safe_origins(cls, value: dict[str, str]) -> dict[str, str]:
+        for deployment_id, origin in value.items():
+            if not deployment_id.strip():
+                raise ValueError("a deployment id is empty")
+            if not origin or len(origin) > _MAX_ORIGIN_CHARS or not origin.isprintable() or " " in origin:
+                raise ValueError(f"the origin of {deployment_id!r} is not a header-safe Origin")
+        return value
 
     @field_validator("genesys_base_url")
     @classmethod

@@ -112,6 +112,8 @@ async def _demo() -> int:
     run = uuid.uuid4().hex[:8]
     prefix = f"demo.{run}"
     amqp_url = os.environ.get("BRIDGE_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+    # The "real" profile: a new Genesys deployment, so guest typing and Clear are refused (403) and an
+    # agent disconnect sends nothing; the demo shows how the bridge reports that.
     async with Simulator(SimulatorConfig(agent_reply_delay_s=0.3)) as sim:
         settings = Settings.load(
             amqp_url=amqp_url,

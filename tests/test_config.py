@@ -20,11 +20,39 @@ def test_defaults_are_the_documented_ones() -> None:
     assert s.typing_interval_s == 5.0
     assert s.genesys_base_url is None
     assert s.allowed_deployments == []
+    assert (s.send_rate_per_s, s.send_burst) == (2.0, 2)  # at most 2 sends in any 1 s
+    assert (s.default_origin, s.deployment_origins) == (None, {})
+    assert s.deployment_config_ttl_s == 300.0
 
 
 def test_comma_separated_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BRIDGE_ALLOWED_DEPLOYMENTS", " dep-a, dep-b ,,")
     assert Settings.load().allowed_deployments == ["dep-a", "dep-b"]
+
+
+def test_per_deployment_origins_are_a_json_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_DEPLOYMENT_ORIGINS", '{"dep-a": "https://shop.example.com", "dep-b": "app.example.com"}')
+    assert Settings.load().deployment_origins == {"dep-a": "https://shop.example.com", "dep-b": "app.example.com"}
+    monkeypatch.setenv("BRIDGE_DEPLOYMENT_ORIGINS", " ")
+    assert Settings.load().deployment_origins == {}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "dep-a=https://shop.example.com",  # not JSON
+        '["https://shop.example.com"]',  # not an object
+        '{"dep-a": 7}',  # not a string
+        '{"dep-a": ""}',
+        '{"dep-a": "https://shop.example.com\\r\\nX-Evil: 1"}',  # would split the header
+        '{"dep-a": "https://shop example.com"}',
+        '{" ": "https://shop.example.com"}',
+    ],
+)
+def test_bad_per_deployment_origins_name_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("BRIDGE_DEPLOYMENT_ORIGINS", value)
+    with pytest.raises(ConfigError, match="BRIDGE_DEPLOYMENT_ORIGINS"):
+        Settings.load()
 
 
 @pytest.mark.parametrize(
@@ -35,6 +63,7 @@ def test_comma_separated_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
         ("BRIDGE_GENESYS_BASE_URL", "ftp://example.invalid", "BRIDGE_GENESYS_BASE_URL"),
         ("BRIDGE_ECHO_INTERVAL_S", "5", "BRIDGE_ECHO_INTERVAL_S"),
         ("BRIDGE_LOG_FORMAT", "xml", "BRIDGE_LOG_FORMAT"),
+        ("BRIDGE_DEPLOYMENT_CONFIG_TTL_S", "0", "BRIDGE_DEPLOYMENT_CONFIG_TTL_S"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: str, value: str, needle: str) -> None:

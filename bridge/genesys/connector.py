@@ -38,6 +38,7 @@ from websockets.typing import Origin
 import bridge
 from bridge.config import Settings
 from bridge.errors import GenesysProtocolError, GenesysRateLimited, GenesysRejected, GenesysUnavailable
+from bridge.genesys.urls import websocket_sdk_origin
 
 __all__ = ["DEFAULT_USER_AGENT", "WebsocketsConnection", "WebsocketsConnector"]
 
@@ -174,7 +175,10 @@ class WebsocketsConnector:
     async def connect(self, url: str, *, origin: str | None) -> WebsocketsConnection:
         """Open ``url`` (``wss://webmessaging.<domain>/v1?deploymentId=…``, §2.1) with ``Origin: origin``.
 
-        No subprotocol and no auth header are sent (§2.1): authentication happens inside the socket.
+        ``origin`` comes from :func:`bridge.genesys.urls.resolve_origin`. ``None`` sends what Genesys'
+        mobile SDK sends, the bare host of ``url`` (:func:`bridge.genesys.urls.websocket_sdk_origin`,
+        §2.3): an upgrade always carries an ``Origin``. No subprotocol and no auth header are sent
+        (§2.1): authentication happens inside the socket.
 
         Raises:
             GenesysUnavailable: could not connect, timed out, or the server failed (5xx). Retryable.
@@ -182,10 +186,11 @@ class WebsocketsConnector:
             GenesysRejected: the upgrade was refused with a 4xx (``code`` is the HTTP status). Final.
             GenesysProtocolError: ``url`` is not a WebSocket URL (a bug in URL building).
         """
+        sent_origin = origin or websocket_sdk_origin(url)
         try:
             ws = await connect(
                 url,
-                origin=Origin(origin) if origin else None,
+                origin=Origin(sent_origin) if sent_origin else None,
                 # permessage-deflate OFF: it triples memory per connection (71 KiB vs 22 KiB measured
                 # in docs/perf-baseline.md) and our frames are tiny JSON, so it saves almost nothing.
                 compression=None,

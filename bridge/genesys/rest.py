@@ -44,6 +44,7 @@ from bridge.errors import (
 )
 from bridge.genesys.fetch_policy import FetchPolicy, refuse
 from bridge.genesys.frames import StructuredMessage
+from bridge.genesys.urls import history_sdk_origin
 
 __all__ = ["DEFAULT_USER_AGENT", "GenesysRest", "HistoryPage", "safe_url"]
 
@@ -133,7 +134,9 @@ class GenesysRest:
         Args:
             rest_base: ``https://api.<domain>`` or the override base, without a trailing path.
             jwt: from ``getJwt`` (§4.5); the session token is NOT a bearer token (§11.9).
-            origin: sent as ``Origin`` like KMP does, when given.
+            origin: sent as ``Origin`` (from :func:`bridge.genesys.urls.resolve_origin`). ``None`` sends
+                what Genesys' mobile SDK sends, the region domain
+                (:func:`bridge.genesys.urls.history_sdk_origin`, §2.3).
 
         Raises:
             GenesysRejected: 401 when the JWT expired (fetch a new one), other 4xx.
@@ -141,9 +144,11 @@ class GenesysRest:
             GenesysUnavailable: network trouble or 5xx.
             GenesysProtocolError: the body is not a history page.
         """
-        headers = {"Authorization": f"Bearer {jwt}", "Accept": "application/json"}
-        if origin:
-            headers["Origin"] = origin
+        headers = {
+            "Authorization": f"Bearer {jwt}",
+            "Accept": "application/json",
+            "Origin": origin or history_sdk_origin(rest_base),
+        }
         url = rest_base.rstrip("/") + "/api/v2/webmessaging/messages"
         params = {"pageSize": page_size, "pageNumber": page_number}
         response = await self._send("GET", url, headers=headers, params=params)
@@ -203,6 +208,9 @@ class GenesysRest:
 
     async def fetch_deployment_config(self, config_url: str) -> dict[str, Any]:
         """Fetch a deployment's public ``config.json`` (§2.2; no auth). Redirects are followed (CDN).
+
+        The fetch seam of :class:`bridge.genesys.deployment_config.DeploymentConfigs`, which parses,
+        caches and backs off; call that instead of this.
 
         Raises:
             GenesysRejected: 404 for an unknown deployment, other 4xx.

@@ -6,6 +6,10 @@ accepted too) and ``Settings.genesys_base_url`` as ``override``. An override (si
 replaces every base: REST and config under it, WebSocket at ``ws(s)://<host>/v1`` (§2.1, like KMP's
 ``TRANSPORT_CUSTOM_ENDPOINT``). The region is validated even with an override, so that a command that
 would fail in production also fails against the simulator.
+
+The ``Origin`` of a session's requests (§2.3) is decided here too: :func:`resolve_origin` picks the
+configured one (command, then per deployment, then the default), and when none is configured the I/O
+adapters send what Genesys' mobile SDK sends (:func:`websocket_sdk_origin`, :func:`history_sdk_origin`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from types import MappingProxyType
 from typing import Final
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
+from bridge.config import Settings
 from bridge.errors import CommandRejected, ConfigError
 
 __all__ = [
@@ -24,7 +29,10 @@ __all__ = [
     "REGION_DOMAINS",
     "GenesysEndpoints",
     "endpoints_for",
+    "history_sdk_origin",
     "resolve_domain",
+    "resolve_origin",
+    "websocket_sdk_origin",
 ]
 
 #: The 17 region domains of §2.2: domain → AWS region.
@@ -148,3 +156,32 @@ def endpoints_for(region: str, *, override: str | None = None, allow_aliases: bo
         rest_base=f"https://api.{domain}",
         cdn_base=f"https://api-cdn.{domain}",
     )
+
+
+def resolve_origin(settings: Settings, deployment_id: str, command_origin: str | None) -> str | None:
+    """The ``Origin`` for a session's WebSocket upgrade and history requests (§2.3).
+
+    Precedence: the command's ``origin``, then ``BRIDGE_DEPLOYMENT_ORIGINS[deployment_id]``, then
+    ``BRIDGE_DEFAULT_ORIGIN``. ``None`` when none is set: pass it on as is, and the connector and the
+    REST client send the SDK's own value (:func:`websocket_sdk_origin`, :func:`history_sdk_origin`).
+    Call it for every connect and history request rather than storing the result, so that a settings
+    change applies on the next restart to resumed sessions too.
+    """
+    return command_origin or settings.deployment_origins.get(deployment_id) or settings.default_origin or None
+
+
+def websocket_sdk_origin(url: str) -> str:
+    """The ``Origin`` Genesys' mobile SDK sends on the upgrade of ``url``: the bare host of the socket URL
+    (``webmessaging.mypurecloud.com``; no scheme, as the SDK sends it on Android and iOS alike, §2.3).
+
+    A request without any ``Origin`` may be refused; a deployment restricted to allowed domains needs
+    one of those instead of this default: configure it (:func:`resolve_origin`).
+    """
+    return urlsplit(url).hostname or ""
+
+
+def history_sdk_origin(rest_base: str) -> str:
+    """The ``Origin`` Genesys' mobile SDK sends with a history request (§9): its configured region domain,
+    which is the REST host without ``api.`` (``https://api.mypurecloud.ie`` → ``mypurecloud.ie``)."""
+    host = urlsplit(rest_base).hostname or ""
+    return host.removeprefix("api.")

@@ -5,7 +5,7 @@ holds three loops: the **connection loop** (connect, configure, pump frames, rec
 backoff and resume, §4.1, §6), the **command loop** (the bounded inbox, one command at a time) and the
 **echo loop** (health checks every ``echo_interval_s``, within Genesys' 2/min, §4.4).
 
-Failure containment (style habit 3): ``run`` never raises except ``CancelledError``; a crash is reported
+Failure containment: ``run`` never raises except ``CancelledError``; a crash is reported
 as ``session.ended`` reason ``failed``, logged, and counted in ``session_failures``.
 
 Shutdown: :meth:`stop` closes the inbox; the in-flight command finishes (the registry bounds the wait),
@@ -27,6 +27,7 @@ import structlog
 from bridge.contract.events import SessionStarted
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable, SessionGone, is_retryable
 from bridge.genesys.protocol import Configured, EchoReplied, GuestProtocol
+from bridge.genesys.urls import resolve_origin
 from bridge.ports import Envelope
 from bridge.session.commands import CommandRunner
 from bridge.session.core import SessionCore
@@ -57,7 +58,7 @@ class SessionActor:
             protocol=GuestProtocol(token=record.token.get_secret_value(), deployment_id=record.deployment_id),
             connector=deps.connector,
             url=endpoints.websocket_url(record.deployment_id, application=settings.application_name),
-            origin=record.origin or settings.default_origin,
+            origin=resolve_origin(settings, record.deployment_id, record.origin),
             connect_timeout_s=settings.ws_connect_timeout_s,
         )
         keeper = RecordKeeper(record, clock=deps.clock, store=deps.store, metrics=deps.metrics)
@@ -207,6 +208,7 @@ class SessionActor:
             if self._done():
                 return
         await core.set_state(SessionTrigger.CONNECT)
+        await core.read_features()
         while not self._done():
             wait_at_least = 0.0
             try:

@@ -9,12 +9,14 @@ and the command runner work on it; none of them owns another's job.
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import structlog
 
 from bridge.contract import Command
 from bridge.contract.events import EndReason, MessengerFeatures, SessionEnded, SessionStateChanged
 from bridge.errors import BridgeError, SessionGone
+from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.session.budget import SendBudget
 from bridge.session.deps import SessionDeps
@@ -135,6 +137,24 @@ class PendingSends:
         return self._found.pop(tracing_id, None)
 
 
+def messenger_features(found: DeploymentFeatures) -> MessengerFeatures:
+    """The contract's view of a deployment's features (``session.started.features``)."""
+    disconnect: Literal["off", "read_only", "send"] | None = None
+    if found.disconnect_enabled is False:
+        disconnect = "off"
+    elif found.disconnect_enabled:
+        disconnect = found.disconnect_mode
+    upload_types = found.upload_types
+    return MessengerFeatures(
+        clear=found.clear_enabled,
+        disconnect=disconnect,
+        user_typing=found.user_typing_enabled,
+        autostart=found.autostart_enabled,
+        upload_types=list(upload_types) if upload_types is not None else None,
+        max_upload_bytes=found.upload_max_bytes,
+    )
+
+
 class SessionCore:
     """One session's shared state. Created by the actor; used from its tasks on one event loop."""
 
@@ -170,6 +190,25 @@ class SessionCore:
     def note_agent_activity(self) -> None:
         """The agent side did something: the idle timeout starts again."""
         self.last_agent_activity = self.deps.clock.monotonic()
+
+    async def read_features(self) -> None:
+        """Learn what the deployment allows from its ``config.json`` (§2.2), before the first configure.
+
+        Never fatal: a config that cannot be read in time leaves :attr:`features` unknown, and the session
+        falls back to trying each feature and reading Genesys' answer.
+        """
+        source = self.deps.features
+        if source is None:
+            return
+        deployment_id = self.keeper.record.deployment_id
+        try:
+            async with asyncio.timeout(self.settings.ws_connect_timeout_s):
+                found = await source.get(deployment_id, config_url=self.endpoints.deployment_config_url(deployment_id))
+        except TimeoutError:
+            log.warning("deployment_config_unavailable", deployment_id=deployment_id, error="timed out")
+            return
+        if found is not None:
+            self.features = messenger_features(found)
 
     def contract_features(self) -> MessengerFeatures:
         """What the deployment allows, as published in ``session.started`` (all unknown until it is read)."""

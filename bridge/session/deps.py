@@ -1,4 +1,5 @@
-"""The injected dependencies every session actor shares (style habit 4: seams are injected)."""
+"""The injected dependencies every session actor shares. Every seam is injected; only ``bridge.app`` builds
+the real ones."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, EventSink, SessionStore
 from bridge.session.outcomes import OutcomeBook
 from bridge.session.pacer import ConnectPacer, ConnectWindow
-from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient
+from bridge.session.ports import Backoff, EndpointResolver, FeatureSource, HistoryClient, UploadClient
 
 __all__ = ["SessionDeps"]
 
@@ -30,4 +31,5 @@ class SessionDeps:
     book: OutcomeBook
     pacer: ConnectPacer
     connects: ConnectWindow
+    features: FeatureSource | None = None  # None: never read config.json (try and read Genesys' answer)
     store: SessionStore | None = None

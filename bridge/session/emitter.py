@@ -1,5 +1,5 @@
 """Stamps and publishes one session's events: ``event_id``, per-session ``seq``, ``occurred_at`` and the
-causing command's ids (architecture §2). ``publish`` returns once the broker confirmed the event.
+causing command's ids (docs/contract.md). ``publish`` returns once the broker confirmed the event.
 
 A broker blip never ends a Genesys session: a retryable publish error (decided by ``is_retryable``) is
 retried with the *same* event, without a limit, on the injected backoff, until it is confirmed or the

@@ -1,7 +1,7 @@
 """What Genesys tells a session: live protocol events and the history backfill after a resume.
 
 - Agent/bot messages become ``message.received`` events, each Genesys message id once (dedupe by
-  ``body.id``, §9); an id is marked seen only after the broker confirmed its event (architecture §4).
+  ``body.id``, §9); an id is marked seen only after the broker confirmed its event (docs/durability.md).
 - Replies to our requests (echoes, JWT, presigned URLs, errors, 429s) resolve the link's waiters.
 - Disconnect, expiry, clear, 4007 and ``ConnectionClosedEvent`` end the session with a distinct reason; a
   Disconnect older than the last message seen is a replay and is ignored. A read-only Disconnect ends the
@@ -45,6 +45,7 @@ from bridge.genesys.protocol import (
     UploadSucceeded,
     UploadUrlIssued,
 )
+from bridge.genesys.urls import resolve_origin
 from bridge.session.attachments import attachment_key
 from bridge.session.backfill import EntityKind, classify, fetch_missed, message_time
 from bridge.session.core import SessionCore
@@ -330,7 +331,7 @@ class InboundDispatcher:
                     core.deps.history,
                     rest_base=core.endpoints.rest_base,
                     jwt=jwt,
-                    origin=core.keeper.record.origin or s.default_origin,
+                    origin=resolve_origin(s, core.keeper.record.deployment_id, core.keeper.record.origin),
                     # The ids known before the resume, not the live set: nothing published meanwhile may
                     # stop the paging early and hide an older missed message.
                     is_known=known.__contains__,

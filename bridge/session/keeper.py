@@ -7,7 +7,7 @@ persists a consistent one. It also owns the two counters that must survive a res
   any number of a new block is used. After a crash, numbering continues above everything published, so
   ``seq`` stays monotonic (a gap is possible, a repeat is not).
 - **seen ids**: a Genesys message id is marked seen only after its event was confirmed by the broker
-  (architecture §4); :meth:`checkpoint` then saves the record.
+  (docs/durability.md); :meth:`checkpoint` then saves the record.
 - **recent outcomes**: the settled outcome of each command (:meth:`remember_outcome`), saved before the
   command is acked, so a redelivery to the next process is answered instead of executed again.
 

@@ -1,9 +1,9 @@
 """One session's wire: the sans-I/O :class:`GuestProtocol` pumped over the current socket.
 
-The link is only a pump (style habit 1): it opens a socket, sends ``configureSession`` first and nothing
-else until ``SessionResponse`` (protocol reference §4.1, §11.1), writes whatever the protocol wants to
-send, and turns replies into resolved futures keyed by ``tracingId`` (§3.1, §10). Session meaning
-(events, outcomes, ends) is the actor's business.
+The link is only a pump (the protocol itself does no I/O): it opens a socket, sends
+``configureSession`` first and nothing else until ``SessionResponse`` (protocol reference §4.1, §11.1),
+writes whatever the protocol wants to send, and turns replies into resolved futures keyed by
+``tracingId`` (§3.1, §10). Session meaning (events, outcomes, ends) is the actor's business.
 
 Callers: the actor's connection task calls :meth:`open` then :meth:`pump`; its command task calls the
 protocol intents followed by :meth:`flush`, and awaits :meth:`expect` futures.

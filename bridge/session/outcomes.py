@@ -1,6 +1,6 @@
 """Command outcomes: correlation ids, Genesys-code mapping, and settling with ack discipline.
 
-Settling a command (architecture §4 "ack discipline") is always, in this order:
+Settling a command (the ack discipline of docs/durability.md) is always, in this order:
 
 1. remember the outcome by ``command_id`` (so a redelivery is answered, never executed again, even if
    step 2 or 3 fails and the broker redelivers);

@@ -1,4 +1,4 @@
-"""Paces the first connect of sessions resumed after a restart (issue 4: recovery must not stampede
+"""Paces the first connect of sessions resumed after a restart (recovery must not stampede
 Genesys; §8: 1000 new connections/min per deployment, configureSession limits).
 
 Every resumed actor is registered at once (so commands for it queue in its inbox right away) and takes

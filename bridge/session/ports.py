@@ -12,12 +12,14 @@ from typing import Protocol
 
 import tenacity
 
+from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 
 __all__ = [
     "Backoff",
     "EndpointResolver",
     "Endpoints",
+    "FeatureSource",
     "HistoryClient",
     "HistoryPageView",
     "UploadClient",
@@ -65,12 +67,22 @@ class Endpoints(Protocol):
 
     def websocket_url(self, deployment_id: str, *, application: str | None = None) -> str: ...
 
+    def deployment_config_url(self, deployment_id: str) -> str: ...
+
 
 #: ``region -> Endpoints``; raises ``CommandRejected("unknown_region", ...)`` for a region it does not know.
 EndpointResolver = Callable[[str], Endpoints]
 
 #: A fresh iterator of reconnect delays (seconds) per outage. Injected so tests can pin it.
 Backoff = Callable[[], Iterator[float]]
+
+
+class FeatureSource(Protocol):
+    """What a deployment's Messenger configuration allows (``bridge.genesys.deployment_config.DeploymentConfigs``)."""
+
+    async def get(self, deployment_id: str, *, config_url: str) -> DeploymentFeatures | None:
+        """The features, or ``None`` when they are not known (never raises for a failed fetch)."""
+        ...
 
 
 def jittered_backoff(initial_s: float, max_s: float) -> Backoff:

@@ -17,7 +17,7 @@ RECENT_OUTCOMES_KEPT = 32
 
 class SettledOutcome(BaseModel):
     """The settled outcome of one command of this session, kept so a redelivery after a restart is answered
-    with it instead of being executed again (issue 3: idempotency by ``command_id``)."""
+    with it instead of being executed again (idempotency by ``command_id``)."""
 
     # Unknown fields are ignored, not refused: a record written by a newer release must still load after a
     # rollback (the journal outlives any one version of the code).
@@ -32,7 +32,7 @@ class SettledOutcome(BaseModel):
 
 
 class SessionRecord(BaseModel):
-    """Everything needed to resume a session after a restart (architecture §5).
+    """Everything needed to resume a session after a restart (docs/durability.md).
 
     Immutable: the actor replaces its record with ``record.model_copy(update=...)`` on every change, so a
     store can persist a consistent snapshot without locks. ``token`` is the Genesys session secret: it is

@@ -35,7 +35,14 @@ from bridge.session.deps import SessionDeps
 from bridge.session.inbox import Offer
 from bridge.session.outcomes import OutcomeBook
 from bridge.session.pacer import ConnectPacer, ConnectWindow
-from bridge.session.ports import Backoff, EndpointResolver, HistoryClient, UploadClient, jittered_backoff
+from bridge.session.ports import (
+    Backoff,
+    EndpointResolver,
+    FeatureSource,
+    HistoryClient,
+    UploadClient,
+    jittered_backoff,
+)
 from bridge.session.record import SessionRecord, SettledOutcome
 from bridge.session.stamps import event_stamp, outcome_of
 
@@ -64,6 +71,7 @@ class SessionRegistry:
         clock: Clock | None = None,
         store: SessionStore | None = None,
         backoff: Backoff | None = None,
+        features: FeatureSource | None = None,
         on_actor_exit: Callable[[str], None] | None = None,
     ) -> None:
         clock = clock or LoopClock()
@@ -85,6 +93,7 @@ class SessionRegistry:
             pacer=ConnectPacer(rate_per_s=settings.resume_rate_per_s, clock=clock),
             connects=ConnectWindow(limit=settings.genesys_connects_per_min, clock=clock),
             store=store,
+            features=features,
         )
         self._actors: dict[str, SessionActor] = {}
         self._on_actor_exit = on_actor_exit  # told the session_id whenever an actor's task ends
@@ -152,7 +161,7 @@ class SessionRegistry:
         settled = actor.settled(command.command_id) if actor is not None else None
         if settled is not None:
             # Not in this process's cache, but the session's record has it: settled by a previous process
-            # whose ack never reached the broker. Answer it; never run it twice (issue 4).
+            # whose ack never reached the broker. Answer it; never run it twice.
             await self._answer_settled(envelope, settled)
             return
         if isinstance(command, SessionStart):
@@ -288,7 +297,7 @@ class SessionRegistry:
     # --- restart and shutdown --------------------------------------------------------------------------
 
     async def resume(self, records: Iterable[SessionRecord]) -> None:
-        """Resume live sessions from a store after a restart (issue 4).
+        """Resume live sessions from a store after a restart.
 
         Every actor is registered at once, so commands for a resumed session queue in its inbox and run
         as soon as *it* is back; their first connects are paced at ``resume_rate_per_s`` (a shared

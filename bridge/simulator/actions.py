@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bridge.simulator import attachments, messaging
-from bridge.simulator.wire import envelope, iso_now, new_message_id, too_many_requests
+from bridge.simulator.wire import envelope, iso_now, new_message_id
 
 if TYPE_CHECKING:
     from bridge.simulator.connection import Connection
@@ -22,12 +22,7 @@ __all__ = ["SESSION_ACTIONS"]
 def _echo(engine: Engine, conn: Connection, session: Session, request: dict[str, Any], tracing_id: str | None) -> None:
     """§4.4: a ping answered on this connection only, with the session timing as strings."""
     if conn.echo_bucket is not None and not conn.echo_bucket.try_take():
-        engine.reply(
-            conn,
-            too_many_requests(
-                4029, "Echo rate too high for this connection", engine.config.retry_after_s, tracing_id=tracing_id
-            ),
-        )
+        engine.throttle(conn, 4029, "Echo rate too high for this connection", tracing_id)
         return
     message = request.get("message") if isinstance(request.get("message"), dict) else {}
     body: dict[str, Any] = {

@@ -2,8 +2,8 @@
 
 Keywords in the guest's text pick the reply (§12): ``quick`` → a quick-reply set, ``card`` → a card,
 ``carousel`` → a carousel, ``attachment`` → a file, ``date`` → a date picker, ``bye`` → a goodbye then a
-Presence Disconnect. A button response is acknowledged; anything else is echoed back as "You said: …".
-Content shapes follow §5.2.
+Presence Disconnect (if the deployment sends one, §5.3). A button response is acknowledged; anything else
+is echoed back as "You said: …". Content shapes follow §5.2.
 """
 
 from __future__ import annotations
@@ -45,7 +45,11 @@ class Say:
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    """End the conversation with a Presence Disconnect (read-only per the deployment's mode)."""
+    """Say ``last_message``, then end the conversation with a Presence Disconnect (per the deployment's
+    disconnect settings; the Disconnect may overtake the message, see ``disconnect_overtakes_last_message``).
+    """
+
+    last_message: dict[str, Any]
 
 
 Step = Say | Disconnect
@@ -140,6 +144,6 @@ def reply_for(text: str, button: dict[str, Any] | None, attachment: Callable[[],
         case "date":
             return [_date_picker()]
         case "bye":
-            return [Say(text_body("Goodbye!")), Disconnect()]
+            return [Disconnect(text_body("Goodbye!"))]
         case _:
             return [Say(text_body(f"You said: {text}" if text else "I got your message."))]

@@ -14,7 +14,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from bridge.simulator.session import Attachment, AttachmentStatus
-from bridge.simulator.wire import envelope, error, iso_now
+from bridge.simulator.wire import envelope, iso_now
 
 if TYPE_CHECKING:
     from bridge.simulator.connection import Connection
@@ -60,7 +60,8 @@ def on_attachment(
     refusal = _refusal(engine, file_name, file_type, file_size)
     if refusal is not None:
         body = {"attachmentId": attachment_id, "errorCode": refusal[0], "errorMessage": refusal[1]}
-        engine.reply(conn, envelope("GenerateUrlError", body, kind="message", tracing_id=tracing_id))
+        frame = envelope("GenerateUrlError", body, kind="message", tracing_id=engine.error_tracing(tracing_id))
+        engine.reply(conn, frame)
         return
     assert isinstance(file_size, int)  # checked by _refusal
     attachment = Attachment(
@@ -132,7 +133,7 @@ def get_attachment(
     """A fresh download URL: PresignedUrlResponse with empty ``headers`` and ``fileSize`` set (§4.6)."""
     attachment = session.attachments.get(str(request.get("attachmentId")))
     if attachment is None or attachment.status not in (AttachmentStatus.UPLOADED, AttachmentStatus.SENT):
-        engine.reply(conn, error(4009, "Attachment not found", tracing_id=tracing_id))
+        engine.refuse(conn, 4009, "Attachment not found", tracing_id)
         return
     body = {
         "attachmentId": attachment.attachment_id,
@@ -152,7 +153,7 @@ def delete_attachment(
     attachment_id = str(request.get("attachmentId"))
     attachment = session.attachments.get(attachment_id)
     if attachment is None or attachment.status in (AttachmentStatus.SENT, AttachmentStatus.DELETED):
-        engine.reply(conn, error(4009, "Attachment not found", tracing_id=tracing_id))
+        engine.refuse(conn, 4009, "Attachment not found", tracing_id)
         return
     attachment.status = AttachmentStatus.DELETED
     engine.uploads.pop(attachment_id, None)

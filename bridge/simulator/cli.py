@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import sys
 from collections.abc import Sequence
 
-from bridge.simulator.config import SimulatorConfig
+from bridge.simulator.config import PROFILES, SimulatorConfig
 from bridge.simulator.server import Simulator
 
 __all__ = ["build_parser", "config_from_args", "main"]
@@ -24,8 +25,15 @@ def _optional_limit(text: str) -> int | None:
 
 
 def build_parser(prog: str = "python -m bridge.simulator") -> argparse.ArgumentParser:
-    """The command-line options (a subset of :class:`SimulatorConfig`; the rest keep their defaults)."""
+    """The command-line options: a profile (:data:`PROFILES`), then a subset of :class:`SimulatorConfig`
+    whose options override it. An option left out keeps the profile's value."""
     parser = argparse.ArgumentParser(prog=prog, description="Run the local Genesys Web Messaging simulator.")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="real",
+        help="real: a new Genesys deployment (default); everything-on: disconnect, clear, typing, traced errors",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on the first line)")
     parser.add_argument(
@@ -43,17 +51,25 @@ def build_parser(prog: str = "python -m bridge.simulator") -> argparse.ArgumentP
         metavar="ORIGIN",
         help="accept only these Origins (repeatable); default: any",
     )
-    parser.add_argument("--message-rate", type=float, default=2.0, help="onMessage per second per session")
+    parser.add_argument("--message-rate", type=float, help="onMessage per second per session (default 2; 0 = off)")
     parser.add_argument(
         "--connections-per-min",
         type=_optional_limit,
         default=None,
         help="new sockets per deployment per minute; 'none' = unlimited (default)",
     )
-    parser.add_argument("--session-duration", type=float, default=259_200.0, help="inactivity TTL in seconds")
-    parser.add_argument("--disconnect-mode", choices=("read_only", "send"), default="read_only")
-    parser.add_argument("--no-typing", action="store_true", help="deployment disables guest typing (403)")
-    parser.add_argument("--no-clear", action="store_true", help="deployment disables Presence Clear (403)")
+    parser.add_argument("--session-duration", type=float, help="inactivity TTL in seconds (default 259200)")
+    feature = argparse.BooleanOptionalAction
+    parser.add_argument("--disconnect", action=feature, help="conversationDisconnect: send a Presence Disconnect")
+    parser.add_argument("--disconnect-mode", choices=("read_only", "send"), help="conversationDisconnect type")
+    parser.add_argument(
+        "--disconnect-overtakes",
+        choices=("off", "late", "lost"),
+        help="the agent's last message before a Disconnect reaches the guest before it, after it, or never",
+    )
+    parser.add_argument("--typing", action=feature, help="showUserTypingIndicator (off: guest typing gets 403)")
+    parser.add_argument("--clear", action=feature, help="conversationClear (off: Presence Clear gets 403)")
+    parser.add_argument("--error-tracing-id", choices=("never", "always"), help="error frames copy tracingId")
     parser.add_argument("--no-agent", action="store_true", help="turn the scripted agent off")
     parser.add_argument("--agent-delay", type=float, default=0.0, help="seconds between agent typing and reply")
     parser.add_argument("--compression", action="store_true", help="offer permessage-deflate (off by default)")
@@ -61,23 +77,36 @@ def build_parser(prog: str = "python -m bridge.simulator") -> argparse.ArgumentP
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
-    """Map parsed options onto a config."""
-    return SimulatorConfig(
+    """Map parsed options onto the chosen profile."""
+    config = dataclasses.replace(
+        PROFILES[args.profile],
         host=args.host,
         port=args.port,
         allowed_deployments=frozenset(args.deployments) if args.deployments else None,
         unknown_deployment_mode=args.unknown_deployment_mode,
         allowed_origins=frozenset(args.origins) if args.origins else None,
-        message_rate_per_s=args.message_rate if args.message_rate > 0 else None,
         connections_per_min=args.connections_per_min,
-        session_duration_s=args.session_duration,
-        disconnect_mode=args.disconnect_mode,
-        typing_enabled=not args.no_typing,
-        clear_enabled=not args.no_clear,
         agent_script=not args.no_agent,
         agent_reply_delay_s=args.agent_delay,
         compression=args.compression,
     )
+    if args.message_rate is not None:
+        config = dataclasses.replace(config, message_rate_per_s=args.message_rate if args.message_rate > 0 else None)
+    if args.session_duration is not None:
+        config = dataclasses.replace(config, session_duration_s=args.session_duration)
+    if args.disconnect is not None:
+        config = dataclasses.replace(config, disconnect_enabled=args.disconnect)
+    if args.disconnect_mode is not None:
+        config = dataclasses.replace(config, disconnect_mode=args.disconnect_mode)
+    if args.disconnect_overtakes is not None:
+        config = dataclasses.replace(config, disconnect_overtakes_last_message=args.disconnect_overtakes)
+    if args.typing is not None:
+        config = dataclasses.replace(config, typing_enabled=args.typing)
+    if args.clear is not None:
+        config = dataclasses.replace(config, clear_enabled=args.clear)
+    if args.error_tracing_id is not None:
+        config = dataclasses.replace(config, error_tracing_id=args.error_tracing_id)
+    return config
 
 
 async def serve(config: SimulatorConfig) -> None:

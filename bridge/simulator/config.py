@@ -1,16 +1,35 @@
 """The simulator's knobs: every limit and every behaviour the protocol reference marks uncertain.
 
-Defaults follow ``genesys-webmessaging-protocol.md`` (the "reference"); each field cites the section it
-models. ``None`` on a limit switches that limit off. The object is frozen and keyword-only; build a variant
-with :func:`dataclasses.replace`.
+``SimulatorConfig()`` is a real Genesys org as it comes out of the box (the protocol reference,
+``docs/genesys-protocol.md``; each field cites the section it models): conversation disconnect, clear,
+guest typing and autostart are off, error frames carry no ``tracingId``, and frames arrive in order.
+:meth:`SimulatorConfig.everything_on` is a deployment with every optional feature switched on (what the
+simulator did before it defaulted to the truth). :data:`PROFILES` names both for the command line.
+
+``None`` on a limit switches that limit off. The object is frozen and keyword-only; build a variant with
+:func:`dataclasses.replace`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Literal
 
-__all__ = ["DEFAULT_ALLOWED_MEDIA", "DEFAULT_BLOCKED_EXTENSIONS", "SimulatorConfig"]
+__all__ = [
+    "DEFAULT_ALLOWED_MEDIA",
+    "DEFAULT_BLOCKED_EXTENSIONS",
+    "PROFILES",
+    "DisconnectOvertake",
+    "ErrorTracing",
+    "SimulatorConfig",
+]
+
+#: Whether error frames copy the request's ``tracingId`` (§3.2, §6).
+ErrorTracing = Literal["never", "always"]
+#: How an agent Disconnect races the agent's last message (§3.2, §5.3, §10).
+DisconnectOvertake = Literal["off", "late", "lost"]
 
 #: §5.1 fixture: the inbound file types a session may upload.
 DEFAULT_ALLOWED_MEDIA: tuple[str, ...] = ("image/png", "image/jpeg", "image/gif", "application/pdf", "text/plain")
@@ -68,13 +87,22 @@ class SimulatorConfig:
     history_per_min: int | None = 10  # REST history GETs per session
     retry_after_s: int = 3
 
-    # --- deployment features (§2.2 config.json) ---------------------------------------------------------
-    typing_enabled: bool = True  # showUserTypingIndicator; off → 403 on guest typing
+    #: §3.2/§6: whether error frames (``class:"string"``, ``TooManyRequestsErrorMessage``,
+    #: ``GenerateUrlError``) carry the request's ``tracingId``. No fixture or real capture shows one, and
+    #: the official client pins an error on its oldest pending message instead: "never" by default.
+    error_tracing_id: ErrorTracing = "never"
+
+    # --- deployment features (§2.2 config.json; all off in a new deployment) ----------------------------
+    typing_enabled: bool = False  # showUserTypingIndicator (§4.3f); off → 403 on guest typing
     echo_own_typing: bool = False  # §14.6 unknown: echo the guest's own Typing to the session's connections
-    clear_enabled: bool = True  # conversationClear.enabled; off → 403
-    disconnect_enabled: bool = True  # conversationDisconnect.enabled
+    clear_enabled: bool = False  # conversationClear.enabled (§4.3g); off → 403
+    #: conversationDisconnect.enabled (§5.3, §11.12: off by default). Off: an agent Disconnect ends the
+    #: conversation without any frame to the guest, and the session stays writable.
+    disconnect_enabled: bool = False
+    #: conversationDisconnect.type (§5.3): "read_only" (ReadOnly) or "send" (Send: the session stays
+    #: writable and the guest's next message starts a new conversation).
     disconnect_mode: Literal["read_only", "send"] = "read_only"
-    autostart: bool = False  # autoStart.enabled (the client decides to send Join)
+    autostart: bool = False  # autoStart.enabled (§4.3g; only reported: the client decides to send Join)
     allowed_media: tuple[str, ...] = DEFAULT_ALLOWED_MEDIA  # "*/*" allows any type
     max_file_size_kb: int = 10_240
     blocked_extensions: tuple[str, ...] = DEFAULT_BLOCKED_EXTENSIONS
@@ -96,12 +124,48 @@ class SimulatorConfig:
 
     # --- fault injection defaults (per session overrides via the control API) ---------------------------
     delay_s: float = 0.0
-    reorder_window: int = 1  # frames shuffled together; 1 = in order
+    #: §3.2/§10: real Genesys promises no ordering; frames (responses, echoes, agent messages, events) are
+    #: shuffled within windows of this many frames, each keeping its true ``channel.time``. 1 = in order.
+    reorder_window: int = 1
     reorder_flush_s: float = 0.05  # a partial window is flushed after this long
+    #: §3.2/§10: "a Disconnect overtakes the agent's last message". The message is always in history
+    #: (§9); its frame reaches the socket before the Presence Disconnect ("off"), after it ("late") or
+    #: never ("lost"). Applies whenever a Disconnect frame follows a last message: the scripted ``bye``
+    #: and ``Simulator.agent_say_and_disconnect``.
+    disconnect_overtakes_last_message: DisconnectOvertake = "off"
     random_seed: int | None = None  # reorder shuffle seed, for reproducible runs
     #: Ended sessions kept for inspection (received/history) before the oldest are forgotten.
     retain_ended_sessions: int = 10_000
 
+    @classmethod
+    def everything_on(cls) -> SimulatorConfig:
+        """A deployment with every optional feature on: Disconnect (ReadOnly), Clear, guest typing and
+        autostart, and error frames that carry ``tracingId``. Everything else is the real default.
+
+        Vary it with :func:`dataclasses.replace`, e.g. ``replace(SimulatorConfig.everything_on(),
+        agent_script=False)``.
+        """
+        return cls(
+            typing_enabled=True,
+            clear_enabled=True,
+            disconnect_enabled=True,
+            disconnect_mode="read_only",
+            autostart=True,
+            error_tracing_id="always",
+        )
+
+    @classmethod
+    def profile(cls, name: str) -> SimulatorConfig:
+        """The config of a named profile (a key of :data:`PROFILES`). KeyError for an unknown name."""
+        return PROFILES[name]
+
     def max_file_bytes(self) -> int:
         """The upload size limit in bytes (``maxFileSizeKB`` × 1024)."""
         return self.max_file_size_kb * 1024
+
+
+#: Named configs, for ``--profile`` on the command line: "real" (a new Genesys deployment, the default)
+#: and "everything-on" (:meth:`SimulatorConfig.everything_on`).
+PROFILES: Mapping[str, SimulatorConfig] = MappingProxyType(
+    {"real": SimulatorConfig(), "everything-on": SimulatorConfig.everything_on()}
+)

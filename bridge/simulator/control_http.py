@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bridge.simulator.config import DisconnectOvertake
 from bridge.simulator.session import Session
 
 if TYPE_CHECKING:
@@ -133,6 +134,25 @@ async def _disconnect(sim: Simulator, body: dict[str, Any]) -> Any:
     return {"id": await sim.disconnect(_lookup(sim, body), read_only=body.get("read_only"))}
 
 
+_OVERTAKES: dict[object, DisconnectOvertake | None] = {None: None, "off": "off", "late": "late", "lost": "lost"}
+
+
+async def _agent_say_and_disconnect(sim: Simulator, body: dict[str, Any]) -> Any:
+    overtake = body.get("overtake")
+    if overtake not in _OVERTAKES:
+        raise _BadRequest("overtake must be one of off, late, lost")
+    message_id, disconnect_id = await sim.agent_say_and_disconnect(
+        _lookup(sim, body),
+        body.get("text"),
+        content=body.get("content"),
+        originating_entity=body.get("originating_entity", "Human"),
+        nickname=body.get("nickname"),
+        read_only=body.get("read_only"),
+        overtake=_OVERTAKES[overtake],
+    )
+    return {"id": message_id, "disconnect_id": disconnect_id}
+
+
 async def _expire(sim: Simulator, body: dict[str, Any]) -> Any:
     await sim.expire(_lookup(sim, body))
     return {}
@@ -187,6 +207,7 @@ _POST: dict[str, _Op] = {
     "agent_say": _agent_say,
     "agent_typing": _agent_typing,
     "disconnect": _disconnect,
+    "agent_say_and_disconnect": _agent_say_and_disconnect,
     "expire": _expire,
     "clear": _clear,
     "drop_connections": _drop,

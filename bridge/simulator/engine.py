@@ -6,7 +6,8 @@ calls :meth:`Engine.handle_text` for each text frame and the engine queues repli
 handles owned by their session, so there is no per-connection loop and nothing to poll.
 
 Per-action behaviour lives in :mod:`bridge.simulator.messaging` (``onMessage``) and
-:mod:`bridge.simulator.attachments`; this module holds what they share.
+:mod:`bridge.simulator.attachments`, what the agent side sends in :mod:`bridge.simulator.outbound`; this
+module holds what they share.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from bridge.simulator import actions, messaging
+from bridge.simulator import actions
 from bridge.simulator.config import SimulatorConfig
 from bridge.simulator.connection import Connection, FaultPlan
 from bridge.simulator.jwt import JwtSigner
@@ -32,9 +33,6 @@ from bridge.simulator.wire import (
     dumps,
     envelope,
     error,
-    iso_now,
-    new_message_id,
-    new_uuid,
     too_many_requests,
 )
 
@@ -110,6 +108,21 @@ class Engine:
     def reply(self, conn: Connection, frame: Frame) -> None:
         conn.send(frame)
 
+    def error_tracing(self, tracing_id: str | None) -> str | None:
+        """The ``tracingId`` an error frame carries: the request's, or none (knob ``error_tracing_id``)."""
+        return tracing_id if self.config.error_tracing_id == "always" else None
+
+    def refuse(self, conn: Connection, code: int, text: str, tracing_id: str | None) -> None:
+        """Answer a request with an error string frame (§6)."""
+        self.reply(conn, error(code, text, tracing_id=self.error_tracing(tracing_id)))
+
+    def throttle(self, conn: Connection, error_code: int, text: str, tracing_id: str | None) -> None:
+        """Answer a request with 429 ``TooManyRequestsErrorMessage`` (§5.4, §8)."""
+        frame = too_many_requests(
+            error_code, text, self.config.retry_after_s, tracing_id=self.error_tracing(tracing_id)
+        )
+        self.reply(conn, frame)
+
     def broadcast(self, session: Session, frame: Frame) -> None:
         """Send one logical frame to every connection of the session (duplicated if a fault says so)."""
         copies = 1
@@ -137,32 +150,27 @@ class Engine:
         except ValueError:
             request = None
         if not isinstance(request, dict):
-            self.reply(conn, error(400, _REQUEST_FAILED))
+            self.refuse(conn, 400, _REQUEST_FAILED, None)
             return
         tracing_id = request.get("tracingId") if isinstance(request.get("tracingId"), str) else None
         action = request.get("action")
         if conn.request_bucket is not None and not conn.request_bucket.try_take():
-            self.reply(
-                conn,
-                too_many_requests(
-                    4029, "Request rate too high for this connection", self.config.retry_after_s, tracing_id=tracing_id
-                ),
-            )
+            self.throttle(conn, 4029, "Request rate too high for this connection", tracing_id)
             return
         if self._inject_failure(conn, str(action)):
-            self.reply(conn, error(5000, _REQUEST_FAILED, tracing_id=tracing_id))
+            self.refuse(conn, 5000, _REQUEST_FAILED, tracing_id)
             return
         if action == "configureSession":
             self._configure(conn, request, tracing_id)
         elif action in ("configureAuthenticatedSession", "resumeToken", "disconnectCustomer"):
             # §4.2 authenticated sessions are not modelled; §4.10 schema-only actions fail as Genesys may.
-            self.reply(conn, error(400, _REQUEST_FAILED, tracing_id=tracing_id))
+            self.refuse(conn, 400, _REQUEST_FAILED, tracing_id)
         elif action in actions.SESSION_ACTIONS:
             session = self._session_for(conn, request, tracing_id)
             if session is not None:
                 actions.SESSION_ACTIONS[action](self, conn, session, request, tracing_id)
         else:
-            self.reply(conn, error(400, _REQUEST_FAILED, tracing_id=tracing_id))
+            self.refuse(conn, 400, _REQUEST_FAILED, tracing_id)
         self.changed()
 
     def _inject_failure(self, conn: Connection, action: str) -> bool:
@@ -177,13 +185,13 @@ class Engine:
         session = conn.session
         token = request.get("token")
         if session is None or (token is not None and token != session.token):
-            self.reply(conn, error(self.config.unconfigured_code, "Session not found", tracing_id=tracing_id))
+            self.refuse(conn, self.config.unconfigured_code, "Session not found", tracing_id)
             return None
         if session.state is SessionState.EXPIRED:
-            self.reply(conn, error(4006, "Session has expired", tracing_id=tracing_id))
+            self.refuse(conn, 4006, "Session has expired", tracing_id)
             return None
         if not session.active:
-            self.reply(conn, error(4007, "Session not found", tracing_id=tracing_id))
+            self.refuse(conn, 4007, "Session not found", tracing_id)
             return None
         return session
 
@@ -192,18 +200,16 @@ class Engine:
         token = request.get("token")
         deployment_id = request.get("deploymentId") or conn.deployment_id
         if not isinstance(token, str) or not token or not isinstance(deployment_id, str):
-            self.reply(
-                conn, error(4020, "Missing parameter: token and deploymentId are required", tracing_id=tracing_id)
-            )
+            self.refuse(conn, 4020, "Missing parameter: token and deploymentId are required", tracing_id)
             return
         if len(token) > self.config.max_token_chars:
-            self.reply(conn, error(400, _REQUEST_FAILED, tracing_id=tracing_id))
+            self.refuse(conn, 400, _REQUEST_FAILED, tracing_id)
             return
         if not self.deployment_known(deployment_id) or deployment_id != conn.deployment_id:
-            self.reply(conn, error(400, "Deployment not found", tracing_id=tracing_id))
+            self.refuse(conn, 400, "Deployment not found", tracing_id)
             return
         if self.config.origin_check == "configure" and not self.origin_allowed(conn.origin):
-            self.reply(conn, error(403, "HTTP authorization error", tracing_id=tracing_id))
+            self.refuse(conn, 403, "HTTP authorization error", tracing_id)
             return
         key = (deployment_id, token)
         bucket = self._configure_buckets.get(key)
@@ -211,15 +217,7 @@ class Engine:
             bucket = self._configure_buckets[key] = TokenBucket(float(self.config.configure_per_min), 60.0, self.clock)
         if bucket is not None and not bucket.try_take():
             # The real log shows errorCode 429 for this one (§5.4 disagreement 2).
-            self.reply(
-                conn,
-                too_many_requests(
-                    429,
-                    "ConfigureSession rate too high for this session",
-                    self.config.retry_after_s,
-                    tracing_id=tracing_id,
-                ),
-            )
+            self.throttle(conn, 429, "ConfigureSession rate too high for this session", tracing_id)
             return
         self.detach(conn)
         existing = self.registry.current(deployment_id, token)
@@ -322,55 +320,6 @@ class Engine:
         session.conversation_id = None
         session.cancel_timers()
         self.registry.ended(session, keep_current=keep_key)
-
-    # --- Outbound messages (§5.2, §5.3) ---------------------------------------------------------------
-    def outbound(
-        self,
-        session: Session,
-        body: dict[str, Any],
-        *,
-        nickname: str | None = None,
-        originating_entity: str | None = None,
-        image: str | None = None,
-        deliver: bool = True,
-    ) -> str:
-        """Stamp an Outbound message, keep it in history (unless typing) and send it to every connection."""
-        cfg = self.config
-        if session.conversation_id is None:
-            session.conversation_id = new_uuid()
-        sender: dict[str, Any] = {"nickname": nickname or cfg.agent_nickname}
-        if image or cfg.agent_image:
-            sender["image"] = image or cfg.agent_image
-        full: dict[str, Any] = {
-            "id": new_message_id(),
-            **body,
-            "direction": "Outbound",
-            "channel": {"time": iso_now(), "type": "Private", "from": sender, "to": {}},
-            "originatingEntity": originating_entity or cfg.agent_originating_entity,
-            "metadata": {"correlationId": new_uuid(), **(body.get("metadata") or {})},
-        }
-        if not messaging.is_typing(full):
-            session.history.append(full)
-        if deliver:
-            self.broadcast(session, envelope("StructuredMessage", full, kind="message"))
-        self.touch(session)
-        return str(full["id"])
-
-    def disconnect(self, session: Session, *, read_only: bool) -> str:
-        """Presence Disconnect from the agent/bot; read-only sessions then refuse messages (§5.3)."""
-        body: dict[str, Any] = {
-            "type": "Event",
-            "events": [{"eventType": "Presence", "presence": {"type": "Disconnect"}}],
-        }
-        if read_only:
-            body["metadata"] = {"readOnly": "true"}
-        message_id = self.outbound(session, body)
-        session.read_only = session.read_only or read_only
-        session.conversation_id = None
-        for handle in session.timers:
-            handle.cancel()
-        session.timers.clear()
-        return message_id
 
     def later(self, session: Session, delay_s: float, action: Callable[[], object]) -> None:
         """Run ``action`` after ``delay_s`` unless the session ends first (the session owns the timer)."""

@@ -9,24 +9,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from bridge.simulator import agent
+from bridge.simulator import agent, outbound
+from bridge.simulator.outbound import is_typing
 from bridge.simulator.session import AttachmentStatus, Received
-from bridge.simulator.wire import envelope, error, iso_now, new_message_id, too_many_requests
+from bridge.simulator.wire import envelope, iso_now, new_message_id
 
 if TYPE_CHECKING:
     from bridge.simulator.connection import Connection
     from bridge.simulator.engine import Engine
     from bridge.simulator.session import Session
 
-__all__ = ["custom_data_bytes", "is_typing", "on_message"]
+__all__ = ["custom_data_bytes", "on_message"]
 
 _MESSAGE_TYPES = frozenset({"Text", "Structured", "Event"})
-
-
-def is_typing(body: dict[str, Any]) -> bool:
-    """Whether a message body is a Typing event (kept out of history, §9)."""
-    events = body.get("events") or []
-    return body.get("type") == "Event" and any(isinstance(e, dict) and e.get("eventType") == "Typing" for e in events)
 
 
 def custom_data_bytes(attributes: dict[str, str]) -> int:
@@ -63,50 +58,39 @@ def on_message(
     cfg = engine.config
     message = request.get("message")
     if not isinstance(message, dict) or message.get("type") not in _MESSAGE_TYPES:
-        engine.reply(conn, error(400, "Request failed.", tracing_id=tracing_id))
+        engine.refuse(conn, 400, "Request failed.", tracing_id)
         return
     presence = _presence(message)
     if presence == "Clear":
         _clear(engine, conn, session, message, tracing_id)
         return
     if session.read_only:
-        engine.reply(conn, error(409, "Session is read-only, no new messages allowed", tracing_id=tracing_id))
+        engine.refuse(conn, 409, "Session is read-only, no new messages allowed", tracing_id)
         return
     if is_typing(message) and not cfg.typing_enabled:
-        engine.reply(conn, error(403, "Turn on the Feature Toggle or fix the configuration.", tracing_id=tracing_id))
+        engine.refuse(conn, 403, "Turn on the Feature Toggle or fix the configuration.", tracing_id)
         return
     raw_text = message.get("text")
     text = raw_text if isinstance(raw_text, str) else ""
     size = len(text.encode())
     if size > cfg.max_text_bytes:
-        engine.reply(
-            conn, error(4011, f"Message length {size} is larger than {cfg.max_text_bytes}", tracing_id=tracing_id)
-        )
+        engine.refuse(conn, 4011, f"Message length {size} is larger than {cfg.max_text_bytes}", tracing_id)
         return
     attributes = _attributes(request, message)
     if attributes is None:
-        engine.reply(conn, error(400, "Request failed.", tracing_id=tracing_id))
+        engine.refuse(conn, 400, "Request failed.", tracing_id)
         return
     if custom_data_bytes(attributes) > cfg.max_custom_data_bytes:
-        engine.reply(
-            conn,
-            error(
-                4013,
-                f"Custom Attributes in channel metadata is larger than {cfg.max_custom_data_bytes} bytes",
-                tracing_id=tracing_id,
-            ),
-        )
+        text = f"Custom Attributes in channel metadata is larger than {cfg.max_custom_data_bytes} bytes"
+        engine.refuse(conn, 4013, text, tracing_id)
         return
     content = _resolve_attachments(engine, session, message.get("content"))
     if content is None:
-        engine.reply(conn, error(4010, "Attachment has not been successfully uploaded", tracing_id=tracing_id))
+        engine.refuse(conn, 4010, "Attachment has not been successfully uploaded", tracing_id)
         return
     counts = message.get("type") != "Event" or cfg.rate_counts_events
     if counts and session.message_bucket is not None and not session.message_bucket.try_take():
-        engine.reply(
-            conn,
-            too_many_requests(4029, "Message rate too high for this session", cfg.retry_after_s, tracing_id=tracing_id),
-        )
+        engine.throttle(conn, 4029, "Message rate too high for this session", tracing_id)
         return
     _accept(engine, conn, session, message, text, attributes, content, tracing_id, presence)
 
@@ -187,7 +171,8 @@ def _accept(
 
 def _respond(engine: Engine, session: Session, steps: list[agent.Step]) -> None:
     """Typing On first (§5.3), then the steps, after ``agent_reply_delay_s``."""
-    engine.outbound(
+    outbound.say(
+        engine,
         session,
         {
             "type": "Event",
@@ -198,11 +183,14 @@ def _respond(engine: Engine, session: Session, steps: list[agent.Step]) -> None:
     )
 
     def play() -> None:
+        cfg = engine.config
         for step in steps:
             if isinstance(step, agent.Say):
-                engine.outbound(session, step.body)
-            elif engine.config.disconnect_enabled:
-                engine.disconnect(session, read_only=engine.config.disconnect_mode == "read_only")
+                outbound.say(engine, session, step.body)
+            else:
+                read_only = cfg.disconnect_mode == "read_only"
+                overtake = cfg.disconnect_overtakes_last_message
+                outbound.say_and_disconnect(engine, session, step.last_message, read_only=read_only, overtake=overtake)
 
     if engine.config.agent_reply_delay_s > 0:
         engine.later(session, engine.config.agent_reply_delay_s, play)
@@ -219,7 +207,7 @@ def _agent_attachment(engine: Engine) -> dict[str, Any]:
 def _clear(engine: Engine, conn: Connection, session: Session, message: dict[str, Any], tracing_id: str | None) -> None:
     """§4.3g Presence Clear: 200, then SessionClearedEvent and ConnectionClosedEvent to all; 403 if disabled."""
     if not engine.config.clear_enabled:
-        engine.reply(conn, error(403, "Presence events Conversation Clear are not supported", tracing_id=tracing_id))
+        engine.refuse(conn, 403, "Presence events Conversation Clear are not supported", tracing_id)
         return
     body = {
         "id": new_message_id(),

@@ -25,8 +25,8 @@ from typing import Any, Self, TypeVar
 from aiohttp import web
 
 from bridge.serving import serve_app
-from bridge.simulator import control_http, handlers
-from bridge.simulator.config import SimulatorConfig
+from bridge.simulator import control_http, handlers, outbound
+from bridge.simulator.config import DisconnectOvertake, SimulatorConfig
 from bridge.simulator.connection import Connection, FaultPlan
 from bridge.simulator.engine import Engine
 from bridge.simulator.limits import Clock
@@ -234,20 +234,62 @@ class Simulator:
             body["metadata"] = metadata
         return self._act(
             ref,
-            lambda s: self.engine.outbound(
-                s, body, nickname=nickname, originating_entity=originating_entity, image=image
+            lambda s: outbound.say(
+                self.engine, s, body, nickname=nickname, originating_entity=originating_entity, image=image
             ),
         )
 
     async def agent_typing(self, ref: SessionRef, *, duration_ms: int = 5000, nickname: str | None = None) -> str:
         """Send an Outbound Typing On event (§5.3)."""
         body = {"type": "Event", "events": [{"eventType": "Typing", "typing": {"type": "On", "duration": duration_ms}}]}
-        return self._act(ref, lambda s: self.engine.outbound(s, body, nickname=nickname))
+        return self._act(ref, lambda s: outbound.say(self.engine, s, body, nickname=nickname))
 
-    async def disconnect(self, ref: SessionRef, *, read_only: bool | None = None) -> str:
-        """Agent/bot Presence Disconnect; ``read_only`` defaults to the ``disconnect_mode`` knob."""
+    async def disconnect(self, ref: SessionRef, *, read_only: bool | None = None) -> str | None:
+        """The agent/bot leaves the conversation (§5.3). Returns the Presence Disconnect's id.
+
+        With ``disconnect_enabled`` off (the real default) the guest gets no frame and None is returned;
+        the conversation still ends. ``read_only`` overrides the ``disconnect_mode`` knob for this call.
+        """
         flag = self.config.disconnect_mode == "read_only" if read_only is None else read_only
-        return self._act(ref, lambda s: self.engine.disconnect(s, read_only=flag))
+        return self._act(ref, lambda s: outbound.disconnect(self.engine, s, read_only=flag))
+
+    async def agent_say_and_disconnect(
+        self,
+        ref: SessionRef,
+        text: str | None = None,
+        *,
+        content: list[dict[str, Any]] | None = None,
+        originating_entity: str = "Human",
+        nickname: str | None = None,
+        read_only: bool | None = None,
+        overtake: DisconnectOvertake | None = None,
+    ) -> tuple[str, str | None]:
+        """The agent's last message, then a Disconnect that may overtake it (§3.2, §10).
+
+        The message is always kept in history. ``overtake`` ("off", "late", "lost") overrides the
+        ``disconnect_overtakes_last_message`` knob for this call, ``read_only`` the ``disconnect_mode``.
+        Returns the message id and the Disconnect's id (None when ``disconnect_enabled`` is off, in which
+        case the message is delivered normally and the conversation ends silently).
+        """
+        body: dict[str, Any] = {"type": "Structured" if content else "Text"}
+        if text is not None:
+            body["text"] = text
+        if content:
+            body["content"] = content
+        flag = self.config.disconnect_mode == "read_only" if read_only is None else read_only
+        how = self.config.disconnect_overtakes_last_message if overtake is None else overtake
+        return self._act(
+            ref,
+            lambda s: outbound.say_and_disconnect(
+                self.engine,
+                s,
+                body,
+                read_only=flag,
+                overtake=how,
+                nickname=nickname,
+                originating_entity=originating_entity,
+            ),
+        )
 
     async def expire(self, ref: SessionRef) -> None:
         """Expire the session now: SessionExpiredEvent, then 4006 for its requests."""
@@ -287,8 +329,8 @@ class Simulator:
             body["content"] = content
         return self._act(
             ref,
-            lambda s: self.engine.outbound(
-                s, body, nickname=nickname, originating_entity=originating_entity, deliver=False
+            lambda s: outbound.say(
+                self.engine, s, body, nickname=nickname, originating_entity=originating_entity, deliver=False
             ),
         )
 

@@ -7,6 +7,7 @@ picks a new HTTP port, so a restarted daemon never races its killed predecessor 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import AsyncIterator, Callable
 
@@ -24,8 +25,10 @@ EnvFactory = Callable[..., dict[str, str]]
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
-    """Genesys, played in this process; no scripted agent (the test speaks for the agent)."""
-    async with Simulator(SimulatorConfig(agent_script=False)) as simulator:
+    """Genesys, played in this process (every optional feature on); no scripted agent (the test speaks
+    for the agent)."""
+    config = dataclasses.replace(SimulatorConfig.everything_on(), agent_script=False)
+    async with Simulator(config) as simulator:
         yield simulator
 
 

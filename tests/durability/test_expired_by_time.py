@@ -8,6 +8,7 @@ simulator expires the session by its own inactivity timer, not by a control call
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from collections.abc import AsyncIterator
 
@@ -27,7 +28,8 @@ TTL_S = 4.0
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     """Genesys with a short inactivity TTL (overrides the folder's fixture for this module)."""
-    async with Simulator(SimulatorConfig(agent_script=False, session_duration_s=TTL_S)) as simulator:
+    config = dataclasses.replace(SimulatorConfig.everything_on(), agent_script=False, session_duration_s=TTL_S)
+    async with Simulator(config) as simulator:
         yield simulator
 
 

@@ -7,6 +7,7 @@ names belongs to the test (``broker_names``) and is deleted afterwards.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,9 +24,13 @@ __all__ = ["Stack", "cleanup_names", "e2e_settings", "e2e_stack", "quiet_simulat
 
 
 def quiet_simulator(**overrides: Any) -> SimulatorConfig:
-    """A simulator whose scripted agent stays silent (tests drive the agent through the control API)."""
+    """A simulator whose scripted agent stays silent (tests drive the agent through the control API).
+
+    It is the "everything-on" profile (Disconnect, Clear and guest typing on, traced errors), which these
+    tests were written against; ``SimulatorConfig()`` is a new real deployment with all of that off.
+    """
     values: dict[str, Any] = {"agent_script": False, "agent_greeting": None, **overrides}
-    return SimulatorConfig(**values)
+    return dataclasses.replace(SimulatorConfig.everything_on(), **values)
 
 
 def e2e_settings(names: BrokerNames, amqp_url: str, *, genesys_base_url: str, **overrides: Any) -> Settings:

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from bridge.contract.events import CommandOutcome
+from bridge.contract.events import CommandOutcome, SessionStarted
 from bridge.simulator import SessionState
 from tests.conftest import BrokerNames
 from tests.e2e.stack import e2e_stack, quiet_simulator
@@ -131,13 +131,18 @@ async def test_4006_on_a_send_fails_it_and_ends_the_session_as_expired(
         assert (await events.ended("s")).reason == "expired"
 
 
-async def test_403_typing_disabled(broker_names: BrokerNames, amqp_url: str) -> None:
+async def test_typing_where_the_deployment_disables_it(broker_names: BrokerNames, amqp_url: str) -> None:
+    """The deployment's config.json says so: rejected without sending (a 403 when the config is unknown is
+    covered in tests/session/test_errors.py)."""
     async with e2e_stack(broker_names, amqp_url, sim_config=quiet_simulator(typing_enabled=False)) as stack:
         client, events = stack.client, stack.client.events
         await client.started("s")
+        (started,) = events.of("s", "session.started")
+        assert isinstance(started, SessionStarted)
+        assert started.features.user_typing is False
         typing = await client.send({"type": "typing.send", "session_id": "s"})
         outcome = await events.outcome(typing)
-        assert (outcome.status, outcome.reason, outcome.genesys_code) == ("failed", "typing_disabled", 403)
+        assert (outcome.status, outcome.reason, outcome.genesys_code) == ("rejected", "typing_disabled", None)
         said = await client.say("s", "text still works")
         assert (await events.outcome(said)).status == "delivered"
         assert not events.of("s", "session.ended")

@@ -63,7 +63,8 @@ async def test_upgrade_sends_origin_user_agent_and_no_subprotocol_or_compression
     assert "Sec-WebSocket-Extensions" not in headers
 
 
-async def test_no_origin_header_when_none() -> None:
+async def test_without_an_origin_the_sdk_origin_is_sent() -> None:
+    """Like Genesys' mobile SDK: the socket URL's bare host (``webmessaging.<domain>`` in production)."""
     seen: asyncio.Future[Headers] = asyncio.get_running_loop().create_future()
 
     async def handler(ws: ServerConnection) -> None:
@@ -74,7 +75,7 @@ async def test_no_origin_header_when_none() -> None:
         conn = await connector().connect(url, origin=None)
         headers = await seen
         await conn.close()
-    assert "Origin" not in headers
+    assert headers.get_all("Origin") == ["127.0.0.1"]
 
 
 async def test_frames_yield_text_skip_binary_and_end_on_our_close() -> None:

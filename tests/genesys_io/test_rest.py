@@ -71,7 +71,7 @@ async def test_fetch_history_request_and_parse() -> None:
     assert message.model_extra == {"futureField": {"kept": True}}
 
 
-async def test_fetch_history_without_origin_and_with_missing_counts() -> None:
+async def test_fetch_history_with_the_default_origin_and_missing_counts() -> None:
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -80,9 +80,21 @@ async def test_fetch_history_without_origin_and_with_missing_counts() -> None:
 
     async with rest_with(handler) as rest:
         page = await rest.fetch_history("http://127.0.0.1:9000", JWT, page_number=1, page_size=25, origin=None)
-    assert "Origin" not in seen[0].headers
+    assert seen[0].headers["Origin"] == "127.0.0.1"  # the SDK's own value: the REST host without `api.`
     assert str(seen[0].url).startswith("http://127.0.0.1:9000/api/v2/webmessaging/messages?")
     assert (len(page.entities), page.page_number, page.page_size, page.total, page.page_count) == (2, 1, 25, 2, 1)
+
+
+async def test_fetch_history_sends_the_region_domain_as_origin_like_the_sdk() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"entities": []})
+
+    async with rest_with(handler) as rest:
+        await rest.fetch_history("https://api.mypurecloud.ie", JWT, page_number=1, page_size=25, origin=None)
+    assert seen[0].headers["Origin"] == "mypurecloud.ie"
 
 
 @pytest.mark.parametrize("status", [401, 403, 404, 400])

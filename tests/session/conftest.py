@@ -15,6 +15,7 @@ from bridge.config import Settings
 from bridge.contract import MessageSend, SessionEnd, SessionStart, TypingSend
 from bridge.observability.metrics import Metrics
 from bridge.ports import Envelope, LoopClock
+from bridge.session.ports import FeatureSource
 from bridge.session.registry import SessionRegistry
 from tests.session.fakes import (
     FakeGenesys,
@@ -90,7 +91,7 @@ class Harness:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def make_harness(**overrides: Any) -> tuple[Harness, SessionRegistry]:
+def make_harness(*, features: FeatureSource | None = None, **overrides: Any) -> tuple[Harness, SessionRegistry]:
     peer = FakeGenesys()
     sink = FakeSink()
     metrics = Metrics(CollectorRegistry(), process_metrics=False)
@@ -109,13 +110,14 @@ def make_harness(**overrides: Any) -> tuple[Harness, SessionRegistry]:
         clock=clock,
         store=store,
         backoff=lambda: itertools.repeat(1.0),
+        features=features,
     )
     return Harness(peer, sink, registry, metrics, store, history, uploads, clock), registry
 
 
 @contextlib.asynccontextmanager
-async def running(**overrides: Any) -> AsyncIterator[Harness]:
+async def running(*, features: FeatureSource | None = None, **overrides: Any) -> AsyncIterator[Harness]:
     """A harness whose registry runs for the ``async with`` block (its TaskGroup lives in the test's task)."""
-    h, registry = make_harness(**overrides)
+    h, registry = make_harness(features=features, **overrides)
     async with registry:
         yield h

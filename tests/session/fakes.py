@@ -17,6 +17,7 @@ from typing import Any
 from bridge.contract import Command, Event
 from bridge.contract.events import CommandOutcome
 from bridge.errors import GenesysUnavailable, PublishTimeout
+from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.ports import Envelope
 
@@ -405,6 +406,9 @@ class FakeEndpoints:
     def websocket_url(self, deployment_id: str, *, application: str | None = None) -> str:
         return f"ws://ws.invalid/v1?deploymentId={deployment_id}"
 
+    def deployment_config_url(self, deployment_id: str) -> str:
+        return f"http://cdn.invalid/webdeployments/v1/deployments/{deployment_id}/config.json"
+
 
 def resolve_endpoints(region: str) -> FakeEndpoints:
     from bridge.errors import CommandRejected
@@ -427,3 +431,15 @@ class MemoryStore:
 
     async def load_live(self) -> list[Any]:
         return [r for r in self.records.values() if not r.closed]
+
+
+class FixedFeatures:
+    """A ``FeatureSource`` that knows one answer for every deployment (``None``: the config could not be read)."""
+
+    def __init__(self, features: DeploymentFeatures | None) -> None:
+        self.features = features
+        self.asked: list[str] = []
+
+    async def get(self, deployment_id: str, *, config_url: str) -> DeploymentFeatures | None:
+        self.asked.append(config_url)
+        return self.features

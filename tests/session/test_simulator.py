@@ -6,6 +6,7 @@ Real time (sockets and virtual time do not mix); every wait is on an event, boun
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import itertools
 import uuid
@@ -25,6 +26,9 @@ from bridge.simulator import Simulator, SimulatorConfig
 from tests.session.conftest import DEPLOYMENT, Harness, settings
 from tests.session.fakes import FakeSink, MemoryStore, envelope
 
+#: These tests were written against a deployment with Disconnect, Clear and guest typing on.
+EVERYTHING_ON = SimulatorConfig.everything_on()
+
 
 class SimHarness(Harness):
     sim: Simulator
@@ -37,7 +41,8 @@ class SimHarness(Harness):
 
 @contextlib.asynccontextmanager
 async def live(config: SimulatorConfig | None = None, **overrides: Any) -> AsyncIterator[SimHarness]:
-    async with Simulator(config or SimulatorConfig(agent_script=False)) as sim, GenesysRest() as rest:
+    config = config or dataclasses.replace(EVERYTHING_ON, agent_script=False)
+    async with Simulator(config) as sim, GenesysRest() as rest:
         sink = FakeSink()
         metrics = Metrics(CollectorRegistry(), process_metrics=False)
         overrides.setdefault("delivery_timeout_s", 10.0)
@@ -59,7 +64,7 @@ async def live(config: SimulatorConfig | None = None, **overrides: Any) -> Async
 
 
 async def test_full_conversation_with_the_scripted_bot() -> None:
-    async with live(SimulatorConfig()) as h:
+    async with live(EVERYTHING_ON) as h:
         await h.start()
         assert (await h.say("s1", "quick")).status == "delivered"
         replies = await h.sink.wait_type("message.received", 1, "s1")
@@ -72,7 +77,7 @@ async def test_full_conversation_with_the_scripted_bot() -> None:
 
 
 async def test_genesys_errors() -> None:
-    config = SimulatorConfig(agent_script=False, max_text_bytes=20, typing_enabled=False)
+    config = dataclasses.replace(EVERYTHING_ON, agent_script=False, max_text_bytes=20, typing_enabled=False)
     async with live(config) as h:
         await h.start()
         too_long = await h.say("s1", "x" * 30)
@@ -87,7 +92,7 @@ async def test_genesys_errors() -> None:
 
 
 async def test_rate_limit_429_without_loss_or_duplicate() -> None:
-    config = SimulatorConfig(agent_script=False, message_rate_per_s=1.0, retry_after_s=1)
+    config = dataclasses.replace(EVERYTHING_ON, agent_script=False, message_rate_per_s=1.0, retry_after_s=1)
     async with live(config, send_rate_per_s=20.0, send_burst=20) as h:
         await h.start()
         ids = [f"r{i}" for i in range(4)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -17,6 +18,8 @@ from bridge.simulator import Simulator, SimulatorConfig
 
 DEPLOYMENT = "0f4f1d2a-5b1e-4e0e-9f3a-2f5d8c1a7b10"
 RECV_TIMEOUT_S = 5.0
+#: The "everything-on" profile with the scripted agent off: for tests of Disconnect, Clear and typing.
+EVERYTHING_ON = dataclasses.replace(SimulatorConfig.everything_on(), agent_script=False)
 
 
 class Guest:
@@ -64,7 +67,7 @@ GuestFactory = Callable[..., Awaitable[Guest]]
 
 @pytest.fixture
 def config() -> SimulatorConfig:
-    """The default config of these tests: the scripted agent is off unless a test turns it on."""
+    """The default config of these tests: a real deployment, the scripted agent off unless a test turns it on."""
     return SimulatorConfig(agent_script=False)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import httpx
@@ -11,6 +12,8 @@ from bridge.simulator import Simulator, SimulatorConfig
 from tests.simulator.conftest import Guest, GuestFactory
 
 AGENT = SimulatorConfig(message_rate_per_s=None)
+#: The agent on a deployment with every optional feature on (Disconnect type ReadOnly).
+AGENT_ALL_ON = dataclasses.replace(SimulatorConfig.everything_on(), message_rate_per_s=None)
 
 
 async def _exchange(guest: Guest, text: str) -> list[dict[str, Any]]:
@@ -76,7 +79,7 @@ async def test_button_response_is_acknowledged(guest_factory: GuestFactory) -> N
     assert (await guest.recv())["body"]["text"] == "You chose: Yes (yes)"
 
 
-@pytest.mark.parametrize("config", [AGENT])
+@pytest.mark.parametrize("config", [AGENT_ALL_ON])
 async def test_bye_disconnects_read_only(sim: Simulator, guest_factory: GuestFactory) -> None:
     guest = await guest_factory()
     [goodbye] = await _exchange(guest, "ok bye")
@@ -89,13 +92,36 @@ async def test_bye_disconnects_read_only(sim: Simulator, guest_factory: GuestFac
     assert (await guest.recv())["code"] == 409
 
 
-@pytest.mark.parametrize("config", [SimulatorConfig(message_rate_per_s=None, disconnect_mode="send")])
+@pytest.mark.parametrize("config", [dataclasses.replace(AGENT_ALL_ON, disconnect_mode="send")])
 async def test_bye_in_send_mode(sim: Simulator, guest_factory: GuestFactory) -> None:
     guest = await guest_factory()
     await _exchange(guest, "bye")
     disconnect = (await guest.recv())["body"]
     assert "readOnly" not in disconnect["metadata"]
     assert not sim.session(guest.token).read_only
+
+
+@pytest.mark.parametrize("config", [AGENT])
+async def test_bye_on_a_real_deployment_sends_no_disconnect(sim: Simulator, guest_factory: GuestFactory) -> None:
+    guest = await guest_factory()
+    [goodbye] = await _exchange(guest, "bye")
+    assert goodbye["text"] == "Goodbye!"
+    assert sim.session(guest.token).conversation_id is None  # the conversation ended silently (§5.3)
+    [reply] = await _exchange(guest, "hello again")  # no Disconnect frame came in between, no 409
+    assert reply["text"] == "You said: hello again"
+    assert sim.session(guest.token).conversation_id is not None
+
+
+@pytest.mark.parametrize("config", [dataclasses.replace(AGENT_ALL_ON, disconnect_overtakes_last_message="late")])
+async def test_bye_with_the_disconnect_overtaking_the_goodbye(sim: Simulator, guest_factory: GuestFactory) -> None:
+    guest = await guest_factory()
+    await guest.say("bye", tracing_id="t")
+    await guest.recv()  # echo
+    await guest.recv()  # typing
+    disconnect, goodbye = (await guest.recv())["body"], (await guest.recv())["body"]
+    assert disconnect["events"] == [{"eventType": "Presence", "presence": {"type": "Disconnect"}}]
+    assert goodbye["text"] == "Goodbye!"
+    assert [m["id"] for m in sim.history(guest.token)][-2:] == [goodbye["id"], disconnect["id"]]
 
 
 @pytest.mark.parametrize("config", [AGENT])

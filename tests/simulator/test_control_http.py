@@ -7,11 +7,13 @@ import signal
 import sys
 
 import httpx
+import pytest
 
 from bridge.simulator import Simulator
-from tests.simulator.conftest import GuestFactory
+from tests.simulator.conftest import EVERYTHING_ON, GuestFactory
 
 
+@pytest.mark.parametrize("config", [EVERYTHING_ON])
 async def test_control_over_http(sim: Simulator, guest_factory: GuestFactory) -> None:
     guest = await guest_factory()
     await guest.say("hi", channel={"metadata": {"customAttributes": {"bridge_session_id": "s1"}}})

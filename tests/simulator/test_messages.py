@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -9,7 +10,7 @@ from datetime import datetime
 import pytest
 
 from bridge.simulator import SessionState, Simulator, SimulatorConfig
-from tests.simulator.conftest import GuestFactory, frozen_clock, open_guest
+from tests.simulator.conftest import EVERYTHING_ON, GuestFactory, frozen_clock, open_guest
 
 ISO_MS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -40,11 +41,8 @@ async def test_text_limit_4011(guest_factory: GuestFactory) -> None:
     assert (await guest.recv())["tracingId"] == "ok"
     await guest.say("é" * 2049, tracing_id="long")
     frame = await guest.recv()
-    assert (frame["code"], frame["body"], frame["tracingId"]) == (
-        4011,
-        "Message length 4098 is larger than 4096",
-        "long",
-    )
+    assert (frame["code"], frame["body"]) == (4011, "Message length 4098 is larger than 4096")
+    assert "tracingId" not in frame  # real error frames carry none (§6)
 
 
 async def test_custom_attributes_limit_4013(sim: Simulator, guest_factory: GuestFactory) -> None:
@@ -73,7 +71,8 @@ async def test_message_rate_429() -> None:
         assert [(await guest.recv())["tracingId"] for _ in range(2)] == ["1", "2"]
         frame = await guest.recv()
         assert frame["class"] == "TooManyRequestsErrorMessage"
-        assert (frame["type"], frame["code"], frame["tracingId"]) == ("response", 429, "3")
+        assert (frame["type"], frame["code"]) == ("response", 429)
+        assert "tracingId" not in frame
         assert frame["body"] == {
             "errorCode": 4029,
             "errorMessage": "Message rate too high for this session",
@@ -82,6 +81,7 @@ async def test_message_rate_429() -> None:
         assert len(sim.received(guest.token)) == 2
 
 
+@pytest.mark.parametrize("config", [EVERYTHING_ON])
 async def test_read_only_after_disconnect_then_start_new(sim: Simulator, guest_factory: GuestFactory) -> None:
     guest = await guest_factory()
     await sim.disconnect(guest.token, read_only=True)
@@ -108,17 +108,22 @@ async def test_read_only_after_disconnect_then_start_new(sim: Simulator, guest_f
     assert (await guest.recv())["body"]["text"] == "new chat"
 
 
+@pytest.mark.parametrize("config", [dataclasses.replace(EVERYTHING_ON, disconnect_mode="send")])
 async def test_send_mode_disconnect_keeps_session_writable(sim: Simulator, guest_factory: GuestFactory) -> None:
     guest = await guest_factory()
     await guest.say("hello")
     await guest.recv()
     conversation = sim.session(guest.token).conversation_id
-    await sim.disconnect(guest.token, read_only=False)
+    await sim.disconnect(guest.token)  # conversationDisconnect type Send (§5.3)
     frame = await guest.recv()
+    assert frame["body"]["events"] == [{"eventType": "Presence", "presence": {"type": "Disconnect"}}]
     assert "readOnly" not in frame["body"]["metadata"]
-    await guest.say("again")
-    assert (await guest.recv())["body"]["text"] == "again"
-    assert sim.session(guest.token).conversation_id not in (None, conversation)
+    assert sim.session(guest.token).conversation_id is None
+    await guest.say("again", tracing_id="again")
+    echo = await guest.recv()
+    assert (echo["tracingId"], echo["body"]["text"]) == ("again", "again")  # writable: no 409
+    assert sim.session(guest.token).conversation_id not in (None, conversation)  # a new conversation
+    assert (await guest.configure())["body"]["readOnly"] is False
 
 
 async def test_presence_join_echoes_and_starts_conversation(sim: Simulator, guest_factory: GuestFactory) -> None:
@@ -134,6 +139,7 @@ async def test_presence_join_echoes_and_starts_conversation(sim: Simulator, gues
     assert sim.session(a.token).conversation_id is not None
 
 
+@pytest.mark.parametrize("config", [EVERYTHING_ON])
 async def test_presence_clear(sim: Simulator, guest_factory: GuestFactory) -> None:
     a = await guest_factory()
     b = await guest_factory(a.token)
@@ -151,26 +157,37 @@ async def test_presence_clear(sim: Simulator, guest_factory: GuestFactory) -> No
     assert sim.session(a.token) is session  # but tests can still read what it received
 
 
-@pytest.mark.parametrize("config", [SimulatorConfig(agent_script=False, clear_enabled=False)])
-async def test_presence_clear_disabled(guest_factory: GuestFactory) -> None:
+async def test_presence_clear_is_off_by_default(sim: Simulator, guest_factory: GuestFactory) -> None:
     guest = await guest_factory()
     clear = {"type": "Event", "events": [{"eventType": "Presence", "presence": {"type": "Clear"}}]}
-    await guest.send("onMessage", message=clear)
+    await guest.send("onMessage", tracingId="clr", message=clear)
     frame = await guest.recv()
-    assert (frame["code"], frame["body"]) == (403, "Presence events Conversation Clear are not supported")
+    assert (frame["class"], frame["code"], frame["body"]) == (
+        "string",
+        403,
+        "Presence events Conversation Clear are not supported",
+    )
+    assert "tracingId" not in frame
+    assert sim.session(guest.token).active  # nothing was cleared
 
 
 TYPING = {"type": "Event", "events": [{"eventType": "Typing", "typing": {"type": "On"}}]}
 
 
-@pytest.mark.parametrize("config", [SimulatorConfig(agent_script=False, typing_enabled=False)])
-async def test_typing_disabled_403(guest_factory: GuestFactory) -> None:
+async def test_typing_is_off_by_default_403(sim: Simulator, guest_factory: GuestFactory) -> None:
     guest = await guest_factory()
-    await guest.send("onMessage", message=TYPING)
+    await guest.send("onMessage", tracingId="ty", message=TYPING)
     frame = await guest.recv()
-    assert (frame["code"], frame["body"]) == (403, "Turn on the Feature Toggle or fix the configuration.")
+    assert (frame["class"], frame["code"], frame["body"]) == (
+        "string",
+        403,
+        "Turn on the Feature Toggle or fix the configuration.",
+    )
+    assert "tracingId" not in frame
+    assert sim.received(guest.token) == []
 
 
+@pytest.mark.parametrize("config", [EVERYTHING_ON])
 async def test_typing_is_received_not_echoed_and_not_in_history(sim: Simulator, guest_factory: GuestFactory) -> None:
     guest = await guest_factory()
     await guest.send("onMessage", message=TYPING)
@@ -181,7 +198,7 @@ async def test_typing_is_received_not_echoed_and_not_in_history(sim: Simulator, 
     assert (await guest.recv())["tracingId"] == "next"  # no typing echo came first
 
 
-@pytest.mark.parametrize("config", [SimulatorConfig(agent_script=False, echo_own_typing=True)])
+@pytest.mark.parametrize("config", [dataclasses.replace(EVERYTHING_ON, echo_own_typing=True)])
 async def test_typing_echo_knob(guest_factory: GuestFactory) -> None:
     guest = await guest_factory()
     await guest.send("onMessage", tracingId="ty", message=TYPING)
@@ -237,7 +254,7 @@ async def test_fault_fail_next_gives_5000(sim: Simulator, guest_factory: GuestFa
     assert (await guest.recv())["class"] == "JwtResponse"
     await guest.say("boom", tracing_id="b")
     frame = await guest.recv()
-    assert (frame["code"], frame["body"], frame["tracingId"]) == (5000, "Request failed.", "b")
+    assert (frame["code"], frame["body"]) == (5000, "Request failed.")
     await guest.say("fine", tracing_id="f")
     assert (await guest.recv())["tracingId"] == "f"
 

@@ -169,7 +169,7 @@ async def test_message_with_unuploaded_attachment_4010(guest_factory: GuestFacto
     await _presign(guest, attachmentId="p", fileName="a.png", fileType="image/png", fileSize=3)
     await guest.say("", content=[{"contentType": "Attachment", "attachment": {"id": "p"}}], tracing_id="u")
     frame = await guest.recv()
-    assert (frame["code"], frame["tracingId"]) == (4010, "u")
+    assert frame["code"] == 4010
 
 
 async def test_upload_failures(sim: Simulator, guest_factory: GuestFactory) -> None:
@@ -204,7 +204,7 @@ async def test_get_configuration(guest_factory: GuestFactory) -> None:
 
 
 @pytest.mark.parametrize(
-    "config", [SimulatorConfig(agent_script=False, disconnect_mode="send", typing_enabled=False, autostart=True)]
+    "config", [SimulatorConfig(agent_script=False, disconnect_enabled=True, disconnect_mode="send", autostart=True)]
 )
 async def test_deployment_config_json(sim: Simulator) -> None:
     async with httpx.AsyncClient(base_url=sim.base_url) as http:

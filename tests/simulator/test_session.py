@@ -53,12 +53,8 @@ async def test_nothing_but_configure_before_session_response(guest_factory: Gues
     guest = await guest_factory(configure=False)
     await guest.say("too early", tracing_id="m-0")
     frame = await guest.recv()
-    assert (frame["class"], frame["code"], frame["body"], frame["tracingId"]) == (
-        "string",
-        4007,
-        "Session not found",
-        "m-0",
-    )
+    assert (frame["class"], frame["code"], frame["body"]) == ("string", 4007, "Session not found")
+    assert "tracingId" not in frame
 
 
 async def test_unknown_and_schema_only_actions_fail_with_400(guest_factory: GuestFactory) -> None:
@@ -66,7 +62,7 @@ async def test_unknown_and_schema_only_actions_fail_with_400(guest_factory: Gues
     for action in ("resumeToken", "disconnectCustomer", "noSuchAction"):
         await guest.send(action, tracingId=action)
         frame = await guest.recv()
-        assert (frame["code"], frame["body"], frame["tracingId"]) == (400, "Request failed.", action)
+        assert (frame["code"], frame["body"]) == (400, "Request failed.")
     await guest.ws.send("not json")
     assert (await guest.recv())["code"] == 400
 
@@ -187,7 +183,7 @@ async def test_configure_rate_limit() -> None:
         frame = await guest.configure(tracing_id="t-3")
         assert frame["class"] == "TooManyRequestsErrorMessage"
         assert frame["code"] == 429
-        assert frame["tracingId"] == "t-3"
+        assert "tracingId" not in frame
         assert frame["body"] == {
             "errorCode": 429,
             "errorMessage": "ConfigureSession rate too high for this session",
