@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SKIPPED_DIRS = frozenset({".venv", ".git", "node_modules", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build"})
+SKIPPED_DIRS = frozenset({"node_modules", "build", "dist"})
 
 #: ``[text](target)`` or ``![alt](target)``, with an optional ``"title"``; and ``[label]: target`` definitions.
 INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -28,9 +28,13 @@ SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
 
 def _documents() -> list[Path]:
-    return sorted(
-        p for p in ROOT.rglob("*.md") if not SKIPPED_DIRS.intersection(p.relative_to(ROOT).parts) and p.is_file()
-    )
+    """The repository's Markdown files; hidden folders (virtualenvs, caches, ``.git``) are not ours."""
+    found: list[Path] = []
+    for path in ROOT.rglob("*.md"):
+        folders = path.relative_to(ROOT).parts[:-1]
+        if path.is_file() and not SKIPPED_DIRS.intersection(folders) and not any(f.startswith(".") for f in folders):
+            found.append(path)
+    return sorted(found)
 
 
 def _prose(text: str) -> str:
