@@ -52,16 +52,15 @@ lock: $(VENV)/.installed-dev
 		--custom-compile-command "make lock" -o requirements.lock
 
 # The floors in pyproject.toml, proven: a fresh venv with every direct dependency at the lowest version
-# it allows (test tools included), then the unit tests that need no broker. Not part of `make test`.
+# it allows (test tools included), then every test that needs neither RabbitMQ nor the package index
+# (`broker` and `slow` are markers: tests/README.md). Not part of `make test`.
 LOWEST := .venv-lowest
-LOWEST_TESTS := tests/genesys tests/genesys_io tests/contract tests/session tests/simulator tests/observability \
-	tests/store tests/test_config.py tests/test_backoff.py
 test-lowest:
 	rm -rf $(LOWEST)
 	$(PY) -m venv $(LOWEST)
 	$(LOWEST)/bin/python -m pip install --quiet uv
 	$(LOWEST)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test]'
-	$(LOWEST)/bin/python -m pytest -p no:cacheprovider $(LOWEST_TESTS)
+	$(LOWEST)/bin/python -m pytest -p no:cacheprovider -m "not broker and not slow"
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -41,8 +41,10 @@ class BrokerNames:
         return f"{self.prefix}.journal"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def amqp_url() -> str:
+    """The RabbitMQ every broker test talks to. Requesting it (directly or through another fixture) is what
+    marks a test ``broker``: see :func:`pytest_collection_modifyitems`."""
     return AMQP_URL
 
 
@@ -80,9 +82,15 @@ SETTLE_S = 10.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every async test ends with :func:`_tasks_settled` (set up first, so torn down last)."""
+    """Every async test ends with :func:`_tasks_settled` (set up first, so torn down last); every test that
+    reaches RabbitMQ through the ``amqp_url`` fixture is marked ``broker``, so ``-m "not broker"`` runs the
+    rest on a machine without one."""
     for item in items:
-        if isinstance(item, pytest.Function) and item.get_closest_marker("asyncio") is not None:
+        if not isinstance(item, pytest.Function):
+            continue
+        if "amqp_url" in item.fixturenames:  # the fixture closure: indirect use counts
+            item.add_marker(pytest.mark.broker)
+        if item.get_closest_marker("asyncio") is not None:
             item.fixturenames.insert(0, "_tasks_settled")
 
 
