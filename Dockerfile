@@ -14,23 +14,22 @@ ENV PIP_NO_CACHE_DIR=1 \
 
 WORKDIR /src
 
-# Layer 1, dependencies only: rebuilt when pyproject.toml changes, not on every source edit.
-# The dependency list is read from pyproject.toml itself, so there is no second list to keep in sync.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > /tmp/requirements.txt \
- && pip wheel --wheel-dir /wheels --requirement /tmp/requirements.txt
-
-# Layer 2, the bridge itself, as a wheel (the same artifact tests/deploy installs in a clean venv).
-COPY README.md ./
-COPY bridge ./bridge
-RUN pip wheel --no-deps --wheel-dir /wheels .
-
-# Install from the wheels only (no index): the venv holds exactly what was built above, and no pip
-# (the build stage's pip installs into it). pip compiles bytecode here, at build time, so the read-only
-# runtime never needs to write .pyc files.
+# Layer 1, the dependencies only: rebuilt when requirements.lock changes, not on every source edit.
+# The lock pins every runtime dependency, transitive ones included, with the hashes of their files
+# (`make lock` writes it from pyproject.toml). So two builds of one commit install the same bytes, and a
+# download that does not match its hash fails the build. Wheels only: nothing is compiled here.
+# The venv has no pip of its own: the build stage's pip installs into it. pip compiles bytecode here, at
+# build time, so the read-only runtime never needs to write .pyc files.
+COPY requirements.lock ./
 RUN python -m venv --without-pip /opt/venv \
- && pip --python /opt/venv/bin/python install --no-index --find-links /wheels genesys-bridge
+ && pip --python /opt/venv/bin/python install --require-hashes --only-binary :all: --requirement requirements.lock
+
+# Layer 2, the bridge itself, as a wheel (the same artifact tests/deploy installs in a clean venv), with
+# --no-deps: its dependencies are all in layer 1, pinned and hashed, and nothing else may be fetched.
+COPY pyproject.toml README.md ./
+COPY bridge ./bridge
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && pip --python /opt/venv/bin/python install --no-deps /wheels/genesys_bridge-*.whl
 
 
 FROM python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5 AS runtime

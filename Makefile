@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test lint typecheck pytest demo rabbitmq schema bench clean
+.PHONY: all install test lint typecheck pytest demo rabbitmq schema bench clean lock test-lowest
 
 all: test
 
@@ -15,6 +15,11 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Extras beyond the tests: `bench` (the profiler) and `dev` (pre-commit, uv for `make lock`, build).
+$(VENV)/.installed-%: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,$*]'
+	@touch $@
 
 rabbitmq:
 	@.ci/ensure-rabbitmq
@@ -37,8 +42,25 @@ schema: $(STAMP)
 demo: $(STAMP) rabbitmq
 	$(BIN)/python -m bridge.demo
 
-bench: $(STAMP) rabbitmq
+bench: $(VENV)/.installed-bench rabbitmq
 	$(BIN)/python -m bench
 
+# The image's dependencies, pinned with hashes, from pyproject.toml's runtime list (no extras). Run it
+# after changing that list; tests/deploy/test_dockerfile.py fails while the lock is behind.
+lock: $(VENV)/.installed-dev
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal --python-version 3.11 \
+		--custom-compile-command "make lock" -o requirements.lock
+
+# The floors in pyproject.toml, proven: a fresh venv with every direct dependency at the lowest version
+# it allows (test tools included), then every test that needs neither RabbitMQ nor the package index
+# (`broker` and `slow` are markers: tests/README.md). Not part of `make test`.
+LOWEST := .venv-lowest
+test-lowest:
+	rm -rf $(LOWEST)
+	$(PY) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet uv
+	$(LOWEST)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test]'
+	$(LOWEST)/bin/python -m pytest -p no:cacheprovider -m "not broker and not slow"
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .mypy_cache .ruff_cache build dist

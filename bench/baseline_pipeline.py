@@ -1,4 +1,4 @@
-"""Baseline: the raw pipeline ceiling the bridge is compared to (issue "Performance", item 1).
+"""Baseline: the raw pipeline ceiling the bridge is compared to (docs/performance.md).
 
 No bridge code. Only aio-pika and websockets, written the way an efficient hand-written program would:
 

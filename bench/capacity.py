@@ -15,7 +15,7 @@ short settle, reads:
 
 WebSocket compression: off on both sides (the bridge's connector passes ``compression=None``; the
 simulator offers no permessage-deflate). With the library's default deflate a connection holds about
-71 KiB instead of 22 KiB (``perf-baseline.md``): 10,000 sessions could not fit 30 KiB each. The
+71 KiB instead of 22 KiB (docs/performance.md): 10,000 sessions could not fit 30 KiB each. The
 messages are small JSON, so deflate would save little bandwidth.
 
 The soft file-descriptor limit is raised to the hard limit here; children inherit it. Under
@@ -165,7 +165,7 @@ async def run(
         ),
         "websocket_compression": (
             "off: the bridge connects with compression=None and the simulator offers no permessage-deflate; "
-            "default deflate costs ~71 KiB per connection instead of ~22 KiB (perf-baseline.md)"
+            "default deflate costs ~71 KiB per connection instead of ~22 KiB (docs/performance.md)"
         ),
         "summary": by_n,
         "targets": {

@@ -32,7 +32,6 @@ _GROUPS: tuple[tuple[str, str], ...] = (
     ("aiormq/", "AMQP client"),
     ("pamqp/", "AMQP client"),
     ("pydantic", "pydantic"),
-    ("aiolimiter/", "aiolimiter"),
     ("structlog/", "structlog"),
     ("bridge/session/", "bridge/session"),
     ("bridge/genesys/", "bridge/genesys"),

@@ -70,7 +70,7 @@ def recovery_available() -> str | None:
     spec = importlib.util.find_spec("bridge.app")
     source = Path(spec.origin).read_text(encoding="utf-8") if spec and spec.origin else ""
     if not re.search(r"\brecover|\bresume_all|\bjournal", source, re.IGNORECASE):
-        return "bridge/app.py does not resume sessions from a journal at start yet (issue 4, durable sessions)"
+        return "bridge/app.py does not resume sessions from a journal at start yet (durable sessions)"
     if importlib.util.find_spec("bridge.amqp.journal") is None:
         return "no journal store (bridge/amqp/journal.py) yet"
     return None

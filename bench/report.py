@@ -1,4 +1,4 @@
-"""The suite's summary: every target of issue "Performance" next to its measured figure and verdict.
+"""The suite's summary: every performance target next to its measured figure and verdict.
 
 Reads ``bench/results/*.json`` (only results from the given run id count) and renders the markdown
 table that ``docs/performance.md`` shows. ``python -m bench.report`` prints it for the latest results.
@@ -55,7 +55,14 @@ def _rows(run_id: str | None) -> list[list[str]]:
             ]
         )
     elif tp is not None:
-        rows.append(["Throughput and latency", "see issue", tp.get("status", "?") + ": " + tp.get("reason", ""), "—"])
+        rows.append(
+            [
+                "Throughput and latency",
+                "see docs/performance.md",
+                tp.get("status", "?") + ": " + tp.get("reason", ""),
+                "—",
+            ]
+        )
     fi = get("fanin")
     if fi is not None and fi.get("status") == "ok":
         s = fi["summary"]

@@ -10,7 +10,7 @@ Start-up order (each step fails the start with a clear message and ``EXIT_STARTU
 5. ``/readyz`` turns true once the broker is connected, the intake consumes and recovery has finished:
    every resumed session is caught up (``session.resumed``) or ended (:mod:`bridge.recovery`).
 
-SIGTERM (architecture §7): stop the intake, let in-flight commands settle, close sockets without ending
+SIGTERM (docs/rabbitmq.md, "Shutdown"): stop the intake, let in-flight commands settle, close sockets without ending
 sessions (never ``closeSession``), flush the journal and the publisher's confirms, exit 0 within
 ``drain_timeout_s``.
 """

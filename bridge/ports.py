@@ -143,7 +143,7 @@ class Connector(Protocol):
 
 
 class SessionStore(Protocol):
-    """Durable session records (architecture §5). ``save`` returns once the record is durable."""
+    """Durable session records (docs/durability.md). ``save`` returns once the record is durable."""
 
     async def save(self, record: SessionRecord) -> None:
         """Persist the newest snapshot of a session (a closed one too: ``record.closed``)."""

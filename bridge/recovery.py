@@ -3,7 +3,8 @@
 The daemon resumes every live session of the journal (``SessionRegistry.resume``). A session counts as
 *recovered* once its actor has resumed it (same token, ``startNew:false``, history fetched and its backfill
 published after ``session.resumed``) or ended it (Genesys answered that the session is over: expired, lost,
-read-only, rejected, or the bridge gave up). ``/readyz`` turns true only when every session is recovered.
+read-only, rejected, or the bridge gave up). ``/readyz`` turns true only when every session is recovered
+(docs/recovery.md, docs/observability.md).
 
 The registry owns the :class:`RecoveryProgress` of its ``resume`` and its actors report to it; the
 composition root awaits ``SessionRegistry.recovered()``, turns readiness on, then calls

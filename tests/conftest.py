@@ -47,8 +47,10 @@ class BrokerNames:
         return f"{self.prefix}.journal"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def amqp_url() -> str:
+    """The RabbitMQ every broker test talks to. Requesting it (directly or through another fixture) is what
+    marks a test ``broker``: see :func:`pytest_collection_modifyitems`."""
     return AMQP_URL
 
 
@@ -65,7 +67,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object:
 
     looptime's plugin asks the loop policy for the current loop around every test; for a sync test under
     Python 3.11 that silently creates a loop nobody closes, and with ``filterwarnings = error`` its
-    ResourceWarning fails whichever test runs next (pytest-asyncio issue #724). Async tests are left alone:
+    ResourceWarning fails whichever test runs next (a known pytest-asyncio bug). Async tests are left alone:
     pytest-asyncio owns their loop.
     """
     # pytest-asyncio swaps an async test's ``obj`` for a sync wrapper before this hook runs, so the
@@ -86,9 +88,15 @@ SETTLE_S = 10.0
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every async test ends with :func:`_tasks_settled` (set up first, so torn down last)."""
+    """Every async test ends with :func:`_tasks_settled` (set up first, so torn down last); every test that
+    reaches RabbitMQ through the ``amqp_url`` fixture is marked ``broker``, so ``-m "not broker"`` runs the
+    rest on a machine without one."""
     for item in items:
-        if isinstance(item, pytest.Function) and item.get_closest_marker("asyncio") is not None:
+        if not isinstance(item, pytest.Function):
+            continue
+        if "amqp_url" in item.fixturenames:  # the fixture closure: indirect use counts
+            item.add_marker(pytest.mark.broker)
+        if item.get_closest_marker("asyncio") is not None:
             item.fixturenames.insert(0, "_tasks_settled")
 
 

@@ -1,6 +1,6 @@
 """Import layering of ``bridge/``, checked statically with :mod:`ast`.
 
-The rules come from the architecture (§3 "Rules that keep it simple") and the style guide:
+The rules keep I/O at the edges, so the protocol core and the contract stay pure and testable alone:
 
 * only ``bridge/amqp/`` imports ``aio_pika`` / ``aiormq``;
 * only ``bridge/genesys/rest.py`` imports ``httpx``;
@@ -29,7 +29,7 @@ NETWORKING = ("websockets", "aio_pika", "aiormq", "aiohttp", "httpx")
 AMQP_LIBS = ("aio_pika", "aiormq")
 FORBIDDEN_INTERNAL = ("bridge.amqp", "bridge.app")
 
-# The Genesys package holds two sanctioned I/O adapters (architecture §3): the WebSocket connector
+# The Genesys package holds two sanctioned I/O adapters: the WebSocket connector
 # and the REST client. Each may import exactly its own library and nothing else networked.
 GENESYS_ADAPTERS = {
     "bridge/genesys/connector.py": "websockets",
@@ -128,15 +128,6 @@ def _under(*prefixes: str) -> list[str]:
     return [p for p in modules() if p.startswith(prefixes)]
 
 
-def _params(paths: list[str], known_violations: dict[str, str]) -> list[object]:
-    return [
-        pytest.param(p, marks=pytest.mark.xfail(strict=True, reason=known_violations[p]), id=p)
-        if p in known_violations
-        else pytest.param(p, id=p)
-        for p in paths
-    ]
-
-
 PURE_LAYERS = sorted(
     {
         *(p for p in _under("bridge/contract/")),
@@ -154,23 +145,23 @@ def test_modules_found() -> None:
     assert len(_under("bridge/amqp/")) >= 3
 
 
-@pytest.mark.parametrize("path", _params([p for p in modules() if not p.startswith("bridge/amqp/")], {}))
+@pytest.mark.parametrize("path", [p for p in modules() if not p.startswith("bridge/amqp/")])
 def test_amqp_client_only_under_amqp(path: str) -> None:
     assert _direct(path, AMQP_LIBS) == []
 
 
-@pytest.mark.parametrize("path", _params([p for p in modules() if p != "bridge/genesys/rest.py"], {}))
+@pytest.mark.parametrize("path", [p for p in modules() if p != "bridge/genesys/rest.py"])
 def test_httpx_only_in_rest(path: str) -> None:
     assert _direct(path, ("httpx",)) == []
 
 
-@pytest.mark.parametrize("path", _params(_under("bridge/genesys/", "bridge/contract/"), {}))
+@pytest.mark.parametrize("path", _under("bridge/genesys/", "bridge/contract/"))
 def test_genesys_and_contract_never_import_amqp_or_app(path: str) -> None:
     assert _direct(path, FORBIDDEN_INTERNAL) == []
     assert _transitive(path, FORBIDDEN_INTERNAL) == []
 
 
-@pytest.mark.parametrize("path", _params(PURE_LAYERS, {}))
+@pytest.mark.parametrize("path", PURE_LAYERS)
 def test_pure_layers_import_no_networking(path: str) -> None:
     assert _direct(path, NETWORKING + FORBIDDEN_INTERNAL) == []
     assert _transitive(path, NETWORKING + FORBIDDEN_INTERNAL) == []

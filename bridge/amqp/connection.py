@@ -23,7 +23,6 @@ Error mapping (the one boundary where aio-pika/aiormq exceptions become ours)::
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import AsyncIterable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import stamina
 import structlog
 from aio_pika.abc import AbstractConnection
 
+from bridge.backoff import backoff_delay
 from bridge.config import Settings
 from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, is_retryable
 from bridge.observability.metrics import Metrics
@@ -145,9 +145,7 @@ class ReconnectBackoff:
 
     def wait_s(self, failures: int) -> float:
         """The wait before the next attempt after ``failures`` (at least 1) consecutive failures."""
-        jitter = random.uniform(0, self.initial_s)  # spreads reconnects; not a secret
-        # The exponent is bounded: the cap is reached long before, and a float power overflows past 1023.
-        return min(self.max_s, self.initial_s * 2.0 ** min(failures - 1, 64) + jitter)
+        return backoff_delay(failures, self.initial_s, self.max_s)
 
 
 def reconnect_attempts(

@@ -1,4 +1,4 @@
-"""The session journal's storage on a RabbitMQ stream: a :class:`bridge.store.journal.JournalLog` (architecture §5).
+"""The session journal's storage on a RabbitMQ stream: a :class:`bridge.store.journal.JournalLog` (docs/durability.md).
 
 The stream is a durable queue with ``x-queue-type: stream`` and retention by age (``x-max-age``), read over
 AMQP 0.9.1 (no stream plugin needed). Appends go to the default exchange with publisher confirms and

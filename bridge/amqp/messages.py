@@ -1,9 +1,9 @@
 """AMQP messages the bridge publishes: events, and dead-letter copies of rejected commands. Pure.
 
-Event properties are filled as integrators expect (architecture §2): ``message_id`` = ``event_id``
-(the dedupe key), ``correlation_id`` = the command's correlation id (or, failing that, the command id
-the event answers), ``type`` = event type, ``timestamp`` = ``occurred_at``, JSON content type,
-persistent delivery, ``app_id`` = ``genesys-bridge``.
+Event properties are filled as integrators expect (docs/rabbitmq.md, "Event message properties"):
+``message_id`` = ``event_id`` (the dedupe key), ``correlation_id`` = the command's correlation id (or,
+failing that, the command id the event answers), ``type`` = event type, ``timestamp`` = ``occurred_at``,
+JSON content type, persistent delivery, ``app_id`` = ``genesys-bridge``.
 """
 
 from __future__ import annotations

@@ -189,8 +189,8 @@ class WebsocketsConnector:
             ws = await connect(
                 url,
                 origin=Origin(sent_origin) if sent_origin else None,
-                # permessage-deflate OFF: it triples memory per connection (71 KiB vs 22 KiB measured
-                # in docs/perf-baseline.md) and our frames are tiny JSON, so it saves almost nothing.
+                # permessage-deflate OFF: it triples memory per connection (71 KiB vs 22 KiB, measured
+                # in docs/performance.md) and our frames are tiny JSON, so it saves almost nothing.
                 compression=None,
                 subprotocols=None,  # §2.1: no Sec-WebSocket-Protocol
                 user_agent_header=self.user_agent,

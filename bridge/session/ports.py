@@ -6,13 +6,11 @@ pass small fakes. Only ``bridge.app`` wires the real ones.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-import tenacity
-
+from bridge.backoff import Backoff, jittered_backoff
 from bridge.config import Settings
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
@@ -80,9 +78,6 @@ class Endpoints(Protocol):
 #: ``region -> Endpoints``; raises ``CommandRejected("unknown_region", ...)`` for a region it does not know.
 EndpointResolver = Callable[[str], Endpoints]
 
-#: A fresh iterator of reconnect delays (seconds) per outage. Injected so tests can pin it.
-Backoff = Callable[[], Iterator[float]]
-
 
 class FeatureSource(Protocol):
     """What a deployment's Messenger configuration allows (``bridge.genesys.deployment_config.DeploymentConfigs``)."""
@@ -90,23 +85,6 @@ class FeatureSource(Protocol):
     async def get(self, deployment_id: str, *, config_url: str) -> DeploymentFeatures | None:
         """The features, or ``None`` when they are not known (never raises for a failed fetch)."""
         ...
-
-
-def jittered_backoff(initial_s: float, max_s: float) -> Backoff:
-    """Exponential backoff with jitter, computed by tenacity (the engine under stamina): attempt n waits
-    ``min(max_s, initial_s * 2**(n-1)) + uniform(0, initial_s)``. We write no backoff formula ourselves.
-
-    The waits are slept on the event loop, so virtual time (looptime) runs them instantly in tests.
-    """
-    wait = tenacity.wait_exponential_jitter(multiplier=initial_s, max=max_s, jitter=initial_s)
-
-    def delays() -> Iterator[float]:
-        for attempt in itertools.count(1):
-            state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-            state.attempt_number = attempt
-            yield min(max_s, wait(state))
-
-    return delays
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

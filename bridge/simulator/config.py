@@ -46,7 +46,7 @@ class SimulatorConfig:
     port: int = 0  # 0 = pick a free port; read it back from Simulator.port
     #: Base URL put into presigned upload/download URLs; default ``http://<host>:<bound port>``.
     public_base_url: str | None = None
-    #: permessage-deflate off by default: it triples memory per socket (perf-baseline.md).
+    #: permessage-deflate off by default: it triples memory per socket (docs/performance.md).
     compression: bool = False
     max_frame_bytes: int = 64 * 1024  # §8: real frame limit unknown; our frames stay far below
     #: Frames queued per connection before the connection counts as stuck and is dropped (1006).

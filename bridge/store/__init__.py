@@ -1,4 +1,4 @@
-"""Durable session records (architecture §5): the journal store, its codec and keys, and in-memory fakes.
+"""Durable session records (docs/durability.md): the journal store, its codec and keys, and in-memory fakes.
 
 Wiring, done by the daemon only::
 

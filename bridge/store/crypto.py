@@ -1,4 +1,4 @@
-"""The keys that seal session records in the journal, and the sealing itself (architecture §5).
+"""The keys that seal session records in the journal, and the sealing itself (docs/durability.md, "Keys").
 
 Records are sealed with Fernet (AES-128-CBC plus HMAC-SHA256, from ``cryptography``): authenticated, so a
 record that was tampered with or written under another key fails to open instead of decoding to garbage.

@@ -1,4 +1,4 @@
-"""The session journal: a :class:`bridge.ports.SessionStore` on top of an append-only log (architecture §5).
+"""The session journal: a :class:`bridge.ports.SessionStore` on top of an append-only log (docs/durability.md).
 
 The log is a small port, :class:`JournalLog`: append a body durably, and replay every body appended before
 the replay began. ``bridge.amqp.journal.StreamJournal`` implements it on a RabbitMQ stream;

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from helm_python import Chart, _native
 
-__all__ = ["CHART_DIR", "KUBE_VERSIONS", "Rendered", "load_chart", "render"]
+__all__ = ["CHART_DIR", "KUBE_VERSIONS", "NAMESPACE", "RELEASE", "Rendered", "load_chart", "render"]
 
 CHART_DIR = Path(__file__).resolve().parents[2] / "helm" / "genesys-bridge"
 # Oldest the chart supports (Chart.yaml kubeVersion) and newer ones kubernetes-validate ships schemas for.
@@ -67,9 +67,11 @@ def render(
     api_versions: tuple[str, ...] = (),
     kube_version: str | None = None,
     chart: Chart | None = None,
+    name: str = RELEASE,
+    namespace: str = NAMESPACE,
 ) -> Rendered:
     """Render the chart like ``helm template gb helm/genesys-bridge -n messaging``."""
-    opts: dict[str, Any] = {"name": RELEASE, "namespace": NAMESPACE, "is_install": True}
+    opts: dict[str, Any] = {"name": name, "namespace": namespace, "is_install": True}
     if api_versions:
         opts["api_versions"] = list(api_versions)
     if kube_version:

@@ -1,4 +1,5 @@
-"""The Dockerfile's structure (no Docker engine runs here), and the image's install steps in a clean venv."""
+"""The Dockerfile's structure (no Docker engine runs here), its hashed dependency lock, and the image's install
+steps in a clean venv."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
+LOCK = "requirements.lock"
 
 
 @dataclass(frozen=True)
@@ -83,27 +87,96 @@ def test_multi_stage_on_pinned_python_311_slim(instructions: list[Instruction]) 
     assert "--platform" not in " ".join(i.args for i in froms)
 
 
+def _build_stages(instructions: list[Instruction]) -> list[Instruction]:
+    """Every stage before the runtime: where /opt/venv is built."""
+    starts = [n for n, i in enumerate(instructions) if i.keyword == "FROM"]
+    return instructions[: starts[-1]]
+
+
+def _runs_and_copies(instructions: list[Instruction]) -> list[Instruction]:
+    return [i for i in _build_stages(instructions) if i.keyword in {"COPY", "RUN"}]
+
+
 def test_dependencies_install_before_the_source_is_copied(instructions: list[Instruction]) -> None:
-    copies = [i.args for i in _all(instructions, "COPY")]
-    pyproject = next(n for n, c in enumerate(copies) if "pyproject.toml" in c)
-    source = next(n for n, c in enumerate(copies) if c.split()[0] == "bridge")
-    assert pyproject < source
-    order = [i for i in instructions if i.keyword in {"COPY", "RUN"}]
-    first_pip = next(n for n, i in enumerate(order) if i.keyword == "RUN" and "pip wheel" in i.args)
-    assert "pyproject.toml" in order[first_pip - 1].args, "the dependency layer depends on pyproject.toml only"
+    order = _runs_and_copies(instructions)
+    lock_run = next(n for n, i in enumerate(order) if i.keyword == "RUN" and LOCK in i.args)
+    source = next(n for n, i in enumerate(order) if i.keyword == "COPY" and i.args.split()[0] == "bridge")
+    assert lock_run < source
+    # The dependency layer depends on the lock only, so a source edit does not rebuild it.
+    copied_before = [i.args.split()[:-1] for i in order[:lock_run] if i.keyword == "COPY"]
+    assert copied_before == [[LOCK]], copied_before
 
 
-def test_dependency_list_snippet_reads_pyproject(instructions: list[Instruction]) -> None:
-    """The image's first layer installs exactly pyproject.toml's dependencies: run its snippet here."""
-    run = next(i.args for i in _all(instructions, "RUN") if "tomllib" in i.args)
-    snippet = re.search(r'python -c "(.+?)"\s*>', run)
-    assert snippet, run
-    out = subprocess.run(
-        [sys.executable, "-c", snippet.group(1)], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
+def test_dependencies_install_from_the_hashed_lock_and_the_bridge_without_any(
+    instructions: list[Instruction],
+) -> None:
+    """Every pip install either takes the lock with --require-hashes or installs our own wheel with --no-deps."""
+    installs = [
+        command.strip()
+        for i in _all(instructions, "RUN")
+        for command in i.args.split("&&")
+        if re.search(r"\bpip\b.*\binstall\b", command)
+    ]
+    assert installs
+    from_lock = [c for c in installs if "--require-hashes" in c]
+    assert len(from_lock) == 1, installs
+    assert re.search(rf"(--requirement|-r)[ =]{re.escape(LOCK)}\b", from_lock[0]), from_lock[0]
+    assert "--only-binary :all:" in from_lock[0], "wheels only: nothing compiled at build time"
+    own = [c for c in installs if c not in from_lock]
+    assert own, "the bridge's own wheel is installed"
+    for command in own:
+        assert "--no-deps" in command, f"installs dependencies past the lock: {command}"
+        assert "genesys_bridge-" in command, command
+    wheels = [c.strip() for i in _all(instructions, "RUN") for c in i.args.split("&&") if "pip wheel" in c]
+    assert wheels
+    assert all("--no-deps" in c for c in wheels), wheels
+
+
+def _lock() -> dict[str, tuple[str, list[str]]]:
+    """``name -> (version, hashes)`` from requirements.lock (pip's format: backslash continuations)."""
+    text = (ROOT / LOCK).read_text().replace("\\\n", " ")
+    entries: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)", line)
+        assert match, f"not pinned with ==: {line[:80]}"
+        hashes = re.findall(r"--hash=sha256:([0-9a-f]{64})", line)
+        entries[canonicalize_name(match[1])] = (match[2], hashes)
+    return entries
+
+
+def _project() -> dict[str, object]:
     with (ROOT / "pyproject.toml").open("rb") as fh:
-        expected = tomllib.load(fh)["project"]["dependencies"]
-    assert out.split("\n")[: len(expected)] == expected
+        project: dict[str, object] = tomllib.load(fh)["project"]
+    return project
+
+
+def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
+    lock = _lock()
+    dependencies = [Requirement(r) for r in _project()["dependencies"]]  # type: ignore[attr-defined]
+    assert dependencies
+    for requirement in dependencies:
+        name = canonicalize_name(requirement.name)
+        assert name in lock, f"{LOCK} lacks {name}: run `make lock`"
+        version, _ = lock[name]
+        assert requirement.specifier.contains(version, prereleases=True), (
+            f"{LOCK} pins {name}=={version}, outside pyproject's {requirement.specifier}: run `make lock`"
+        )
+    unhashed = sorted(name for name, (_, hashes) in lock.items() if not hashes)
+    assert not unhashed, f"entries without hashes: {unhashed}"
+    assert "genesys-bridge" not in lock, "the bridge itself is installed from its wheel, not from the lock"
+
+
+def test_the_lock_holds_runtime_dependencies_only() -> None:
+    lock = _lock()
+    extras: dict[str, list[str]] = _project()["optional-dependencies"]  # type: ignore[assignment]
+    tools = {canonicalize_name(Requirement(r).name) for reqs in extras.values() for r in reqs}
+    runtime = {canonicalize_name(Requirement(r).name) for r in _project()["dependencies"]}  # type: ignore[attr-defined]
+    leaked = sorted((tools - runtime) & set(lock))
+    assert not leaked, f"test/dev/bench tools in the image's lock: {leaked}"
+    assert (ROOT / LOCK).read_text().startswith("# This file was autogenerated by uv"), "written by `make lock`"
 
 
 def test_runtime_runs_as_a_fixed_non_root_uid(instructions: list[Instruction]) -> None:
@@ -140,7 +213,7 @@ def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
     lines = [ln.strip() for ln in DOCKERIGNORE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "*", "allow-list: everything is ignored unless named"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "bridge"}
+    assert allowed == {"pyproject.toml", LOCK, "README.md", "bridge"}
     # Everything the Dockerfile copies from the context is allowed in.
     copied = {
         token.rstrip("/")
@@ -154,7 +227,8 @@ def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_the_image_install_steps_work_in_a_clean_venv(tmp_path: Path) -> None:
-    """What the Dockerfile does, minus Docker: build the wheel, install it in a fresh venv, run the CLI."""
+    """What the Dockerfile does, minus Docker: the hashed lock into a fresh venv, then our wheel without
+    dependencies; the CLI must then run from that venv alone."""
     env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"}}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     dist = tmp_path / "dist"
@@ -170,12 +244,17 @@ def test_the_image_install_steps_work_in_a_clean_venv(tmp_path: Path) -> None:
     target = tmp_path / "venv"
     venv.EnvBuilder(with_pip=False, clear=True).create(target)
     python = target / "bin" / "python"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", str(wheel)],
-        check=True,
-        env=env,
-        capture_output=True,
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"]
+    for args in (
+        ["--require-hashes", "--only-binary", ":all:", "--requirement", str(ROOT / LOCK)],
+        ["--no-deps", str(wheel)],
+    ):
+        done = subprocess.run([*pip, *args], check=False, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    check = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "check"], env=env, capture_output=True, text=True
     )
+    assert check.returncode == 0, f"the lock misses a dependency of the wheel: {check.stdout}"
 
     # Run from an unrelated directory, so the checkout's `bridge/` cannot shadow the installed one.
     result = subprocess.run(

@@ -22,7 +22,6 @@ import yaml
 from bridge.amqp.tools import delete_names
 from bridge.app import running_bridge
 from bridge.config import Settings
-from tests.conftest import AMQP_URL
 from tests.deploy.promql import exposed_series_names, label_values_metric, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,10 +32,10 @@ RULES = ROOT / "deploy" / "prometheus-rules.yaml"
 PROMETHEUS_SYNTHETIC = {"up"}
 
 
-async def _scrape_metrics_endpoint() -> str:
+async def _scrape_metrics_endpoint(amqp_url: str) -> str:
     prefix = f"t.deploy-metrics.{uuid.uuid4().hex[:8]}"
     settings = Settings.load(
-        amqp_url=AMQP_URL,
+        amqp_url=amqp_url,
         command_exchange=f"{prefix}.commands",
         intake_queue=f"{prefix}.intake",
         event_exchange=f"{prefix}.events",
@@ -53,7 +52,7 @@ async def _scrape_metrics_endpoint() -> str:
             response = await client.get(f"http://127.0.0.1:{bridge.http.port}/metrics")
     finally:
         await delete_names(
-            AMQP_URL,
+            amqp_url,
             exchanges=(settings.command_exchange, settings.event_exchange),
             queues=(settings.intake_queue, settings.dead_letter_queue),
         )
@@ -63,14 +62,14 @@ async def _scrape_metrics_endpoint() -> str:
 
 
 @pytest.fixture(scope="module")
-def metrics_exposition() -> str:
+def metrics_exposition(amqp_url: str) -> str:
     """The text of a live ``/metrics`` scrape (the 0.0.4 text format, as Prometheus asks for by default).
 
     The real daemon, started in-process. It runs once per module on its own loop in a worker thread, so it
     leaves the main thread's event loop (pytest-asyncio's business) untouched.
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, _scrape_metrics_endpoint()).result(timeout=30)
+        return pool.submit(asyncio.run, _scrape_metrics_endpoint(amqp_url)).result(timeout=30)
 
 
 def _walk_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:

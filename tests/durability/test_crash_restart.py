@@ -1,4 +1,4 @@
-"""A crash (SIGKILL) and a drain (SIGTERM) mid-conversation lose nothing (issue 4, docs/durability.md).
+"""A crash (SIGKILL) and a drain (SIGTERM) mid-conversation lose nothing (docs/durability.md).
 
 The agent keeps talking through the outage and the integrator keeps sending commands, which queue in
 RabbitMQ. After a restart every session must be resumed in place (same token, ``startNew:false``), every

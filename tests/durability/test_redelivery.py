@@ -1,4 +1,4 @@
-"""Commands in flight at a SIGKILL are redelivered by RabbitMQ; each still takes effect once (issue 4).
+"""Commands in flight at a SIGKILL are redelivered by RabbitMQ; each still takes effect once (docs/durability.md).
 
 The simulator holds back its echo of the guest's message, so the bridge is killed after Genesys accepted the
 message but before the bridge saw the echo, answered and acked the command: the one window a crash leaves.

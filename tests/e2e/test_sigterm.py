@@ -1,8 +1,9 @@
 """SIGTERM drain of a real daemon process, then the next daemon picks up what was left (durable sessions).
 
-Architecture §7: stop the intake, settle in-flight commands, close sockets without ending sessions (never
-``closeSession``, never Presence ``Clear``), flush confirms, exit 0. Commands not yet started go back to
-the queue and the next daemon, which resumes the session from the journal, runs them.
+The drain (docs/rabbitmq.md, "Shutdown"): stop the intake, settle in-flight commands, close sockets
+without ending sessions (never ``closeSession``, never Presence ``Clear``), flush confirms, exit 0. Commands
+not yet started go back to the queue and the next daemon, which resumes the session from the journal,
+runs them.
 """
 
 from __future__ import annotations
