@@ -186,8 +186,11 @@ class CommandIntake(BrokerLink[_Generation]):
                 generation.wake()
             elif self._task is not None:
                 # Not consuming (connecting, or waiting to retry): nothing is outstanding; stop trying, and
-                # wait until the loop has really ended, so no consumer outlives the stop.
+                # wait until the loop has really ended, so no consumer outlives the stop. The task itself is
+                # awaited: one cancelled before its first step never runs the code that would say so.
                 self._task.cancel()
+                await asyncio.wait({self._task})
+                self._stopped.set()
             else:
                 self._stopped.set()  # never started
         await self._stopped.wait()

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import structlog
 
+from bridge.backoff import backoff_delay
 from bridge.config import Settings
 from bridge.errors import GenesysError, GenesysRateLimited
 
@@ -248,7 +249,7 @@ class DeploymentConfigs:
     def _failed(self, deployment_id: str, config_url: str, exc: GenesysError) -> DeploymentFeatures | None:
         previous = self._entries.get(config_url) or _Entry()
         failures = previous.failures + 1
-        wait_s = min(self._retry_max_s, self._retry_initial_s * 2 ** (failures - 1))
+        wait_s = backoff_delay(failures, self._retry_initial_s, self._retry_max_s, jitter_s=0.0)
         if isinstance(exc, GenesysRateLimited):
             wait_s = max(wait_s, exc.retry_after_s)
         self._store(config_url, _Entry(features=previous.features, retry_at=self._clock() + wait_s, failures=failures))

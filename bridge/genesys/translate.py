@@ -89,13 +89,13 @@ def retry_after_header(value: str | None) -> float:
     """An HTTP 429's ``Retry-After`` header in seconds (REST and the WebSocket upgrade, §8).
 
     Absent, or an HTTP date (Genesys sends seconds; a date is not worth parsing for a retry), gives
-    :data:`DEFAULT_RETRY_AFTER_S`; a negative number gives 0.
+    :data:`DEFAULT_RETRY_AFTER_S`; the rest is clamped as :func:`retry_after` clamps ``retryAfter``.
     """
     try:
-        seconds = float(value) if value is not None else DEFAULT_RETRY_AFTER_S
+        seconds = float(value) if value is not None else None
     except ValueError:
-        return DEFAULT_RETRY_AFTER_S
-    return max(seconds, 0.0)
+        seconds = None
+    return retry_after(seconds)
 
 
 def _is_true(value: object) -> bool:

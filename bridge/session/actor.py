@@ -1,9 +1,10 @@
 """One session actor: one owned task per session that pumps its socket and runs its commands in order.
 
 :meth:`SessionActor.run` is awaited by the registry inside its TaskGroup. Inside, a TaskGroup of its own
-holds three loops: the **connection loop** (connect, configure, pump frames, reconnect with jittered
-backoff and resume, §4.1, §6), the **command loop** (the bounded inbox, one command at a time) and the
-**echo loop** (health checks every ``echo_interval_s``, within Genesys' 2/min, §4.4).
+holds its loops: the **connection loop** (connect, configure, pump frames, reconnect with jittered
+backoff and resume, §4.1, §6), the **command loop** (the bounded inbox, one command at a time), the
+**echo loop** (health checks every ``echo_interval_s``, within Genesys' 2/min, §4.4) and, when
+``BRIDGE_SESSION_IDLE_TIMEOUT_S`` is set, the **idle loop**.
 
 Failure containment: ``run`` never raises except ``CancelledError``; a crash is reported
 as ``session.ended`` reason ``failed``, logged, and counted in ``session_failures``.
@@ -24,7 +25,7 @@ from typing import Literal
 
 import structlog
 
-from bridge.contract.events import SessionStarted
+from bridge.contract.events import EndReason, SessionStarted
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable, SessionGone, is_retryable
 from bridge.genesys.events import Configured, EchoReplied
 from bridge.genesys.protocol import GuestProtocol
@@ -247,7 +248,10 @@ class SessionActor:
                     return
                 await self._serve(configured)
             except SessionGone as exc:
-                await core.finish("expired" if exc.reason == "expired" else "closed_by_genesys", detail=str(exc))
+                reason: EndReason = "closed_by_genesys"
+                if exc.reason in ("expired", "conversation_lost"):
+                    reason = "expired" if exc.reason == "expired" else "conversation_lost"
+                await core.finish(reason, detail=str(exc))
                 return
             except GenesysRejected as exc:
                 core.metrics.genesys_errors.labels(code=str(exc.code)).inc()
@@ -318,6 +322,8 @@ class SessionActor:
             return
         core.keeper.note_configured(ttl_s=configured.duration_s, expires_at=configured.expires_at)
         if configured.read_only:
+            if resumed:  # the agent ended it while we were away: what they wrote last is still published
+                await self._inbound.final_history_check()
             await core.finish("read_only", detail="SessionResponse readOnly")
             return
         await core.set_state(SessionTrigger.CONFIGURED)
@@ -329,6 +335,7 @@ class SessionActor:
         else:
             await self._publish_started(core.events, configured)
         self._outage_since, self._delays = None, None  # caught up: the next outage starts a fresh backoff
+        core.note_agent_activity()  # the idle timeout counts live time only: it starts again from here
         core.gate.open(core.deps.clock.monotonic())
 
     async def _publish_started(self, events: SessionEvents, configured: Configured) -> None:
@@ -355,7 +362,14 @@ class SessionActor:
         core = self._core
         clock = core.deps.clock
         # A deadline that moves with every agent event: re-read it after each sleep rather than wake per event.
-        while (remaining := core.last_agent_activity + timeout_s - clock.monotonic()) > 0:  # noqa: ASYNC110
+        # It counts only while the session is live: a wait for a connect slot or a reconnect starts it again.
+        while True:
+            remaining = core.last_agent_activity + timeout_s - clock.monotonic()
+            if remaining <= 0 and core.gate.ready:
+                break
+            if remaining <= 0:
+                core.note_agent_activity()
+                remaining = timeout_s
             await asyncio.sleep(remaining)
         self._idle_ending = True
         await core.finish(

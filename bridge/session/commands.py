@@ -33,13 +33,22 @@ from bridge.contract import AttachmentRefresh, MessageSend, SessionEnd, SessionS
 from bridge.contract.content import AttachmentPart, ButtonResponse
 from bridge.contract.events import EndReason, OutcomeReason, OutcomeStatus
 from bridge.errors import CommandRejected, GenesysProtocolError, GenesysUnavailable, SessionGone, is_retryable
-from bridge.genesys.events import ErrorReceived, MessageEchoed, RateLimited, UploadFailed, UploadUrlIssued
+from bridge.genesys.events import (
+    ConnectionClosed,
+    ErrorReceived,
+    MessageEchoed,
+    RateLimited,
+    SessionCleared,
+    UploadFailed,
+    UploadUrlIssued,
+)
 from bridge.genesys.frames import StructuredMessage
 from bridge.ports import Envelope
 from bridge.record import SettledOutcome
 from bridge.session.attachments import AttachmentFailed, attachment_key, upload_attachments
 from bridge.session.backfill import message_time
 from bridge.session.inbound import END_KEY
+from bridge.session.link import Answered
 from bridge.session.outcomes import reason_for_code, tracing_id_for
 from bridge.session.session import Session, SessionStopping
 from bridge.session.state import SessionTrigger
@@ -280,6 +289,8 @@ class CommandRunner:
             try:
                 reply = await asyncio.wait_for(future, core.settings.delivery_timeout_s)
             except TimeoutError:
+                # Given up: the request must not stay pending, or it would own the next untraced error.
+                link.give_up(tracing_id)
                 return _Result("failed", "timeout", f"no echo within {core.settings.delivery_timeout_s:g}s")
             except GenesysUnavailable:
                 log.info("message_unanswered_at_socket_loss", tracing_id=tracing_id)
@@ -359,6 +370,7 @@ class CommandRunner:
         if core.features is not None and core.features.clear is False:
             how = "the deployment does not allow Clear"
         else:
+            await core.budget.acquire()  # Clear is an onMessage: it counts against Genesys' rate limit (§8)
             try:
                 reply = await link.request(
                     END_KEY,
@@ -366,13 +378,18 @@ class CommandRunner:
                     timeout_s=core.settings.delivery_timeout_s,
                     silent_ok=True,
                 )
-            except (TimeoutError, GenesysUnavailable, GenesysProtocolError, SessionGone) as exc:
+            except SessionGone:
+                return self._ended()  # the session ended otherwise meanwhile: not by this command
+            except (TimeoutError, GenesysUnavailable, GenesysProtocolError) as exc:
                 how = f"Clear not confirmed ({type(exc).__name__})"
             else:
-                if isinstance(reply, ErrorReceived):
-                    how = f"Clear refused ({reply.code})"
-                else:
-                    reason, how = "guest_ended", "cleared"
+                match reply:
+                    case Answered() | SessionCleared() | ConnectionClosed():
+                        reason, how = "guest_ended", "cleared"
+                    case ErrorReceived(code=code) | RateLimited(code=code):
+                        how = f"Clear refused ({code})"
+                    case _:
+                        how = f"Clear not confirmed ({type(reply).__name__})"
         if reason == "guest_left":
             # Without Clear the guest can only walk away (§4.3g, §4.9): the conversation stays with the agent.
             how += "; socket closed and token forgotten, the conversation stays open for the agent"

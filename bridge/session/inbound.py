@@ -31,6 +31,7 @@ from bridge.genesys.events import (
     JwtIssued,
     LoggedOut,
     MessageEchoed,
+    PendingRequest,
     PresenceJoined,
     ProtocolEvent,
     RateLimited,
@@ -47,7 +48,7 @@ from bridge.genesys.urls import resolve_origin
 from bridge.session.attachments import attachment_key
 from bridge.session.backfill import EntityKind, classify, fetch_missed, message_time
 from bridge.session.held import HeldEvents
-from bridge.session.reorder import ReorderBuffer
+from bridge.session.reorder import REORDER_MAX_HELD, ReorderBuffer
 from bridge.session.session import Session
 
 __all__ = ["END_KEY", "JWT_KEY", "InboundDispatcher"]
@@ -73,6 +74,8 @@ class InboundDispatcher:
         window = core.settings.reorder_window_s
         #: Live agent messages held to be published in ``channel.time`` order (§10); None: as they arrive.
         self._reorder = ReorderBuffer(window) if window > 0 else None
+        if self._reorder is not None:
+            core.before_end = self._publish_held_back  # what the agent wrote comes before any session.ended
         #: A read-only Disconnect arrived: the final history check runs and the session ends after it.
         self.disconnecting = False
 
@@ -80,6 +83,9 @@ class InboundDispatcher:
         clock = self._core.deps.clock
         await asyncio.sleep(max(0.0, due - clock.monotonic()))
         await self._publish_reordered(everything=False)
+
+    async def _publish_held_back(self) -> None:
+        await self._publish_reordered(everything=True)
 
     async def _publish_reordered(self, *, everything: bool) -> None:
         if self._reorder is None:
@@ -95,6 +101,7 @@ class InboundDispatcher:
     def hold(self) -> None:
         """A resume begins (call before the socket is pumped): hold live messages, typing and Disconnects
         until :meth:`catch_up` releases them, and snapshot the ids known now, before the resume."""
+        self.disconnecting = False  # a final check cut short by a lost socket is done again by the resume
         self._held = HeldEvents()
         self._known = frozenset(self._core.keeper.seen.snapshot())
         if self._reorder is not None:
@@ -133,7 +140,7 @@ class InboundDispatcher:
                 await self._gone("closed_by_genesys", event, detail="logged out")
             case RateLimited(code=code, request=request):
                 core.metrics.genesys_errors.labels(code=str(code)).inc()
-                if not link.resolve(request.tracing_id if request else None, event):
+                if not self._answer(request, event):
                     log.warning("genesys_rate_limited_unattributed", code=code, retry_after_s=event.retry_after_s)
             case ErrorReceived(code=4007, detail=detail):
                 # §6: Genesys no longer knows the session; its own transport treats this as final. The
@@ -143,15 +150,20 @@ class InboundDispatcher:
             case ErrorReceived(code=code, detail=detail, request=request):
                 core.metrics.genesys_errors.labels(code=str(code)).inc()
                 # 4006 fails the request here; the protocol's SessionExpired that follows ends the session.
-                resolved = link.resolve(request.tracing_id if request else None, event)
-                if request is not None and request.attachment_id:
-                    resolved = link.resolve(attachment_key(request.attachment_id), event) or resolved
-                if not resolved:
+                if not self._answer(request, event):
                     log.warning("genesys_error_unattributed", code=code, detail=detail)
             case UnknownFrame(frame_class=frame_class):
                 log.info("genesys_frame_ignored", frame_class=frame_class)
             case _:
                 log.debug("genesys_event_ignored", event=type(event).__name__)
+
+    def _answer(self, request: PendingRequest | None, event: ProtocolEvent) -> bool:
+        """Hand an error or 429 to whoever waits for ``request``: by tracingId, or by attachment id."""
+        link = self._core.link
+        resolved = link.resolve(request.tracing_id if request else None, event)
+        if request is not None and request.attachment_id:
+            resolved = link.resolve(attachment_key(request.attachment_id), event) or resolved
+        return resolved
 
     async def _live(self, event: ProtocolEvent) -> None:
         if self._held is not None:
@@ -163,7 +175,10 @@ class InboundDispatcher:
         match event:
             case AgentMessage(message=message) if self._reorder is not None and self._tasks is not None:
                 due = self._reorder.add(message, self._core.deps.clock.monotonic())
-                self._tasks.create_task(self._release_reordered(due), name="reorder-release")
+                if len(self._reorder) > REORDER_MAX_HELD:
+                    await self._publish_reordered(everything=True)  # the bound wins over the order
+                else:
+                    self._tasks.create_task(self._release_reordered(due), name="reorder-release")
             case MessageEchoed(message=message) | AgentMessage(message=message):
                 await self.publish_message(message, backfilled=False)
             case AgentTyping(message=message, duration_ms=duration):
@@ -215,15 +230,7 @@ class InboundDispatcher:
                 await self._core.link.close()
             return
         if not read_only:
-            # Send mode (§5.3): the agent left, but the session stays writable; the guest's next message
-            # starts a new conversation. Say so, and keep the session.
-            events = self._core.events
-            stamp = await events.stamp()
-            await events.publish(
-                PresenceReceived(**stamp, kind="disconnect", read_only=False, sender=sender_of(message))
-            )
-            if message.id:
-                await keeper.checkpoint(message.id, message_time(message))
+            await self._agent_left(message)
             return
         # ReadOnly mode: the session is over, but Genesys promises no ordering (§10): the agent's last
         # message may still be on its way, or never come on this socket. One last look at the history
@@ -235,7 +242,22 @@ class InboundDispatcher:
         else:
             self._tasks.create_task(self._end_disconnected(), name="final-history-check")
 
+    async def _agent_left(self, message: StructuredMessage) -> None:
+        """Send mode (§5.3): the agent left, but the session stays writable; the guest's next message starts
+        a new conversation. Say so, and keep the session."""
+        events = self._core.events
+        stamp = await events.stamp()
+        await events.publish(PresenceReceived(**stamp, kind="disconnect", read_only=False, sender=sender_of(message)))
+        if message.id:
+            await self._core.keeper.checkpoint(message.id, message_time(message))
+
     async def _end_disconnected(self) -> None:
+        await self.final_history_check()
+        await self._core.finish("agent_disconnected", detail="read_only")
+
+    async def final_history_check(self) -> None:
+        """Before a read-only end: publish what the agent wrote that this session has not seen (§10: a
+        Disconnect may overtake the last message). Best effort: a failed check is logged, never fatal."""
         core = self._core
         try:
             missed = await self._fetch(frozenset(core.keeper.seen.snapshot()))
@@ -245,7 +267,6 @@ class InboundDispatcher:
         for message in missed:
             if classify(message) is EntityKind.OUTBOUND_MESSAGE and not core.keeper.is_seen(message.id):
                 await self.publish_message(message, backfilled=True)
-        await core.finish("agent_disconnected", detail="read_only")
 
     async def publish_message(self, message: StructuredMessage, *, backfilled: bool) -> None:
         """Publish one message once; mark it seen only after the broker confirmed the event."""
@@ -268,6 +289,8 @@ class InboundDispatcher:
         await core.events.publish(event)
         if backfilled:
             core.metrics.backfilled.inc()
+            if normalized.direction == "outbound":
+                core.note_agent_activity()  # the agent talked while we were away
         if message.id:
             await core.keeper.checkpoint(message.id, normalized.genesys_time)
 
@@ -285,6 +308,7 @@ class InboundDispatcher:
             self._known = frozenset(core.keeper.seen.snapshot())
         missed = await self._fetch(self._known)
         publish: list[StructuredMessage] = []
+        agent_left: set[str | None] = set()  # Send-mode Disconnects, published as presence in their place
         disconnect: StructuredMessage | None = None
         for message in missed:
             if core.keeper.is_seen(message.id):
@@ -296,21 +320,27 @@ class InboundDispatcher:
                 case EntityKind.INBOUND_MESSAGE:
                     if not core.pending.match(message):
                         publish.append(message)  # the guest's own, from another connection
-                case EntityKind.DISCONNECT:
-                    if not core.keeper.is_older_than_checkpoint(message_time(message)):
+                case EntityKind.DISCONNECT if not core.keeper.is_older_than_checkpoint(message_time(message)):
+                    if message.metadata.get("readOnly") == "true":
                         disconnect = message
-                case EntityKind.IGNORED:
+                    else:
+                        publish.append(message)
+                        agent_left.add(message.id)
+                case EntityKind.DISCONNECT | EntityKind.IGNORED:
                     pass
-        log.info("session_backfilled", cause=cause, missed=len(publish))
+        missed_count = len(publish) - len(agent_left)
+        log.info("session_backfilled", cause=cause, missed=missed_count)
         if cause == "restart" and core.restored_sends:
             # The previous process's unanswered sends now live in core.pending (matched or not); a redelivered
             # command finds its match there. Stop journalling them, so a stale one cannot outlive this process.
             core.keeper.forget_sends(core.restored_sends)
-        await core.events.publish(
-            SessionResumed(**await core.events.stamp(), cause=cause, missed_messages=len(publish))
-        )
+        resumed = SessionResumed(**await core.events.stamp(), cause=cause, missed_messages=missed_count)
+        await core.events.publish(resumed)
         for message in publish:
-            await self.publish_message(message, backfilled=True)
+            if message.id in agent_left:
+                await self._agent_left(message)
+            else:
+                await self.publish_message(message, backfilled=True)
         if disconnect is not None:
             await self._disconnected(disconnect, disconnect.metadata.get("readOnly") == "true")
         if core.gate.over:

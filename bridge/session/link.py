@@ -123,6 +123,9 @@ class GenesysLink:
                         raise GenesysRateLimited(after, detail)
                     case ErrorReceived(code=4006) | SessionExpired():
                         raise SessionGone("expired", "while configuring")
+                    case ErrorReceived(code=4007, detail=detail):
+                        # §6: the token's session is gone on Genesys' side (e.g. a resume after it dropped it).
+                        raise SessionGone("conversation_lost", f"4007: {detail}")
                     case ErrorReceived(code=code, detail=detail):
                         raise GenesysRejected(code, detail)
                     case ConnectionClosed(reason=reason):
@@ -226,6 +229,12 @@ class GenesysLink:
             return False
         future.set_result(event)
         return True
+
+    def give_up(self, tracing_id: str) -> None:
+        """The caller stopped waiting for the request ``tracing_id``: it is pending no more (§10), so an
+        untraced error that comes later goes to a request someone still waits for."""
+        self.forget(tracing_id)
+        self._protocol.forget(tracing_id)
 
     def fail_all(self, exc: BaseException) -> None:
         """Fail every waiter (socket lost: ``GenesysUnavailable``; session over: ``SessionGone``)."""

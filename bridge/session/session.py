@@ -10,6 +10,7 @@ Genesys says into events, the command runner carries out and settles commands.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import structlog
@@ -179,6 +180,8 @@ class Session:
         self.end_detail: str | None = None
         #: ``Clock.monotonic()`` of the agent side's last message, typing or presence (for the idle timeout).
         self.last_agent_activity = deps.clock.monotonic()
+        #: Awaited by :meth:`finish` before ``session.ended`` (what is held back must be published first).
+        self.before_end: Callable[[], Awaitable[None]] | None = None
         #: What the deployment allows, from its config.json (None: not known, so try and read the answer).
         self.features: MessengerFeatures | None = None
         self.metrics.sessions.labels(state=self.state.value).inc()
@@ -255,6 +258,8 @@ class Session:
         self.inbox.close()
         self.link.fail_all(SessionGone(reason, detail or ""))
         try:
+            if self.before_end is not None:
+                await self.before_end()
             await self.set_state(trigger, detail=reason)
             self.metrics.sessions_ended.labels(reason=reason).inc()
             if trigger is SessionTrigger.FAIL:

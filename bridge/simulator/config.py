@@ -79,6 +79,9 @@ class SimulatorConfig:
     max_text_bytes: int = 4096  # → 4011
     max_custom_data_bytes: int = 2048  # → 4013
     message_rate_per_s: float | None = 2.0  # onMessage per session → 429 / errorCode 4029
+    #: §8, §14.1 [?]: how Genesys counts that rate: a token bucket (a refill every 1/rate s) or a sliding
+    #: window (at most ``message_rate_per_s`` in any 1 s, the stricter reading).
+    message_rate_counting: Literal["bucket", "window"] = "bucket"
     #: Whether typing and presence events count against ``message_rate_per_s`` (§14.1 unknown).
     rate_counts_events: bool = True
     configure_per_min: int | None = 60  # per token → 429 "ConfigureSession rate too high for this session"

@@ -280,7 +280,9 @@ class Engine:
         return self.registry.add(
             deployment_id,
             token,
-            message_bucket=per_second(self.config.message_rate_per_s, self.clock),
+            message_bucket=per_second(
+                self.config.message_rate_per_s, self.clock, window=self.config.message_rate_counting == "window"
+            ),
             history_bucket=per_minute(self.config.history_per_min, self.clock),
         )
 

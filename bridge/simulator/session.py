@@ -10,7 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bridge.simulator.limits import TokenBucket
+from bridge.simulator.limits import Limiter, TokenBucket
 
 if TYPE_CHECKING:
     from bridge.simulator.connection import Connection, FaultPlan
@@ -123,7 +123,7 @@ class Session:
     received: list[Received] = field(default_factory=list)
     attachments: dict[str, Attachment] = field(default_factory=dict)
     expires_at: float = 0.0  # clock time of expiry if nothing else happens
-    message_bucket: TokenBucket | None = None
+    message_bucket: Limiter | None = None
     history_bucket: TokenBucket | None = None
     faults: FaultPlan | None = None  # None = use the simulator-wide plan
     timers: set[asyncio.TimerHandle] = field(default_factory=set)

@@ -18,6 +18,7 @@ from bridge.errors import (
 )
 from bridge.genesys.fetch_policy import FetchPolicy
 from bridge.genesys.rest import DEFAULT_USER_AGENT, GenesysRest, safe_url
+from bridge.genesys.translate import MAX_RETRY_AFTER_S
 
 JWT = "eyJhbGciOi.secret-jwt.sig"
 PRESIGNED = "https://uploads.example.com/bucket/abc?X-Amz-Signature=deadbeef&X-Amz-Credential=AKIA"
@@ -124,8 +125,14 @@ async def test_429_is_rate_limited_with_retry_after() -> None:
 
 @pytest.mark.parametrize(
     ("headers", "expected"),
-    [({}, 3.0), ({"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, 3.0), ({"Retry-After": "-5"}, 0.0)],
-    ids=["absent", "http-date", "negative"],
+    [
+        ({}, 3.0),
+        ({"Retry-After": "Wed, 21 Oct 2026 07:28:00 GMT"}, 3.0),
+        ({"Retry-After": "-5"}, 0.0),
+        ({"Retry-After": "inf"}, 3.0),
+        ({"Retry-After": "86400"}, MAX_RETRY_AFTER_S),
+    ],
+    ids=["absent", "http-date", "negative", "infinite", "a-day"],
 )
 async def test_429_retry_after_absent_or_a_date_waits_3_s_and_never_below_0(
     headers: dict[str, str], expected: float

@@ -256,7 +256,11 @@ class FakeGenesys:
                     echo = {"type": "Event", "direction": "Inbound", "id": uuid.uuid4().hex, "events": [event]}
                     conn.push(_frame("StructuredMessage", echo, tracing_id=tid))
             elif event.get("presence", {}).get("type") == "Clear":
-                if self.clear_forbidden:
+                if self.rate_limit_next:  # untraced, as Genesys sends errors (§5.5)
+                    self.rate_limit_next -= 1
+                    body = {"errorCode": 4029, "errorMessage": "Message rate too high", "retryAfter": 1}
+                    conn.push(_frame("TooManyRequestsErrorMessage", body, code=429, kind="response"))
+                elif self.clear_forbidden:
                     body = "Presence events Conversation Clear are not supported"
                     conn.push(_frame("string", body, code=403, kind="response", tracing_id=tid))
                 else:

@@ -96,3 +96,34 @@ async def test_messages_are_published_in_genesys_order_within_the_reorder_window
         h.peer.push_body(token, first)
         received = await h.sink.wait_type("message.received", 2, "s1")
         assert [e.text for e in received if isinstance(e, MessageReceived)] == ["first", "second"]
+
+
+async def test_a_clear_answered_with_429_is_not_a_cleared_conversation() -> None:
+    """An untraced 429 goes to the last frame written, the Clear: the guest left, nothing was cleared."""
+    async with running() as h:
+        await h.start()
+        h.peer.rate_limit_next = 1
+        outcome = await h.end("s1")
+        assert outcome.status == "delivered"
+        (ended,) = await h.sink.wait_type("session.ended", 1, "s1")
+        assert isinstance(ended, SessionEnded)
+        assert ended.reason == "guest_left"
+        assert ended.detail is not None
+        assert "4029" in ended.detail
+
+
+async def test_the_idle_timeout_counts_only_while_the_session_is_live() -> None:
+    """A reconnect longer than the timeout is not silence from the agent: the count starts again."""
+    async with running(session_idle_timeout_s=100.0) as h:
+        token = await h.start()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        h.peer.refuse_connects = 150  # 150 tries, 1 s apart: away longer than the timeout
+        h.peer.drop_all()
+        await h.sink.wait_type("session.resumed", 1, "s1")
+        assert not h.sink.of_type("session.ended", "s1")
+        (ended,) = await h.sink.wait_type("session.ended", 1, "s1")
+        assert isinstance(ended, SessionEnded)
+        assert ended.reason == "idle"
+        assert loop.time() - started > 200  # counted from the resume, not from the start
+        assert token

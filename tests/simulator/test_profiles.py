@@ -17,6 +17,7 @@ import pytest
 
 from bridge.simulator import PROFILES, Simulator, SimulatorConfig
 from bridge.simulator.cli import build_parser, config_from_args
+from bridge.simulator.limits import SlidingWindow, TokenBucket
 from tests.simulator.conftest import DEPLOYMENT, EVERYTHING_ON, Guest, GuestFactory, open_guest
 
 DISCONNECT = [{"eventType": "Presence", "presence": {"type": "Disconnect"}}]
@@ -237,3 +238,16 @@ async def test_reorder_window_shuffles_agent_messages_and_events(sim: Simulator,
     stamped = {f["id"]: f["channel"]["time"] for f in frames}
     times = [stamped[i] for i in sent]
     assert times == sorted(times)  # channel.time still tells the true order (§10)
+
+
+def test_a_sliding_window_refuses_what_a_token_bucket_would_refill() -> None:
+    """§8, §14.1: the stricter reading of "2 per second" (how Genesys counts is not documented)."""
+    now = [0.0]
+    window = SlidingWindow(2, 1.0, lambda: now[0])
+    bucket = TokenBucket(2, 1.0, lambda: now[0])
+    assert [window.try_take(), window.try_take(), bucket.try_take(), bucket.try_take()] == [True] * 4
+    now[0] = 0.5
+    assert bucket.try_take()  # refilled one token in half a second
+    assert not window.try_take()  # two already in the last second
+    now[0] = 1.0
+    assert window.try_take()
