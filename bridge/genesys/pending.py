@@ -20,6 +20,7 @@ from bridge.genesys.events import SESSION_ERROR_CODES, PendingRequest, RequestKi
 
 __all__ = [
     "ERROR_OWNERS",
+    "RATE_LIMIT_CODES",
     "RECENT_TYPING_LIMIT",
     "TYPING",
     "ErrorClass",
@@ -34,7 +35,8 @@ TYPING: Final = "Typing"
 #: refused at once when refused at all, so a handful covers late and out-of-order answers.
 RECENT_TYPING_LIMIT: Final = 4
 
-_RATE_LIMIT_CODES: Final = frozenset({429, 4029})
+#: 429 and 4029 (errorCode): Genesys' rate limit, both seen (§5.4, §8).
+RATE_LIMIT_CODES: Final = frozenset({429, 4029})
 _UPLOAD_CODES: Final = range(4001, 4006)  # file type / size / content / name / name length (§4.6, §6)
 _ATTACHMENT_CODES: Final = range(4008, 4011)  # attachment expired / not found / not uploaded (§6, §11.10)
 
@@ -98,7 +100,7 @@ def classify_error(code: int, detail: str = "") -> ErrorClass:
         return ErrorClass.TEXT_TOO_LONG
     if code == 4013:
         return ErrorClass.ATTRIBUTES_TOO_LARGE
-    if code in _RATE_LIMIT_CODES:
+    if code in RATE_LIMIT_CODES:
         return ErrorClass.RATE_LIMITED
     if code in _UPLOAD_CODES:
         return ErrorClass.UPLOAD_REFUSED

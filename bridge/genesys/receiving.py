@@ -58,7 +58,7 @@ from bridge.genesys.frames import (
     UploadFailureEvent,
     UploadSuccessEvent,
 )
-from bridge.genesys.pending import ErrorClass, PendingRequests
+from bridge.genesys.pending import RATE_LIMIT_CODES, ErrorClass, PendingRequests
 from bridge.genesys.translate import (
     DEFAULT_RETRY_AFTER_S,
     configuration_received,
@@ -75,7 +75,6 @@ __all__ = ["ServerFrameHandler"]
 _CODE_READ_ONLY: Final = 409
 _CODE_EXPIRED: Final = 4006
 _CODE_RATE_LIMITED: Final = 429
-_RATE_LIMIT_CODES: Final = frozenset({_CODE_RATE_LIMITED, 4029})
 
 
 class ServerFrameHandler:
@@ -161,7 +160,7 @@ class ServerFrameHandler:
     def _on_error(self, tracing_id: str | None, code: int, detail: str, attachment_id: str | None = None) -> None:
         """An error frame (§6), attributed by ``tracingId``, else by its error class (§10)."""
         request = self._attribute(tracing_id, code, detail, attachment_id)
-        if code in _RATE_LIMIT_CODES:
+        if code in RATE_LIMIT_CODES:
             # A 429/4029 that is not a TooManyRequestsErrorMessage: same meaning, default back-off (§8).
             self._events.append(RateLimited(DEFAULT_RETRY_AFTER_S, code, detail, request))
             self._after_failed(request)

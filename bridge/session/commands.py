@@ -49,7 +49,7 @@ from bridge.session.attachments import AttachmentFailed, attachment_key, upload_
 from bridge.session.backfill import message_time
 from bridge.session.inbound import END_KEY
 from bridge.session.link import Answered
-from bridge.session.outcomes import reason_for_code, tracing_id_for
+from bridge.session.outcomes import reason_for_code, rejected_reason, tracing_id_for
 from bridge.session.session import Session, SessionStopping
 from bridge.session.state import SessionTrigger
 
@@ -274,7 +274,7 @@ class CommandRunner:
                 )
             except CommandRejected as exc:
                 link.forget(tracing_id)
-                return _Result("rejected", _reason(exc.reason), exc.detail)
+                return _Result("rejected", rejected_reason(exc.reason), exc.detail)
             except (GenesysUnavailable, GenesysProtocolError) as exc:
                 link.forget(tracing_id)
                 if not is_retryable(exc):
@@ -425,13 +425,3 @@ class CommandRunner:
                 return _Result("failed", "genesys_error", detail, code=code)
             case _:
                 return _Result("failed", "genesys_error", f"unexpected reply {type(reply).__name__}")
-
-
-def _reason(reason: str) -> OutcomeReason:
-    """A ``CommandRejected`` reason from the protocol, narrowed to the contract's vocabulary."""
-    known: dict[str, OutcomeReason] = {
-        "message_too_long": "message_too_long",
-        "attributes_too_large": "attributes_too_large",
-        "too_large": "too_large",
-    }
-    return known.get(reason, "schema_invalid")

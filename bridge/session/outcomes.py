@@ -28,7 +28,7 @@ from bridge.errors import BrokerError, is_retryable
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Envelope, EventSink, settle_delivery
 
-__all__ = ["Admission", "OutcomeBook", "reason_for_code", "tracing_id_for"]
+__all__ = ["Admission", "OutcomeBook", "reason_for_code", "rejected_reason", "tracing_id_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +42,21 @@ Admission = Literal["new", "replayed", "held"]
 def tracing_id_for(command_id: str, part: str = "") -> str:
     """The ``tracingId`` of a command's request, derived deterministically from ``command_id``."""
     return str(uuid.uuid5(_TRACING_NAMESPACE, f"{command_id}/{part}" if part else command_id))
+
+
+#: ``CommandRejected`` reasons the contract has a word for; any other is ``schema_invalid``.
+_REJECTED_REASONS: dict[str, OutcomeReason] = {
+    "message_too_long": "message_too_long",
+    "attributes_too_large": "attributes_too_large",
+    "too_large": "too_large",
+    "unknown_region": "unknown_region",
+}
+
+
+def rejected_reason(reason: str) -> OutcomeReason:
+    """A ``CommandRejected`` reason (from the protocol or an endpoint resolver), narrowed to the contract's
+    vocabulary; anything else is ``schema_invalid``."""
+    return _REJECTED_REASONS.get(reason, "schema_invalid")
 
 
 def reason_for_code(code: int, *, typing: bool = False) -> OutcomeReason:

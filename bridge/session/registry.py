@@ -36,7 +36,7 @@ from bridge.record import SessionRecord, SettledOutcome
 from bridge.recovery import RecoveryProgress
 from bridge.session.actor import SessionActor
 from bridge.session.inbox import Offer
-from bridge.session.outcomes import OutcomeBook
+from bridge.session.outcomes import OutcomeBook, rejected_reason
 from bridge.session.pacing import ConnectPacer, ConnectWindow
 from bridge.session.ports import (
     Backoff,
@@ -212,7 +212,7 @@ class SessionRegistry:
         try:
             actor = SessionActor(record, self._deps, cause="start")
         except CommandRejected as exc:  # the endpoint resolver: unknown_region
-            await self._reject(envelope, _reason(exc.reason), exc.detail)
+            await self._reject(envelope, rejected_reason(exc.reason), exc.detail)
             return
         actor.offer(envelope)
         self._metrics.inbox_depth.inc()
@@ -356,7 +356,3 @@ class SessionRegistry:
                 log.error("drain_cancel_unfinished", sessions=len(self._actors))
                 for task in list(self._tasks.values()):
                     task.cancel()  # once more: their cleanup is stuck in an await
-
-
-def _reason(reason: str) -> OutcomeReason:
-    return "unknown_region" if reason == "unknown_region" else "schema_invalid"
