@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from bridge.contract import Command, CommandOutcome, Event
+from bridge.contract import Command, Event
 from bridge.record import SessionRecord
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "LoopClock",
     "SessionStore",
     "event_routing_key",
-    "settle_delivery",
 ]
 
 
@@ -78,19 +77,6 @@ class Delivery(Protocol):
     async def requeue(self) -> None:
         """Give the command back to the broker (shutdown before it was started)."""
         ...
-
-
-async def settle_delivery(delivery: Delivery, outcome: CommandOutcome, *, duplicate: bool = False) -> None:
-    """Settle ``delivery`` once its ``outcome`` is published and confirmed: the one rule for every settler.
-
-    A ``rejected`` command (bad input, refused without trying) goes to the dead-letter queue with its reason,
-    wherever it was refused: the contract promises the original of every rejection there. Anything else,
-    and a ``duplicate`` answered from an earlier settlement, is acked.
-    """
-    if outcome.status == "rejected" and not duplicate:
-        await delivery.dead_letter(outcome.reason, outcome.detail)
-    else:
-        await delivery.ack()
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,9 +33,10 @@ from bridge.amqp.topology import TopologyNames, declare_topology
 from bridge.config import Settings
 from bridge.contract.codec import Rejection, decode_command
 from bridge.contract.outcomes import command_type_label, rejection_outcome
-from bridge.errors import BrokerError, BrokerUnavailable
+from bridge.errors import BrokerUnavailable
 from bridge.observability.metrics import Metrics
-from bridge.ports import Clock, CommandHandler, Envelope, EventSink, LoopClock, settle_delivery
+from bridge.ports import Clock, CommandHandler, Envelope, EventSink, LoopClock
+from bridge.settle import settle
 
 __all__ = ["CommandIntake"]
 
@@ -332,14 +333,8 @@ class CommandIntake(BrokerLink[_Generation]):
     async def _reject(self, message: AbstractIncomingMessage, delivery: AmqpDelivery, rejection: Rejection) -> None:
         """Bad input: publish a ``rejected`` outcome, then dead-letter the original with the reason."""
         outcome = rejection_outcome(rejection, occurred_at=self._clock.now())
-        try:
-            await self._sink.publish(outcome, deployment_id=None, reply_to=message.reply_to)
-        except BrokerError as exc:
-            # No outcome, no dead-letter: leave it to a redelivery (bounded by x-delivery-limit).
-            log.warning("rejection_outcome_failed", reason=rejection.reason, error=str(exc))
-            await delivery.requeue()
-            return
-        await settle_delivery(delivery, outcome)
+        if not await settle(self._sink, delivery, outcome, deployment_id=None, reply_to=message.reply_to):
+            return  # no confirmed outcome, no dead-letter: left to a redelivery (bounded by x-delivery-limit)
         self._metrics.commands.labels(type=command_type_label(rejection.command_type), status="rejected").inc()
         log.info(
             "command_rejected",

@@ -32,7 +32,8 @@ def event_stamp(*, session_id: str, seq: int, occurred_at: datetime, cause: Comm
 
 
 def outcome_of(
-    command: Command,
+    command_id: str,
+    command_type: str,
     stamp: dict[str, Any],
     status: OutcomeStatus,
     reason: OutcomeReason,
@@ -42,11 +43,11 @@ def outcome_of(
     genesys_code: int | None = None,
     attachment: AttachmentPart | None = None,
 ) -> CommandOutcome:
-    """The ``command.outcome`` of ``command`` under ``stamp`` (from :func:`event_stamp`)."""
+    """The ``command.outcome`` of the command ``command_id`` under ``stamp`` (from :func:`event_stamp`)."""
     return CommandOutcome(
         **stamp,
-        command_id=command.command_id,
-        command_type=command.type,
+        command_id=command_id,
+        command_type=command_type,
         status=status,
         reason=reason,
         detail=detail,

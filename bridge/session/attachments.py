@@ -11,12 +11,11 @@ outcome with reason ``attachment_failed``.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import fnmatch
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import partial
 
 from bridge.contract.content import AttachmentUpload
@@ -84,6 +83,15 @@ async def _content(upload: AttachmentUpload, uploads: UploadClient, limit: int) 
         raise AttachmentFailed(f"{upload.file_name}: download failed: {exc}") from exc
 
 
+async def _put(
+    uploads: UploadClient, upload: AttachmentUpload, url: str, headers: Mapping[str, str], content: bytes
+) -> None:
+    try:
+        await uploads.upload(url, headers, content, upload.mime_type)
+    except BridgeError as exc:
+        raise AttachmentFailed(f"{upload.file_name}: upload PUT failed: {exc}") from exc
+
+
 async def upload_attachments(
     link: GenesysLink,
     uploads: UploadClient,
@@ -128,18 +136,14 @@ async def upload_attachments(
                 raise AttachmentFailed(f"{upload.file_name}: Genesys refused the upload ({code}): {detail}")
             case _:
                 raise AttachmentFailed(f"{upload.file_name}: unexpected reply {type(issued).__name__}")
-        done = link.expect(key)
+
         try:
-            await uploads.upload(url, headers, content, upload.mime_type)
-        except BridgeError as exc:
-            link.forget(key)
-            raise AttachmentFailed(f"{upload.file_name}: upload PUT failed: {exc}") from exc
-        try:
-            result = await asyncio.wait_for(done, timeout_s)
+            # The PUT goes over HTTP; Genesys answers it over the socket (UploadSuccessEvent, §4.6).
+            result = await link.request(
+                key, None, trigger=partial(_put, uploads, upload, url, headers, content), timeout_s=timeout_s
+            )
         except TimeoutError:
             raise AttachmentFailed(f"{upload.file_name}: no UploadSuccessEvent within {timeout_s:g}s") from None
-        finally:
-            link.forget(key)
         match result:
             case UploadSucceeded():
                 ids.append(attachment_id)

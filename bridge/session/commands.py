@@ -25,13 +25,12 @@ A command waiting for a reconnect when the bridge drains is requeued, its journa
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import structlog
 
-from bridge.contract import AttachmentRefresh, MessageSend, SessionEnd, SessionStart, TypingSend
+from bridge.contract import AttachmentRefresh, Command, MessageSend, SessionEnd, SessionStart, TypingSend
 from bridge.contract.content import AttachmentPart, ButtonResponse
-from bridge.contract.events import EndReason, OutcomeReason, OutcomeStatus
+from bridge.contract.events import EndReason, OutcomeStatus
 from bridge.errors import CommandRejected, GenesysProtocolError, GenesysUnavailable, SessionGone, is_retryable
 from bridge.genesys.events import (
     ConnectionClosed,
@@ -59,26 +58,16 @@ log = structlog.get_logger(__name__)
 
 #: Resends of one message after 429/4029 before it is ``failed``/``rate_limited``.
 MAX_RATE_LIMIT_RETRIES = 5
-#: Retryable local send failures (the socket went while writing) of one message before it is ``failed``: a
-#: budget against a loop, not a retry decision (``is_retryable`` decides whether a failure is retried).
+#: Socket losses (while writing, or before the echo) of one message before it is ``failed``: a budget against
+#: a loop, not a retry decision (``is_retryable`` decides whether a failure is retried).
 MAX_SEND_REFUSALS = 10
 #: How long a typing command waits for Genesys' echo or 403 before it counts as delivered. Short: typing
 #: echoes are not guaranteed (§14.6) and the session's next command waits behind it.
 TYPING_ACK_WINDOW_S = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class _Result:
-    status: OutcomeStatus
-    reason: OutcomeReason
-    detail: str = ""
-    message: StructuredMessage | None = None  # our own echo, when delivered
-    code: int | None = None
-    attachment: AttachmentPart | None = None  # attachment.refresh: the fresh URL
-
-
-def _delivered(message: StructuredMessage, detail: str = "") -> _Result:
-    return _Result("delivered", "ok", detail, message=message)
+#: Every handler below returns what its command came to, built here.
+_result = SettledOutcome.of
 
 
 class CommandRunner:
@@ -97,7 +86,7 @@ class CommandRunner:
         age = self._inbox_age(envelope)
         try:
             if age > core.settings.inbox_max_age_s:
-                result = _Result("rejected", "overflow", f"waited {age:.1f}s in the session inbox")
+                result = _result(command, "rejected", "overflow", f"waited {age:.1f}s in the session inbox")
             else:
                 match command:
                     case SessionStart():
@@ -130,61 +119,51 @@ class CommandRunner:
         since = max(envelope.received_at, core.gate.opened_at or 0.0)
         return max(0.0, core.deps.clock.monotonic() - since)
 
-    async def settle(self, envelope: Envelope, result: _Result) -> None:
+    async def settle(self, envelope: Envelope, result: SettledOutcome) -> None:
         """Settle ``envelope`` with ``result``: kept in the record and saved, then published, then acked."""
         core = self._core
-        command = envelope.command
         # Into the record before anything awaits (a seq block save may follow): every snapshot that no longer
         # journals this command's send already carries its outcome, so a redelivery is answered, not re-run.
-        core.keeper.remember_outcome(
-            SettledOutcome(
-                command_id=command.command_id,
-                command_type=command.type,
-                status=result.status,
-                reason=result.reason,
-                genesys_message_id=result.message.id if result.message else None,
-                genesys_code=result.code,
-            )
-        )
-        if result.message is not None and result.message.id:  # our echo: never published back as inbound
-            core.keeper.mark_seen(result.message.id, message_time(result.message))
-        outcome = await core.events.outcome(
-            envelope.command,
-            result.status,
-            result.reason,
-            result.detail,
-            genesys_message_id=result.message.id if result.message else None,
-            genesys_code=result.code,
-            attachment=result.attachment,
-        )
+        core.keeper.remember_outcome(result)
+        outcome = await core.events.outcome(result, envelope.command)
         await core.keeper.save()
         await core.deps.book.settle(envelope, outcome, deployment_id=core.keeper.record.deployment_id)
 
+    def _delivered(self, command: Command, echo: StructuredMessage, detail: str = "") -> SettledOutcome:
+        """``delivered``: Genesys echoed the message. The echo is marked seen at once, so it is never published
+        back as inbound; this runs in the same loop step as the send's journal entry is dropped and the result
+        remembered (no await between), so no saved snapshot has one without the others."""
+        if echo.id:
+            self._core.keeper.mark_seen(echo.id, message_time(echo))
+        return _result(command, "delivered", "ok", detail, genesys_message_id=echo.id)
+
     async def settle_unstarted(self, envelope: Envelope) -> None:
         """Answer a command the session never started because it is over (``rejected``/``session_ended``)."""
-        await self.settle(envelope, self._ended("rejected"))
+        await self.settle(envelope, self._ended(envelope.command, "rejected"))
 
-    def _ended(self, status: OutcomeStatus = "failed") -> _Result:
+    def _ended(self, command: Command, status: OutcomeStatus = "failed") -> SettledOutcome:
         core = self._core
         reason = core.end_reason or "failed"
         if reason == "rejected_by_genesys":
-            return _Result(status, "genesys_error", core.end_detail or "configureSession was refused")
-        return _Result(status, "session_ended", f"session ended: {reason}")
+            return SettledOutcome.of(
+                command, status, "genesys_error", core.end_detail or "configureSession was refused"
+            )
+        return _result(command, status, "session_ended", f"session ended: {reason}")
 
-    async def _start(self, envelope: Envelope, command: SessionStart) -> _Result:
+    async def _start(self, envelope: Envelope, command: SessionStart) -> SettledOutcome:
         if not await self._core.gate.wait():
-            return self._ended()
+            return self._ended(command)
         if command.initial_message:
             tracing_id = tracing_id_for(command.command_id, "initial")
             return await self._deliver(envelope, tracing_id, text=command.initial_message)
-        return _Result("delivered", "ok", "session started")
+        return _result(command, "delivered", "ok", "session started")
 
-    async def _send(self, envelope: Envelope, command: MessageSend) -> _Result:
+    async def _send(self, envelope: Envelope, command: MessageSend) -> SettledOutcome:
         core = self._core
         attachment_ids: list[str] = []
         if command.attachments:
             if not await core.gate.wait():
-                return self._ended()
+                return self._ended(command)
             try:
                 attachment_ids = await upload_attachments(
                     core.link,
@@ -194,11 +173,13 @@ class CommandRunner:
                     timeout_s=core.settings.delivery_timeout_s,
                 )
             except AttachmentFailed as exc:
-                return _Result("failed", "attachment_failed", exc.detail)
+                return _result(command, "failed", "attachment_failed", exc.detail)
             except (GenesysUnavailable, GenesysProtocolError) as exc:
-                return _Result("failed", "attachment_failed", f"connection lost during upload: {exc}")
+                return SettledOutcome.of(
+                    command, "failed", "attachment_failed", f"connection lost during upload: {exc}"
+                )
             except SessionGone:
-                return self._ended()
+                return self._ended(command)
         return await self._deliver(
             envelope,
             tracing_id_for(command.command_id),
@@ -217,20 +198,19 @@ class CommandRunner:
         button_response: ButtonResponse | None = None,
         attachment_ids: list[str] | None = None,
         custom_attributes: dict[str, str] | None = None,
-    ) -> _Result:
-        core, link = self._core, self._core.link
+    ) -> SettledOutcome:
+        core = self._core
         attributes = {**self._attributes, **(custom_attributes or {})} or None
         keeper = core.keeper
         signature = core.pending.add(tracing_id, text or (button_response.text if button_response else None))
         # Journal the send before it leaves: after a crash the next process recognises it in the backfill.
         keeper.journal_send(tracing_id, signature)
         await keeper.save()
-        result: _Result | None = None
+        result: SettledOutcome | None = None
         try:
             result = await self._attempt(envelope, tracing_id, text, button_response, attachment_ids, attributes)
             return result
         finally:
-            link.forget(tracing_id)
             core.pending.discard(tracing_id)
             if result is not None:
                 # Settled here: stop journalling the send (saved with the outcome, in the same snapshot). A
@@ -245,93 +225,104 @@ class CommandRunner:
         button_response: ButtonResponse | None,
         attachment_ids: list[str] | None,
         attributes: dict[str, str] | None,
-    ) -> _Result:
+    ) -> SettledOutcome:
         """Send until Genesys settles it (echo, error, timeout) or the session ends; resend after a resume."""
         core, link = self._core, self._core.link
+        command = envelope.command
         retries = refusals = 0
         while True:
             if not await core.gate.wait():
-                return self._ended()
+                return self._ended(command)
             echo = core.pending.take_echo(tracing_id)
             if echo is not None:  # a resume's backfill showed it reached Genesys: do not send it again
-                return _delivered(echo, "confirmed from history after a reconnect")
+                return self._delivered(command, echo, "confirmed from history after a reconnect")
             waited = await core.budget.acquire()
             if waited:
                 core.metrics.rate_limit_waits.labels(kind="message").inc()
                 core.metrics.rate_limit_wait_seconds.observe(waited)
             if not core.gate.ready:
                 continue  # the socket went while we waited for budget
-            future = link.expect(tracing_id)
             try:
-                await link.send(
+                reply = await link.request(
+                    tracing_id,
                     lambda p: p.send_message(
                         tracing_id=tracing_id,
                         text=text,
                         button_response=button_response,
                         attachment_ids=attachment_ids or (),
                         custom_attributes=attributes,
-                    )
+                    ),
+                    timeout_s=core.settings.delivery_timeout_s,
                 )
             except CommandRejected as exc:
-                link.forget(tracing_id)
-                return _Result("rejected", rejected_reason(exc.reason), exc.detail)
+                return _result(command, "rejected", rejected_reason(exc.reason), exc.detail)
+            except TimeoutError:
+                return SettledOutcome.of(
+                    command, "failed", "timeout", f"no echo within {core.settings.delivery_timeout_s:g}s"
+                )
+            except SessionGone:
+                return self._ended(command)
             except (GenesysUnavailable, GenesysProtocolError) as exc:
-                link.forget(tracing_id)
                 if not is_retryable(exc):
                     # GenesysProtocolError: the protocol refused the send locally (not configured, read-only,
                     # closed; §4.1, §11.3). The gate closes before every such state the session recovers from
                     # (socket loss, a replayed read-only Disconnect), so here it is final for the command.
-                    return _Result("failed", "genesys_error", f"could not send: {exc}")
+                    return _result(command, "failed", "genesys_error", f"could not send: {exc}")
+                # The socket went while writing or before the echo: the reader notices the loss and closes the
+                # gate; after the resume the send is confirmed from history or resent with the same tracingId.
                 refusals += 1
                 if refusals > MAX_SEND_REFUSALS:
-                    return _Result("failed", "genesys_unavailable", f"could not send: {exc}")
-                continue  # the reader notices the loss and closes the gate; we resend after the resume
-            try:
-                reply = await asyncio.wait_for(future, core.settings.delivery_timeout_s)
-            except TimeoutError:
-                # Given up: the request must not stay pending, or it would own the next untraced error.
-                link.give_up(tracing_id)
-                return _Result("failed", "timeout", f"no echo within {core.settings.delivery_timeout_s:g}s")
-            except GenesysUnavailable:
+                    return _result(command, "failed", "genesys_unavailable", f"could not send: {exc}")
                 log.info("message_unanswered_at_socket_loss", tracing_id=tracing_id)
-                continue  # after the resume: confirmed from history, or resent with the same tracingId
-            except SessionGone:
-                return self._ended()
+                continue
             match reply:
                 case MessageEchoed(message=message):
                     self._attributes = {}
-                    return _delivered(message)
+                    return self._delivered(command, message)
                 case RateLimited(retry_after_s=after, code=code, detail=detail):
                     retries += 1
                     core.metrics.rate_limit_waits.labels(kind="genesys").inc()
                     if retries > MAX_RATE_LIMIT_RETRIES:
-                        return _Result("failed", "rate_limited", detail, code=code)
-                    notice = await core.events.outcome(
-                        envelope.command, "will_retry", "rate_limited", f"retrying in {after:g}s", genesys_code=code
+                        return _result(command, "failed", "rate_limited", detail, genesys_code=code)
+                    retrying = SettledOutcome.of(
+                        command, "will_retry", "rate_limited", f"retrying in {after:g}s", genesys_code=code
                     )
+                    notice = await core.events.outcome(retrying, command)
                     await core.deps.book.publish_only(envelope, notice, deployment_id=core.keeper.record.deployment_id)
                     await asyncio.sleep(after)
                 case ErrorReceived(code=code, detail=detail):
-                    return _Result("failed", reason_for_code(code), detail, code=code)
+                    return _result(command, "failed", reason_for_code(code), detail, genesys_code=code)
                 case _:
-                    return _Result("failed", "genesys_error", f"unexpected reply {type(reply).__name__}")
+                    return SettledOutcome.of(
+                        command, "failed", "genesys_error", f"unexpected reply {type(reply).__name__}"
+                    )
 
-    async def _typing(self, command: TypingSend) -> _Result:
+    async def _typing(self, command: TypingSend) -> SettledOutcome:
         core, link = self._core, self._core.link
         s = core.settings
         if core.features is not None and core.features.user_typing is False:
             # The deployment's config says so (§2.2): never sent, so never a 403 to read.
-            return _Result("rejected", "typing_disabled", "the deployment does not show the guest's typing")
+            return SettledOutcome.of(
+                command, "rejected", "typing_disabled", "the deployment does not show the guest's typing"
+            )
         if self._typing_disabled:
-            return _Result("failed", "typing_disabled", "the deployment refused typing indicators (403)", code=403)
+            return SettledOutcome.of(
+                command, "failed", "typing_disabled", "the deployment refused typing indicators (403)", genesys_code=403
+            )
         now = core.deps.clock.monotonic()
         if self._typing_at is not None and now - self._typing_at < s.typing_interval_s:
-            return _Result("delivered", "typing_coalesced", f"one typing indicator per {s.typing_interval_s:g}s")
+            return SettledOutcome.of(
+                command, "delivered", "typing_coalesced", f"one typing indicator per {s.typing_interval_s:g}s"
+            )
         if not core.gate.ready:
-            return _Result("delivered", "typing_coalesced", "not connected; typing dropped, not queued")
+            return SettledOutcome.of(
+                command, "delivered", "typing_coalesced", "not connected; typing dropped, not queued"
+            )
         if not core.budget.try_acquire():
             core.metrics.rate_limit_waits.labels(kind="typing_dropped").inc()
-            return _Result("delivered", "typing_coalesced", "send budget spent; typing dropped, not queued")
+            return SettledOutcome.of(
+                command, "delivered", "typing_coalesced", "send budget spent; typing dropped, not queued"
+            )
         self._typing_at = now
         tracing_id = tracing_id_for(command.command_id)
         try:
@@ -344,26 +335,32 @@ class CommandRunner:
                 silent_ok=True,
             )
         except TimeoutError:
-            return _Result("delivered", "ok", "sent; Genesys did not acknowledge it")
+            return _result(command, "delivered", "ok", "sent; Genesys did not acknowledge it")
         except SessionGone:
-            return self._ended()
+            return self._ended(command)
         except (GenesysUnavailable, GenesysProtocolError):
-            return _Result("delivered", "typing_coalesced", "connection lost; typing dropped, not queued")
+            return SettledOutcome.of(
+                command, "delivered", "typing_coalesced", "connection lost; typing dropped, not queued"
+            )
         match reply:
             case ErrorReceived(code=403, detail=detail):
                 self._typing_disabled = True
-                return _Result("failed", "typing_disabled", detail, code=403)
+                return _result(command, "failed", "typing_disabled", detail, genesys_code=403)
             case ErrorReceived(code=code, detail=detail):
-                return _Result("failed", reason_for_code(code, typing=True), detail, code=code)
+                return SettledOutcome.of(
+                    command, "failed", reason_for_code(code, typing=True), detail, genesys_code=code
+                )
             case RateLimited(code=code):
-                return _Result("delivered", "typing_coalesced", "rate limited by Genesys; dropped", code=code)
+                return SettledOutcome.of(
+                    command, "delivered", "typing_coalesced", "rate limited by Genesys; dropped", genesys_code=code
+                )
             case _:
-                return _Result("delivered", "ok")
+                return _result(command, "delivered", "ok")
 
-    async def _end(self, command: SessionEnd) -> _Result:
+    async def _end(self, command: SessionEnd) -> SettledOutcome:
         core, link = self._core, self._core.link
         if not await core.gate.wait():
-            return self._ended()
+            return self._ended(command)
         core.ending = True
         await core.set_state(SessionTrigger.END_REQUESTED)
         reason: EndReason = "guest_left"
@@ -379,7 +376,7 @@ class CommandRunner:
                     silent_ok=True,
                 )
             except SessionGone:
-                return self._ended()  # the session ended otherwise meanwhile: not by this command
+                return self._ended(command)  # the session ended otherwise meanwhile: not by this command
             except (TimeoutError, GenesysUnavailable, GenesysProtocolError) as exc:
                 how = f"Clear not confirmed ({type(exc).__name__})"
             else:
@@ -394,13 +391,13 @@ class CommandRunner:
             # Without Clear the guest can only walk away (§4.3g, §4.9): the conversation stays with the agent.
             how += "; socket closed and token forgotten, the conversation stays open for the agent"
         await core.finish(reason, trigger=SessionTrigger.END_DONE, detail=how, cause=command)
-        return _Result("delivered", "ok", how)
+        return _result(command, "delivered", "ok", how)
 
-    async def _refresh(self, command: AttachmentRefresh) -> _Result:
+    async def _refresh(self, command: AttachmentRefresh) -> SettledOutcome:
         """``getAttachment`` (§4.6): a fresh download URL for an attachment whose URL expired (4008)."""
         core, link = self._core, self._core.link
         if not await core.gate.wait():
-            return self._ended()
+            return self._ended(command)
         key = attachment_key(command.attachment_id)
         try:
             reply = await link.request(
@@ -411,17 +408,21 @@ class CommandRunner:
                 timeout_s=core.settings.delivery_timeout_s,
             )
         except TimeoutError:
-            return _Result("failed", "timeout", f"no answer within {core.settings.delivery_timeout_s:g}s")
+            return SettledOutcome.of(
+                command, "failed", "timeout", f"no answer within {core.settings.delivery_timeout_s:g}s"
+            )
         except SessionGone:
-            return self._ended()
+            return self._ended(command)
         except (GenesysUnavailable, GenesysProtocolError) as exc:
-            return _Result("failed", "genesys_unavailable", f"could not ask Genesys: {exc}")
+            return _result(command, "failed", "genesys_unavailable", f"could not ask Genesys: {exc}")
         match reply:
             case UploadUrlIssued(url=url):
-                return _Result("delivered", "ok", attachment=AttachmentPart(id=command.attachment_id, url=url))
+                return SettledOutcome.of(
+                    command, "delivered", "ok", attachment=AttachmentPart(id=command.attachment_id, url=url)
+                )
             case ErrorReceived(code=code, detail=detail):
-                return _Result("failed", reason_for_code(code), detail, code=code)
+                return _result(command, "failed", reason_for_code(code), detail, genesys_code=code)
             case UploadFailed(code=code, detail=detail):
-                return _Result("failed", "genesys_error", detail, code=code)
+                return _result(command, "failed", "genesys_error", detail, genesys_code=code)
             case _:
-                return _Result("failed", "genesys_error", f"unexpected reply {type(reply).__name__}")
+                return _result(command, "failed", "genesys_error", f"unexpected reply {type(reply).__name__}")

@@ -19,11 +19,11 @@ from typing import Any
 import structlog
 
 from bridge.contract import Command, Event
-from bridge.contract.content import AttachmentPart
-from bridge.contract.events import CommandOutcome, OutcomeReason, OutcomeStatus
-from bridge.contract.outcomes import event_stamp, outcome_of
+from bridge.contract.events import CommandOutcome
+from bridge.contract.outcomes import event_stamp
 from bridge.errors import BrokerError, is_retryable
 from bridge.ports import Clock, EventSink
+from bridge.record import SettledOutcome
 from bridge.session.keeper import RecordKeeper
 from bridge.session.ports import Backoff
 
@@ -46,29 +46,10 @@ class SessionEvents:
         seq = await self._keeper.next_seq()
         return event_stamp(session_id=self._keeper.session_id, seq=seq, occurred_at=self._clock.now(), cause=cause)
 
-    async def outcome(
-        self,
-        command: Command,
-        status: OutcomeStatus,
-        reason: OutcomeReason,
-        detail: str = "",
-        *,
-        genesys_message_id: str | None = None,
-        genesys_code: int | None = None,
-        attachment: AttachmentPart | None = None,
-    ) -> CommandOutcome:
-        """Build (not publish) the outcome of ``command``; settle it through the OutcomeBook."""
-        stamp = await self.stamp(command)
-        return outcome_of(
-            command,
-            stamp,
-            status,
-            reason,
-            detail,
-            genesys_message_id=genesys_message_id,
-            genesys_code=genesys_code,
-            attachment=attachment,
-        )
+    async def outcome(self, result: SettledOutcome, cause: Command) -> CommandOutcome:
+        """Build (not publish) ``result`` as the ``command.outcome`` of ``cause``, numbered in this session;
+        settle it through the OutcomeBook."""
+        return result.event(await self.stamp(cause))
 
     async def publish(self, event: Event, *, reply_to: str | None = None) -> None:
         """Publish ``event`` routed by this session's deployment; waits for the broker's confirm.

@@ -6,8 +6,8 @@ writes whatever the protocol wants to send, and turns replies into resolved futu
 ``tracingId`` (§3.1, §10). Session meaning (events, outcomes, ends) is the actor's business.
 
 Callers: the actor's connection task calls :meth:`open` then :meth:`pump`; its other tasks send requests
-with :meth:`request` (or :meth:`expect` then :meth:`send`, where the wait needs its own handling). Only the
-link touches the protocol.
+with :meth:`request`, the one primitive that registers a waiter, sends, awaits the reply and forgets the
+waiter. Only the link touches the protocol.
 """
 
 from __future__ import annotations
@@ -49,6 +49,10 @@ class Answered:
 
     tracing_id: str
 
+
+#: An action off the socket whose answer arrives over it (e.g. an upload's PUT, answered by
+#: ``UploadSuccessEvent``); it runs after the waiter is registered, so the answer cannot be missed.
+Trigger = Callable[[], Awaitable[object]]
 
 #: What a waiter receives.
 Reply = ProtocolEvent | Answered
@@ -177,49 +181,50 @@ class GenesysLink:
         for frame in frames:
             await self._conn.send(frame)
 
-    def expect(self, key: str, *, silent_ok: bool = False) -> asyncio.Future[Reply]:
-        """A future for the reply keyed ``key`` (a tracingId, or ``attachment:<id>``). Register before sending.
+    async def request(
+        self,
+        key: str,
+        intent: Intent | None,
+        *,
+        timeout_s: float,
+        silent_ok: bool = False,
+        trigger: Trigger | None = None,
+    ) -> Reply:
+        """Send one request and wait for its reply: the one way anything waits for Genesys.
+
+        In order: the waiter for ``key`` is registered; ``intent`` (which uses ``key`` as its tracingId, or
+        names what ``key`` is about) is queued on the protocol and written; ``trigger`` runs (an action off
+        the socket whose answer comes over it, e.g. an upload's PUT, §4.6); the reply is awaited. The waiter
+        is forgotten whatever happens, and a request given up on timeout is pending no more (§10), so an
+        untraced error that comes later goes to a request someone still waits for.
 
         ``silent_ok``: also resolve with :class:`Answered` once the protocol no longer holds ``key`` as a
         pending request without having produced an event for it (typing and presence echoes, bare 200s).
-        """
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiters[key] = future
-        if silent_ok:
-            self._silent.add(key)
-        return future
-
-    async def send(self, intent: Intent) -> None:
-        """Queue ``intent`` on the protocol and write what it queued.
-
-        Raises:
-            CommandRejected, GenesysProtocolError: the intent was refused; nothing was written.
-            GenesysUnavailable: no open socket, or it failed while writing.
-        """
-        intent(self._protocol)
-        await self.flush()
-
-    async def request(self, key: str, intent: Intent, *, timeout_s: float, silent_ok: bool = False) -> Reply:
-        """Send one request and wait for its reply: the waiter is registered, ``intent`` (using ``key`` as
-        its tracingId, or naming what ``key`` is about) queues the frame, the frame is written, the reply
-        awaited, the waiter forgotten whatever happens.
 
         Raises:
             TimeoutError: no reply within ``timeout_s``.
             GenesysUnavailable: no socket, or it was lost before the reply (the caller decides on a resend).
             SessionGone: the session ended meanwhile.
             CommandRejected, GenesysProtocolError: ``intent`` was refused; nothing was written.
+            Whatever ``trigger`` raises.
         """
-        future = self.expect(key, silent_ok=silent_ok)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._waiters[key] = future
+        if silent_ok:
+            self._silent.add(key)
         try:
-            await self.send(intent)
+            if intent is not None:
+                intent(self._protocol)
+                await self.flush()
+            if trigger is not None:
+                await trigger()
             return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            self._protocol.forget(key)
+            raise
         finally:
-            self.forget(key)
-
-    def forget(self, key: str) -> None:
-        self._waiters.pop(key, None)
-        self._silent.discard(key)
+            self._waiters.pop(key, None)
+            self._silent.discard(key)
 
     def resolve(self, key: str | None, event: Reply) -> bool:
         """Hand ``event`` to the waiter for ``key``; False when nobody waits for it."""
@@ -229,12 +234,6 @@ class GenesysLink:
             return False
         future.set_result(event)
         return True
-
-    def give_up(self, tracing_id: str) -> None:
-        """The caller stopped waiting for the request ``tracing_id``: it is pending no more (§10), so an
-        untraced error that comes later goes to a request someone still waits for."""
-        self.forget(tracing_id)
-        self._protocol.forget(tracing_id)
 
     def fail_all(self, exc: BaseException) -> None:
         """Fail every waiter (socket lost: ``GenesysUnavailable``; session over: ``SessionGone``)."""

@@ -24,9 +24,10 @@ from typing import Literal
 import structlog
 
 from bridge.contract.events import CommandOutcome, OutcomeReason
-from bridge.errors import BrokerError, is_retryable
+from bridge.errors import BrokerError
 from bridge.observability.metrics import Metrics
-from bridge.ports import Clock, Envelope, EventSink, settle_delivery
+from bridge.ports import Clock, Envelope, EventSink
+from bridge.settle import settle
 
 __all__ = ["Admission", "OutcomeBook", "reason_for_code", "rejected_reason", "tracing_id_for"]
 
@@ -178,20 +179,11 @@ class OutcomeBook:
         *,
         duplicate: bool,
     ) -> None:
-        try:
-            await self._sink.publish(outcome, deployment_id=deployment_id, reply_to=envelope.reply_to)
-        except BrokerError as exc:
-            log.error("command_outcome_publish_failed", command_id=envelope.command.command_id, error=str(exc))
-            if is_retryable(exc):
-                # Not confirmed: requeue, so the broker redelivers it (bounded by the queue's x-delivery-limit);
-                # the cached outcome answers the redelivery without running the command again.
-                try:
-                    await envelope.delivery.requeue()
-                except BrokerError:
-                    log.warning("command_requeue_failed", command_id=envelope.command.command_id)
-                return
-            # Final (it can never be published): settle the delivery anyway, or it would come back for ever.
-        try:
-            await settle_delivery(envelope.delivery, outcome, duplicate=duplicate)
-        except BrokerError as exc:
-            log.warning("command_settle_failed", command_id=envelope.command.command_id, error=str(exc))
+        await settle(
+            self._sink,
+            envelope.delivery,
+            outcome,
+            deployment_id=deployment_id,
+            reply_to=envelope.reply_to,
+            duplicate=duplicate,
+        )

@@ -20,15 +20,15 @@ import contextlib
 import uuid
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import structlog
 from pydantic import SecretStr
 
 from bridge.config import Settings
-from bridge.contract import CommandOutcome, SessionStart
+from bridge.contract import SessionStart
 from bridge.contract.events import OutcomeReason, OutcomeStatus
-from bridge.contract.outcomes import event_stamp, outcome_of
+from bridge.contract.outcomes import event_stamp
 from bridge.errors import CommandRejected
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
@@ -248,14 +248,8 @@ class SessionRegistry:
 
     async def _answer_settled(self, envelope: Envelope, settled: SettledOutcome) -> None:
         """Answer a redelivered command with the outcome its session's record kept (seq 0, a replay)."""
-        outcome = self._outcome(
-            envelope,
-            settled.status,
-            settled.reason,
-            "already settled before a restart; not run again",
-            genesys_message_id=settled.genesys_message_id,
-            genesys_code=settled.genesys_code,
-        )
+        replay = settled.model_copy(update={"detail": "already settled before a restart; not run again"})
+        outcome = replay.event(self._stamp(envelope))
         await self.book.answer_duplicate(envelope, outcome, deployment_id=self._deployment_of(envelope))
 
     def _deployment_of(self, envelope: Envelope) -> str | None:
@@ -265,22 +259,10 @@ class SessionRegistry:
         actor = self._actors.get(command.session_id)
         return actor.deployment_id if actor is not None else None
 
-    def _outcome(
-        self,
-        envelope: Envelope,
-        status: OutcomeStatus,
-        reason: OutcomeReason,
-        detail: str,
-        *,
-        genesys_message_id: str | None = None,
-        genesys_code: int | None = None,
-    ) -> CommandOutcome:
+    def _stamp(self, envelope: Envelope) -> dict[str, Any]:
         command = envelope.command
         # Outside any session's stream: seq 0 (the contract's "not part of a session" number).
-        stamp = event_stamp(session_id=command.session_id, seq=0, occurred_at=self._clock.now(), cause=command)
-        return outcome_of(
-            command, stamp, status, reason, detail, genesys_message_id=genesys_message_id, genesys_code=genesys_code
-        )
+        return event_stamp(session_id=command.session_id, seq=0, occurred_at=self._clock.now(), cause=command)
 
     async def _answer(
         self,
@@ -290,7 +272,7 @@ class SessionRegistry:
         detail: str,
     ) -> None:
         """Settle a command at the registry level: an outcome outside any session (seq 0)."""
-        outcome = self._outcome(envelope, status, reason, detail)
+        outcome = SettledOutcome.of(envelope.command, status, reason, detail).event(self._stamp(envelope))
         await self.book.settle(envelope, outcome, deployment_id=self._deployment_of(envelope))
 
     # --- restart and shutdown --------------------------------------------------------------------------
