@@ -3,80 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from bridge.contract.commands import Command
-from bridge.contract.content import AttachmentPart
-from bridge.contract.events import CommandOutcome, OutcomeReason, OutcomeStatus
-from bridge.contract.outcomes import outcome_of
+from bridge.contract.outcomes import SettledOutcome
 
-__all__ = ["RECENT_OUTCOMES_KEPT", "SessionRecord", "SettledOutcome"]
+__all__ = ["RECENT_OUTCOMES_KEPT", "SessionRecord"]
 
 #: How many settled outcomes a record keeps. Only commands still unacked at a crash are redelivered (the
 #: one in flight, plus any whose ack was lost), so a short tail suffices; it keeps every record save small.
 RECENT_OUTCOMES_KEPT = 32
-
-
-class SettledOutcome(BaseModel):
-    """What one command came to: the one result type of command handling.
-
-    A session's command code returns it, the settling code publishes it as a ``command.outcome`` event
-    (:func:`bridge.contract.outcomes.outcome_of`), and the session record keeps it, so a redelivery after a
-    restart is answered with it instead of being executed again (idempotency by ``command_id``).
-    """
-
-    # Unknown fields are ignored, not refused: a record written by a newer release must still load after a
-    # rollback (the journal outlives any one version of the code).
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    command_id: str
-    command_type: str
-    status: OutcomeStatus
-    reason: OutcomeReason
-    detail: str = ""
-    genesys_message_id: str | None = None
-    genesys_code: int | None = None
-    attachment: AttachmentPart | None = None
-
-    @classmethod
-    def of(
-        cls,
-        command: Command,
-        status: OutcomeStatus,
-        reason: OutcomeReason,
-        detail: str = "",
-        *,
-        genesys_message_id: str | None = None,
-        genesys_code: int | None = None,
-        attachment: AttachmentPart | None = None,
-    ) -> SettledOutcome:
-        """The result of ``command``."""
-        return cls(
-            command_id=command.command_id,
-            command_type=command.type,
-            status=status,
-            reason=reason,
-            detail=detail,
-            genesys_message_id=genesys_message_id,
-            genesys_code=genesys_code,
-            attachment=attachment,
-        )
-
-    def event(self, stamp: dict[str, Any]) -> CommandOutcome:
-        """This result as the ``command.outcome`` event under ``stamp`` (from ``event_stamp``)."""
-        return outcome_of(
-            self.command_id,
-            self.command_type,
-            stamp,
-            self.status,
-            self.reason,
-            self.detail,
-            genesys_message_id=self.genesys_message_id,
-            genesys_code=self.genesys_code,
-            attachment=self.attachment,
-        )
 
 
 class SessionRecord(BaseModel):

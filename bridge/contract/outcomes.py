@@ -1,7 +1,8 @@
 """Building ``command.outcome`` events: the one place every outcome is made, whoever settles the command.
 
 Pure. The intake builds the outcome of a body the codec rejected (:func:`rejection_outcome`); the registry
-and the sessions build the outcome of a decoded command (:func:`outcome_of`, under :func:`event_stamp`).
+and the sessions build the outcome of a decoded command from what it came to (:class:`SettledOutcome`,
+under :func:`event_stamp`).
 ``seq`` 0 means "outside any session" (the contract's number for outcomes no session settled).
 """
 
@@ -11,12 +12,14 @@ import uuid
 from datetime import datetime
 from typing import Any, cast
 
+from pydantic import BaseModel, ConfigDict
+
 from bridge.contract.codec import Rejection
 from bridge.contract.commands import COMMAND_TYPES, Command
 from bridge.contract.content import AttachmentPart
 from bridge.contract.events import OUTCOME_REASONS, CommandOutcome, OutcomeReason, OutcomeStatus
 
-__all__ = ["command_type_label", "event_stamp", "outcome_of", "rejection_outcome"]
+__all__ = ["SettledOutcome", "command_type_label", "event_stamp", "rejection_outcome"]
 
 
 def event_stamp(*, session_id: str, seq: int, occurred_at: datetime, cause: Command | None) -> dict[str, Any]:
@@ -31,30 +34,64 @@ def event_stamp(*, session_id: str, seq: int, occurred_at: datetime, cause: Comm
     }
 
 
-def outcome_of(
-    command_id: str,
-    command_type: str,
-    stamp: dict[str, Any],
-    status: OutcomeStatus,
-    reason: OutcomeReason,
-    detail: str = "",
-    *,
-    genesys_message_id: str | None = None,
-    genesys_code: int | None = None,
-    attachment: AttachmentPart | None = None,
-) -> CommandOutcome:
-    """The ``command.outcome`` of the command ``command_id`` under ``stamp`` (from :func:`event_stamp`)."""
-    return CommandOutcome(
-        **stamp,
-        command_id=command_id,
-        command_type=command_type,
-        status=status,
-        reason=reason,
-        detail=detail,
-        genesys_message_id=genesys_message_id,
-        genesys_code=genesys_code,
-        attachment=attachment,
-    )
+class SettledOutcome(BaseModel):
+    """What one command came to: the one result type of command handling.
+
+    A session's command code returns it, the settling code publishes it as a ``command.outcome`` event
+    (:meth:`event`), and the session record (``bridge.record``) keeps it, so a redelivery after a
+    restart is answered with it instead of being executed again (idempotency by ``command_id``).
+    """
+
+    # Unknown fields are ignored, not refused: a record written by a newer release must still load after a
+    # rollback (the journal outlives any one version of the code).
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    command_id: str
+    command_type: str
+    status: OutcomeStatus
+    reason: OutcomeReason
+    detail: str = ""
+    genesys_message_id: str | None = None
+    genesys_code: int | None = None
+    attachment: AttachmentPart | None = None
+
+    @classmethod
+    def of(
+        cls,
+        command: Command,
+        status: OutcomeStatus,
+        reason: OutcomeReason,
+        detail: str = "",
+        *,
+        genesys_message_id: str | None = None,
+        genesys_code: int | None = None,
+        attachment: AttachmentPart | None = None,
+    ) -> SettledOutcome:
+        """The result of ``command``."""
+        return cls(
+            command_id=command.command_id,
+            command_type=command.type,
+            status=status,
+            reason=reason,
+            detail=detail,
+            genesys_message_id=genesys_message_id,
+            genesys_code=genesys_code,
+            attachment=attachment,
+        )
+
+    def event(self, stamp: dict[str, Any]) -> CommandOutcome:
+        """This result as the ``command.outcome`` event under ``stamp`` (from ``event_stamp``)."""
+        return CommandOutcome(
+            **stamp,
+            command_id=self.command_id,
+            command_type=self.command_type,
+            status=self.status,
+            reason=self.reason,
+            detail=self.detail,
+            genesys_message_id=self.genesys_message_id,
+            genesys_code=self.genesys_code,
+            attachment=self.attachment,
+        )
 
 
 def rejection_outcome(rejection: Rejection, *, occurred_at: datetime) -> CommandOutcome:

@@ -26,21 +26,20 @@ from typing import Literal
 import structlog
 
 from bridge.contract.events import EndReason, SessionStarted
+from bridge.contract.outcomes import SettledOutcome
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable, SessionGone, is_retryable
 from bridge.genesys.events import Configured, EchoReplied
 from bridge.genesys.protocol import GuestProtocol
 from bridge.genesys.urls import resolve_origin
 from bridge.ports import Envelope
-from bridge.record import SessionRecord, SettledOutcome
+from bridge.record import SessionRecord
 from bridge.session.commands import CommandRunner
-from bridge.session.events import SessionEvents
+from bridge.session.flow import Offer
 from bridge.session.inbound import InboundDispatcher
-from bridge.session.inbox import Offer
-from bridge.session.keeper import RecordKeeper
 from bridge.session.link import GenesysLink
 from bridge.session.outcomes import tracing_id_for
 from bridge.session.ports import SessionDeps
-from bridge.session.session import Session
+from bridge.session.session import RecordKeeper, Session, SessionEvents
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger
 
 __all__ = ["SessionActor"]

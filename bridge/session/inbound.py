@@ -8,13 +8,49 @@
   session only after one last history check (Genesys promises no ordering, §10); a Disconnect in Send mode
   and an agent's Join are published as ``presence.received`` and the session goes on.
 - During a resume's catch-up (:meth:`InboundDispatcher.hold` .. the end of :meth:`~InboundDispatcher.catch_up`)
-  live messages, typing and Disconnects are held (:mod:`bridge.session.held`) and released after the
+  live messages, typing and Disconnects are held (:class:`HeldEvents`) and released after the
   backfill, so ``seq`` follows Genesys' order and the backfill stops at an id known *before* the resume.
+
+**Backfill.** History backfill after a reconnect or restart (protocol reference §4.1 "Resume", §9).
+
+Pages are fetched newest first until a message id the session already published shows up (or the pages
+run out, or ``max_pages`` is reached). What was missed is returned oldest first, sorted by
+``channel.time`` (§10: the only ordering key; entities without a time keep their page position).
+Deduplication is by Genesys message id (``body.id``), never by tracingId (§9).
+
+**Held events.** Live events held back while a resumed session catches up on history (protocol reference §4.1, §9).
+
+After a resume, ``getJwt`` and the history pages run *beside* the socket pump, so agent messages keep
+arriving live while the backfill is still being fetched. Publishing them at once would publish (and mark
+seen) a message *newer* than the ones the backfill is about to publish: ``seq`` order would break, and a
+backfill stopping at the first known id would stop at that live message and never publish the older
+missed ones. So live messages, typing and Disconnects are held here and released, in arrival order, once
+the backfill is published (deduplicated by Genesys id on release).
+
+Bounded: a session holds at most ``limit`` events. When a message or Disconnect does not fit, the hold
+is marked ``overflowed`` and the caller must give up this catch-up and reconnect: everything Genesys
+sent is in its history, so the next backfill publishes it. A typing indicator that does not fit is just
+dropped (ephemeral, §5.3).
+
+**Reordering.** Agent messages put back into Genesys' order: ``channel.time`` within a short window (§10).
+
+Genesys promises no ordering of the frames it pushes: two agent messages written a moment apart can
+arrive swapped. With a window of ``w`` seconds, each live message is held for ``w`` after it arrived; when
+one's hold runs out, it is released together with every held message Genesys stamped no later than it,
+oldest ``channel.time`` first. A message that arrives more than ``w`` late is still published, just out of
+order: the window bounds the latency cost (at most ``w`` per message), not the disorder Genesys may cause.
+
+Pure: the caller passes the clock reading in and publishes what comes out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Literal
 
 import structlog
@@ -43,22 +79,27 @@ from bridge.genesys.events import (
     UploadUrlIssued,
 )
 from bridge.genesys.frames import StructuredMessage
-from bridge.genesys.normalize import normalize_message, sender_of
+from bridge.genesys.normalize import normalize_message, parse_genesys_time, sender_of
 from bridge.genesys.urls import resolve_origin
-from bridge.session.attachments import attachment_key
-from bridge.session.backfill import EntityKind, classify, fetch_missed, message_time
-from bridge.session.held import HeldEvents
-from bridge.session.reorder import REORDER_MAX_HELD, ReorderBuffer
+from bridge.session.outcomes import END_KEY, JWT_KEY, attachment_key
+from bridge.session.ports import HistoryClient
 from bridge.session.session import Session
 
-__all__ = ["END_KEY", "JWT_KEY", "InboundDispatcher"]
+__all__ = [
+    "HELD_EVENTS_MAX",
+    "REORDER_MAX_HELD",
+    "Backfill",
+    "EntityKind",
+    "HeldEvents",
+    "InboundDispatcher",
+    "ReorderBuffer",
+    "classify",
+    "fetch_missed",
+    "message_time",
+]
 
 log = structlog.get_logger(__name__)
 
-#: Waiter keys (and tracingIds) of requests whose success reply may carry no tracingId: ``getJwt`` and
-#: the ``Clear`` of ``session.end``. One of each is in flight per session at most.
-JWT_KEY = "getjwt"
-END_KEY = "clear"
 
 _BACKFILL_RATE_LIMIT_RETRIES = 3
 
@@ -210,13 +251,13 @@ class InboundDispatcher:
             raise GenesysUnavailable("too many live events during the backfill; resuming again")
 
     async def _gone(
-        self, reason: Literal["cleared", "closed_by_genesys"], event: ProtocolEvent, **kw: str | None
+        self, reason: Literal["cleared", "closed_by_genesys"], event: ProtocolEvent, *, detail: str | None = None
     ) -> None:
         """Clear or server close: the answer to our own ``session.end``, or the end of the session."""
         if self._core.ending:
             self._core.link.resolve(END_KEY, event)
             return
-        await self._core.finish(reason, detail=kw.get("detail"))
+        await self._core.finish(reason, detail=detail)
 
     async def _disconnected(self, message: StructuredMessage, read_only: bool) -> None:
         keeper = self._core.keeper
@@ -393,3 +434,173 @@ class InboundDispatcher:
         if not isinstance(reply, JwtIssued):
             raise GenesysUnavailable(f"getJwt answered {type(reply).__name__}")
         return reply.jwt
+
+
+class EntityKind(enum.Enum):
+    """What a history entity (or a live StructuredMessage) means to the session."""
+
+    OUTBOUND_MESSAGE = "outbound_message"  # agent/bot/system text or rich content: publish
+    INBOUND_MESSAGE = "inbound_message"  # the guest's own message (ours, or from another connection)
+    DISCONNECT = "disconnect"  # Outbound Presence Disconnect (§5.3)
+    IGNORED = "ignored"  # typing, receipts, inbound presence events: nothing to publish from history
+
+
+@dataclass(frozen=True, slots=True)
+class Backfill:
+    """The result of one backfill: ``missed`` oldest first; ``reached_known`` false means a possible gap."""
+
+    missed: list[StructuredMessage]
+    reached_known: bool
+    pages: int
+
+
+def message_time(message: StructuredMessage) -> datetime | None:
+    """``channel.time`` parsed (aware UTC), or None when absent or unreadable (§9: may be null)."""
+    return parse_genesys_time(message.channel.time if message.channel else None)
+
+
+def classify(message: StructuredMessage) -> EntityKind:
+    """Classify a StructuredMessage by direction, type and first event (§5.2, §5.3)."""
+    inbound = (message.direction or "").lower() == "inbound"
+    if message.type == "Event":
+        event = message.events[0] if message.events else {}
+        presence = event.get("presence") if isinstance(event, dict) else None
+        if (
+            not inbound
+            and event.get("eventType") == "Presence"
+            and isinstance(presence, dict)
+            and presence.get("type") == "Disconnect"
+        ):
+            return EntityKind.DISCONNECT
+        return EntityKind.IGNORED
+    if message.type not in ("Text", "Structured"):
+        return EntityKind.IGNORED  # Receipt and anything new
+    return EntityKind.INBOUND_MESSAGE if inbound else EntityKind.OUTBOUND_MESSAGE
+
+
+async def fetch_missed(
+    client: HistoryClient,
+    *,
+    rest_base: str,
+    jwt: str,
+    origin: str | None,
+    is_known: Callable[[str], bool],
+    has_known: bool,
+    page_size: int,
+    max_pages: int,
+) -> Backfill:
+    """Page history from page 1 until a known id; return the unknown ones, oldest first.
+
+    ``has_known`` False (nothing published yet) means every entity on the fetched pages is new.
+    Raises whatever the client raises (``GenesysUnavailable`` is retryable: the caller reconnects).
+    """
+    collected: list[StructuredMessage] = []
+    reached = not has_known
+    pages = 0
+    for page_number in range(1, max_pages + 1):
+        page = await client.fetch_history(rest_base, jwt, page_number=page_number, page_size=page_size, origin=origin)
+        pages += 1
+        for entity in page.entities:  # newest first
+            if entity.id is not None and is_known(entity.id):
+                reached = True
+                break
+            collected.append(entity)
+        if (has_known and reached) or not page.entities or page_number >= page.page_count:
+            break
+    if has_known and not reached:
+        log.warning("backfill_gap", pages=pages, fetched=len(collected))
+    collected.reverse()  # oldest first
+    indexed = list(enumerate(collected))
+    # Stable sort by channel.time; an entity without a time keeps the time of the one before it.
+    keyed: list[tuple[datetime | None, int, StructuredMessage]] = []
+    last: datetime | None = None
+    for index, entity in indexed:
+        when = message_time(entity) or last
+        last = when
+        keyed.append((when, index, entity))
+    if all(when is not None for when, _, _ in keyed):
+        keyed.sort(key=lambda item: (item[0], item[1]))
+    return Backfill(missed=[entity for _, _, entity in keyed], reached_known=reached, pages=pages)
+
+
+#: Live events one session may hold during a catch-up. A backfill takes a few REST round trips; an agent
+#: does not write 100 messages meanwhile, so reaching it means something is wrong: reconnect instead.
+HELD_EVENTS_MAX = 100
+
+
+class HeldEvents:
+    """A bounded FIFO of live protocol events; one per catch-up. Used from one session's tasks only."""
+
+    def __init__(self, limit: int = HELD_EVENTS_MAX) -> None:
+        self._limit = limit
+        self._events: deque[ProtocolEvent] = deque()
+        self.overflowed = False
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def add(self, event: ProtocolEvent) -> None:
+        """Hold ``event``; past the limit a typing event is dropped, anything else marks ``overflowed``."""
+        if len(self._events) >= self._limit:
+            if not isinstance(event, AgentTyping):
+                self.overflowed = True
+            return
+        self._events.append(event)
+
+    def pop(self) -> ProtocolEvent | None:
+        """The oldest held event, or None when empty."""
+        return self._events.popleft() if self._events else None
+
+
+#: Messages one session may hold for reordering; a burst past it is released at once, in order.
+REORDER_MAX_HELD = 100
+
+_NO_TIME = datetime.min.replace(tzinfo=UTC)  # a message without channel.time sorts first
+
+
+@dataclass(slots=True)
+class _Held:
+    due: float
+    time: datetime
+    arrival: int
+    message: StructuredMessage = field(compare=False)
+
+
+class ReorderBuffer:
+    """Held live messages of one session, released in ``channel.time`` order once their hold ran out."""
+
+    def __init__(self, window_s: float, *, limit: int = REORDER_MAX_HELD) -> None:
+        self._window_s = window_s
+        self._limit = limit
+        self._held: list[_Held] = []
+        self._arrivals = 0
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def add(self, message: StructuredMessage, now: float) -> float:
+        """Hold ``message`` (arrived at ``now``); return when the caller should call :meth:`due` next."""
+        self._arrivals += 1
+        self._held.append(_Held(now + self._window_s, message_time(message) or _NO_TIME, self._arrivals, message))
+        return now + self._window_s
+
+    def due(self, now: float) -> list[StructuredMessage]:
+        """What to publish at ``now``, in order: every message stamped no later than one whose hold ran out.
+
+        Past the size limit, everything is released (the bound wins over the order).
+        """
+        if len(self._held) > self._limit:
+            return self.drain()
+        expired = [h for h in self._held if h.due <= now]
+        if not expired:
+            return []
+        cutoff = max(h.time for h in expired)
+        out = sorted((h for h in self._held if h.time <= cutoff), key=lambda h: (h.time, h.arrival))
+        self._held = [h for h in self._held if h.time > cutoff]
+        return [h.message for h in out]
+
+    def drain(self) -> list[StructuredMessage]:
+        """Everything held, in order (a Disconnect, or the session ending)."""
+        out = sorted(self._held, key=lambda h: (h.time, h.arrival))
+        self._held = []
+        return [h.message for h in out]

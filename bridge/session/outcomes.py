@@ -29,7 +29,16 @@ from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Envelope, EventSink
 from bridge.settle import settle
 
-__all__ = ["Admission", "OutcomeBook", "reason_for_code", "rejected_reason", "tracing_id_for"]
+__all__ = [
+    "END_KEY",
+    "JWT_KEY",
+    "Admission",
+    "OutcomeBook",
+    "attachment_key",
+    "reason_for_code",
+    "rejected_reason",
+    "tracing_id_for",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -37,12 +46,22 @@ log = structlog.get_logger(__name__)
 #: redelivered after a crash is sent with the same tracingId (§3.1, §10).
 _TRACING_NAMESPACE = uuid.UUID("5f0c3c8e-6d0e-4b2a-9d57-0b3d7a8f4c21")
 
+#: Waiter keys (and tracingIds) of requests whose success reply may carry no tracingId: ``getJwt`` and
+#: the ``Clear`` of ``session.end``. One of each is in flight per session at most.
+JWT_KEY = "getjwt"
+END_KEY = "clear"
+
 Admission = Literal["new", "replayed", "held"]
 
 
 def tracing_id_for(command_id: str, part: str = "") -> str:
     """The ``tracingId`` of a command's request, derived deterministically from ``command_id``."""
     return str(uuid.uuid5(_TRACING_NAMESPACE, f"{command_id}/{part}" if part else command_id))
+
+
+def attachment_key(attachment_id: str) -> str:
+    """The waiter key the actor resolves for presign, upload success and upload failure frames."""
+    return f"attachment:{attachment_id}"
 
 
 #: ``CommandRejected`` reasons the contract has a word for; any other is ``schema_invalid``.

@@ -16,8 +16,8 @@ from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, EventSink, SessionStore
+from bridge.session.flow import ConnectPacer, ConnectWindow
 from bridge.session.outcomes import OutcomeBook
-from bridge.session.pacing import ConnectPacer, ConnectWindow
 
 __all__ = [
     "Backoff",

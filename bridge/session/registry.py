@@ -28,16 +28,15 @@ from pydantic import SecretStr
 from bridge.config import Settings
 from bridge.contract import SessionStart
 from bridge.contract.events import OutcomeReason, OutcomeStatus
-from bridge.contract.outcomes import event_stamp
+from bridge.contract.outcomes import SettledOutcome, event_stamp
 from bridge.errors import CommandRejected
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
-from bridge.record import SessionRecord, SettledOutcome
+from bridge.record import SessionRecord
 from bridge.recovery import RecoveryProgress
 from bridge.session.actor import SessionActor
-from bridge.session.inbox import Offer
+from bridge.session.flow import ConnectPacer, ConnectWindow, Offer
 from bridge.session.outcomes import OutcomeBook, rejected_reason
-from bridge.session.pacing import ConnectPacer, ConnectWindow
 from bridge.session.ports import (
     Backoff,
     EndpointResolver,

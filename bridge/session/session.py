@@ -5,30 +5,71 @@ stamping, the wire (:class:`GenesysLink`), the send budget, the ready gate and t
 echo; it moves the state machine (:func:`transition`) and ends the session (:meth:`Session.finish`). Its
 helpers each do one job on it: the actor runs its tasks and loops, the inbound dispatcher turns what
 Genesys says into events, the command runner carries out and settles commands.
+
+**The record keeper.** Keeps one session's :class:`~bridge.record.SessionRecord` current and durable.
+
+The record is immutable; the keeper swaps in ``model_copy(update=...)`` snapshots, so a store always
+persists a consistent one. It also owns the two counters that must survive a restart:
+
+- **seq** is handed out in blocks (hi-lo): the record stores the *reserved* high-water mark, saved before
+  any number of a new block is used. After a crash, numbering continues above everything published, so
+  ``seq`` stays monotonic (a gap is possible, a repeat is not).
+- **seen ids**: a Genesys message id is marked seen only after its event was confirmed by the broker
+  (docs/durability.md); :meth:`checkpoint` then saves the record.
+- **recent outcomes**: the settled outcome of each command (:meth:`remember_outcome`), saved before the
+  command is acked, so a redelivery to the next process is answered instead of executed again.
+
+Callers: the session actor, from its own tasks. Save failures (a store error, or the journal's broker
+blipping: any ``BridgeError``) are logged and counted, never fatal: the session keeps running, the record
+stays pending in the store, and the next save or re-journal carries the newest snapshot.
+
+**Events.** One session's events: how they are built and how they are published.
+
+Every event carries a fresh ``event_id``, the per-session ``seq``, ``occurred_at`` and the causing
+command's ids (docs/contract.md; built by :mod:`bridge.contract.outcomes`, the one place outcomes are
+built). :class:`SessionEvents` stamps and publishes one session's events; ``publish`` returns once the
+broker confirmed the event.
+
+A broker blip never ends a Genesys session: a retryable publish error (decided by ``is_retryable``) is
+retried with the *same* event, without a limit, on the injected backoff, until it is confirmed or the
+session's task is cancelled (the drain deadline). The publisher itself buffers while the broker is away.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
 import structlog
 
-from bridge.contract import Command
-from bridge.contract.events import EndReason, MessengerFeatures, SessionEnded, SessionStateChanged
-from bridge.errors import BridgeError, SessionGone
+from bridge.contract import Command, Event
+from bridge.contract.events import CommandOutcome, EndReason, MessengerFeatures, SessionEnded, SessionStateChanged
+from bridge.contract.outcomes import SettledOutcome, event_stamp
+from bridge.errors import BridgeError, BrokerError, SessionGone, is_retryable
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
-from bridge.session.events import SessionEvents
-from bridge.session.inbox import Inbox
-from bridge.session.keeper import RecordKeeper
+from bridge.observability.metrics import Metrics
+from bridge.ports import Clock, EventSink, SessionStore
+from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
+from bridge.session.flow import Inbox, SendBudget
 from bridge.session.link import GenesysLink
-from bridge.session.pacing import SendBudget
-from bridge.session.ports import Endpoints, SessionDeps
+from bridge.session.ports import Backoff, Endpoints, SessionDeps
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger, transition
 
-__all__ = ["PendingSends", "Session", "SessionGate", "SessionStopping"]
+__all__ = [
+    "RECENT_IDS_KEPT",
+    "SEQ_BLOCK",
+    "PendingSends",
+    "RecentIds",
+    "RecordKeeper",
+    "Session",
+    "SessionEvents",
+    "SessionGate",
+    "SessionStopping",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -268,3 +309,197 @@ class Session:
             await self.events.publish(SessionEnded(**await self.events.stamp(cause), reason=reason, detail=detail))
         finally:
             await self.link.close()
+
+
+#: seq numbers reserved per store write. Bigger: fewer writes; the cost is a larger gap after a crash.
+SEQ_BLOCK = 64
+
+
+#: How many ids a session remembers. Backfill stops at the first one it meets, so a few dozen suffice.
+RECENT_IDS_KEPT = 200
+
+
+class RecentIds:
+    """Insertion-ordered, bounded, drop-oldest. ``in`` is O(1)."""
+
+    def __init__(self, initial: Iterable[str] = (), *, size: int = RECENT_IDS_KEPT) -> None:
+        self._size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        for message_id in initial:
+            self.add(message_id)
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, message_id: str) -> None:
+        """Remember ``message_id`` as the newest; forget the oldest past the bound."""
+        self._ids[message_id] = None
+        self._ids.move_to_end(message_id)
+        while len(self._ids) > self._size:
+            self._ids.popitem(last=False)
+
+    def snapshot(self) -> tuple[str, ...]:
+        """Oldest first, for ``SessionRecord.recent_message_ids``."""
+        return tuple(self._ids)
+
+
+class RecordKeeper:
+    """The live record of one session, its seq counter and its recent-id set."""
+
+    def __init__(
+        self, record: SessionRecord, *, clock: Clock, store: SessionStore | None, metrics: Metrics | None = None
+    ) -> None:
+        self._record = record
+        self._clock = clock
+        self._store = store
+        self._metrics = metrics
+        self._seq = record.seq  # last number handed out; the record holds the reserved mark
+        self.seen = RecentIds(record.recent_message_ids)
+
+    @property
+    def record(self) -> SessionRecord:
+        return self._record
+
+    @property
+    def session_id(self) -> str:
+        return self._record.session_id
+
+    def _update(self, **changes: Any) -> None:
+        """Swap in a copy with ``changes`` (not saved yet). Only this class's typed methods call it."""
+        self._record = self._record.model_copy(update={**changes, "updated_at": self._clock.now()})
+
+    def note_state(self, state: str, *, closed: bool) -> None:
+        """The session's state moved; ``closed`` records that it is over for good (not saved yet)."""
+        self._update(state=state, closed=closed)
+
+    def journal_send(self, tracing_id: str, signature: str) -> None:
+        """A send is about to leave: journal it, so a next process recognises it in its backfill (not saved)."""
+        self._update(pending_sends={**self._record.pending_sends, tracing_id: signature})
+
+    def forget_sends(self, tracing_ids: Iterable[str]) -> None:
+        """Stop journalling these sends: settled, or matched after a restart (not saved yet)."""
+        gone = set(tracing_ids)
+        self._update(pending_sends={k: v for k, v in self._record.pending_sends.items() if k not in gone})
+
+    async def save(self) -> bool:
+        """Persist the current snapshot when a store is configured; False when that failed (logged, counted).
+
+        Never raises a ``BridgeError``: the journal raises ``BrokerUnavailable``/``PublishTimeout`` when its
+        broker blips, and a broker blip must never end a Genesys session. The store keeps the record pending.
+        """
+        if self._store is None:
+            return True
+        try:
+            await self._store.save(self._record)
+        except BridgeError as exc:
+            log.error("session_record_save_failed", error=str(exc), error_type=type(exc).__name__)
+            if self._metrics is not None:
+                self._metrics.record_save_failures.inc()
+            return False
+        return True
+
+    async def next_seq(self) -> int:
+        """The next event seq. Reserves (and saves) a new block first when the current one is spent."""
+        self._seq += 1
+        if self._seq > self._record.seq:
+            self._update(seq=self._seq + SEQ_BLOCK - 1)
+            await self.save()
+        return self._seq
+
+    def remember_outcome(self, outcome: SettledOutcome) -> None:
+        """Add ``outcome`` to the record's bounded tail (not saved yet; call :meth:`save` before the ack)."""
+        kept = [o for o in self._record.recent_outcomes if o.command_id != outcome.command_id]
+        kept.append(outcome)
+        self._update(recent_outcomes=tuple(kept[-RECENT_OUTCOMES_KEPT:]))
+
+    def settled(self, command_id: str) -> SettledOutcome | None:
+        """The settled outcome of ``command_id`` kept in the record (perhaps by a previous process)."""
+        return next((o for o in reversed(self._record.recent_outcomes) if o.command_id == command_id), None)
+
+    def is_seen(self, message_id: str | None) -> bool:
+        return message_id is not None and message_id in self.seen
+
+    def is_older_than_checkpoint(self, when: datetime | None) -> bool:
+        """True when ``when`` is before the newest message published (a replayed frame, §11.3 / issue)."""
+        last = self._record.last_message_time
+        return when is not None and last is not None and when < last
+
+    async def checkpoint(self, message_id: str, when: datetime | None) -> None:
+        """Mark ``message_id`` seen (its event is confirmed) and save the record."""
+        self.mark_seen(message_id, when)
+        await self.save()
+
+    def note_configured(self, *, ttl_s: int | None, expires_at: datetime | None) -> None:
+        """Remember Genesys' session timing from a ``SessionResponse`` (§5.1); not saved yet."""
+        ttl_s = ttl_s if ttl_s is not None else self._record.genesys_ttl_s
+        if expires_at is None and ttl_s is not None:
+            expires_at = self._clock.now() + timedelta(seconds=ttl_s)
+        self._update(genesys_ttl_s=ttl_s, expires_at=expires_at)
+
+    def expired_by_now(self) -> bool:
+        """True when the session's known expiry has passed: a resume answered ``newSession:true`` then means
+        Genesys expired it (§7 "inactivity > durationSeconds"), not that the conversation was lost otherwise."""
+        expires_at = self._record.expires_at
+        return expires_at is not None and self._clock.now() >= expires_at
+
+    def mark_seen(self, message_id: str, when: datetime | None) -> None:
+        """Mark ``message_id`` seen without saving (the caller saves, e.g. with a command's outcome).
+
+        A message is activity, which moves Genesys' expiry on by the TTL (§7, as KMP's SessionDurationHandler).
+        """
+        self.seen.add(message_id)
+        changes: dict[str, Any] = {"last_message_id": message_id, "recent_message_ids": self.seen.snapshot()}
+        if self._record.genesys_ttl_s is not None:
+            changes["expires_at"] = self._clock.now() + timedelta(seconds=self._record.genesys_ttl_s)
+        last = self._record.last_message_time
+        if when is not None and (last is None or when >= last):
+            changes["last_message_time"] = when
+        self._update(**changes)
+
+
+class SessionEvents:
+    """Event factory and publisher for one session. Use from the session's own tasks only."""
+
+    def __init__(self, *, keeper: RecordKeeper, sink: EventSink, clock: Clock, backoff: Backoff) -> None:
+        self._keeper = keeper
+        self._sink = sink
+        self._clock = clock
+        self._backoff = backoff
+
+    async def stamp(self, cause: Command | None = None) -> dict[str, Any]:
+        """The common fields of a new event; takes the next ``seq``."""
+        seq = await self._keeper.next_seq()
+        return event_stamp(session_id=self._keeper.session_id, seq=seq, occurred_at=self._clock.now(), cause=cause)
+
+    async def outcome(self, result: SettledOutcome, cause: Command) -> CommandOutcome:
+        """Build (not publish) ``result`` as the ``command.outcome`` of ``cause``, numbered in this session;
+        settle it through the OutcomeBook."""
+        return result.event(await self.stamp(cause))
+
+    async def publish(self, event: Event, *, reply_to: str | None = None) -> None:
+        """Publish ``event`` routed by this session's deployment; waits for the broker's confirm.
+
+        A retryable broker error (no confirm in time, broker away) is retried with the *same* event (same
+        ``event_id``, so a duplicate is recognisable) for as long as it takes, waiting the injected backoff
+        between tries; cancelling the caller's task is the only way out. A final broker error is raised.
+        """
+        delays: Iterator[float] | None = None
+        attempt = 0
+        while True:
+            try:
+                await self._sink.publish(event, deployment_id=self._keeper.record.deployment_id, reply_to=reply_to)
+            except BrokerError as exc:
+                if not is_retryable(exc):
+                    raise
+                attempt += 1
+                delays = delays or self._backoff()
+                delay = next(delays)
+                log.warning(
+                    "event_publish_retry", event_type=event.type, attempt=attempt, delay_s=delay, error=str(exc)
+                )
+                await asyncio.sleep(delay)
+            else:
+                return

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from bridge.contract import MessageSend
 from bridge.ports import LoopClock
-from bridge.session.pacing import SendBudget
+from bridge.session.flow import SendBudget
 from bridge.simulator import SimulatorConfig
 from tests.session.fakes import ManualClock
 from tests.session.test_simulator import live

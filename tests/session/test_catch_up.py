@@ -16,7 +16,7 @@ from bridge.errors import GenesysUnavailable
 from bridge.genesys.events import AgentMessage, AgentTyping
 from bridge.genesys.frames import StructuredMessage
 from bridge.session import inbound
-from bridge.session.held import HeldEvents
+from bridge.session.inbound import HeldEvents
 from tests.session.conftest import Harness, running
 
 pytestmark = pytest.mark.looptime

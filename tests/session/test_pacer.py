@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.session.pacing import ConnectWindow
+from bridge.session.flow import ConnectWindow
 from tests.session.fakes import ManualClock
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bridge.genesys.frames import StructuredMessage
-from bridge.session.reorder import ReorderBuffer
+from bridge.session.inbound import ReorderBuffer
 
 T0 = datetime(2026, 11, 26, 13, 40, tzinfo=UTC)
 

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 
 from bridge.contract import MessageSend
+from bridge.contract.outcomes import SettledOutcome
 from bridge.ports import Envelope
-from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord, SettledOutcome
+from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
 from bridge.store.codec import encode_record, open_record, parse_envelope
 from bridge.store.crypto import KeyRing
 from bridge.store.memory import MemorySessionStore

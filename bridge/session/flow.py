@@ -1,4 +1,6 @@
-"""Flow control towards Genesys: the per-session send budget and the pacing of connects (§8).
+"""Flow control: what may go to Genesys, and when, and what may wait in a session (§8).
+
+**Towards Genesys**: the per-session send budget and the pacing of connects.
 
 - :class:`SendBudget`: at most ``burst`` sends in any ``burst / rate_per_s`` seconds, shared by messages and
   typing of one session.
@@ -7,16 +9,24 @@
 - :class:`ConnectWindow`: every new connection of a deployment takes a slot in Genesys' per-minute window.
 
 All read the injected clock, so virtual time (looptime) drives them in tests.
+
+**Into a session**: :class:`Inbox`, its bounded command inbox. Policy when full: **reject** (the registry
+answers ``overflow``).
+
+Unlike ``asyncio.Queue`` it can be *closed*: the consumer's :meth:`next` then returns ``None`` once the
+current command is done, and :meth:`drain` hands back what was never started (to requeue on shutdown or
+to answer ``session_ended`` when the session is over). One consumer task; producers never wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections import deque
 
-from bridge.ports import Clock
+from bridge.ports import Clock, Envelope
 
-__all__ = ["ConnectPacer", "ConnectWindow", "SendBudget"]
+__all__ = ["ConnectPacer", "ConnectWindow", "Inbox", "Offer", "SendBudget"]
 
 
 class SendBudget:
@@ -109,3 +119,58 @@ class ConnectWindow:
         while len(slots) > self._limit:  # only the newest `limit` slots can constrain the next one
             slots.popleft()
         return slot - now
+
+
+class Offer(enum.Enum):
+    """The result of :meth:`Inbox.offer`."""
+
+    ACCEPTED = "accepted"
+    FULL = "full"
+    CLOSED = "closed"
+
+
+class Inbox:
+    """Bounded FIFO of envelopes with close semantics."""
+
+    def __init__(self, maxsize: int) -> None:
+        self._maxsize = maxsize
+        self._items: deque[Envelope] = deque()
+        self._wakeup = asyncio.Event()
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def offer(self, envelope: Envelope) -> Offer:
+        """Append without waiting; ``FULL`` and ``CLOSED`` leave the envelope to the caller."""
+        if self._closed:
+            return Offer.CLOSED
+        if len(self._items) >= self._maxsize:
+            return Offer.FULL
+        self._items.append(envelope)
+        self._wakeup.set()
+        return Offer.ACCEPTED
+
+    async def next(self) -> Envelope | None:
+        """The oldest envelope, waiting for one; ``None`` once closed (queued ones stay for :meth:`drain`)."""
+        while not self._closed:
+            if self._items:
+                return self._items.popleft()
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        return None
+
+    def close(self) -> None:
+        """Stop handing out envelopes; wakes the consumer."""
+        self._closed = True
+        self._wakeup.set()
+
+    def drain(self) -> list[Envelope]:
+        """Remove and return every queued envelope (never started)."""
+        items = list(self._items)
+        self._items.clear()
+        return items
