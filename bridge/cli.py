@@ -1,7 +1,7 @@
-"""Command line: ``genesys-bridge run | simulate | demo | send | tail | schema``.
+"""Command line: ``genesys-bridge run | simulate | demo | send | tail | schema | declare``.
 
-Exit codes: 0 success; 1 a dependency could not be reached at start; 2 usage error (argparse);
-78 invalid configuration (``EXIT_CONFIG``); 130 interrupted.
+Exit codes: 0 success; 1 a dependency could not be reached at start, or the broker refused a declaration;
+2 usage error (argparse); 78 invalid configuration (``EXIT_CONFIG``); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -89,6 +89,20 @@ async def _send(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _declare(_: argparse.Namespace) -> int:
+    from bridge.amqp.tools import declare_ahead
+    from bridge.errors import BridgeError
+
+    try:
+        declared = await declare_ahead(_settings())
+    except BridgeError as exc:
+        print(f"genesys-bridge declare: {exc}", file=sys.stderr)
+        return 1
+    for line in declared:
+        print(f"declared {line}")
+    return 0
+
+
 async def _tail(args: argparse.Namespace) -> int:
     from bridge.amqp.tools import follow_events
     from bridge.contract.codec import decode_event
@@ -147,6 +161,11 @@ def _parser() -> argparse.ArgumentParser:
     raw = kinds.add_parser("json", help="publish a raw JSON command (as given, even if invalid)")
     raw.add_argument("json", help="the JSON text, or - for standard input")
     send.set_defaults(func=lambda a: asyncio.run(_send(a)))
+
+    sub.add_parser(
+        "declare",
+        help="declare the exchanges, queues and journal stream ahead of the first start (BRIDGE_* settings)",
+    ).set_defaults(func=lambda a: asyncio.run(_declare(a)))
 
     tail = sub.add_parser("tail", help="follow events in readable form")
     tail.add_argument("--amqp-url", help="default: BRIDGE_AMQP_URL")

@@ -4,7 +4,8 @@ tests pass small fakes of these protocols (never mocks of aio-pika or websockets
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -22,6 +23,7 @@ __all__ = [
     "GenesysConnection",
     "LoopClock",
     "SessionStore",
+    "TraceContext",
     "event_routing_key",
 ]
 
@@ -44,13 +46,62 @@ class LoopClock:
         return datetime.now(UTC)
 
 
-def event_routing_key(event_type: str, deployment_id: str | None) -> str:
-    """Routing key of an event on the event exchange: ``<event type>.<deployment id>``.
+def event_routing_key(event_type: str, deployment_id: str | None, route: str | None = None) -> str:
+    """Routing key of an event on the event exchange: ``<event type>.<deployment id>[.<route>]``.
 
-    ``deployment_id`` is ``"unknown"`` for outcomes of commands that name no known session.
-    Consumers bind e.g. ``message.received.#`` or ``#.<deployment id>``.
+    ``deployment_id`` is ``"unknown"`` for outcomes of commands that name no known session. ``route`` is the
+    owner token a ``session.start`` gave its session, so each service binds only its own conversations.
+    Consumers bind e.g. ``message.received.#``, ``#.<deployment id>`` or ``#.<route>``.
     """
-    return f"{event_type}.{deployment_id or 'unknown'}"
+    key = f"{event_type}.{deployment_id or 'unknown'}"
+    return f"{key}.{route}" if route else key
+
+
+#: W3C Trace Context ``traceparent``: version, trace id, parent id, flags (lower-case hex, none all zeros).
+_TRACEPARENT = re.compile(r"^[0-9a-f]{2}-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$")
+#: The W3C limit on ``tracestate``: longer values may be dropped, and we do.
+MAX_TRACESTATE_CHARS = 512
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """The W3C trace context of a command (its ``traceparent`` and ``tracestate`` AMQP headers).
+
+    The bridge copies it onto every event the command causes and onto the session's later events, so one
+    conversation can be followed across services.
+    """
+
+    traceparent: str
+    tracestate: str | None = None
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, object] | None) -> TraceContext | None:
+        """The trace context in ``headers``, or None when there is none or ``traceparent`` is malformed
+        (a malformed context is dropped, as W3C asks, never an error: tracing must not refuse a command)."""
+        if not headers:
+            return None
+        parent = _header_text(headers.get("traceparent"))
+        if parent is None or not _TRACEPARENT.match(parent.strip()):
+            return None
+        state = _header_text(headers.get("tracestate"))
+        if state is not None and (len(state) > MAX_TRACESTATE_CHARS or not state.strip()):
+            state = None
+        return cls(parent.strip(), state)
+
+    def headers(self) -> dict[str, str]:
+        """The AMQP headers that carry this context."""
+        if self.tracestate is None:
+            return {"traceparent": self.traceparent}
+        return {"traceparent": self.traceparent, "tracestate": self.tracestate}
+
+
+def _header_text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    return value if isinstance(value, str) else None
 
 
 class EventSink(Protocol):
@@ -60,7 +111,20 @@ class EventSink(Protocol):
     buffer while the broker is away and apply back-pressure (``publish`` waits) when the buffer is full.
     """
 
-    async def publish(self, event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None: ...
+    async def publish(
+        self,
+        event: Event,
+        *,
+        deployment_id: str | None,
+        route: str | None = None,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+        trace: TraceContext | None = None,
+    ) -> None:
+        """Publish ``event`` routed by ``deployment_id`` and ``route`` (:func:`event_routing_key`), and a copy
+        to the ``reply_to`` queue when given; ``correlation_id`` (the requester's AMQP property) and ``trace``
+        go on the message's properties and headers."""
+        ...
 
 
 class Delivery(Protocol):
@@ -86,6 +150,8 @@ class Envelope:
     command: Command
     delivery: Delivery
     reply_to: str | None = None
+    correlation_id: str | None = None  # the AMQP property: copied onto the command's outcome (request/reply)
+    trace: TraceContext | None = None
     received_at: float = 0.0  # Clock.monotonic() at intake; bounds the age of inbox entries
     redelivered: bool = field(default=False)
 

@@ -32,6 +32,13 @@ class SessionRecord(BaseModel):
     deployment_id: str
     region: str
     origin: str | None = None
+    route: str | None = Field(
+        default=None, description="The owner token from session.start: the last part of every event routing key."
+    )
+    traceparent: str | None = Field(
+        default=None, description="W3C trace context of the newest command: carried onto the session's later events."
+    )
+    tracestate: str | None = None
     custom_attributes: dict[str, str] = Field(default_factory=dict)
     state: str = "starting"
     closed: bool = False

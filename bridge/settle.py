@@ -14,7 +14,7 @@ import structlog
 
 from bridge.contract import CommandOutcome
 from bridge.errors import BrokerError, is_retryable
-from bridge.ports import Delivery, EventSink
+from bridge.ports import Delivery, EventSink, TraceContext
 
 __all__ = ["settle"]
 
@@ -27,18 +27,30 @@ async def settle(
     outcome: CommandOutcome,
     *,
     deployment_id: str | None,
+    route: str | None = None,
     reply_to: str | None,
+    correlation_id: str | None = None,
+    trace: TraceContext | None = None,
     duplicate: bool = False,
 ) -> bool:
     """Publish ``outcome`` (confirmed), then ack or dead-letter ``delivery``; True once it is settled.
 
-    The caller owns ``delivery`` and must not touch it afterwards. Never raises a broker error: an outcome the
+    ``reply_to``, ``correlation_id`` and ``trace`` are the requester's (AMQP request/reply and W3C trace
+    context); ``deployment_id`` and ``route`` route the event. The caller owns ``delivery`` and must not touch
+    it afterwards. Never raises a broker error: an outcome the
     broker did not confirm (a retryable error) hands the delivery back (requeued; ``x-delivery-limit`` bounds
     the loop, and the caller's idempotency answers the redelivery) and returns False. An outcome that can
     never be published (a final error) still settles the delivery, or it would come back for ever.
     """
     try:
-        await sink.publish(outcome, deployment_id=deployment_id, reply_to=reply_to)
+        await sink.publish(
+            outcome,
+            deployment_id=deployment_id,
+            route=route,
+            reply_to=reply_to,
+            correlation_id=correlation_id,
+            trace=trace,
+        )
     except BrokerError as exc:
         log.error("command_outcome_publish_failed", command_id=outcome.command_id, error=str(exc))
         if is_retryable(exc):

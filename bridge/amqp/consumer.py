@@ -35,7 +35,7 @@ from bridge.contract.codec import Rejection, decode_command
 from bridge.contract.outcomes import command_type_label, rejection_outcome
 from bridge.errors import BrokerUnavailable
 from bridge.observability.metrics import Metrics
-from bridge.ports import Clock, CommandHandler, Envelope, EventSink, LoopClock
+from bridge.ports import Clock, CommandHandler, Envelope, EventSink, LoopClock, TraceContext
 from bridge.settle import settle
 
 __all__ = ["CommandIntake"]
@@ -319,6 +319,8 @@ class CommandIntake(BrokerLink[_Generation]):
             decoded,
             delivery=delivery,
             reply_to=message.reply_to,
+            correlation_id=message.correlation_id,
+            trace=TraceContext.from_headers(message.headers),
             received_at=self._clock.monotonic(),
             redelivered=bool(message.redelivered),
         )
@@ -333,7 +335,16 @@ class CommandIntake(BrokerLink[_Generation]):
     async def _reject(self, message: AbstractIncomingMessage, delivery: AmqpDelivery, rejection: Rejection) -> None:
         """Bad input: publish a ``rejected`` outcome, then dead-letter the original with the reason."""
         outcome = rejection_outcome(rejection, occurred_at=self._clock.now())
-        if not await settle(self._sink, delivery, outcome, deployment_id=None, reply_to=message.reply_to):
+        settled = await settle(
+            self._sink,
+            delivery,
+            outcome,
+            deployment_id=None,
+            reply_to=message.reply_to,
+            correlation_id=message.correlation_id,
+            trace=TraceContext.from_headers(message.headers),
+        )
+        if not settled:
             return  # no confirmed outcome, no dead-letter: left to a redelivery (bounded by x-delivery-limit)
         self._metrics.commands.labels(type=command_type_label(rejection.command_type), status="rejected").inc()
         log.info(

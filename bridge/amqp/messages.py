@@ -1,9 +1,10 @@
 """AMQP messages the bridge publishes: events, and dead-letter copies of rejected commands. Pure.
 
 Event properties are filled as integrators expect (docs/rabbitmq.md, "Event message properties"):
-``message_id`` = ``event_id`` (the dedupe key), ``correlation_id`` = the command's correlation id (or,
-failing that, the command id the event answers), ``type`` = event type, ``timestamp`` = ``occurred_at``,
-JSON content type, persistent delivery, ``app_id`` = ``genesys-bridge``.
+``message_id`` = ``event_id`` (the dedupe key), ``correlation_id`` = the command's AMQP ``correlation_id``
+property for its outcome, else the body's correlation id (or, failing that, the command id the event
+answers), ``traceparent``/``tracestate`` headers = the causing command's trace context, ``type`` = event
+type, ``timestamp`` = ``occurred_at``, JSON content type, persistent delivery, ``app_id`` = ``genesys-bridge``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from bridge.contract import Event
 from bridge.contract.codec import encode_event
+from bridge.ports import TraceContext
 
 __all__ = [
     "APP_ID",
@@ -36,14 +38,21 @@ ORIGINAL_ROUTING_KEY_HEADER: Final = "x-bridge-original-routing-key"
 MAX_HEADER_DETAIL_CHARS: Final = 1024
 
 
-def event_message(event: Event) -> aio_pika.Message:
-    """The AMQP message for ``event``; the same object can be published to several destinations."""
+def event_message(
+    event: Event, *, correlation_id: str | None = None, trace: TraceContext | None = None
+) -> aio_pika.Message:
+    """The AMQP message for ``event``; the same object can be published to several destinations.
+
+    ``correlation_id`` is the requester's own AMQP property, which request/reply clients match replies on:
+    it wins over the ids in the body. ``trace`` becomes the ``traceparent``/``tracestate`` headers.
+    """
     return aio_pika.Message(
         encode_event(event),
+        headers=dict(trace.headers()) if trace is not None else None,
         content_type="application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=event.event_id,
-        correlation_id=event.correlation_id or event.causation_id,
+        correlation_id=correlation_id or event.correlation_id or event.causation_id,
         type=event.type,
         timestamp=event.occurred_at,
         app_id=APP_ID,

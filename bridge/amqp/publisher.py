@@ -45,7 +45,7 @@ from bridge.config import Settings
 from bridge.contract import Event
 from bridge.errors import BrokerError, BrokerUnavailable, PublishReturned, PublishTimeout
 from bridge.observability.metrics import Metrics
-from bridge.ports import event_routing_key
+from bridge.ports import TraceContext, event_routing_key
 
 __all__ = ["AmqpEventPublisher"]
 
@@ -164,7 +164,16 @@ class AmqpEventPublisher(BrokerLink[_Route]):
 
     # --- EventSink --------------------------------------------------------------------------------
 
-    async def publish(self, event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None:
+    async def publish(
+        self,
+        event: Event,
+        *,
+        deployment_id: str | None,
+        route: str | None = None,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+        trace: TraceContext | None = None,
+    ) -> None:
         """Publish ``event`` to the event exchange (and to ``reply_to`` via the default exchange).
 
         Returns when the broker confirmed every destination. While the broker is away the event is
@@ -177,8 +186,8 @@ class AmqpEventPublisher(BrokerLink[_Route]):
         if self._closing:
             raise BrokerUnavailable("the publisher is closed")
         pending = PendingEvent(
-            message=event_message(event),
-            routing_key=event_routing_key(event.type, deployment_id),
+            message=event_message(event, correlation_id=correlation_id, trace=trace),
+            routing_key=event_routing_key(event.type, deployment_id, route),
             reply_to=reply_to,
             event_type=event.type,
         )
@@ -186,12 +195,12 @@ class AmqpEventPublisher(BrokerLink[_Route]):
         self._idle.clear()
         try:
             while True:
-                route = self._route
-                if route is not None:
+                link = self._route
+                if link is not None:
                     try:
-                        await self._send(route, pending)
+                        await self._send(link, pending)
                     except _LinkLost as lost:
-                        self._lose(route, lost.error)
+                        self._lose(link, lost.error)
                     else:
                         return
                 if await self._buffer(pending):

@@ -1,4 +1,4 @@
-"""Small client-side helpers for the shell and the demo: publish a command, follow events.
+"""Small client-side helpers for the shell and the demo: publish a command, follow events, declare ahead.
 
 These are what an integrating service does, written with aio-pika and the contract only.
 """
@@ -15,7 +15,12 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractQueue
 
-__all__ = ["CommandPublisher", "delete_names", "follow_events"]
+from bridge.amqp.connection import broker_error, close_quietly, open_connection
+from bridge.amqp.journal import open_stream_journal
+from bridge.amqp.topology import declare_topology
+from bridge.config import Settings
+
+__all__ = ["CommandPublisher", "declare_ahead", "delete_names", "follow_events"]
 
 
 class CommandPublisher:
@@ -96,3 +101,36 @@ async def delete_names(amqp_url: str, *, exchanges: tuple[str, ...] = (), queues
                 await channel.exchange_delete(name)
     finally:
         await connection.close()
+
+
+async def declare_ahead(settings: Settings) -> list[str]:
+    """Declare what the bridge declares at start (exchanges, intake queue, dead-letter queue, and the journal
+    stream when sessions are durable), so services can publish before the first bridge runs (GitOps).
+
+    Idempotent, and safe while bridges run: the arguments are the bridge's own. Returns what was declared,
+    as ``kind name`` lines.
+
+    Raises:
+        BrokerUnavailable: the broker cannot be reached.
+        BrokerError: it refused (credentials, or an existing entity with other arguments).
+        StoreError: the journal stream cannot be declared (its message names the cause).
+    """
+    connection = await open_connection(settings, name="bridge-cli-declare")
+    try:
+        channel = await connection.channel()
+        try:
+            topology = await declare_topology(channel, settings)
+        except Exception as exc:
+            raise broker_error(exc) from exc
+    finally:
+        await close_quietly(connection)
+    declared = [
+        f"exchange {topology.command_exchange.name}",
+        f"queue {topology.intake_queue.name}",
+        f"exchange {topology.event_exchange.name}",
+        f"queue {topology.dead_letter_queue.name}",
+    ]
+    if settings.durable_sessions:
+        async with open_stream_journal(settings, connection_name="bridge-cli-declare-journal") as journal:
+            declared.append(f"stream {journal.stream}")
+    return declared

@@ -27,6 +27,14 @@ class _CommandBase(ContractModel):
     correlation_id: str | None = Field(
         default=None, max_length=256, description="Copied onto every event this command causes."
     )
+    reply_notices: bool = Field(
+        default=False,
+        description=(
+            "Also send non-final `will_retry` notices to the `reply_to` queue. By default only the settled "
+            "outcome goes there (a request/reply client takes the first reply as the answer); notices always go "
+            "to the event exchange."
+        ),
+    )
 
 
 class SessionStart(_CommandBase):
@@ -67,6 +75,17 @@ class SessionStart(_CommandBase):
     )
     origin: str | None = Field(
         default=None, max_length=512, description="Origin header for the upgrade; an allowed domain of the deployment."
+    )
+    route: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description=(
+            "The owning service's routing token. Every event of this session is then routed as "
+            "`<type>.<deployment_id>.<route>`, so a service binds only its own conversations (`#.<route>`)."
+        ),
+        examples=["billing"],
     )
     custom_attributes: CustomAttributes | None = None
     initial_message: GuestText | None = Field(default=None, description="Sent right after the session starts.")

@@ -155,6 +155,22 @@ def _first_line(model: type[BaseModel]) -> str:
     return (model.__doc__ or "").strip().splitlines()[0]
 
 
+#: How the bridge publishes every event (both event channels).
+_EVENT_PUBLISH_BINDINGS: Final = {
+    "amqp": {"deliveryMode": 2, "mandatory": True, "timestamp": True, "bindingVersion": _AMQP_BINDING_VERSION}
+}
+
+#: The properties and headers of every event message, as both event channels describe them.
+_EVENT_PROPERTIES = (
+    "AMQP properties: `message_id` = `event_id`, `correlation_id` = the command's own AMQP `correlation_id` "
+    "for its outcome, else the command's body `correlation_id` (or else its `command_id`), `type` = the event "
+    "type, `timestamp` = `occurred_at`, `content_type` application/json, `app_id` genesys-bridge, persistent "
+    "delivery; headers `traceparent`/`tracestate` = the W3C trace context of the causing (or the session's "
+    "newest) command. Published with publisher confirms: at least once, so deduplicate by `event_id` (and "
+    "messages by `genesys_message_id`)."
+)
+
+
 def _message(model: type[BaseModel], schema: dict[str, Any], *, correlation: str) -> dict[str, Any]:
     message_type = _type_of(model)
     examples = schema.get("examples", [])
@@ -233,7 +249,11 @@ def asyncapi_document() -> dict[str, Any]:
                     f"topic exchange bound with `#` to the bridge's intake quorum queue (default `{intake_queue}`). "
                     "Publish each command with the routing key equal to its `type`, `content_type` "
                     "application/json and persistent delivery. Set `reply_to` to a queue name to receive the "
-                    "command's `command.outcome` there too. Commands that cannot be decoded or break a limit "
+                    "command's settled `command.outcome` there too, and the AMQP `correlation_id` property to "
+                    "have it copied onto the outcome's. W3C `traceparent`/`tracestate` headers are copied onto "
+                    "every event the command causes and onto the session's later events. The exchange is "
+                    "declared by the bridge (or ahead of time by `genesys-bridge declare`): publishing before it "
+                    "exists fails with NOT_FOUND. Commands that cannot be decoded or break a limit "
                     f"are answered with a rejected outcome and dead-lettered to `{dead_letter_queue}` with "
                     "headers `x-bridge-reject-reason` and `x-bridge-reject-detail`."
                 ),
@@ -252,12 +272,9 @@ def asyncapi_document() -> dict[str, Any]:
                 "title": "Events",
                 "description": (
                     f"The event exchange (BRIDGE_EVENT_EXCHANGE, default `{event_exchange}`), a durable topic "
-                    "exchange. Routing key `<event type>.<deployment id>`; bind e.g. `message.received.#`, "
-                    "`#.<deployment id>` or `#`. AMQP properties: `message_id` = `event_id`, `correlation_id` = "
-                    "the causing command's `correlation_id` (or else its `command_id`), `type` = the event type, "
-                    "`timestamp` = `occurred_at`, `content_type` application/json, `app_id` genesys-bridge, "
-                    "persistent delivery. Published with publisher confirms: at least once, so deduplicate by "
-                    "`event_id` (and messages by `genesys_message_id`)."
+                    "exchange. Routing key `<event type>.<deployment id>` for sessions started without a "
+                    "`route` (those with one use the `ownedEvents` channel); bind e.g. `message.received.#`, "
+                    "`#.<deployment id>` or `#`. " + _EVENT_PROPERTIES
                 ),
                 "parameters": {
                     "eventType": {
@@ -276,13 +293,36 @@ def asyncapi_document() -> dict[str, Any]:
                 "messages": {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in events},
                 "bindings": _exchange(event_exchange),
             },
+            "ownedEvents": {
+                "address": "{eventType}.{deploymentId}.{route}",
+                "title": "Events of owned sessions",
+                "description": (
+                    f"The same event exchange (default `{event_exchange}`) for sessions whose `session.start` "
+                    "named a `route`: the owner token is the last part of every routing key of that session, "
+                    "its outcomes included, so a service binds only its own conversations (`#.<route>`). "
+                    + _EVENT_PROPERTIES
+                ),
+                "parameters": {
+                    "eventType": {
+                        "description": "The event's `type`.",
+                        "enum": [_type_of(m) for m in events],
+                        "location": "$message.payload#/type",
+                    },
+                    "deploymentId": {"description": "The session's Genesys deployment id."},
+                    "route": {"description": "The `route` of the session's `session.start`.", "examples": ["billing"]},
+                },
+                "messages": {m.__name__: {"$ref": f"#/components/messages/{m.__name__}"} for m in events},
+                "bindings": _exchange(event_exchange),
+            },
             "commandReplies": {
                 "address": None,
                 "title": "Command replies",
                 "description": (
                     "The queue named by a command's AMQP `reply_to` property. The bridge publishes the command's "
-                    "`command.outcome` through the default exchange with that queue name as routing key, in "
-                    "addition to the event exchange. The address is dynamic, so it is null here."
+                    "settled `command.outcome` through the default exchange with that queue name as routing key, "
+                    "in addition to the event exchange, with the command's AMQP `correlation_id` property. "
+                    "Non-final `will_retry` notices go there only when the command sets `reply_notices`, so the "
+                    "first reply is the answer. The address is dynamic, so it is null here."
                 ),
                 "messages": {outcome.__name__: {"$ref": f"#/components/messages/{outcome.__name__}"}},
             },
@@ -315,14 +355,15 @@ def asyncapi_document() -> dict[str, Any]:
                 "title": "Send events",
                 "summary": "The bridge publishes session, message, typing and outcome events.",
                 "messages": _message_refs("events", events),
-                "bindings": {
-                    "amqp": {
-                        "deliveryMode": 2,
-                        "mandatory": True,
-                        "timestamp": True,
-                        "bindingVersion": _AMQP_BINDING_VERSION,
-                    }
-                },
+                "bindings": _EVENT_PUBLISH_BINDINGS,
+            },
+            "sendOwnedEvents": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/ownedEvents"},
+                "title": "Send events of owned sessions",
+                "summary": "As sendEvents, for sessions started with a `route`.",
+                "messages": _message_refs("ownedEvents", events),
+                "bindings": _EVENT_PUBLISH_BINDINGS,
             },
         },
         "components": {

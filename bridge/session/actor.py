@@ -98,6 +98,10 @@ class SessionActor:
         return self._core.keeper.record.deployment_id
 
     @property
+    def route(self) -> str | None:
+        return self._core.keeper.record.route
+
+    @property
     def state(self) -> SessionState:
         return self._core.state
 

@@ -116,6 +116,8 @@ class CommandRunner:
         """Handle ``envelope`` and settle it: outcome published (confirmed), then acked."""
         core = self._core
         command = envelope.command
+        if envelope.trace is not None:
+            core.keeper.note_trace(envelope.trace)  # the session's later events carry the newest command's trace
         age = self._inbox_age(envelope)
         try:
             if age > core.settings.inbox_max_age_s:
@@ -160,7 +162,8 @@ class CommandRunner:
         core.keeper.remember_outcome(result)
         outcome = await core.events.outcome(result, envelope.command)
         await core.keeper.save()
-        await core.deps.book.settle(envelope, outcome, deployment_id=core.keeper.record.deployment_id)
+        record = core.keeper.record
+        await core.deps.book.settle(envelope, outcome, deployment_id=record.deployment_id, route=record.route)
 
     def _delivered(self, command: Command, echo: StructuredMessage, detail: str = "") -> SettledOutcome:
         """``delivered``: Genesys echoed the message. The echo is marked seen at once, so it is never published
@@ -321,7 +324,10 @@ class CommandRunner:
                         command, "will_retry", "rate_limited", f"retrying in {after:g}s", genesys_code=code
                     )
                     notice = await core.events.outcome(retrying, command)
-                    await core.deps.book.publish_only(envelope, notice, deployment_id=core.keeper.record.deployment_id)
+                    record = core.keeper.record
+                    await core.deps.book.publish_only(
+                        envelope, notice, deployment_id=record.deployment_id, route=record.route
+                    )
                     await asyncio.sleep(after)
                 case ErrorReceived(code=code, detail=detail):
                     return _result(command, "failed", reason_for_code(code), detail, genesys_code=code)

@@ -104,7 +104,7 @@ class OutcomeBook:
         self._metrics = metrics
         self._clock = clock
         self._cache_size = cache_size
-        self._settled: OrderedDict[str, tuple[CommandOutcome, str | None]] = OrderedDict()
+        self._settled: OrderedDict[str, tuple[CommandOutcome, str | None, str | None]] = OrderedDict()
         self._inflight: dict[str, list[Envelope]] = {}
 
     def admit(self, envelope: Envelope) -> Admission:
@@ -122,9 +122,9 @@ class OutcomeBook:
 
     async def replay(self, envelope: Envelope) -> None:
         """Publish the original outcome of ``envelope``'s command again (to its ``reply_to``) and ack."""
-        outcome, deployment_id = self._settled[envelope.command.command_id]
+        outcome, deployment_id, route = self._settled[envelope.command.command_id]
         self._metrics.commands.labels(type=envelope.command.type, status="duplicate").inc()
-        await self._publish_and(envelope, outcome, deployment_id, duplicate=True)
+        await self._publish_and(envelope, outcome, deployment_id, route, duplicate=True)
 
     async def settle(
         self,
@@ -132,6 +132,7 @@ class OutcomeBook:
         outcome: CommandOutcome,
         *,
         deployment_id: str | None,
+        route: str | None = None,
     ) -> None:
         """Remember, publish (confirmed) and then ack ``envelope``.
 
@@ -139,33 +140,46 @@ class OutcomeBook:
         acked, wherever it was refused: the contract promises the original of every rejection in the DLQ.
         """
         command = envelope.command
-        self._remember(command.command_id, outcome, deployment_id)
+        self._remember(command.command_id, outcome, deployment_id, route)
         self._metrics.commands.labels(type=command.type, status=outcome.status).inc()
         if envelope.received_at:
             elapsed = max(0.0, self._clock.monotonic() - envelope.received_at)
             self._metrics.command_latency.labels(type=command.type).observe(elapsed)
-        await self._publish_and(envelope, outcome, deployment_id, duplicate=False)
+        await self._publish_and(envelope, outcome, deployment_id, route, duplicate=False)
         for duplicate in self._inflight.pop(command.command_id, []):
-            await self._publish_and(duplicate, outcome, deployment_id, duplicate=True)
+            await self._publish_and(duplicate, outcome, deployment_id, route, duplicate=True)
 
-    async def answer_duplicate(self, envelope: Envelope, outcome: CommandOutcome, *, deployment_id: str | None) -> None:
+    async def answer_duplicate(
+        self, envelope: Envelope, outcome: CommandOutcome, *, deployment_id: str | None, route: str | None = None
+    ) -> None:
         """Answer a command settled before (e.g. by a previous process, from the session record) with
         ``outcome`` without running it: remembered, published, acked; counted as a ``duplicate``."""
         command = envelope.command
-        self._remember(command.command_id, outcome, deployment_id)
+        self._remember(command.command_id, outcome, deployment_id, route)
         self._metrics.commands.labels(type=command.type, status="duplicate").inc()
-        await self._publish_and(envelope, outcome, deployment_id, duplicate=True)
+        await self._publish_and(envelope, outcome, deployment_id, route, duplicate=True)
         for duplicate in self._inflight.pop(command.command_id, []):
-            await self._publish_and(duplicate, outcome, deployment_id, duplicate=True)
+            await self._publish_and(duplicate, outcome, deployment_id, route, duplicate=True)
 
-    async def publish_only(self, envelope: Envelope, outcome: CommandOutcome, *, deployment_id: str | None) -> None:
+    async def publish_only(
+        self, envelope: Envelope, outcome: CommandOutcome, *, deployment_id: str | None, route: str | None = None
+    ) -> None:
         """Publish a non-settling outcome (``will_retry``); the delivery stays unacked.
 
-        Advisory: the settled outcome follows anyway, so a broker error here is logged, not raised and not
-        retried (a broker blip must neither end the session nor hold up the resend to Genesys).
+        It goes to the event exchange, and to ``reply_to`` only when the command asked for notices
+        (``reply_notices``): a standard request/reply client takes the first reply as the answer, and that must
+        be the settled outcome. Advisory: the settled outcome follows anyway, so a broker error here is logged,
+        not raised and not retried (a broker blip must neither end the session nor hold up the resend).
         """
         try:
-            await self._sink.publish(outcome, deployment_id=deployment_id, reply_to=envelope.reply_to)
+            await self._sink.publish(
+                outcome,
+                deployment_id=deployment_id,
+                route=route,
+                reply_to=envelope.reply_to if envelope.command.reply_notices else None,
+                correlation_id=envelope.correlation_id,
+                trace=envelope.trace,
+            )
         except BrokerError as exc:
             log.warning(
                 "command_notice_publish_failed",
@@ -182,10 +196,10 @@ class OutcomeBook:
             except BrokerError as exc:  # the broker redelivers unacked messages anyway
                 log.warning("command_requeue_failed", command_id=item.command.command_id, error=str(exc))
 
-    def _remember(self, command_id: str, outcome: CommandOutcome, deployment_id: str | None) -> None:
+    def _remember(self, command_id: str, outcome: CommandOutcome, deployment_id: str | None, route: str | None) -> None:
         if self._cache_size <= 0:
             return
-        self._settled[command_id] = (outcome, deployment_id)
+        self._settled[command_id] = (outcome, deployment_id, route)
         self._settled.move_to_end(command_id)
         while len(self._settled) > self._cache_size:
             self._settled.popitem(last=False)
@@ -195,6 +209,7 @@ class OutcomeBook:
         envelope: Envelope,
         outcome: CommandOutcome,
         deployment_id: str | None,
+        route: str | None,
         *,
         duplicate: bool,
     ) -> None:
@@ -203,6 +218,9 @@ class OutcomeBook:
             envelope.delivery,
             outcome,
             deployment_id=deployment_id,
+            route=route,
             reply_to=envelope.reply_to,
+            correlation_id=envelope.correlation_id,
+            trace=envelope.trace,
             duplicate=duplicate,
         )

@@ -203,6 +203,7 @@ class SessionRegistry:
             deployment_id=command.deployment_id,
             region=command.region,
             origin=command.origin,
+            route=command.route,
             custom_attributes=dict(command.custom_attributes or {}),
             start_command_id=command.command_id,
             created_at=now,
@@ -249,14 +250,16 @@ class SessionRegistry:
         """Answer a redelivered command with the outcome its session's record kept (seq 0, a replay)."""
         replay = settled.model_copy(update={"detail": "already settled before a restart; not run again"})
         outcome = replay.event(self._stamp(envelope))
-        await self.book.answer_duplicate(envelope, outcome, deployment_id=self._deployment_of(envelope))
+        deployment_id, route = self._address_of(envelope)
+        await self.book.answer_duplicate(envelope, outcome, deployment_id=deployment_id, route=route)
 
-    def _deployment_of(self, envelope: Envelope) -> str | None:
+    def _address_of(self, envelope: Envelope) -> tuple[str | None, str | None]:
+        """The deployment and owner route an outcome of ``envelope`` is routed by (None when unknown)."""
         command = envelope.command
         if isinstance(command, SessionStart):
-            return command.deployment_id
+            return command.deployment_id, command.route
         actor = self._actors.get(command.session_id)
-        return actor.deployment_id if actor is not None else None
+        return (actor.deployment_id, actor.route) if actor is not None else (None, None)
 
     def _stamp(self, envelope: Envelope) -> dict[str, Any]:
         command = envelope.command
@@ -272,7 +275,8 @@ class SessionRegistry:
     ) -> None:
         """Settle a command at the registry level: an outcome outside any session (seq 0)."""
         outcome = SettledOutcome.of(envelope.command, status, reason, detail).event(self._stamp(envelope))
-        await self.book.settle(envelope, outcome, deployment_id=self._deployment_of(envelope))
+        deployment_id, route = self._address_of(envelope)
+        await self.book.settle(envelope, outcome, deployment_id=deployment_id, route=route)
 
     # --- restart and shutdown --------------------------------------------------------------------------
 

@@ -52,7 +52,7 @@ from bridge.errors import BridgeError, BrokerError, SessionGone, is_retryable
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.observability.metrics import Metrics
-from bridge.ports import Clock, EventSink, SessionStore
+from bridge.ports import Clock, EventSink, SessionStore, TraceContext
 from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
 from bridge.session.flow import Inbox, SendBudget
 from bridge.session.link import GenesysLink
@@ -375,6 +375,17 @@ class RecordKeeper:
         """The session's state moved; ``closed`` records that it is over for good (not saved yet)."""
         self._update(state=state, closed=closed)
 
+    @property
+    def trace(self) -> TraceContext | None:
+        """The trace context of the newest command that carried one (the session's later events carry it)."""
+        record = self._record
+        return TraceContext(record.traceparent, record.tracestate) if record.traceparent else None
+
+    def note_trace(self, trace: TraceContext) -> None:
+        """Carry ``trace`` onto this session's later events (saved with the next save)."""
+        if trace.traceparent != self._record.traceparent or trace.tracestate != self._record.tracestate:
+            self._update(traceparent=trace.traceparent, tracestate=trace.tracestate)
+
     def journal_send(self, tracing_id: str, signature: str) -> None:
         """A send is about to leave: journal it, so a next process recognises it in its backfill (not saved)."""
         self._update(pending_sends={**self._record.pending_sends, tracing_id: signature})
@@ -479,8 +490,9 @@ class SessionEvents:
         settle it through the OutcomeBook."""
         return result.event(await self.stamp(cause))
 
-    async def publish(self, event: Event, *, reply_to: str | None = None) -> None:
-        """Publish ``event`` routed by this session's deployment; waits for the broker's confirm.
+    async def publish(self, event: Event) -> None:
+        """Publish ``event`` routed by this session's deployment and route, with its newest trace context;
+        waits for the broker's confirm.
 
         A retryable broker error (no confirm in time, broker away) is retried with the *same* event (same
         ``event_id``, so a duplicate is recognisable) for as long as it takes, waiting the injected backoff
@@ -490,7 +502,13 @@ class SessionEvents:
         attempt = 0
         while True:
             try:
-                await self._sink.publish(event, deployment_id=self._keeper.record.deployment_id, reply_to=reply_to)
+                record = self._keeper.record
+                await self._sink.publish(
+                    event,
+                    deployment_id=record.deployment_id,
+                    route=record.route,
+                    trace=self._keeper.trace,
+                )
             except BrokerError as exc:
                 if not is_retryable(exc):
                     raise

@@ -140,7 +140,14 @@ class Broker:
         await queue.consume(inbox.on_message, no_ack=True)
         return inbox
 
-    async def send_command(self, body: bytes | Mapping[str, Any], *, reply_to: str | None = None) -> None:
+    async def send_command(
+        self,
+        body: bytes | Mapping[str, Any],
+        *,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         """Publish a command to the command exchange (routing key = its type), confirmed."""
         if isinstance(body, bytes):
             raw, routing_key = body, "unknown"
@@ -148,7 +155,13 @@ class Broker:
             raw, routing_key = json.dumps(body).encode(), str(body.get("type", "unknown"))
         exchange = await self.channel.get_exchange(self.settings.command_exchange)
         await exchange.publish(
-            aio_pika.Message(raw, content_type="application/json", reply_to=reply_to, headers={"x-test": "yes"}),
+            aio_pika.Message(
+                raw,
+                content_type="application/json",
+                reply_to=reply_to,
+                correlation_id=correlation_id,
+                headers={"x-test": "yes", **(headers or {})},
+            ),
             routing_key=routing_key,
         )
 

@@ -19,7 +19,7 @@ from bridge.config import Settings
 from bridge.contract import CommandOutcome
 from bridge.contract.codec import decode_event
 from bridge.observability.metrics import Metrics
-from bridge.ports import Envelope
+from bridge.ports import Envelope, TraceContext
 from tests.amqp.conftest import (
     WAIT_S,
     Broker,
@@ -100,6 +100,37 @@ async def test_envelope_carries_reply_to_and_received_at(bridge: Bridge, broker:
     [envelope] = await bridge.handler.take(1)
     assert envelope.reply_to == "replies-here"
     assert envelope.received_at > 0
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_envelope_carries_the_request_reply_and_trace_properties(bridge: Bridge, broker: Broker) -> None:
+    await broker.send_command(
+        command(),
+        reply_to="replies-here",
+        correlation_id="rpc-41",
+        headers={"traceparent": TRACEPARENT, "tracestate": "vendor=x"},
+    )
+    [envelope] = await bridge.handler.take(1)
+    assert envelope.correlation_id == "rpc-41"
+    assert envelope.trace == TraceContext(TRACEPARENT, "vendor=x")
+
+
+async def test_a_malformed_traceparent_is_dropped_not_refused(bridge: Bridge, broker: Broker) -> None:
+    await broker.send_command(command(), headers={"traceparent": "not-a-trace"})
+    [envelope] = await bridge.handler.take(1)
+    assert envelope.trace is None
+
+
+async def test_a_rejection_answers_with_the_requesters_correlation_id_and_trace(bridge: Bridge, broker: Broker) -> None:
+    reply_to, replies = await broker.reply_queue()
+    await broker.send_command(
+        b"{broken", reply_to=reply_to, correlation_id="rpc-42", headers={"traceparent": TRACEPARENT}
+    )
+    [reply] = await replies.take(1)
+    assert reply.correlation_id == "rpc-42"
+    assert reply.headers["traceparent"] == TRACEPARENT
 
 
 @pytest.mark.parametrize(

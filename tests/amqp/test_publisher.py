@@ -15,6 +15,7 @@ from bridge.config import Settings
 from bridge.contract.codec import decode_event
 from bridge.errors import BrokerUnavailable, PublishTimeout
 from bridge.observability.metrics import Metrics
+from bridge.ports import TraceContext
 from tests.amqp.conftest import (
     WAIT_S,
     Broker,
@@ -66,6 +67,33 @@ async def test_correlation_id_falls_back_to_the_causing_command(publisher: AmqpE
     [message] = await tap.take(1)
     assert message.correlation_id == "cmd-9"
     assert message.routing_key == "command.outcome.unknown"
+
+
+async def test_the_requesters_correlation_id_and_trace_go_on_every_copy(
+    publisher: AmqpEventPublisher, broker: Broker
+) -> None:
+    tap = await broker.tap()
+    reply_to, replies = await broker.reply_queue()
+    trace = TraceContext("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "vendor=x")
+
+    await publisher.publish(
+        outcome(correlation_id="body-id"),
+        deployment_id="dep-1",
+        reply_to=reply_to,
+        correlation_id="rpc-7",
+        trace=trace,
+    )
+
+    for message in [*await tap.take(1), *await replies.take(1)]:
+        assert message.correlation_id == "rpc-7"  # the AMQP property wins over the body's id
+        assert message.headers == trace.headers()
+
+
+async def test_a_route_is_the_last_part_of_the_routing_key(publisher: AmqpEventPublisher, broker: Broker) -> None:
+    owned = await broker.tap("#.billing")
+    await publisher.publish(outcome(), deployment_id="dep-1", route="billing")
+    [message] = await owned.take(1)
+    assert message.routing_key == "command.outcome.dep-1.billing"
 
 
 async def test_reply_to_gets_a_copy(publisher: AmqpEventPublisher, broker: Broker) -> None:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import sys
+
 import aio_pika
 import aiormq.exceptions
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from bridge.amqp.connection import broker_error
+from bridge.amqp.tools import delete_names
 from bridge.amqp.topology import DEAD_LETTER_QUEUE_ARGUMENTS, TopologyNames, declare_topology, intake_queue_arguments
 from bridge.config import Settings
 from bridge.errors import BrokerError, is_retryable
 from tests.amqp.conftest import Broker, command
+from tests.conftest import BrokerNames
 
 
 async def test_declare_is_idempotent_and_uses_the_documented_arguments(broker: Broker, settings: Settings) -> None:
@@ -73,3 +79,70 @@ async def test_delivery_limit_dead_letters_a_command_after_n_redeliveries(broker
     # First delivery plus ``delivery_limit`` redeliveries, then the broker gives up on it.
     assert len(deliveries) == settings.delivery_limit + 1
     assert [m.redelivered for m in deliveries] == [False] + [True] * settings.delivery_limit
+
+
+async def test_declare_ahead_creates_what_the_bridge_would_so_services_can_publish_first(
+    settings: Settings, broker_names: BrokerNames
+) -> None:
+    """``genesys-bridge declare`` as a GitOps job runs it: a real process, before any bridge exists."""
+    env = {
+        **os.environ,
+        "BRIDGE_AMQP_URL": settings.amqp_url.get_secret_value(),
+        "BRIDGE_COMMAND_EXCHANGE": settings.command_exchange,
+        "BRIDGE_INTAKE_QUEUE": settings.intake_queue,
+        "BRIDGE_EVENT_EXCHANGE": settings.event_exchange,
+        "BRIDGE_DEAD_LETTER_QUEUE": settings.dead_letter_queue,
+        "BRIDGE_JOURNAL_STREAM": broker_names.journal_stream,
+    }
+    try:
+        for _ in range(2):  # idempotent: a second run changes nothing and still succeeds
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bridge", "declare", env=env, stdout=asyncio.subprocess.PIPE
+            )
+            out, _err = await process.communicate()
+            assert process.returncode == 0
+            assert f"declared stream {broker_names.journal_stream}" in out.decode()
+        connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
+        async with connection:
+            channel = await connection.channel()
+            for queue in (settings.intake_queue, settings.dead_letter_queue, broker_names.journal_stream):
+                await channel.declare_queue(queue, passive=True)
+            commands = await channel.declare_exchange(settings.command_exchange, passive=True)
+            confirmed = await connection.channel(publisher_confirms=True)
+            exchange = await confirmed.get_exchange(settings.command_exchange)
+            await exchange.publish(
+                aio_pika.Message(b"{}", content_type="application/json"), routing_key="session.start"
+            )
+            intake = await channel.declare_queue(settings.intake_queue, passive=True)
+            assert intake.declaration_result.message_count == 1  # bound: the first command waits for the bridge
+            assert commands.name == settings.command_exchange
+    finally:
+        await delete_names(
+            settings.amqp_url.get_secret_value(),
+            exchanges=(settings.command_exchange, settings.event_exchange),
+            queues=(settings.intake_queue, settings.dead_letter_queue, broker_names.journal_stream),
+        )
+
+
+async def test_declare_against_a_conflicting_queue_fails_clearly(settings: Settings, broker_names: BrokerNames) -> None:
+    url = settings.amqp_url.get_secret_value()
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        await channel.declare_queue(settings.intake_queue, durable=True)  # a classic queue squats on the name
+        env = {**os.environ, "BRIDGE_AMQP_URL": url, "BRIDGE_INTAKE_QUEUE": settings.intake_queue}
+        env |= {
+            "BRIDGE_COMMAND_EXCHANGE": settings.command_exchange,
+            "BRIDGE_DEAD_LETTER_QUEUE": settings.dead_letter_queue,
+        }
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bridge", "declare", env=env, stderr=asyncio.subprocess.PIPE
+        )
+        _out, err = await process.communicate()
+        assert process.returncode == 1
+        assert "PRECONDITION_FAILED" in err.decode()
+    finally:
+        await connection.close()
+        await delete_names(
+            url, exchanges=(settings.command_exchange,), queues=(settings.intake_queue, settings.dead_letter_queue)
+        )

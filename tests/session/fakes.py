@@ -19,7 +19,7 @@ from bridge.contract.events import CommandOutcome
 from bridge.errors import GenesysUnavailable, PublishTimeout
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
-from bridge.ports import Envelope
+from bridge.ports import Envelope, TraceContext, event_routing_key
 
 # --- broker side ---------------------------------------------------------------------------------------
 
@@ -30,6 +30,9 @@ class FakeSink:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.reply_to: list[str | None] = []
+        self.routing_keys: list[str] = []
+        self.correlation_ids: list[str | None] = []
+        self.traces: list[TraceContext | None] = []
         self._changed = asyncio.Condition()
         self._open = asyncio.Event()
         self._open.set()
@@ -41,13 +44,25 @@ class FakeSink:
     def unblock(self) -> None:
         self._open.set()
 
-    async def publish(self, event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None:
+    async def publish(
+        self,
+        event: Event,
+        *,
+        deployment_id: str | None,
+        route: str | None = None,
+        reply_to: str | None = None,
+        correlation_id: str | None = None,
+        trace: TraceContext | None = None,
+    ) -> None:
         await self._open.wait()
         if self.fail_next:
             self.fail_next -= 1
             raise PublishTimeout("fake: no confirm")
         self.events.append(event)
         self.reply_to.append(reply_to)
+        self.routing_keys.append(event_routing_key(event.type, deployment_id, route))
+        self.correlation_ids.append(correlation_id)
+        self.traces.append(trace)
         async with self._changed:
             self._changed.notify_all()
 
@@ -107,8 +122,22 @@ class FakeDelivery:
         self.settled.set()
 
 
-def envelope(command: Command, *, received_at: float = 0.0, reply_to: str | None = None) -> Envelope:
-    return Envelope(command=command, delivery=FakeDelivery(), reply_to=reply_to, received_at=received_at)
+def envelope(
+    command: Command,
+    *,
+    received_at: float = 0.0,
+    reply_to: str | None = None,
+    correlation_id: str | None = None,
+    trace: TraceContext | None = None,
+) -> Envelope:
+    return Envelope(
+        command=command,
+        delivery=FakeDelivery(),
+        reply_to=reply_to,
+        correlation_id=correlation_id,
+        trace=trace,
+        received_at=received_at,
+    )
 
 
 # --- Genesys side ---------------------------------------------------------------------------------------

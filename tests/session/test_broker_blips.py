@@ -75,10 +75,10 @@ async def test_will_retry_notice_lost_to_the_broker_does_not_end_the_session() -
         await h.start()
         original = h.sink.publish
 
-        async def publish(event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None:
+        async def publish(event: Event, **routing: Any) -> None:
             if isinstance(event, CommandOutcome) and event.status == "will_retry":
                 raise PublishTimeout("fake: no confirm")
-            await original(event, deployment_id=deployment_id, reply_to=reply_to)
+            await original(event, **routing)
 
         h.sink.publish = publish  # type: ignore[method-assign]
         h.peer.rate_limit_next = 1
@@ -93,11 +93,11 @@ async def test_finish_closes_the_socket_even_when_publishing_fails() -> None:
         original = h.sink.publish
         refused = asyncio.Event()
 
-        async def publish(event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None:
+        async def publish(event: Event, **routing: Any) -> None:
             if event.type in ("session.state_changed", "session.ended"):
                 refused.set()
                 raise PublishReturned("fake: final")
-            await original(event, deployment_id=deployment_id, reply_to=reply_to)
+            await original(event, **routing)
 
         h.sink.publish = publish  # type: ignore[method-assign]
         assert h.peer.connections
@@ -133,7 +133,7 @@ class _RaisingSink(FakeSink):
         super().__init__()
         self.error = error
 
-    async def publish(self, event: Event, *, deployment_id: str | None, reply_to: str | None = None) -> None:
+    async def publish(self, event: Event, **routing: Any) -> None:
         raise self.error
 
 
