@@ -24,12 +24,14 @@ COPY requirements.lock ./
 RUN python -m venv --without-pip /opt/venv \
  && pip --python /opt/venv/bin/python install --require-hashes --only-binary :all: --requirement requirements.lock
 
-# Layer 2, the bridge itself, as a wheel (the same artifact tests/deploy installs in a clean venv), with
-# --no-deps: its dependencies are all in layer 1, pinned and hashed, and nothing else may be fetched.
+# Layer 2, the bridge itself and its contract package (client/), as wheels (the same artifacts tests/deploy
+# installs in a clean venv), with --no-deps: their dependencies are all in layer 1, pinned and hashed, and
+# nothing else may be fetched.
 COPY pyproject.toml README.md ./
+COPY client ./client
 COPY bridge ./bridge
-RUN pip wheel --no-deps --wheel-dir /wheels . \
- && pip --python /opt/venv/bin/python install --no-deps /wheels/genesys_bridge-*.whl
+RUN pip wheel --no-deps --wheel-dir /wheels ./client . \
+ && pip --python /opt/venv/bin/python install --no-deps /wheels/genesys_bridge_client-*.whl /wheels/genesys_bridge-*.whl
 
 
 FROM python:3.11.11-slim-bookworm@sha256:081075da77b2b55c23c088251026fb69a7b2bf92471e491ff5fd75c192fd38e5 AS runtime

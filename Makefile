@@ -8,28 +8,28 @@ STAMP := $(VENV)/.installed
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e ./client -e '.[test]'
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 # Extras beyond the tests: `bench` (the profiler) and `dev` (pre-commit, uv for `make lock`, build).
 $(VENV)/.installed-%: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,$*]'
+	$(BIN)/python -m pip install --quiet -e ./client -e '.[test,$*]'
 	@touch $@
 
 rabbitmq:
 	@.ci/ensure-rabbitmq
 
 lint: $(STAMP)
-	$(BIN)/ruff check bridge tests bench
-	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/ruff check bridge client tests bench examples
+	$(BIN)/ruff format --check bridge client tests bench examples
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict bridge
+	$(BIN)/mypy --strict bridge client/src
 
 pytest: $(STAMP) rabbitmq
 	PYTHONASYNCIODEBUG=1 $(BIN)/pytest
@@ -48,7 +48,10 @@ bench: $(VENV)/.installed-bench rabbitmq
 # The image's dependencies, pinned with hashes, from pyproject.toml's runtime list (no extras). Run it
 # after changing that list; tests/deploy/test_dockerfile.py fails while the lock is behind.
 lock: $(VENV)/.installed-dev
+	@# The contract package is built from client/ (and installed --no-deps in the image), not fetched.
+	echo "genesys-bridge-client @ file://$(CURDIR)/client" > $(VENV)/lock-overrides.txt
 	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal --python-version 3.11 \
+		--override $(VENV)/lock-overrides.txt --no-emit-package genesys-bridge-client \
 		--custom-compile-command "make lock" -o requirements.lock
 
 # The floors in pyproject.toml, proven: a fresh venv with every direct dependency at the lowest version
@@ -59,7 +62,7 @@ test-lowest:
 	rm -rf $(LOWEST)
 	$(PY) -m venv $(LOWEST)
 	$(LOWEST)/bin/python -m pip install --quiet uv
-	$(LOWEST)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test]'
+	$(LOWEST)/bin/uv pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e ./client -e '.[test]'
 	$(LOWEST)/bin/python -m pytest -p no:cacheprovider -m "not broker and not slow"
 
 clean:

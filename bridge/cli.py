@@ -105,8 +105,8 @@ async def _declare(_: argparse.Namespace) -> int:
 
 async def _tail(args: argparse.Namespace) -> int:
     from bridge.amqp.tools import follow_events
-    from bridge.contract.codec import decode_event
     from bridge.present import describe_event
+    from genesys_bridge_client.contract.codec import decode_event
 
     settings = _settings()
     url = args.amqp_url or settings.amqp_url.get_secret_value()

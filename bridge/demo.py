@@ -17,13 +17,13 @@ from typing import Any
 from bridge.amqp.tools import CommandPublisher, delete_names, follow_events
 from bridge.app import running_bridge
 from bridge.config import Settings
-from bridge.contract.codec import decode_event
-from bridge.contract.content import QuickReplyPart
-from bridge.contract.events import CommandOutcome, Event, MessageReceived
 from bridge.observability.logging import configure_logging
 from bridge.present import describe_event
 from bridge.simulator import Simulator, SimulatorConfig
 from bridge.store import generate_key
+from genesys_bridge_client.contract.codec import decode_event
+from genesys_bridge_client.contract.content import QuickReplyPart
+from genesys_bridge_client.contract.events import CommandOutcome, Event, MessageReceived
 
 __all__ = ["main"]
 

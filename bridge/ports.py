@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from bridge.contract import Command, Event
 from bridge.record import SessionRecord
+from genesys_bridge_client.contract import Command, Event
 
 __all__ = [
     "Clock",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from bridge.contract.content import (
+from genesys_bridge_client.contract.content import (
     AttachmentPart,
     ButtonResponsePart,
     CardPart,
@@ -14,7 +14,7 @@ from bridge.contract.content import (
     QuickReplyPart,
     UnknownPart,
 )
-from bridge.contract.events import (
+from genesys_bridge_client.contract.events import (
     CommandOutcome,
     Event,
     MessageReceived,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import structlog
 
-from bridge.contract import CommandOutcome
 from bridge.errors import BrokerError, is_retryable
 from bridge.ports import Delivery, EventSink, TraceContext
+from genesys_bridge_client.contract import CommandOutcome
 
 __all__ = ["settle"]
 

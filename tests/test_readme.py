@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.contract.codec import Rejection, decode_command, decode_event
+from genesys_bridge_client.contract.codec import Rejection, decode_command, decode_event
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```json\n(.*?)```", README.read_text(), re.S)

@@ -31,12 +31,12 @@ from bridge.amqp.delivery import AmqpDelivery, DeadLetterSink
 from bridge.amqp.link import BrokerLink
 from bridge.amqp.topology import TopologyNames, declare_topology
 from bridge.config import Settings
-from bridge.contract.codec import Rejection, decode_command
 from bridge.contract.outcomes import command_type_label, rejection_outcome
 from bridge.errors import BrokerUnavailable
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, CommandHandler, Envelope, EventSink, LoopClock, TraceContext
 from bridge.settle import settle
+from genesys_bridge_client.contract.codec import Rejection, decode_command
 
 __all__ = ["CommandIntake"]
 

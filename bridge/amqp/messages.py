@@ -14,9 +14,9 @@ from typing import Any, Final
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
-from bridge.contract import Event
-from bridge.contract.codec import encode_event
 from bridge.ports import TraceContext
+from genesys_bridge_client.contract import Event
+from genesys_bridge_client.contract.codec import encode_event
 
 __all__ = [
     "APP_ID",

@@ -42,10 +42,10 @@ from bridge.amqp.messages import dead_letter_message, event_message
 from bridge.amqp.outage import OutageBuffer, PendingEvent
 from bridge.amqp.topology import TopologyNames, declare_topology
 from bridge.config import Settings
-from bridge.contract import Event
 from bridge.errors import BrokerError, BrokerUnavailable, PublishReturned, PublishTimeout
 from bridge.observability.metrics import Metrics
 from bridge.ports import TraceContext, event_routing_key
+from genesys_bridge_client.contract import Event
 
 __all__ = ["AmqpEventPublisher"]
 

@@ -73,7 +73,7 @@ class CommandPublisher:
 async def follow_events(amqp_url: str, *, exchange: str, binding: str = "#") -> AsyncIterator[AbstractQueue]:
     """Bind a private, auto-deleted queue to the event exchange and yield it for consuming.
 
-    The caller iterates ``queue.iterator()`` and decodes each body with ``bridge.contract.codec``.
+    The caller iterates ``queue.iterator()`` and decodes each body with ``genesys_bridge_client.contract.codec``.
     """
     connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "bridge-cli-tail"})
     try:

@@ -1,50 +1,6 @@
-"""The message contract v1: commands in, events out. pydantic models are the single source of truth."""
+"""The daemon's side of the message contract: building outcomes and exporting the schemas.
 
-from bridge.contract.commands import (
-    COMMAND_TYPES,
-    AttachmentRefresh,
-    Command,
-    MessageSend,
-    SessionEnd,
-    SessionStart,
-    TypingSend,
-)
-from bridge.contract.common import MAX_ATTRIBUTE_BYTES, MAX_SESSION_ID_CHARS, MAX_TEXT_BYTES, SCHEMA_VERSION
-from bridge.contract.events import (
-    EVENT_TYPES,
-    CommandOutcome,
-    Event,
-    MessageReceived,
-    MessengerFeatures,
-    PresenceReceived,
-    SessionEnded,
-    SessionResumed,
-    SessionStarted,
-    SessionStateChanged,
-    TypingReceived,
-)
-
-__all__ = [
-    "COMMAND_TYPES",
-    "EVENT_TYPES",
-    "MAX_ATTRIBUTE_BYTES",
-    "MAX_SESSION_ID_CHARS",
-    "MAX_TEXT_BYTES",
-    "SCHEMA_VERSION",
-    "AttachmentRefresh",
-    "Command",
-    "CommandOutcome",
-    "Event",
-    "MessageReceived",
-    "MessageSend",
-    "MessengerFeatures",
-    "PresenceReceived",
-    "SessionEnd",
-    "SessionEnded",
-    "SessionResumed",
-    "SessionStart",
-    "SessionStarted",
-    "SessionStateChanged",
-    "TypingReceived",
-    "TypingSend",
-]
+The contract's models and codec live in the ``genesys-bridge-client`` distribution
+(``genesys_bridge_client.contract``), which both the daemon and integrating services import: one source for
+the JSON Schemas, the AsyncAPI document and the client.
+"""

@@ -28,8 +28,8 @@ from pydantic_core import core_schema
 
 from bridge import __version__
 from bridge.config import Settings
-from bridge.contract.commands import Command
-from bridge.contract.events import Event
+from genesys_bridge_client.contract.commands import Command
+from genesys_bridge_client.contract.events import Event
 
 __all__ = [
     "ASYNCAPI_FILE",

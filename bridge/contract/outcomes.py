@@ -14,10 +14,10 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
-from bridge.contract.codec import Rejection
-from bridge.contract.commands import COMMAND_TYPES, Command
-from bridge.contract.content import AttachmentPart
-from bridge.contract.events import OUTCOME_REASONS, CommandOutcome, OutcomeReason, OutcomeStatus
+from genesys_bridge_client.contract.codec import Rejection
+from genesys_bridge_client.contract.commands import COMMAND_TYPES, Command
+from genesys_bridge_client.contract.content import AttachmentPart
+from genesys_bridge_client.contract.events import OUTCOME_REASONS, CommandOutcome, OutcomeReason, OutcomeStatus
 
 __all__ = ["SettledOutcome", "command_type_label", "event_stamp", "rejection_outcome"]
 

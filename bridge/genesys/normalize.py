@@ -2,7 +2,7 @@
 
 One entry point, :func:`normalize_message`, used for live messages and history alike. It never raises
 on odd content: an item it cannot read, or of a ``contentType`` the contract does not model yet,
-becomes an :class:`~bridge.contract.content.UnknownPart` carrying the raw item, so nothing is lost.
+becomes an :class:`~genesys_bridge_client.contract.content.UnknownPart` carrying the raw item, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 
-from bridge.contract.content import (
+from bridge.genesys.frames import StructuredMessage, lenient_int
+from genesys_bridge_client.contract.content import (
     AttachmentPart,
     ButtonAction,
     ButtonResponsePart,
@@ -27,7 +28,6 @@ from bridge.contract.content import (
     TimeSlot,
     UnknownPart,
 )
-from bridge.genesys.frames import StructuredMessage, lenient_int
 
 __all__ = ["NormalizedMessage", "normalize_content", "normalize_message", "parse_genesys_time", "sender_of"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from bridge.contract.content import ButtonResponse
 from bridge.genesys.actions import (
     AttachmentRef,
     AttachmentRefContent,
@@ -15,6 +14,7 @@ from bridge.genesys.actions import (
     OutgoingChannelMetadata,
     OutgoingMessage,
 )
+from genesys_bridge_client.contract.content import ButtonResponse
 
 __all__ = [
     "DEFAULT_MAX_CUSTOM_DATA_BYTES",

@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
-from bridge.contract.content import ButtonResponse
 from bridge.errors import CommandRejected, GenesysProtocolError
 from bridge.genesys.actions import (
     ClientAction,
@@ -66,6 +65,7 @@ from bridge.genesys.outgoing import (
 )
 from bridge.genesys.pending import PendingRequests
 from bridge.genesys.receiving import ServerFrameHandler
+from genesys_bridge_client.contract.content import ButtonResponse
 
 __all__ = ["GuestProtocol"]
 

@@ -25,7 +25,6 @@ from typing import Literal
 
 import structlog
 
-from bridge.contract.events import EndReason, SessionStarted
 from bridge.contract.outcomes import SettledOutcome
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable, SessionGone, is_retryable
 from bridge.genesys.events import Configured, EchoReplied
@@ -41,6 +40,7 @@ from bridge.session.outcomes import tracing_id_for
 from bridge.session.ports import SessionDeps
 from bridge.session.session import RecordKeeper, Session, SessionEvents
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger
+from genesys_bridge_client.contract.events import EndReason, SessionStarted
 
 __all__ = ["SessionActor"]
 

@@ -44,9 +44,6 @@ from functools import partial
 
 import structlog
 
-from bridge.contract import AttachmentRefresh, Command, MessageSend, SessionEnd, SessionStart, TypingSend
-from bridge.contract.content import AttachmentPart, AttachmentUpload, ButtonResponse
-from bridge.contract.events import EndReason, OutcomeStatus
 from bridge.contract.outcomes import SettledOutcome
 from bridge.errors import (
     BridgeError,
@@ -76,6 +73,9 @@ from bridge.session.outcomes import END_KEY, attachment_key, reason_for_code, re
 from bridge.session.ports import UploadClient
 from bridge.session.session import Session, SessionStopping
 from bridge.session.state import SessionTrigger
+from genesys_bridge_client.contract import AttachmentRefresh, Command, MessageSend, SessionEnd, SessionStart, TypingSend
+from genesys_bridge_client.contract.content import AttachmentPart, AttachmentUpload, ButtonResponse
+from genesys_bridge_client.contract.events import EndReason, OutcomeStatus
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",

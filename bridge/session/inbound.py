@@ -55,7 +55,6 @@ from typing import Literal
 
 import structlog
 
-from bridge.contract.events import MessageReceived, PresenceReceived, SessionResumed, TypingReceived
 from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable
 from bridge.genesys.events import (
     AgentMessage,
@@ -84,6 +83,7 @@ from bridge.genesys.urls import resolve_origin
 from bridge.session.outcomes import END_KEY, JWT_KEY, attachment_key
 from bridge.session.ports import HistoryClient
 from bridge.session.session import Session
+from genesys_bridge_client.contract.events import MessageReceived, PresenceReceived, SessionResumed, TypingReceived
 
 __all__ = [
     "HELD_EVENTS_MAX",

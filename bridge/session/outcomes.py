@@ -23,11 +23,11 @@ from typing import Literal
 
 import structlog
 
-from bridge.contract.events import CommandOutcome, OutcomeReason
 from bridge.errors import BrokerError
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Envelope, EventSink
 from bridge.settle import settle
+from genesys_bridge_client.contract.events import CommandOutcome, OutcomeReason
 
 __all__ = [
     "END_KEY",

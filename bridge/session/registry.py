@@ -26,8 +26,6 @@ import structlog
 from pydantic import SecretStr
 
 from bridge.config import Settings
-from bridge.contract import SessionStart
-from bridge.contract.events import OutcomeReason, OutcomeStatus
 from bridge.contract.outcomes import SettledOutcome, event_stamp
 from bridge.errors import CommandRejected
 from bridge.observability.metrics import Metrics
@@ -46,6 +44,8 @@ from bridge.session.ports import (
     UploadClient,
     jittered_backoff,
 )
+from genesys_bridge_client.contract import SessionStart
+from genesys_bridge_client.contract.events import OutcomeReason, OutcomeStatus
 
 __all__ = ["CANCEL_GRACE_S", "SessionRegistry"]
 

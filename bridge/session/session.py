@@ -45,8 +45,6 @@ from typing import Any, Literal
 
 import structlog
 
-from bridge.contract import Command, Event
-from bridge.contract.events import CommandOutcome, EndReason, MessengerFeatures, SessionEnded, SessionStateChanged
 from bridge.contract.outcomes import SettledOutcome, event_stamp
 from bridge.errors import BridgeError, BrokerError, SessionGone, is_retryable
 from bridge.genesys.deployment_config import DeploymentFeatures
@@ -58,6 +56,14 @@ from bridge.session.flow import Inbox, SendBudget
 from bridge.session.link import GenesysLink
 from bridge.session.ports import Backoff, Endpoints, SessionDeps
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger, transition
+from genesys_bridge_client.contract import Command, Event
+from genesys_bridge_client.contract.events import (
+    CommandOutcome,
+    EndReason,
+    MessengerFeatures,
+    SessionEnded,
+    SessionStateChanged,
+)
 
 __all__ = [
     "RECENT_IDS_KEPT",

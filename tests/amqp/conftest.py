@@ -22,9 +22,9 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from bridge.amqp.connection import open_connection
 from bridge.amqp.topology import declare_topology
 from bridge.config import Settings
-from bridge.contract import CommandOutcome
 from bridge.observability.metrics import Metrics
 from bridge.ports import Envelope
+from genesys_bridge_client.contract import CommandOutcome
 from tests.conftest import BrokerNames
 
 #: Backstop for every wait on the broker. Tests await events; this only turns a hang into a failure.

@@ -16,10 +16,10 @@ from bridge.amqp.consumer import CommandIntake
 from bridge.amqp.delivery import AmqpDelivery
 from bridge.amqp.publisher import AmqpEventPublisher
 from bridge.config import Settings
-from bridge.contract import CommandOutcome
-from bridge.contract.codec import decode_event
 from bridge.observability.metrics import Metrics
 from bridge.ports import Envelope, TraceContext
+from genesys_bridge_client.contract import CommandOutcome
+from genesys_bridge_client.contract.codec import decode_event
 from tests.amqp.conftest import (
     WAIT_S,
     Broker,

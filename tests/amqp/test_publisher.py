@@ -12,10 +12,10 @@ import pytest
 from bridge.amqp.connection import BrokerLinks
 from bridge.amqp.publisher import AmqpEventPublisher
 from bridge.config import Settings
-from bridge.contract.codec import decode_event
 from bridge.errors import BrokerUnavailable, PublishTimeout
 from bridge.observability.metrics import Metrics
 from bridge.ports import TraceContext
+from genesys_bridge_client.contract.codec import decode_event
 from tests.amqp.conftest import (
     WAIT_S,
     Broker,

@@ -8,11 +8,11 @@ import aiormq.exceptions
 import pytest
 
 from bridge.amqp.connection import BrokerLinks, ReconnectBackoff, broker_error
-from bridge.contract.codec import Rejection
-from bridge.contract.events import FieldError
 from bridge.contract.outcomes import command_type_label, rejection_outcome
 from bridge.errors import BrokerError, BrokerUnavailable, ContractError, is_retryable
 from bridge.observability.metrics import Metrics
+from genesys_bridge_client.contract.codec import Rejection
+from genesys_bridge_client.contract.events import FieldError
 from tests.amqp.conftest import sample
 
 

@@ -9,10 +9,24 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bridge.contract import MAX_ATTRIBUTE_BYTES, MAX_TEXT_BYTES, MessageSend, SessionEnd, SessionStart, TypingSend
-from bridge.contract.codec import MAX_FIELD_ERRORS, Rejection, decode_command, decode_event, encode_event, json_path
-from bridge.contract.content import Sender
-from bridge.contract.events import OUTCOME_REASONS, CommandOutcome, FieldError, MessageReceived
+from genesys_bridge_client.contract import (
+    MAX_ATTRIBUTE_BYTES,
+    MAX_TEXT_BYTES,
+    MessageSend,
+    SessionEnd,
+    SessionStart,
+    TypingSend,
+)
+from genesys_bridge_client.contract.codec import (
+    MAX_FIELD_ERRORS,
+    Rejection,
+    decode_command,
+    decode_event,
+    encode_event,
+    json_path,
+)
+from genesys_bridge_client.contract.content import Sender
+from genesys_bridge_client.contract.events import OUTCOME_REASONS, CommandOutcome, FieldError, MessageReceived
 
 LIMIT = 64 * 1024
 

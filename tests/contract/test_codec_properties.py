@@ -8,10 +8,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.contract import COMMAND_TYPES
-from bridge.contract.codec import Rejection, decode_command
-from bridge.contract.commands import AttachmentRefresh, MessageSend, SessionEnd, SessionStart, TypingSend
-from bridge.contract.events import OUTCOME_REASONS
+from genesys_bridge_client.contract import COMMAND_TYPES
+from genesys_bridge_client.contract.codec import Rejection, decode_command
+from genesys_bridge_client.contract.commands import AttachmentRefresh, MessageSend, SessionEnd, SessionStart, TypingSend
+from genesys_bridge_client.contract.events import OUTCOME_REASONS
 
 LIMIT = 64 * 1024
 #: The machine is shared: a slow example is not a failure. Example counts stay at hypothesis' default.

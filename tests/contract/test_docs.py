@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.contract import COMMAND_TYPES, EVENT_TYPES
-from bridge.contract.codec import Rejection, decode_command, decode_event
-from bridge.contract.events import END_REASONS, OUTCOME_REASONS
+from genesys_bridge_client.contract import COMMAND_TYPES, EVENT_TYPES
+from genesys_bridge_client.contract.codec import Rejection, decode_command, decode_event
+from genesys_bridge_client.contract.events import END_REASONS, OUTCOME_REASONS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "contract.md"
 TEXT = DOC.read_text(encoding="utf-8")

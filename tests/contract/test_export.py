@@ -11,8 +11,6 @@ import pytest
 from pydantic import BaseModel
 
 from bridge import __version__
-from bridge.contract import COMMAND_TYPES, EVENT_TYPES
-from bridge.contract.codec import Rejection, decode_command, decode_event
 from bridge.contract.export import (
     ASYNCAPI_FILE,
     command_models,
@@ -21,6 +19,8 @@ from bridge.contract.export import (
     schema_file_name,
     write_contract,
 )
+from genesys_bridge_client.contract import COMMAND_TYPES, EVENT_TYPES
+from genesys_bridge_client.contract.codec import Rejection, decode_command, decode_event
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_DIR = ROOT / "docs" / "contract"

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 LOCK = "requirements.lock"
+#: The contract package: a distribution of this repository (client/), a dependency of the daemon.
+OWN_CLIENT = "genesys-bridge-client"
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,8 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
     assert dependencies
     for requirement in dependencies:
         name = canonicalize_name(requirement.name)
+        if name == OWN_CLIENT:
+            continue  # built from client/ in this repository, installed --no-deps
         assert name in lock, f"{LOCK} lacks {name}: run `make lock`"
         version, _ = lock[name]
         assert requirement.specifier.contains(version, prereleases=True), (
@@ -167,6 +171,7 @@ def test_the_lock_pins_every_runtime_dependency_with_hashes() -> None:
     unhashed = sorted(name for name, (_, hashes) in lock.items() if not hashes)
     assert not unhashed, f"entries without hashes: {unhashed}"
     assert "genesys-bridge" not in lock, "the bridge itself is installed from its wheel, not from the lock"
+    assert "genesys-bridge-client" not in lock, "so is its contract package, built from client/"
 
 
 def test_the_lock_holds_runtime_dependencies_only() -> None:
@@ -213,7 +218,7 @@ def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
     lines = [ln.strip() for ln in DOCKERIGNORE.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
     assert lines[0] == "*", "allow-list: everything is ignored unless named"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
-    assert allowed == {"pyproject.toml", LOCK, "README.md", "bridge"}
+    assert allowed == {"pyproject.toml", LOCK, "README.md", "bridge", "client"}
     # Everything the Dockerfile copies from the context is allowed in.
     copied = {
         token.rstrip("/")
@@ -233,12 +238,13 @@ def test_the_image_install_steps_work_in_a_clean_venv(tmp_path: Path) -> None:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     dist = tmp_path / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(dist), str(ROOT / "client"), str(ROOT)],
         check=True,
         env=env,
         capture_output=True,
     )
     (wheel,) = dist.glob("genesys_bridge-*.whl")
+    (client_wheel,) = dist.glob("genesys_bridge_client-*.whl")
 
     # As in the image: a venv without pip, filled by the outer pip (`pip --python`).
     target = tmp_path / "venv"
@@ -247,7 +253,7 @@ def test_the_image_install_steps_work_in_a_clean_venv(tmp_path: Path) -> None:
     pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"]
     for args in (
         ["--require-hashes", "--only-binary", ":all:", "--requirement", str(ROOT / LOCK)],
-        ["--no-deps", str(wheel)],
+        ["--no-deps", str(client_wheel), str(wheel)],
     ):
         done = subprocess.run([*pip, *args], check=False, env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr

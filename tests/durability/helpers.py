@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from bridge.contract.events import MessageReceived
 from bridge.simulator import Simulator
 from bridge.simulator.session import GenesysSessionState, Session
+from genesys_bridge_client.contract.events import MessageReceived
 from tests.e2e.harness import EventCollector, Integrator
 
 __all__ = [

@@ -12,8 +12,8 @@ import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 
-from bridge.contract.events import CommandOutcome, SessionResumed
 from bridge.simulator import Simulator
+from genesys_bridge_client.contract.events import CommandOutcome, SessionResumed
 from tests.daemon import Daemon
 from tests.durability.conftest import EnvFactory
 from tests.durability.helpers import (

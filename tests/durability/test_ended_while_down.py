@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import signal
 
-from bridge.contract.events import PresenceReceived, SessionEnded
 from bridge.simulator import Simulator
+from genesys_bridge_client.contract.events import PresenceReceived, SessionEnded
 from tests.daemon import Daemon
 from tests.durability.conftest import EnvFactory
 from tests.durability.helpers import assert_resumed_in_place, open_sessions

@@ -18,8 +18,8 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 
 from bridge.amqp.tools import CommandPublisher, follow_events
-from bridge.contract.codec import decode_event
-from bridge.contract.events import CommandOutcome, Event, MessageReceived, SessionEnded
+from genesys_bridge_client.contract.codec import decode_event
+from genesys_bridge_client.contract.events import CommandOutcome, Event, MessageReceived, SessionEnded
 
 __all__ = [
     "DeadLetter",

@@ -18,7 +18,7 @@ from bridge.amqp.messages import (
     REJECT_DETAIL_HEADER,
     REJECT_REASON_HEADER,
 )
-from bridge.contract.events import CommandOutcome
+from genesys_bridge_client.contract.events import CommandOutcome
 from tests.conftest import BrokerNames
 from tests.e2e.harness import DeadLetter
 from tests.e2e.stack import e2e_stack

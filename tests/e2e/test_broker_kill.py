@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bridge.contract.events import CommandOutcome
+from genesys_bridge_client.contract.events import CommandOutcome
 from tests.conftest import BrokerNames
 from tests.e2e.harness import kill_connection
 from tests.e2e.stack import e2e_stack, quiet_simulator

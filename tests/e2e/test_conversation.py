@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import aio_pika
 import pytest
 
-from bridge.contract.content import QuickReplyPart
-from bridge.contract.events import CommandOutcome, Event, MessageReceived, SessionEnded, SessionStarted
+from genesys_bridge_client.contract.content import QuickReplyPart
+from genesys_bridge_client.contract.events import CommandOutcome, Event, MessageReceived, SessionEnded, SessionStarted
 from tests.conftest import BrokerNames
 from tests.e2e.stack import e2e_stack, quiet_simulator
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from bridge.contract.events import CommandOutcome, SessionStarted
 from bridge.simulator import GenesysSessionState
+from genesys_bridge_client.contract.events import CommandOutcome, SessionStarted
 from tests.conftest import BrokerNames
 from tests.e2e.stack import e2e_stack, quiet_simulator
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.contract.events import CommandOutcome, Event
+from genesys_bridge_client.contract.events import CommandOutcome, Event
 from tests.conftest import BrokerNames
 from tests.e2e.stack import e2e_stack, quiet_simulator
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.contract import CommandOutcome, MessageReceived, PresenceReceived, SessionStarted
 from bridge.simulator import GenesysSessionState
+from genesys_bridge_client.contract import CommandOutcome, MessageReceived, PresenceReceived, SessionStarted
 from tests.conftest import BrokerNames
 from tests.e2e.stack import e2e_stack, quiet_simulator
 

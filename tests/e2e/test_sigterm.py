@@ -19,11 +19,11 @@ from bridge.amqp.connection import open_connection
 from bridge.amqp.topology import declare_topology
 from bridge.app import running_bridge
 from bridge.config import Settings
-from bridge.contract.events import SessionResumed
 from bridge.observability.metrics import Metrics
 from bridge.simulator import Simulator, SimulatorConfig, actions
 from bridge.simulator.session import GenesysSessionState
 from bridge.store import generate_key
+from genesys_bridge_client.contract.events import SessionResumed
 from tests.conftest import BrokerNames
 from tests.daemon import Daemon, daemon_env
 from tests.e2e.harness import integrator, ready_count

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.contract.events import MessageReceived, SessionResumed
+from genesys_bridge_client.contract.events import MessageReceived, SessionResumed
 from tests.conftest import BrokerNames
 from tests.e2e.stack import e2e_stack, quiet_simulator
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.contract.content import ButtonResponse
 from bridge.genesys.events import (
     ErrorReceived,
     MessageEchoed,
@@ -28,6 +27,7 @@ from bridge.genesys.pending import (
     classify_error,
 )
 from bridge.genesys.protocol import GuestProtocol
+from genesys_bridge_client.contract.content import ButtonResponse
 from tests.genesys import wire
 from tests.genesys.driver import configured_protocol, feed, new_protocol, sent, text_request
 

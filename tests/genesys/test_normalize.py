@@ -9,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bridge.contract.content import (
+from bridge.genesys.frames import StructuredMessage
+from bridge.genesys.normalize import NormalizedMessage, normalize_message, parse_genesys_time
+from genesys_bridge_client.contract.content import (
     AttachmentPart,
     ButtonAction,
     ButtonResponsePart,
@@ -21,8 +23,6 @@ from bridge.contract.content import (
     TimeSlot,
     UnknownPart,
 )
-from bridge.genesys.frames import StructuredMessage
-from bridge.genesys.normalize import NormalizedMessage, normalize_message, parse_genesys_time
 
 CARD_A = {
     "contentType": "Card",

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from bridge.contract.content import ButtonResponse
 from bridge.errors import CommandRejected, GenesysProtocolError
 from bridge.genesys.events import (
     AgentMessage,
@@ -36,6 +35,7 @@ from bridge.genesys.events import (
     UploadUrlIssued,
 )
 from bridge.genesys.protocol import GuestProtocol
+from genesys_bridge_client.contract.content import ButtonResponse
 from tests.genesys import wire
 from tests.genesys.driver import DEPLOYMENT, TOKEN, configured_protocol, feed, new_protocol, sent, text_request
 

@@ -12,12 +12,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from bridge.config import Settings
-from bridge.contract import MessageSend, SessionEnd, SessionStart, TypingSend
 from bridge.observability.metrics import Metrics
 from bridge.ports import Envelope, LoopClock
 from bridge.session.ports import FeatureSource
 from bridge.session.registry import SessionRegistry
 from bridge.store.memory import MemorySessionStore
+from genesys_bridge_client.contract import MessageSend, SessionEnd, SessionStart, TypingSend
 from tests.session.fakes import (
     FakeGenesys,
     FakeHistory,

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bridge.contract import Command, Event
-from bridge.contract.events import CommandOutcome
 from bridge.errors import GenesysUnavailable, PublishTimeout
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.ports import Envelope, TraceContext, event_routing_key
+from genesys_bridge_client.contract import Command, Event
+from genesys_bridge_client.contract.events import CommandOutcome
 
 # --- broker side ---------------------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from bridge.contract import MessageSend
-from bridge.contract.content import AttachmentUpload
+from genesys_bridge_client.contract import MessageSend
+from genesys_bridge_client.contract.content import AttachmentUpload
 from tests.session.conftest import running
 
 pytestmark = pytest.mark.looptime

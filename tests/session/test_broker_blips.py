@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from bridge.contract import Event, MessageSend
-from bridge.contract.events import CommandOutcome
 from bridge.errors import BrokerUnavailable, GenesysProtocolError, PublishReturned, PublishTimeout
 from bridge.observability.metrics import Metrics
 from bridge.ports import LoopClock
 from bridge.session.outcomes import OutcomeBook
+from genesys_bridge_client.contract import Event, MessageSend
+from genesys_bridge_client.contract.events import CommandOutcome
 from tests.session.conftest import Harness, running
 from tests.session.fakes import FakeDelivery, FakeSink, envelope
 

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.contract import MessageSend
 from bridge.ports import LoopClock
 from bridge.session.flow import SendBudget
 from bridge.simulator import SimulatorConfig
+from genesys_bridge_client.contract import MessageSend
 from tests.session.fakes import ManualClock
 from tests.session.test_simulator import live
 

@@ -44,7 +44,7 @@ async def test_transient_publish_failure_is_retried_with_the_same_event() -> Non
 
 
 async def test_events_carry_causation_and_correlation() -> None:
-    from bridge.contract import MessageSend
+    from genesys_bridge_client.contract import MessageSend
 
     async with running() as h:
         await h.start()

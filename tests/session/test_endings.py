@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bridge.contract import MessageReceived, PresenceReceived, SessionEnded
+from genesys_bridge_client.contract import MessageReceived, PresenceReceived, SessionEnded
 from tests.session.conftest import running
 
 pytestmark = pytest.mark.looptime

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bridge.contract import MessageSend, SessionEnded
+from genesys_bridge_client.contract import MessageSend, SessionEnded
 from tests.session.conftest import running
 
 pytestmark = pytest.mark.looptime
@@ -168,7 +168,7 @@ async def test_no_echo_is_failed_timeout() -> None:
 async def test_configure_rejected_ends_session() -> None:
     async with running() as h:
         h.peer.configure_error = 400
-        from bridge.contract import SessionStart
+        from genesys_bridge_client.contract import SessionStart
         from tests.session.conftest import DEPLOYMENT
 
         await h.submit(

@@ -9,10 +9,10 @@ import asyncio
 
 import pytest
 
-from bridge.contract import MessageSend
 from bridge.ports import Envelope
 from bridge.session.actor import SessionActor
 from bridge.session.registry import CANCEL_GRACE_S
+from genesys_bridge_client.contract import MessageSend
 from tests.session.conftest import running
 from tests.session.fakes import FakeDelivery
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from bridge.contract import MessageSend, PresenceReceived
+from genesys_bridge_client.contract import MessageSend, PresenceReceived
 from tests.session.conftest import running
 
 pytestmark = pytest.mark.looptime

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from bridge.contract import MessageSend, SessionStart, TypingSend
 from bridge.record import SessionRecord
+from genesys_bridge_client.contract import MessageSend, SessionStart, TypingSend
 from tests.session.conftest import DEPLOYMENT, running
 from tests.session.fakes import FakeDelivery
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.contract import MessageSend, SessionStart
 from bridge.ports import TraceContext
+from genesys_bridge_client.contract import MessageSend, SessionStart
 from tests.session.conftest import DEPLOYMENT, running
 
 pytestmark = pytest.mark.looptime

@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.contract import MessageSend
 from bridge.contract.outcomes import SettledOutcome
 from bridge.ports import Envelope
 from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
 from bridge.store.codec import encode_record, open_record, parse_envelope
 from bridge.store.crypto import KeyRing
 from bridge.store.memory import MemorySessionStore
+from genesys_bridge_client.contract import MessageSend
 from tests.session.conftest import Harness, running
 from tests.session.fakes import FakeDelivery
 

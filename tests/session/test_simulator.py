@@ -15,7 +15,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from bridge.contract import MessageSend, SessionStart
 from bridge.genesys.connector import WebsocketsConnector
 from bridge.genesys.rest import GenesysRest
 from bridge.genesys.urls import endpoints_for
@@ -24,6 +23,7 @@ from bridge.ports import LoopClock
 from bridge.session.registry import SessionRegistry
 from bridge.simulator import Simulator, SimulatorConfig
 from bridge.store.memory import MemorySessionStore
+from genesys_bridge_client.contract import MessageSend, SessionStart
 from tests.session.conftest import DEPLOYMENT, Harness, settings
 from tests.session.fakes import FakeSink, envelope
 

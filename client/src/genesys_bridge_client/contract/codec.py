@@ -1,13 +1,13 @@
 """Decode raw AMQP bodies into commands; encode and decode events.
 
 :func:`decode_command` is the bridge's one door for untrusted input. It never raises: a body is either
-a :data:`~bridge.contract.commands.Command` or a :class:`Rejection` whose ``reason`` is a code from
-:data:`~bridge.contract.events.OUTCOME_REASONS`. Checks run cheapest first and stop at the first
+a :data:`~genesys_bridge_client.contract.commands.Command` or a :class:`Rejection` whose ``reason`` is a code from
+:data:`~genesys_bridge_client.contract.events.OUTCOME_REASONS`. Checks run cheapest first and stop at the first
 failure, so the reason names the most basic thing wrong:
 
 1. ``too_large``: the body is longer than ``max_bytes`` (nothing is parsed);
 2. ``not_json``: not UTF-8, not strict JSON (no ``NaN``), or JSON that is not an object;
-3. ``unknown_type``: ``type`` is missing or not one of :data:`~bridge.contract.commands.COMMAND_TYPES`;
+3. ``unknown_type``: ``type`` is missing or not one of :data:`~genesys_bridge_client.contract.commands.COMMAND_TYPES`;
 4. ``unsupported_version``: ``schema_version`` is a number other than 1;
 5. ``message_too_long`` / ``attributes_too_large``: the only faults are the byte limits on text
    (4096 UTF-8 bytes) or custom attributes (2048 bytes), protocol reference §4.3 and §8;
@@ -28,7 +28,7 @@ from typing import Any, Final
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, from_json
 
-from bridge.contract.commands import (
+from genesys_bridge_client.contract.commands import (
     COMMAND_TYPES,
     AttachmentRefresh,
     Command,
@@ -37,8 +37,8 @@ from bridge.contract.commands import (
     SessionStart,
     TypingSend,
 )
-from bridge.contract.common import SCHEMA_VERSION, SIZE_ERROR_TYPES
-from bridge.contract.events import Event, FieldError
+from genesys_bridge_client.contract.common import SCHEMA_VERSION, SIZE_ERROR_TYPES
+from genesys_bridge_client.contract.events import Event, FieldError
 
 __all__ = ["MAX_FIELD_ERRORS", "Rejection", "decode_command", "decode_event", "encode_event", "json_path"]
 

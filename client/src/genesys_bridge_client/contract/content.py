@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from bridge.contract.common import ContractModel, EventModel
+from genesys_bridge_client.contract.common import ContractModel, EventModel
 
 __all__ = [
     "AttachmentPart",

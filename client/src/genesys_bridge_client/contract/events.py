@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from bridge.contract.common import SCHEMA_VERSION, EventModel
-from bridge.contract.content import AttachmentPart, ContentPart, Sender
+from genesys_bridge_client.contract.common import SCHEMA_VERSION, EventModel
+from genesys_bridge_client.contract.content import AttachmentPart, ContentPart, Sender
 
 __all__ = [
     "END_REASONS",

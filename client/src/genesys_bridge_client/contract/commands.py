@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from bridge.contract.common import (
+from genesys_bridge_client.contract.common import (
     MAX_TOKEN_CHARS,
     SCHEMA_VERSION,
     CommandId,
@@ -15,7 +15,7 @@ from bridge.contract.common import (
     GuestText,
     SessionId,
 )
-from bridge.contract.content import AttachmentUpload, ButtonResponse
+from genesys_bridge_client.contract.content import AttachmentUpload, ButtonResponse
 
 __all__ = ["COMMAND_TYPES", "AttachmentRefresh", "Command", "MessageSend", "SessionEnd", "SessionStart", "TypingSend"]
 
