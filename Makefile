@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check bridge client tests bench examples
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict bridge client/src
+	$(BIN)/mypy --strict bridge client/src examples
 
 pytest: $(STAMP) rabbitmq
 	PYTHONASYNCIODEBUG=1 $(BIN)/pytest

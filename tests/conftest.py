@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import hypothesis
 import pytest
 
+#: The fixture integrators use (genesys_bridge), so the suite tests it the way they will load it.
+pytest_plugins = ["bridge.testing"]
+
 AMQP_URL = os.environ.get("TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 # Property tests check what code does, never how fast: Hypothesis' per-example deadline and its "too slow"
@@ -52,6 +55,12 @@ def amqp_url() -> str:
     """The RabbitMQ every broker test talks to. Requesting it (directly or through another fixture) is what
     marks a test ``broker``: see :func:`pytest_collection_modifyitems`."""
     return AMQP_URL
+
+
+@pytest.fixture(scope="session")
+def genesys_bridge_amqp_url(amqp_url: str) -> str:
+    """The integrators' fixture (``genesys_bridge``) takes the suite's broker, and so marks its tests ``broker``."""
+    return amqp_url
 
 
 @pytest.fixture

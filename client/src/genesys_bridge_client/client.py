@@ -302,7 +302,7 @@ class BridgeClient:
             if self._waiting.get(command.command_id) is future:
                 del self._waiting[command.command_id]
 
-    def _on_reply(self, message: AbstractIncomingMessage) -> None:
+    async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         future = self._waiting.get(message.correlation_id or "")
         if future is None or future.done():
             return  # an outcome whose caller gave up, or a repeat of one already taken
