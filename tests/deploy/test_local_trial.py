@@ -120,3 +120,23 @@ def test_cli_accepts_what_the_compose_file_runs(
     flags = [word.split("=", 1)[0] for word in rest if word.startswith("--")]
     missing = [flag for flag in flags if flag not in out]
     assert not missing, f"{service}: `genesys-bridge {subcommand}` takes no {missing}"
+
+
+def _compose_commands(document: Path) -> list[list[str]]:
+    """Every ``docker compose`` command in the ``sh`` blocks of ``document``, split into words."""
+    blocks = re.findall(r"```sh\n(.*?)```", document.read_text(), flags=re.DOTALL)
+    return [line.split() for block in blocks for line in block.splitlines() if line.startswith("docker compose")]
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/deploy.md"])
+def test_the_documented_compose_commands_name_this_compose_file(document: str) -> None:
+    """What a reader pastes: the file it names is the one tested above, and what it builds exists."""
+    commands = _compose_commands(ROOT / document)
+    assert commands, f"{document} shows no docker compose command"
+    for words in commands:
+        assert words[words.index("-f") + 1] == "deploy/docker-compose.yaml", words
+        assert words[words.index("-f") + 2] == "up", words
+    for service in _compose()["services"].values():
+        if "build" in service:
+            context = (COMPOSE.parent / service["build"]["context"]).resolve()
+            assert (context / service["build"]["dockerfile"]).is_file()
