@@ -40,6 +40,7 @@ from bridge.genesys.rest import GenesysRest
 from bridge.genesys.urls import endpoints_for
 from bridge.observability.http import ObservabilityServer
 from bridge.observability.metrics import Metrics
+from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Clock, Connector, LoopClock
 from bridge.session.registry import SessionRegistry
 from bridge.store import JournalStore, load_keys
@@ -145,6 +146,7 @@ async def running_bridge(
     connector: Connector | None = None,
     clock: Clock | None = None,
     connection_name: str = "genesys-bridge",
+    tracer: Tracer = NO_TRACER,
 ) -> AsyncIterator[Bridge]:
     """Start every part of the bridge; on exit, drain as on SIGTERM.
 
@@ -193,6 +195,7 @@ async def running_bridge(
             features=DeploymentConfigs.from_settings(
                 settings, fetch=rest.fetch_deployment_config, clock=clock.monotonic
             ),
+            tracer=tracer,
         )
         intake = CommandIntake(
             settings,
@@ -246,14 +249,27 @@ def _unwrap(exc: BaseException) -> BaseException:
     return exc
 
 
+def _nothing() -> None:
+    return None
+
+
 async def run_daemon(settings: Settings, *, stop: asyncio.Event | None = None) -> int:
     """Run the bridge until SIGTERM/SIGINT (or ``stop`` is set), drain, and return the exit code."""
+    tracer, stop_tracing = NO_TRACER, _nothing
+    if settings.otel_enabled:
+        try:
+            from bridge.observability.otel import start_tracing  # the optional extra: imported only when asked
+        except ImportError as missing:
+            error = f"BRIDGE_OTEL_ENABLED needs the otel extra: pip install 'genesys-bridge[otel]' ({missing})"
+            log.error("startup_failed", error=error, kind="ConfigError")
+            return EXIT_CONFIG
+        tracer, stop_tracing = start_tracing()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with running_bridge(settings):
+        async with running_bridge(settings, tracer=tracer):
             await stop.wait()
             log.info("stop_requested")
     except Exception as raised:
@@ -270,5 +286,6 @@ async def run_daemon(settings: Settings, *, stop: asyncio.Event | None = None) -
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+        stop_tracing()  # flushes the spans still batched
     log.info("bridge_stopped")
     return EXIT_OK

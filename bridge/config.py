@@ -205,6 +205,13 @@ class Settings(BaseSettings):
     # --- Logs ---------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     log_format: Literal["json", "console"] = Field(default="json", description="JSON for machines, console for you.")
+    otel_enabled: bool = Field(
+        default=False,
+        description=(
+            "Emit OpenTelemetry spans for command handling and Genesys round trips (needs the `otel` extra; "
+            "export is configured by the standard OTEL_* variables)."
+        ),
+    )
 
     @field_validator("allowed_deployments", mode="before")
     @classmethod

@@ -72,6 +72,7 @@ class SessionActor:
             url=endpoints.websocket_url(record.deployment_id, application=settings.application_name),
             origin=resolve_origin(settings, record.deployment_id, record.origin),
             connect_timeout_s=settings.ws_connect_timeout_s,
+            tracer=deps.tracer,
         )
         keeper = RecordKeeper(record, clock=deps.clock, store=deps.store, metrics=deps.metrics)
         self._core = Session(deps=deps, keeper=keeper, link=link, endpoints=endpoints)
@@ -393,7 +394,7 @@ class SessionActor:
             key = f"echo-{count}"
             try:
                 reply = await core.link.request(
-                    key, partial(GuestProtocol.echo, tracing_id=key), timeout_s=min(30.0, interval)
+                    "echo", key, partial(GuestProtocol.echo, tracing_id=key), timeout_s=min(30.0, interval)
                 )
             except TimeoutError:
                 log.warning("genesys_echo_unanswered")

@@ -118,31 +118,38 @@ class CommandRunner:
         command = envelope.command
         if envelope.trace is not None:
             core.keeper.note_trace(envelope.trace)  # the session's later events carry the newest command's trace
-        age = self._inbox_age(envelope)
-        try:
-            if age > core.settings.inbox_max_age_s:
-                result = _result(command, "rejected", "overflow", f"waited {age:.1f}s in the session inbox")
-            else:
-                match command:
-                    case SessionStart():
-                        result = await self._start(envelope, command)
-                    case MessageSend():
-                        result = await self._send(envelope, command)
-                    case TypingSend():
-                        result = await self._typing(command)
-                    case SessionEnd():
-                        result = await self._end(command)
-                    case AttachmentRefresh():
-                        result = await self._refresh(command)
-        except SessionStopping:
-            # The bridge drains while the session is not connected: it will not reconnect, so hand the
-            # command back; the next process runs it (docs/sessions.md "Shutdown never ends a session").
-            log.info("command_requeued_on_drain", command_id=command.command_id)
-            await core.deps.book.requeue(envelope)
-            return
-        await self.settle(envelope, result)
+        attributes = {"genesys_bridge.command_id": command.command_id, "genesys_bridge.session_id": core.session_id}
+        with core.deps.tracer.command(command.type, parent=envelope.trace, attributes=attributes) as span:
+            try:
+                result = await self._handle(envelope)
+            except SessionStopping:
+                # The bridge drains while the session is not connected: it will not reconnect, so hand the
+                # command back; the next process runs it (docs/sessions.md "Shutdown never ends a session").
+                log.info("command_requeued_on_drain", command_id=command.command_id)
+                span.set_attribute("genesys_bridge.outcome", "requeued")
+                await core.deps.book.requeue(envelope)
+                return
+            span.set_attribute("genesys_bridge.outcome", f"{result.status}/{result.reason}")
+            await self.settle(envelope, result)
         if result.reason == "read_only":  # 409: Genesys made the session read-only (§11.3)
             await core.finish("read_only", detail=result.detail)
+
+    async def _handle(self, envelope: Envelope) -> SettledOutcome:
+        command = envelope.command
+        age = self._inbox_age(envelope)
+        if age > self._core.settings.inbox_max_age_s:
+            return _result(command, "rejected", "overflow", f"waited {age:.1f}s in the session inbox")
+        match command:
+            case SessionStart():
+                return await self._start(envelope, command)
+            case MessageSend():
+                return await self._send(envelope, command)
+            case TypingSend():
+                return await self._typing(command)
+            case SessionEnd():
+                return await self._end(command)
+            case AttachmentRefresh():
+                return await self._refresh(command)
 
     def _inbox_age(self, envelope: Envelope) -> float:
         """How long ``envelope`` waited while the session could have run it. Time before the session was
@@ -280,6 +287,7 @@ class CommandRunner:
                 continue  # the socket went while we waited for budget
             try:
                 reply = await link.request(
+                    "send message",
                     tracing_id,
                     lambda p: p.send_message(
                         tracing_id=tracing_id,
@@ -368,6 +376,7 @@ class CommandRunner:
             # Genesys echoes the guest's typing (§5.3) or answers 403: wait for either, but never block the
             # session for long: typing is not always acknowledged (§14.6).
             reply = await link.request(
+                "send typing",
                 tracing_id,
                 lambda p: p.send_typing(tracing_id=tracing_id),
                 timeout_s=min(s.delivery_timeout_s, TYPING_ACK_WINDOW_S),
@@ -409,6 +418,7 @@ class CommandRunner:
             await core.budget.acquire()  # Clear is an onMessage: it counts against Genesys' rate limit (§8)
             try:
                 reply = await link.request(
+                    "clear conversation",
                     END_KEY,
                     lambda p: p.clear_conversation(tracing_id=END_KEY),
                     timeout_s=core.settings.delivery_timeout_s,
@@ -440,6 +450,7 @@ class CommandRunner:
         key = attachment_key(command.attachment_id)
         try:
             reply = await link.request(
+                "refresh attachment url",
                 key,
                 lambda p: p.refresh_attachment_url(
                     tracing_id=tracing_id_for(command.command_id), attachment_id=command.attachment_id
@@ -551,6 +562,7 @@ async def upload_attachments(
         key = attachment_key(attachment_id)
         try:
             issued = await link.request(
+                "request upload",
                 key,
                 partial(
                     GuestProtocol.request_upload,
@@ -575,7 +587,7 @@ async def upload_attachments(
         try:
             # The PUT goes over HTTP; Genesys answers it over the socket (UploadSuccessEvent, §4.6).
             result = await link.request(
-                key, None, trigger=partial(_put, uploads, upload, url, headers, content), timeout_s=timeout_s
+                "upload", key, None, trigger=partial(_put, uploads, upload, url, headers, content), timeout_s=timeout_s
             )
         except TimeoutError:
             raise AttachmentFailed(f"{upload.file_name}: no UploadSuccessEvent within {timeout_s:g}s") from None

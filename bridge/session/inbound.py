@@ -425,6 +425,7 @@ class InboundDispatcher:
         try:
             # JwtResponse may lack the tracingId; errors carry it.
             reply = await link.request(
+                "get jwt",
                 JWT_KEY,
                 lambda p: p.request_jwt(tracing_id=JWT_KEY),
                 timeout_s=self._core.settings.delivery_timeout_s,

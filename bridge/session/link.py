@@ -30,6 +30,7 @@ from bridge.genesys.events import (
     SessionExpired,
 )
 from bridge.genesys.protocol import GuestProtocol
+from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Connector, GenesysConnection
 
 __all__ = ["Answered", "GenesysLink", "Reply"]
@@ -69,7 +70,9 @@ class GenesysLink:
         url: str,
         origin: str | None,
         connect_timeout_s: float,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
+        self._tracer = tracer
         self._protocol = protocol
         self._connector = connector
         self._url = url
@@ -183,6 +186,7 @@ class GenesysLink:
 
     async def request(
         self,
+        name: str,
         key: str,
         intent: Intent | None,
         *,
@@ -198,6 +202,7 @@ class GenesysLink:
         is forgotten whatever happens, and a request given up on timeout is pending no more (§10), so an
         untraced error that comes later goes to a request someone still waits for.
 
+        ``name`` names the request in traces (``genesys <name>``, a span under the command being handled).
         ``silent_ok``: also resolve with :class:`Answered` once the protocol no longer holds ``key`` as a
         pending request without having produced an event for it (typing and presence echoes, bare 200s).
 
@@ -213,12 +218,15 @@ class GenesysLink:
         if silent_ok:
             self._silent.add(key)
         try:
-            if intent is not None:
-                intent(self._protocol)
-                await self.flush()
-            if trigger is not None:
-                await trigger()
-            return await asyncio.wait_for(future, timeout_s)
+            with self._tracer.round_trip(f"genesys {name}") as span:
+                if intent is not None:
+                    intent(self._protocol)
+                    await self.flush()
+                if trigger is not None:
+                    await trigger()
+                reply = await asyncio.wait_for(future, timeout_s)
+                span.set_attribute("genesys.reply", type(reply).__name__)
+                return reply
         except TimeoutError:
             self._protocol.forget(key)
             raise

@@ -15,6 +15,7 @@ from bridge.config import Settings
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.observability.metrics import Metrics
+from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Clock, Connector, EventSink, SessionStore
 from bridge.session.flow import ConnectPacer, ConnectWindow
 from bridge.session.outcomes import OutcomeBook
@@ -105,3 +106,4 @@ class SessionDeps:
     connects: ConnectWindow
     features: FeatureSource | None = None  # None: never read config.json (try and read Genesys' answer)
     store: SessionStore | None = None
+    tracer: Tracer = NO_TRACER

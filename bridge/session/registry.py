@@ -29,6 +29,7 @@ from bridge.config import Settings
 from bridge.contract.outcomes import SettledOutcome, event_stamp
 from bridge.errors import CommandRejected
 from bridge.observability.metrics import Metrics
+from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
 from bridge.record import SessionRecord
 from bridge.recovery import RecoveryProgress
@@ -73,6 +74,7 @@ class SessionRegistry:
         store: SessionStore | None = None,
         backoff: Backoff | None = None,
         features: FeatureSource | None = None,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         clock = clock or LoopClock()
         self._settings = settings
@@ -94,6 +96,7 @@ class SessionRegistry:
             connects=ConnectWindow(limit=settings.genesys_connects_per_min, clock=clock),
             store=store,
             features=features,
+            tracer=tracer,
         )
         self._actors: dict[str, SessionActor] = {}
         self._recovery = RecoveryProgress(())  # nothing to recover until resume()

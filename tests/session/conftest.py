@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from bridge.config import Settings
 from bridge.observability.metrics import Metrics
+from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Envelope, LoopClock
 from bridge.session.ports import FeatureSource
 from bridge.session.registry import SessionRegistry
@@ -91,7 +92,9 @@ class Harness:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
 
 
-def make_harness(*, features: FeatureSource | None = None, **overrides: Any) -> tuple[Harness, SessionRegistry]:
+def make_harness(
+    *, features: FeatureSource | None = None, tracer: Tracer = NO_TRACER, **overrides: Any
+) -> tuple[Harness, SessionRegistry]:
     peer = FakeGenesys()
     sink = FakeSink()
     metrics = Metrics(CollectorRegistry(), process_metrics=False)
@@ -111,13 +114,16 @@ def make_harness(*, features: FeatureSource | None = None, **overrides: Any) -> 
         store=store,
         backoff=lambda: itertools.repeat(1.0),
         features=features,
+        tracer=tracer,
     )
     return Harness(peer, sink, registry, metrics, store, history, uploads, clock), registry
 
 
 @contextlib.asynccontextmanager
-async def running(*, features: FeatureSource | None = None, **overrides: Any) -> AsyncIterator[Harness]:
+async def running(
+    *, features: FeatureSource | None = None, tracer: Tracer = NO_TRACER, **overrides: Any
+) -> AsyncIterator[Harness]:
     """A harness whose registry runs for the ``async with`` block (its TaskGroup lives in the test's task)."""
-    h, registry = make_harness(features=features, **overrides)
+    h, registry = make_harness(features=features, tracer=tracer, **overrides)
     async with registry:
         yield h
