@@ -189,6 +189,7 @@ async def running_bridge(
             endpoints=partial(endpoints_for, override=override),
             history=rest,
             uploads=rest,
+            auth=rest,
             metrics=metrics,
             clock=clock,
             store=store,

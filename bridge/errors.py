@@ -12,6 +12,7 @@
     │   ├── GenesysUnavailable       connect failed or the socket dropped: retry with backoff
     │   ├── GenesysRateLimited       429/4029: retry after ``retry_after_s``
     │   ├── GenesysRejected          an error frame with a Genesys code: final for that request
+    │   │   └── GenesysAuthFailed    an authenticated session cannot be (re)authenticated: final
     │   └── SessionGone              expired, cleared, closed by Genesys: final for the session
     ├── BrokerError
     │   ├── BrokerUnavailable        connection or channel lost: retry with backoff
@@ -35,6 +36,7 @@ __all__ = [
     "CommandRejected",
     "ConfigError",
     "ContractError",
+    "GenesysAuthFailed",
     "GenesysError",
     "GenesysProtocolError",
     "GenesysRateLimited",
@@ -121,6 +123,11 @@ class GenesysRejected(GenesysError):
         super().__init__(f"genesys error {code}: {detail}")
         self.code = code
         self.detail = detail
+
+
+class GenesysAuthFailed(GenesysRejected):
+    """An authenticated session could not be (re)authenticated: the code exchange or the token refresh was
+    refused, or Genesys refused the session's JWT (§4.2, §6). ``code`` is the HTTP status or Genesys code."""
 
 
 class SessionGone(GenesysError):

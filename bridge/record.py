@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -20,7 +21,8 @@ class SessionRecord(BaseModel):
 
     Immutable: the actor replaces its record with ``record.model_copy(update=...)`` on every change, so a
     store can persist a consistent snapshot without locks. ``token`` is the Genesys session secret: it is
-    never logged (``SecretStr``) and is encrypted at rest by the store.
+    never logged (``SecretStr``) and is encrypted at rest by the store, like the JWT and refresh token of an
+    authenticated session.
     """
 
     # Unknown fields are ignored, not refused: a record written by a newer release must still load after a
@@ -72,6 +74,15 @@ class SessionRecord(BaseModel):
     start_command_id: str | None = Field(
         default=None,
         description="command_id of the session.start that created it: a redelivery is answered, not refused.",
+    )
+    authenticated: bool = Field(
+        default=False, description="Started with auth: every configure is configureAuthenticatedSession (§4.2)."
+    )
+    auth_jwt: SecretStr | None = Field(default=None, description="The Genesys JWT of an authenticated session.")
+    auth_jwt_expires_at: datetime | None = None
+    auth_refresh_token: SecretStr | None = Field(default=None, description="Renews auth_jwt; a secret.")
+    journey_context: dict[str, Any] | None = Field(
+        default=None, description="configureSession.journeyContext (Predictive Engagement), as Genesys takes it."
     )
     created_at: datetime
     updated_at: datetime

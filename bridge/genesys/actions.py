@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from genesys_bridge_client.contract.commands import JourneyContext
+
 __all__ = [
     "AttachmentRef",
     "AttachmentRefContent",
@@ -33,6 +35,7 @@ __all__ = [
     "PresenceEvent",
     "TypingBody",
     "TypingEvent",
+    "journey_context_of",
 ]
 
 
@@ -151,6 +154,21 @@ class ConfigureSession(ClientAction):
     start_new: bool | None = Field(default=None, alias="startNew")
     journey_context: dict[str, Any] | None = Field(default=None, alias="journeyContext")
     resume_token: str | None = Field(default=None, alias="resumeToken")
+
+
+def journey_context_of(context: JourneyContext) -> dict[str, Any]:
+    """``journeyContext`` (§4.1) for the contract's :class:`JourneyContext`: the customer, their web
+    session, and the action that offered the chat (Predictive Engagement)."""
+    body: dict[str, Any] = {
+        "customer": {"id": context.customer_id, "idType": context.customer_id_type},
+        "customerSession": {"id": context.customer_session_id, "type": context.customer_session_type},
+    }
+    if context.triggering_action_id is not None:
+        action: dict[str, Any] = {"id": context.triggering_action_id}
+        if context.action_map_id is not None:
+            action["actionMap"] = {"id": context.action_map_id, "version": context.action_map_version}
+        body["triggeringAction"] = action
+    return body
 
 
 class ConfigureAuthenticatedSession(ConfigureSession):

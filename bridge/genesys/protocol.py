@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from bridge.errors import CommandRejected, GenesysProtocolError
 from bridge.genesys.actions import (
     ClientAction,
     CloseSession,
+    ConfigureAuthenticatedSession,
     ConfigureSession,
     DeleteAttachment,
     Echo,
@@ -225,18 +226,43 @@ class GuestProtocol(ServerFrameHandler):
 
     # --- intents -------------------------------------------------------------------------------------
 
-    def configure(self, *, start_new: bool = False, tracing_id: str | None = None) -> None:
-        """Queue ``configureSession`` (§4.1): resume (``start_new=False``) or a fresh session."""
+    def configure(
+        self,
+        *,
+        start_new: bool = False,
+        tracing_id: str | None = None,
+        jwt: str | None = None,
+        journey_context: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Queue ``configureSession`` (§4.1): resume (``start_new=False``) or a fresh session; with ``jwt``,
+        ``configureAuthenticatedSession`` (§4.2) carrying it as ``data.code``. Allowed again on a configured
+        connection: that is how an authenticated session takes a refreshed JWT after a 401 (§4.2 step 3)."""
         self._require("configure")
         tid = tracing_id or self._new_id()
-        request = ConfigureSession(
-            token=self._token, tracing_id=tid, deployment_id=self._deployment_id, start_new=start_new
-        )
+        context = dict(journey_context) if journey_context is not None else None
+        request: ConfigureSession
+        if jwt is None:
+            request = ConfigureSession(
+                token=self._token,
+                tracing_id=tid,
+                deployment_id=self._deployment_id,
+                start_new=start_new,
+                journey_context=context,
+            )
+        else:
+            request = ConfigureAuthenticatedSession(
+                token=self._token,
+                tracing_id=tid,
+                deployment_id=self._deployment_id,
+                start_new=start_new,
+                journey_context=context,
+                data={"code": jwt},
+            )
         # A new configure supersedes one left unanswered (e.g. by an untraced 4006, which no request
         # owns): only one is answered at a time, and a stale one would take the next untraced error.
         for old in [p for p in self._pending if p.action in CONFIGURE_ACTIONS]:
             self._pending.remove(old)
-        self._send(request, PendingRequest(tid, "configureSession"))
+        self._send(request, PendingRequest(tid, request.action))
         self._state = ProtocolState.CONFIGURING
 
     def send_message(

@@ -37,15 +37,18 @@ from pydantic import ValidationError
 import bridge
 from bridge.errors import (
     CommandRejected,
+    GenesysAuthFailed,
     GenesysProtocolError,
     GenesysRateLimited,
     GenesysRejected,
     GenesysUnavailable,
 )
+from bridge.genesys.auth import EXCHANGE_PATH, REFRESH_PATH, REVOKE_PATH, Tokens, exchange_body, parse_tokens
 from bridge.genesys.fetch_policy import FetchPolicy, refuse
 from bridge.genesys.frames import StructuredMessage
 from bridge.genesys.translate import retry_after_header
 from bridge.genesys.urls import history_sdk_origin
+from genesys_bridge_client.contract.commands import SessionAuth
 
 __all__ = ["DEFAULT_USER_AGENT", "GenesysRest", "HistoryPage", "safe_url"]
 
@@ -204,6 +207,54 @@ class GenesysRest:
             finally:
                 await response.aclose()
         raise refuse(f"more than {policy.max_redirects} redirects")
+
+    async def exchange_grant(
+        self, rest_base: str, deployment_id: str, grant: SessionAuth, *, origin: str | None
+    ) -> Tokens:
+        """Exchange an OAuth code or ID token for a Genesys JWT and refresh token (§4.2 step 1).
+
+        Raises:
+            GenesysAuthFailed: the exchange was refused (4xx; its status is the code). Never retry blindly:
+                an authorization code is good once.
+            GenesysUnavailable: network trouble or 5xx.
+            GenesysProtocolError: the answer holds no tokens.
+        """
+        body = json.dumps(exchange_body(deployment_id, grant)).encode()
+        response = await self._auth_call("POST", rest_base, EXCHANGE_PATH, origin=origin, content=body)
+        return parse_tokens(_json_object(response))
+
+    async def refresh_jwt(
+        self, rest_base: str, deployment_id: str, refresh_token: str, *, origin: str | None
+    ) -> Tokens:
+        """A new JWT for ``refresh_token`` (§4.2 step 3). Raises as :meth:`exchange_grant`."""
+        body = json.dumps({"refreshToken": refresh_token, "deploymentId": deployment_id}).encode()
+        response = await self._auth_call("POST", rest_base, REFRESH_PATH, origin=origin, content=body)
+        return parse_tokens(_json_object(response), previous_refresh_token=refresh_token)
+
+    async def revoke_jwt(self, rest_base: str, jwt: str, *, origin: str | None) -> None:
+        """Revoke the session's tokens: Genesys logs every device of the customer out (§4.2 step 4).
+        Raises as :meth:`exchange_grant`."""
+        await self._auth_call("DELETE", rest_base, REVOKE_PATH, origin=origin, bearer=jwt)
+
+    async def _auth_call(
+        self,
+        method: str,
+        rest_base: str,
+        path: str,
+        *,
+        origin: str | None,
+        content: bytes | None = None,
+        bearer: str | None = None,
+    ) -> httpx.Response:
+        headers = {"Accept": "application/json", "Origin": origin or history_sdk_origin(rest_base)}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        if bearer is not None:
+            headers["Authorization"] = f"bearer {bearer}"
+        try:
+            return await self._send(method, rest_base.rstrip("/") + path, headers=headers, content=content)
+        except GenesysRejected as exc:
+            raise GenesysAuthFailed(exc.code, exc.detail) from exc
 
     async def fetch_deployment_config(self, config_url: str) -> dict[str, Any]:
         """Fetch a deployment's public ``config.json`` (§2.2; no auth). Redirects are followed (CDN).

@@ -26,12 +26,21 @@ from typing import Literal
 import structlog
 
 from bridge.contract.outcomes import SettledOutcome
-from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailable, SessionGone, is_retryable
+from bridge.errors import (
+    GenesysAuthFailed,
+    GenesysRateLimited,
+    GenesysRejected,
+    GenesysUnavailable,
+    SessionGone,
+    is_retryable,
+)
+from bridge.genesys.auth import AUTH_REFUSED_CODES, UNAUTHORIZED
 from bridge.genesys.events import Configured, EchoReplied
 from bridge.genesys.protocol import GuestProtocol
 from bridge.genesys.urls import resolve_origin
 from bridge.ports import Envelope
 from bridge.record import SessionRecord
+from bridge.session.auth import Credentials
 from bridge.session.commands import CommandRunner
 from bridge.session.flow import Offer
 from bridge.session.inbound import InboundDispatcher
@@ -40,6 +49,7 @@ from bridge.session.outcomes import tracing_id_for
 from bridge.session.ports import SessionDeps
 from bridge.session.session import RecordKeeper, Session, SessionEvents
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger
+from genesys_bridge_client.contract.commands import SessionAuth
 from genesys_bridge_client.contract.events import EndReason, SessionStarted
 
 __all__ = ["SessionActor"]
@@ -61,9 +71,11 @@ class SessionActor:
         *,
         cause: Cause = "start",
         on_recovered: RecoveryReport | None = None,
+        grant: SessionAuth | None = None,
     ) -> None:
         """``on_recovered`` (for ``cause="restart"``) is told ``(session_id, result)`` once the session is
-        resumed and caught up (``resumed``) or over (``ended:<reason>``)."""
+        resumed and caught up (``resumed``) or over (``ended:<reason>``). ``grant``: the customer's OAuth code
+        or ID token from ``session.start``, for an authenticated session (§4.2)."""
         settings = deps.settings
         endpoints = deps.endpoints(record.region)
         link = GenesysLink(
@@ -75,7 +87,16 @@ class SessionActor:
             tracer=deps.tracer,
         )
         keeper = RecordKeeper(record, clock=deps.clock, store=deps.store, metrics=deps.metrics)
-        self._core = Session(deps=deps, keeper=keeper, link=link, endpoints=endpoints)
+        credentials = Credentials(
+            keeper=keeper,
+            client=deps.auth,
+            rest_base=endpoints.rest_base,
+            origin=resolve_origin(settings, record.deployment_id, record.origin),
+            clock=deps.clock,
+            grant=grant,
+            refresh_first=cause == "restart",  # the journalled JWT has likely expired meanwhile
+        )
+        self._core = Session(deps=deps, keeper=keeper, link=link, endpoints=endpoints, credentials=credentials)
         self._inbound = InboundDispatcher(self._core)
         self._runner = CommandRunner(self._core)
         self._cause = cause
@@ -246,7 +267,13 @@ class SessionActor:
                     await self._interruptible_wait(delay)
                     if self._done():
                         return
-                configured = await core.link.open(start_new=False, tracing_id=tracing_id_for(self.session_id, "cfg"))
+                configured = await core.link.open(
+                    start_new=False,
+                    tracing_id=tracing_id_for(self.session_id, "cfg"),
+                    jwt=await core.credentials.for_configure(),
+                    journey_context=core.keeper.record.journey_context,
+                )
+                core.credentials.accepted()
                 if self._done():
                     await core.link.close()
                     return
@@ -257,10 +284,20 @@ class SessionActor:
                     reason = "expired" if exc.reason == "expired" else "conversation_lost"
                 await core.finish(reason, detail=str(exc))
                 return
+            except GenesysAuthFailed as exc:
+                core.metrics.genesys_errors.labels(code=str(exc.code)).inc()
+                await core.finish("auth_failed", detail=f"{exc.code}: {exc.detail}", code=exc.code)
+                return
             except GenesysRejected as exc:
                 core.metrics.genesys_errors.labels(code=str(exc.code)).inc()
-                await core.finish("rejected_by_genesys", detail=f"{exc.code}: {exc.detail}")
-                return
+                if core.credentials.authenticated and exc.code == UNAUTHORIZED:
+                    core.credentials.refused()  # §4.2: renew the JWT and configure again (bounded)
+                elif core.credentials.authenticated and exc.code in AUTH_REFUSED_CODES:
+                    await core.finish("auth_failed", detail=f"{exc.code}: {exc.detail}", code=exc.code)
+                    return
+                else:
+                    await core.finish("rejected_by_genesys", detail=f"{exc.code}: {exc.detail}")
+                    return
             except GenesysRateLimited as exc:  # 429 on configureSession (§8: 60/min per session)
                 core.metrics.rate_limit_waits.labels(kind="configure").inc()
                 wait_at_least = exc.retry_after_s
@@ -300,7 +337,14 @@ class SessionActor:
             async with asyncio.TaskGroup() as tg:
                 self._inbound.serve_in(tg)
                 tg.create_task(self._configured(configured))
+                refresher = (
+                    tg.create_task(self._core.credentials.keep_fresh())
+                    if self._core.credentials.authenticated
+                    else None
+                )
                 await self._core.link.pump(self._inbound.on_event)
+                if refresher is not None:
+                    refresher.cancel()  # the socket is gone: the next configure renews the JWT if it is due
         except BaseExceptionGroup as group:
             raise _first_leaf(group) from group
         finally:
@@ -316,6 +360,8 @@ class SessionActor:
         first = not self._configured_once
         self._configured_once = True
         resumed = not first or self._cause == "restart"
+        if first:
+            core.new_session = configured.new_session
         if resumed and configured.new_session:  # the old session is gone: say so (§4.1, issue)
             # Genesys answers an expired token with a fresh session too (§4.1); only the expiry we kept tells
             # the two apart, so a session past its known expiry ended by expiry, anything else was lost.

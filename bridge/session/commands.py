@@ -48,6 +48,7 @@ from bridge.contract.outcomes import SettledOutcome
 from bridge.errors import (
     BridgeError,
     CommandRejected,
+    GenesysAuthFailed,
     GenesysProtocolError,
     GenesysUnavailable,
     SessionGone,
@@ -73,7 +74,15 @@ from bridge.session.outcomes import END_KEY, attachment_key, reason_for_code, re
 from bridge.session.ports import UploadClient
 from bridge.session.session import Session, SessionStopping
 from bridge.session.state import SessionTrigger
-from genesys_bridge_client.contract import AttachmentRefresh, Command, MessageSend, SessionEnd, SessionStart, TypingSend
+from genesys_bridge_client.contract import (
+    AttachmentRefresh,
+    Command,
+    MessageSend,
+    SessionEnd,
+    SessionLogout,
+    SessionStart,
+    TypingSend,
+)
 from genesys_bridge_client.contract.content import AttachmentPart, AttachmentUpload, ButtonResponse
 from genesys_bridge_client.contract.events import EndReason, OutcomeStatus
 
@@ -150,6 +159,8 @@ class CommandRunner:
                 return await self._end(command)
             case AttachmentRefresh():
                 return await self._refresh(command)
+            case SessionLogout():
+                return await self._logout(command)
 
     def _inbox_age(self, envelope: Envelope) -> float:
         """How long ``envelope`` waited while the session could have run it. Time before the session was
@@ -191,15 +202,69 @@ class CommandRunner:
             return SettledOutcome.of(
                 command, status, "genesys_error", core.end_detail or "configureSession was refused"
             )
+        if reason == "auth_failed":
+            detail = core.end_detail or "the session could not be authenticated"
+            return SettledOutcome.of(command, "failed", "auth_failed", detail, genesys_code=core.end_code)
         return _result(command, status, "session_ended", f"session ended: {reason}")
 
     async def _start(self, envelope: Envelope, command: SessionStart) -> SettledOutcome:
         if not await self._core.gate.wait():
             return self._ended(command)
+        started = "authenticated session started" if self._core.credentials.authenticated else "session started"
+        if command.autostart:
+            started = f"{started}; {await self._autostart(command)}"
         if command.initial_message:
             tracing_id = tracing_id_for(command.command_id, "initial")
-            return await self._deliver(envelope, tracing_id, text=command.initial_message)
-        return _result(command, "delivered", "ok", "session started")
+            result = await self._deliver(envelope, tracing_id, text=command.initial_message)
+            return result.model_copy(update={"detail": f"{started}; {result.detail}".rstrip("; ")})
+        return _result(command, "delivered", "ok", started)
+
+    async def _autostart(self, command: SessionStart) -> str:
+        """Send Presence ``Join`` (§4.3g) so the flow starts before the customer writes; what happened, for the
+        outcome's detail. Only on a new session of a deployment whose config allows autostart (Genesys' SDK
+        sends it on the same condition)."""
+        core = self._core
+        if core.new_session is False:
+            return "autostart skipped: the session is not new (it was resumed)"
+        if core.features is None or core.features.autostart is None:
+            return "autostart skipped: the deployment's config could not be read, so it is not known to allow it"
+        if core.features.autostart is False:
+            return "autostart skipped: the deployment has autostart off"
+        await core.budget.acquire()  # Join is an onMessage: it counts against Genesys' rate limit (§8)
+        key = tracing_id_for(command.command_id, "join")
+        attributes = core.keeper.record.custom_attributes or None
+        try:
+            reply = await core.link.request(
+                "send join",
+                key,
+                lambda p: p.send_join(tracing_id=key, custom_attributes=attributes),
+                timeout_s=core.settings.delivery_timeout_s,
+                silent_ok=True,
+            )
+        except (TimeoutError, GenesysUnavailable, GenesysProtocolError) as exc:
+            return f"autostart not confirmed ({type(exc).__name__})"
+        if isinstance(reply, ErrorReceived | RateLimited):
+            return f"autostart refused ({reply.code}: {reply.detail})"
+        return "autostart: Join sent"
+
+    async def _logout(self, command: SessionLogout) -> SettledOutcome:
+        """Revoke the session's tokens over REST (§4.2 step 4): every device of the customer is logged out
+        (Genesys sends each a LogoutEvent), and the session ends ``logged_out``."""
+        core = self._core
+        if not core.credentials.authenticated:
+            return _result(command, "rejected", "not_authenticated", "the session is anonymous: nothing to log out")
+        if core.gate.over:
+            return self._ended(command)
+        try:
+            await core.credentials.revoke()
+        except GenesysAuthFailed as exc:
+            return _result(
+                command, "failed", "auth_failed", f"the revoke was refused: {exc.detail}", genesys_code=exc.code
+            )
+        except GenesysUnavailable as exc:
+            return _result(command, "failed", "genesys_unavailable", f"could not revoke: {exc}")
+        await core.finish("logged_out", trigger=SessionTrigger.END_DONE, detail="session.logout", cause=command)
+        return _result(command, "delivered", "ok", "logged out: the tokens are revoked")
 
     async def _send(self, envelope: Envelope, command: MessageSend) -> SettledOutcome:
         core = self._core
@@ -337,6 +402,13 @@ class CommandRunner:
                         envelope, notice, deployment_id=record.deployment_id, route=record.route
                     )
                     await asyncio.sleep(after)
+                case ErrorReceived(code=401) if core.credentials.authenticated:
+                    # §4.2: the socket's JWT expired. The message was refused, not delivered: reconnect with a
+                    # renewed JWT (bounded by the credentials) and send it again once the session is back.
+                    log.info("message_unauthorized_reauthenticating", tracing_id=tracing_id)
+                    core.credentials.refused()
+                    core.gate.close()
+                    await link.close()
                 case ErrorReceived(code=code, detail=detail):
                     return _result(command, "failed", reason_for_code(code), detail, genesys_code=code)
                 case _:

@@ -178,7 +178,8 @@ class InboundDispatcher:
             case ConnectionClosed(reason=reason):
                 await self._gone("closed_by_genesys", event, detail=reason)
             case LoggedOut():
-                await self._gone("closed_by_genesys", event, detail="logged out")
+                # §5.4: the customer's tokens were revoked (a session.logout, or another device): final.
+                await core.finish("logged_out", detail="the customer was logged out")
             case RateLimited(code=code, request=request):
                 core.metrics.genesys_errors.labels(code=str(code)).inc()
                 if not self._answer(request, event):

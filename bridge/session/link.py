@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -93,8 +94,16 @@ class GenesysLink:
         """The last ``SessionResponse`` seen: size limits and allowed media (§4.1, §4.6)."""
         return self._protocol.limits
 
-    async def open(self, *, start_new: bool, tracing_id: str) -> Configured:
-        """Connect, configure, and wait for ``SessionResponse`` (bounded by the connect timeout).
+    async def open(
+        self,
+        *,
+        start_new: bool,
+        tracing_id: str,
+        jwt: str | None = None,
+        journey_context: Mapping[str, Any] | None = None,
+    ) -> Configured:
+        """Connect, configure, and wait for ``SessionResponse`` (bounded by the connect timeout). With ``jwt``
+        the configure is ``configureAuthenticatedSession`` (§4.2); ``journey_context`` rides along (§4.1).
 
         Raises:
             GenesysUnavailable: connect failed, timed out or the socket closed first (retry).
@@ -107,7 +116,9 @@ class GenesysLink:
                 self._conn = await self._connector.connect(self._url, origin=self._origin)
                 self._frames = self._conn.frames()
                 self._protocol.connection_made()
-                self._protocol.configure(start_new=start_new, tracing_id=tracing_id)
+                self._protocol.configure(
+                    start_new=start_new, tracing_id=tracing_id, jwt=jwt, journey_context=journey_context
+                )
                 await self.flush()
                 return await self._await_configured()
         except TimeoutError:

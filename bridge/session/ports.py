@@ -12,6 +12,7 @@ from typing import Protocol
 
 from bridge.backoff import Backoff, jittered_backoff
 from bridge.config import Settings
+from bridge.genesys.auth import Tokens
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.observability.metrics import Metrics
@@ -19,6 +20,7 @@ from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Clock, Connector, EventSink, SessionStore
 from bridge.session.flow import ConnectPacer, ConnectWindow
 from bridge.session.outcomes import OutcomeBook
+from genesys_bridge_client.contract.commands import SessionAuth
 
 __all__ = [
     "Backoff",
@@ -50,6 +52,26 @@ class HistoryClient(Protocol):
         self, rest_base: str, jwt: str, *, page_number: int, page_size: int, origin: str | None
     ) -> HistoryPageView:
         """Raise ``GenesysUnavailable`` (retryable) or ``GenesysRejected`` (final) on failure."""
+        ...
+
+
+class AuthClient(Protocol):
+    """Genesys' token endpoints for authenticated sessions (§4.2): :class:`bridge.genesys.rest.GenesysRest`."""
+
+    async def exchange_grant(
+        self, rest_base: str, deployment_id: str, grant: SessionAuth, *, origin: str | None
+    ) -> Tokens:
+        """Exchange a code or ID token; raise ``GenesysAuthFailed`` (refused) or ``GenesysUnavailable``."""
+        ...
+
+    async def refresh_jwt(
+        self, rest_base: str, deployment_id: str, refresh_token: str, *, origin: str | None
+    ) -> Tokens:
+        """Renew the JWT; raise ``GenesysAuthFailed`` (refused) or ``GenesysUnavailable``."""
+        ...
+
+    async def revoke_jwt(self, rest_base: str, jwt: str, *, origin: str | None) -> None:
+        """Revoke the tokens; raise ``GenesysAuthFailed`` (refused) or ``GenesysUnavailable``."""
         ...
 
 
@@ -107,3 +129,4 @@ class SessionDeps:
     features: FeatureSource | None = None  # None: never read config.json (try and read Genesys' answer)
     store: SessionStore | None = None
     tracer: Tracer = NO_TRACER
+    auth: AuthClient | None = None  # None: authenticated sessions end auth_failed (tests without REST)

@@ -28,6 +28,7 @@ from pydantic import SecretStr
 from bridge.config import Settings
 from bridge.contract.outcomes import SettledOutcome, event_stamp
 from bridge.errors import CommandRejected
+from bridge.genesys.actions import journey_context_of
 from bridge.observability.metrics import Metrics
 from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
@@ -37,6 +38,7 @@ from bridge.session.actor import SessionActor
 from bridge.session.flow import ConnectPacer, ConnectWindow, Offer
 from bridge.session.outcomes import OutcomeBook, rejected_reason
 from bridge.session.ports import (
+    AuthClient,
     Backoff,
     EndpointResolver,
     FeatureSource,
@@ -75,6 +77,7 @@ class SessionRegistry:
         backoff: Backoff | None = None,
         features: FeatureSource | None = None,
         tracer: Tracer = NO_TRACER,
+        auth: AuthClient | None = None,
     ) -> None:
         clock = clock or LoopClock()
         self._settings = settings
@@ -97,6 +100,7 @@ class SessionRegistry:
             store=store,
             features=features,
             tracer=tracer,
+            auth=auth,
         )
         self._actors: dict[str, SessionActor] = {}
         self._recovery = RecoveryProgress(())  # nothing to recover until resume()
@@ -207,13 +211,14 @@ class SessionRegistry:
             region=command.region,
             origin=command.origin,
             route=command.route,
+            journey_context=journey_context_of(command.journey_context) if command.journey_context else None,
             custom_attributes=dict(command.custom_attributes or {}),
             start_command_id=command.command_id,
             created_at=now,
             updated_at=now,
         )
         try:
-            actor = SessionActor(record, self._deps, cause="start")
+            actor = SessionActor(record, self._deps, cause="start", grant=command.auth)
         except CommandRejected as exc:  # the endpoint resolver: unknown_region
             await self._reject(envelope, rejected_reason(exc.reason), exc.detail)
             return

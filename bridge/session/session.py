@@ -44,14 +44,17 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import structlog
+from pydantic import SecretStr
 
 from bridge.contract.outcomes import SettledOutcome, event_stamp
 from bridge.errors import BridgeError, BrokerError, SessionGone, is_retryable
+from bridge.genesys.auth import Tokens
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, EventSink, SessionStore, TraceContext
 from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
+from bridge.session.auth import Credentials
 from bridge.session.flow import Inbox, SendBudget
 from bridge.session.link import GenesysLink
 from bridge.session.ports import Backoff, Endpoints, SessionDeps
@@ -206,9 +209,18 @@ def messenger_features(found: DeploymentFeatures) -> MessengerFeatures:
 class Session:
     """One session's shared state. Created by the actor; used from its tasks on one event loop."""
 
-    def __init__(self, *, deps: SessionDeps, keeper: RecordKeeper, link: GenesysLink, endpoints: Endpoints) -> None:
+    def __init__(
+        self,
+        *,
+        deps: SessionDeps,
+        keeper: RecordKeeper,
+        link: GenesysLink,
+        endpoints: Endpoints,
+        credentials: Credentials,
+    ) -> None:
         s = deps.settings
         self.deps = deps
+        self.credentials = credentials
         self.settings = s
         self.metrics = deps.metrics
         self.keeper = keeper
@@ -225,6 +237,9 @@ class Session:
         self.ending = False  # a session.end is in progress: Clear/close events end it as guest_ended
         self.end_reason: EndReason | None = None
         self.end_detail: str | None = None
+        self.end_code: int | None = None  # the Genesys/HTTP code behind an auth_failed end
+        #: SessionResponse.newSession of the first configure (None until then): autostart needs a new one.
+        self.new_session: bool | None = None
         #: ``Clock.monotonic()`` of the agent side's last message, typing or presence (for the idle timeout).
         self.last_agent_activity = deps.clock.monotonic()
         #: Awaited by :meth:`finish` before ``session.ended`` (what is held back must be published first).
@@ -292,6 +307,7 @@ class Session:
         detail: str | None = None,
         cause: Command | None = None,
         failure: str = "gave_up",
+        code: int | None = None,
     ) -> None:
         """End the session for good: state, ``session.ended``, closed record, waiters failed, socket closed.
 
@@ -300,7 +316,7 @@ class Session:
         """
         if self.gate.over or self.state in TERMINAL_STATES:
             return
-        self.end_reason, self.end_detail = reason, detail
+        self.end_reason, self.end_detail, self.end_code = reason, detail, code
         self.gate.finish()
         self.inbox.close()
         self.link.fail_all(SessionGone(reason, detail or ""))
@@ -380,6 +396,15 @@ class RecordKeeper:
     def note_state(self, state: str, *, closed: bool) -> None:
         """The session's state moved; ``closed`` records that it is over for good (not saved yet)."""
         self._update(state=state, closed=closed)
+
+    def note_tokens(self, tokens: Tokens) -> None:
+        """Keep an authenticated session's new JWT and refresh token (saved, encrypted, with the next save)."""
+        self._update(
+            authenticated=True,
+            auth_jwt=SecretStr(tokens.jwt),
+            auth_refresh_token=SecretStr(tokens.refresh_token),
+            auth_jwt_expires_at=tokens.expires_at,
+        )
 
     @property
     def trace(self) -> TraceContext | None:

@@ -25,7 +25,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
 
 from bridge.record import SessionRecord
 from bridge.store.crypto import KeyRing
@@ -89,9 +89,11 @@ def _dumps(obj: dict[str, Any]) -> bytes:
 
 
 def encode_record(record: SessionRecord, keys: KeyRing, *, written_at: datetime) -> bytes:
-    """The journal body for ``record``: every field sealed under the current key, the token included."""
+    """The journal body for ``record``: every field sealed under the current key, the secrets included."""
     inner = record.model_dump(mode="json")
-    inner["token"] = record.token.get_secret_value()  # model_dump masks SecretStr; the sealed copy needs it
+    for name, value in record:  # model_dump masks SecretStr (token, JWT, refresh token); the sealed copy needs them
+        if isinstance(value, SecretStr):
+            inner[name] = value.get_secret_value()
     envelope = {
         "v": VERSION,
         "kind": "session",

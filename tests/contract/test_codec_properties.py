@@ -10,13 +10,20 @@ from hypothesis import strategies as st
 
 from genesys_bridge_client.contract import COMMAND_TYPES
 from genesys_bridge_client.contract.codec import Rejection, decode_command
-from genesys_bridge_client.contract.commands import AttachmentRefresh, MessageSend, SessionEnd, SessionStart, TypingSend
+from genesys_bridge_client.contract.commands import (
+    AttachmentRefresh,
+    MessageSend,
+    SessionEnd,
+    SessionLogout,
+    SessionStart,
+    TypingSend,
+)
 from genesys_bridge_client.contract.events import OUTCOME_REASONS
 
 LIMIT = 64 * 1024
 #: The machine is shared: a slow example is not a failure. Example counts stay at hypothesis' default.
 relaxed = settings(deadline=None)
-COMMAND_CLASSES = (SessionStart, MessageSend, TypingSend, SessionEnd, AttachmentRefresh)
+COMMAND_CLASSES = (SessionStart, MessageSend, TypingSend, SessionEnd, AttachmentRefresh, SessionLogout)
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text()
 json_values = st.recursive(
@@ -46,6 +53,7 @@ VALID: dict[str, dict[str, Any]] = {
     },
     "typing.send": {"type": "typing.send", "command_id": "c-3", "session_id": "s-1"},
     "session.end": {"type": "session.end", "command_id": "c-4", "session_id": "s-1", "correlation_id": "k"},
+    "session.logout": {"type": "session.logout", "command_id": "c-6", "session_id": "s-1"},
     "attachment.refresh": {
         "type": "attachment.refresh",
         "command_id": "c-5",

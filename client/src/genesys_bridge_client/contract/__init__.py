@@ -6,6 +6,7 @@ from genesys_bridge_client.contract.commands import (
     Command,
     MessageSend,
     SessionEnd,
+    SessionLogout,
     SessionStart,
     TypingSend,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "PresenceReceived",
     "SessionEnd",
     "SessionEnded",
+    "SessionLogout",
     "SessionResumed",
     "SessionStart",
     "SessionStarted",

@@ -34,6 +34,7 @@ from genesys_bridge_client.contract.commands import (
     Command,
     MessageSend,
     SessionEnd,
+    SessionLogout,
     SessionStart,
     TypingSend,
 )
@@ -45,12 +46,15 @@ __all__ = ["MAX_FIELD_ERRORS", "Rejection", "decode_command", "decode_event", "e
 #: At most this many field errors are reported, so one hostile body cannot inflate its outcome event.
 MAX_FIELD_ERRORS: Final = 20
 
-_COMMAND_MODELS: Final[dict[str, type[SessionStart | MessageSend | TypingSend | SessionEnd | AttachmentRefresh]]] = {
+_COMMAND_MODELS: Final[
+    dict[str, type[SessionStart | MessageSend | TypingSend | SessionEnd | AttachmentRefresh | SessionLogout]]
+] = {
     "session.start": SessionStart,
     "message.send": MessageSend,
     "typing.send": TypingSend,
     "session.end": SessionEnd,
     "attachment.refresh": AttachmentRefresh,
+    "session.logout": SessionLogout,
 }
 assert tuple(_COMMAND_MODELS) == COMMAND_TYPES, "codec and commands disagree on the command types"
 

@@ -17,7 +17,20 @@ from genesys_bridge_client.contract.common import (
 )
 from genesys_bridge_client.contract.content import AttachmentUpload, ButtonResponse
 
-__all__ = ["COMMAND_TYPES", "AttachmentRefresh", "Command", "MessageSend", "SessionEnd", "SessionStart", "TypingSend"]
+__all__ = [
+    "COMMAND_TYPES",
+    "AttachmentRefresh",
+    "AuthCodeGrant",
+    "AuthImplicitGrant",
+    "Command",
+    "JourneyContext",
+    "MessageSend",
+    "SessionAuth",
+    "SessionEnd",
+    "SessionLogout",
+    "SessionStart",
+    "TypingSend",
+]
 
 
 class _CommandBase(ContractModel):
@@ -35,6 +48,39 @@ class _CommandBase(ContractModel):
             "to the event exchange."
         ),
     )
+
+
+class AuthCodeGrant(ContractModel):
+    """An OAuth authorization code from the deployment's identity provider (authorization-code flow, PKCE
+    optional). The bridge exchanges it for a Genesys JWT; the code is a secret and is never stored or logged."""
+
+    code: str = Field(min_length=1, max_length=4096, repr=False, description="The authorization code.")
+    redirect_uri: str = Field(min_length=1, max_length=2048, description="The redirect URI the code was issued for.")
+    code_verifier: str | None = Field(
+        default=None, min_length=43, max_length=128, repr=False, description="The PKCE code verifier, if PKCE was used."
+    )
+
+
+class AuthImplicitGrant(ContractModel):
+    """An ID token from the identity provider's implicit flow, with the nonce it was requested with."""
+
+    id_token: str = Field(min_length=1, max_length=8192, repr=False, description="The IdP's ID token (a secret).")
+    nonce: str = Field(min_length=1, max_length=512, description="The nonce of the authorization request.")
+
+
+SessionAuth = AuthCodeGrant | AuthImplicitGrant
+
+
+class JourneyContext(ContractModel):
+    """Links the session to Predictive Engagement (``configureSession.journeyContext``)."""
+
+    customer_id: str = Field(min_length=1, max_length=256, description="The customer's id in Predictive Engagement.")
+    customer_id_type: str = Field(default="cookie", min_length=1, max_length=64, description="Its kind, e.g. cookie.")
+    customer_session_id: str = Field(default="", max_length=256, description="The customer's web session id.")
+    customer_session_type: str = Field(default="web", min_length=1, max_length=64)
+    triggering_action_id: str | None = Field(default=None, max_length=256, description="The action that offered chat.")
+    action_map_id: str | None = Field(default=None, max_length=256)
+    action_map_version: int | None = Field(default=None, ge=0)
 
 
 class SessionStart(_CommandBase):
@@ -89,6 +135,25 @@ class SessionStart(_CommandBase):
     )
     custom_attributes: CustomAttributes | None = None
     initial_message: GuestText | None = Field(default=None, description="Sent right after the session starts.")
+    auth: SessionAuth | None = Field(
+        default=None,
+        description=(
+            "Start an authenticated session: the customer is known to Genesys and the agent. An authorization "
+            "code (`code`, `redirect_uri`, optional `code_verifier`) or an implicit-flow `id_token` with its "
+            "`nonce`. The bridge exchanges it for a Genesys JWT, keeps the session's tokens encrypted, and "
+            "refreshes them. Needs a deployment with authentication on."
+        ),
+    )
+    autostart: bool = Field(
+        default=False,
+        description=(
+            "Start the conversation at once (Presence Join), so a bot can greet first. Only where the "
+            "deployment allows autostart; otherwise the outcome's detail says it was skipped and why."
+        ),
+    )
+    journey_context: JourneyContext | None = Field(
+        default=None, description="Predictive Engagement context, passed to Genesys with the configure."
+    )
     resume_token: str | None = Field(
         default=None,
         min_length=1,
@@ -211,7 +276,34 @@ class AttachmentRefresh(_CommandBase):
     )
 
 
+class SessionLogout(_CommandBase):
+    """Log an authenticated session out: its tokens are revoked, every device of the customer gets logged
+    out, and the session ends with reason ``logged_out``."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "type": "session.logout",
+                    "command_id": "7f6e5d4c-3b2a-4190-8f7e-6d5c4b3a2910",
+                    "session_id": "order-4711",
+                }
+            ]
+        }
+    )
+
+    type: Literal["session.logout"] = "session.logout"
+
+
 Command = Annotated[
-    SessionStart | MessageSend | TypingSend | SessionEnd | AttachmentRefresh, Field(discriminator="type")
+    SessionStart | MessageSend | TypingSend | SessionEnd | AttachmentRefresh | SessionLogout,
+    Field(discriminator="type"),
 ]
-COMMAND_TYPES: tuple[str, ...] = ("session.start", "message.send", "typing.send", "session.end", "attachment.refresh")
+COMMAND_TYPES: tuple[str, ...] = (
+    "session.start",
+    "message.send",
+    "typing.send",
+    "session.end",
+    "attachment.refresh",
+    "session.logout",
+)

@@ -139,6 +139,8 @@ EndReason = Literal[
     "conversation_lost",
     "rejected_by_genesys",
     "idle",
+    "auth_failed",
+    "logged_out",
     "failed",
 ]
 END_REASONS: tuple[str, ...] = EndReason.__args__  # type: ignore[attr-defined]
@@ -176,7 +178,9 @@ class SessionEnded(_EventBase):
             "(another connection took over); conversation_lost: Genesys no longer knows the session (4007, or a "
             "resume came back as a new session); rejected_by_genesys: configureSession was refused; idle: no "
             "agent activity for BRIDGE_SESSION_IDLE_TIMEOUT_S (the socket is closed, the conversation is left "
-            "to the agent); failed: the bridge gave up (see detail)."
+            "to the agent); auth_failed: an authenticated session could not be (re)authenticated (the code "
+            "exchange, the token refresh or Genesys refused it); logged_out: a session.logout, or the customer "
+            "logged out on another device; failed: the bridge gave up (see detail)."
         )
     )
     detail: str | None = None
@@ -318,6 +322,8 @@ OutcomeReason = Literal[
     "attachment_failed",
     "shutting_down",
     "internal_error",
+    "auth_failed",
+    "not_authenticated",
 ]
 OUTCOME_REASONS: tuple[str, ...] = OutcomeReason.__args__  # type: ignore[attr-defined]
 
