@@ -1,4 +1,4 @@
-"""Command line: ``genesys-bridge run | simulate | demo | send | tail | schema | declare``.
+"""Command line: ``genesys-bridge run | simulate | demo | send | tail | schema | declare | keygen``.
 
 Exit codes: 0 success; 1 a dependency could not be reached at start, or the broker refused a declaration;
 2 usage error (argparse); 78 invalid configuration (``EXIT_CONFIG``); 130 interrupted.
@@ -38,6 +38,21 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     from bridge.simulator import main as simulate_main
 
     return int(simulate_main(args.rest))
+
+
+def _cmd_keygen(_: argparse.Namespace) -> int:
+    # The key alone on stdout, so that ``BRIDGE_STATE_KEY=$(genesys-bridge keygen)`` captures exactly it.
+    from bridge.store.crypto import generate_key
+
+    print(generate_key())
+    return 0
+
+
+def _version() -> str:
+    from bridge import __version__
+    from genesys_bridge_client import __version__ as client_version
+
+    return f"genesys-bridge {__version__} (genesys-bridge-client {client_version})"
 
 
 def _cmd_demo(_: argparse.Namespace) -> int:
@@ -127,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="genesys-bridge",
         description="Hold Genesys Cloud web-messaging conversations from backend services over RabbitMQ.",
     )
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("run", help="run the daemon (settings from BRIDGE_* environment variables)").set_defaults(
@@ -136,6 +152,10 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("rest", nargs=argparse.REMAINDER, help="simulator options, e.g. --host 127.0.0.1 --port 0")
     simulate.set_defaults(func=_cmd_simulate)
     sub.add_parser("demo", help="simulator + bridge + a scripted conversation, printed").set_defaults(func=_cmd_demo)
+
+    sub.add_parser(
+        "keygen", help="print a fresh state key for BRIDGE_STATE_KEY (only the key, on stdout)"
+    ).set_defaults(func=_cmd_keygen)
 
     schema = sub.add_parser("schema", help="write JSON Schemas and the AsyncAPI document")
     schema.add_argument("--out", default="docs/contract", help="output folder (default: docs/contract)")
