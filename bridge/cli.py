@@ -26,11 +26,13 @@ def _settings() -> Any:
 
 
 def _cmd_run(_: argparse.Namespace) -> int:
-    from bridge.app import run_daemon
+    from bridge.app import run_daemon, warn_unknown_settings
+    from bridge.config import environment_unknowns
     from bridge.observability.logging import configure_logging
 
     settings = _settings()
     configure_logging(level=settings.log_level, fmt=settings.log_format)
+    warn_unknown_settings(environment_unknowns())
     return asyncio.run(run_daemon(settings))
 
 
