@@ -37,9 +37,9 @@ def _cmd_run(_: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from bridge.simulator import main as simulate_main
+    from bridge.simulator.cli import run
 
-    return int(simulate_main(args.rest))
+    return run(args)
 
 
 def _cmd_keygen(_: argparse.Namespace) -> int:
@@ -140,9 +140,14 @@ async def _tail(args: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from bridge.simulator.cli import DESCRIPTION as SIM_DESCRIPTION
+    from bridge.simulator.cli import add_arguments as add_simulator_arguments
+
     parser = argparse.ArgumentParser(
         prog="genesys-bridge",
         description="Hold Genesys Cloud web-messaging conversations from backend services over RabbitMQ.",
+        # The epilog lists every command's usage line; the raw formatter keeps it one command per line.
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,8 +155,10 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the daemon (settings from BRIDGE_* environment variables)").set_defaults(
         func=_cmd_run
     )
-    simulate = sub.add_parser("simulate", help="run the local Genesys simulator (see: genesys-bridge simulate --help)")
-    simulate.add_argument("rest", nargs=argparse.REMAINDER, help="simulator options, e.g. --host 127.0.0.1 --port 0")
+    simulate = sub.add_parser(
+        "simulate", help="run the local Genesys simulator; prints 'listening on URL' first", description=SIM_DESCRIPTION
+    )
+    add_simulator_arguments(simulate)
     simulate.set_defaults(func=_cmd_simulate)
     sub.add_parser("demo", help="simulator + bridge + a scripted conversation, printed").set_defaults(func=_cmd_demo)
 
@@ -195,16 +202,18 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--binding", default="#", help="routing key pattern, e.g. 'message.received.#'")
     tail.add_argument("--json", action="store_true", help="print each event's JSON instead")
     tail.set_defaults(func=lambda a: asyncio.run(_tail(a)))
+
+    # argparse's top-level help names the commands only; their options (the simulator's included) would
+    # otherwise be one --help further away.
+    parser.epilog = "the commands' options (genesys-bridge COMMAND --help explains each):\n" + "".join(
+        "  " + command.format_usage().removeprefix("usage: ") for command in sub.choices.values()
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen subcommand; returns the process exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["simulate"]:
-        # The simulator owns its options (and their --help); pass them through untouched.
-        return _cmd_simulate(argparse.Namespace(rest=argv[1:]))
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args))
     except ConfigError as exc:

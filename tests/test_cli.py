@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
 
@@ -47,3 +49,59 @@ def test_keygen_prints_only_a_key_the_daemon_accepts() -> None:
     assert second.stdout.strip() != key, "fresh each time"
     ring = load_keys(Settings(state_key=SecretStr(key)))
     assert ring.open(ring.seal(b"token")) == b"token"
+
+
+#: Options only the simulator has: both help screens must show them, from the one definition.
+SIMULATOR_OPTIONS = ("--profile", "--unknown-deployment-mode", "--disconnect-overtakes", "--agent-delay")
+
+
+def test_simulate_is_a_real_subcommand_with_the_simulators_options() -> None:
+    for help_text in (run_cli("simulate", "--help").stdout, run_cli("--help").stdout):
+        missing = [option for option in SIMULATOR_OPTIONS if option not in help_text]
+        assert not missing, help_text
+    standalone = subprocess.run(
+        [sys.executable, "-m", "bridge.simulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_S,
+        check=True,
+    )
+    assert all(option in standalone.stdout for option in SIMULATOR_OPTIONS)
+
+
+def test_simulate_refuses_a_bad_option_as_argparse_does() -> None:
+    unknown = run_cli("simulate", "--no-such-option")
+    assert unknown.returncode == 2
+    assert "unrecognized arguments: --no-such-option" in unknown.stderr
+    bad_value = run_cli("simulate", "--profile", "imaginary")
+    assert bad_value.returncode == 2
+    assert "argument --profile: invalid choice: 'imaginary'" in bad_value.stderr
+
+
+async def test_simulate_serves_with_its_options_and_stops_on_sigterm() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bridge",
+        "simulate",
+        "--profile",
+        "everything-on",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--no-agent",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(PROCESS_S):
+            line = (await process.stdout.readline()).decode().strip()
+        assert line.startswith("listening on http://127.0.0.1:")
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(PROCESS_S):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
