@@ -2,6 +2,10 @@
 
 Exit codes: 0 success; 1 a dependency could not be reached at start, or the broker refused a declaration;
 2 usage error (argparse); 78 invalid configuration (``EXIT_CONFIG``); 130 interrupted.
+
+``send ... --wait`` exits with the command's settled outcome: 0 ``delivered``; 3 ``rejected``
+(``EXIT_REJECTED``: bad input, do not retry as is); 4 ``failed`` (``EXIT_FAILED``); 5 no outcome within
+``--timeout`` (``EXIT_NO_OUTCOME``: no bridge consuming, or it is still working on it).
 """
 
 from __future__ import annotations
@@ -12,11 +16,18 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from bridge.errors import EXIT_CONFIG, ConfigError
 
-__all__ = ["main"]
+__all__ = ["EXIT_FAILED", "EXIT_NO_OUTCOME", "EXIT_REJECTED", "main"]
+
+#: ``send --wait``: the outcome was ``rejected``.
+EXIT_REJECTED: Final = 3
+#: ``send --wait``: the outcome was ``failed``.
+EXIT_FAILED: Final = 4
+#: ``send --wait``: no settled outcome arrived within ``--timeout``.
+EXIT_NO_OUTCOME: Final = 5
 
 
 def _settings() -> Any:
@@ -95,15 +106,40 @@ def _build_command(args: argparse.Namespace) -> dict[str, Any] | bytes:
     return command
 
 
+#: ``send --wait``: the exit code for each settled outcome status (documented in the module docstring).
+_OUTCOME_EXIT = {"delivered": 0, "rejected": EXIT_REJECTED, "failed": EXIT_FAILED}
+
+
 async def _send(args: argparse.Namespace) -> int:
     from bridge.amqp.tools import CommandPublisher
 
+    if args.wait and args.reply_to:
+        print("genesys-bridge send: --wait uses a reply queue of its own; leave out --reply-to", file=sys.stderr)
+        return 2
     settings = _settings()
     url = args.amqp_url or settings.amqp_url.get_secret_value()
     async with CommandPublisher(url, exchange=args.exchange or settings.command_exchange) as publisher:
-        command_id = await publisher.send(_build_command(args), reply_to=args.reply_to)
-    print(command_id or "sent")
-    return 0
+        if not args.wait:
+            command_id = await publisher.send(_build_command(args), reply_to=args.reply_to)
+            print(command_id or "sent")
+            return 0
+        command_id, body = await publisher.request(_build_command(args), timeout_s=args.timeout)
+    if body is None:
+        print(f"genesys-bridge send: no outcome for {command_id} within {args.timeout:g} s", file=sys.stderr)
+        return EXIT_NO_OUTCOME
+    return _print_outcome(body, as_json=args.as_json)
+
+
+def _print_outcome(body: bytes, *, as_json: bool) -> int:
+    from bridge.present import describe_event
+    from genesys_bridge_client.contract import CommandOutcome
+    from genesys_bridge_client.contract.codec import decode_event
+
+    event = decode_event(body)
+    print(json.dumps(json.loads(body)) if as_json else describe_event(event), flush=True)
+    if not isinstance(event, CommandOutcome):
+        return EXIT_NO_OUTCOME  # the bridge sends only outcomes to reply_to; anything else answers nothing
+    return _OUTCOME_EXIT.get(event.status, EXIT_NO_OUTCOME)
 
 
 async def _declare(_: argparse.Namespace) -> int:
@@ -174,20 +210,32 @@ def _parser() -> argparse.ArgumentParser:
     send.add_argument("--amqp-url", help="default: BRIDGE_AMQP_URL")
     send.add_argument("--exchange", help="default: BRIDGE_COMMAND_EXCHANGE")
     send.add_argument("--reply-to", help="queue that also receives the command.outcome")
+    # The waiting options go on each kind, so they can follow the command's own options (send message ... --wait).
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the settled command.outcome and print it; exit 0 delivered, 3 rejected, 4 failed, 5 none",
+    )
+    waiting.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="with --wait: give up after S seconds (default 30)"
+    )
+    # dest: ``send json`` has a positional named json (the raw command).
+    waiting.add_argument("--json", action="store_true", dest="as_json", help="with --wait: print the outcome's JSON")
     kinds = send.add_subparsers(dest="kind", required=True)
-    start = kinds.add_parser("start", help="session.start")
+    start = kinds.add_parser("start", help="session.start", parents=[waiting])
     start.add_argument("--session", required=True)
     start.add_argument("--deployment", required=True)
     start.add_argument("--region", default="mypurecloud.com")
     start.add_argument("--origin")
     start.add_argument("--attribute", action="append", metavar="KEY=VALUE", help="custom attribute (repeatable)")
-    message = kinds.add_parser("message", help="message.send")
+    message = kinds.add_parser("message", help="message.send", parents=[waiting])
     message.add_argument("--session", required=True)
     message.add_argument("--text")
     message.add_argument("--quick-reply", metavar="TEXT[=PAYLOAD]", help="answer a quick reply")
     for name, help_text in (("typing", "typing.send"), ("end", "session.end")):
-        kinds.add_parser(name, help=help_text).add_argument("--session", required=True)
-    raw = kinds.add_parser("json", help="publish a raw JSON command (as given, even if invalid)")
+        kinds.add_parser(name, help=help_text, parents=[waiting]).add_argument("--session", required=True)
+    raw = kinds.add_parser("json", help="publish a raw JSON command (as given, even if invalid)", parents=[waiting])
     raw.add_argument("json", help="the JSON text, or - for standard input")
     send.set_defaults(func=lambda a: asyncio.run(_send(a)))
 

@@ -5,6 +5,7 @@ These are what an integrating service does, written with aio-pika and the contra
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import uuid
@@ -13,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aio_pika
-from aio_pika.abc import AbstractQueue
+from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from bridge.amqp.connection import broker_error, close_quietly, open_connection
 from bridge.amqp.journal import open_stream_journal
@@ -42,10 +43,13 @@ class CommandPublisher:
         if self._connection is not None:
             await self._connection.close()
 
-    async def send(self, command: Mapping[str, Any] | bytes, *, reply_to: str | None = None) -> str:
+    async def send(
+        self, command: Mapping[str, Any] | bytes, *, reply_to: str | None = None, correlation_id: str | None = None
+    ) -> str:
         """Publish one command (a dict is JSON-encoded; ``command_id`` is filled in when missing).
 
-        Returns the command id. The routing key is the command type, as the contract asks.
+        Returns the command id ("" for raw bytes). The routing key is the command type, as the contract asks.
+        ``correlation_id`` becomes the AMQP property the bridge copies onto the outcome it sends to ``reply_to``.
         """
         if isinstance(command, bytes):
             body, routing_key, command_id = command, "unknown", ""
@@ -63,10 +67,68 @@ class CommandPublisher:
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 message_id=command_id or None,
                 reply_to=reply_to,
+                correlation_id=correlation_id,
             ),
             routing_key=routing_key,
         )
         return command_id
+
+    async def request(self, command: Mapping[str, Any] | bytes, *, timeout_s: float) -> tuple[str, bytes | None]:
+        """Publish one command as a request and wait up to ``timeout_s`` for its settled ``command.outcome``.
+
+        The command carries a private reply queue (``reply_to``) and the AMQP ``correlation_id`` = its
+        ``command_id`` (for raw bytes: the ``command_id`` in them when they are a JSON object with one, else a
+        fresh id), which the bridge copies onto the outcome. Returns ``(correlation id, outcome body)``, the body
+        ``None`` when nothing came in time. The caller decodes the body
+        (``genesys_bridge_client.contract.codec.decode_event``).
+        """
+        assert self._connection is not None, "use CommandPublisher as an async context manager"
+        correlation_id = _request_id(command)
+        if not isinstance(command, bytes):
+            command = {**command, "command_id": correlation_id}
+        channel = await self._connection.channel()
+        try:
+            # Exclusive and server-named: only this process reads it, and it vanishes with the connection.
+            queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+            answered: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+            async def on_reply(message: AbstractIncomingMessage) -> None:
+                # Anything else on the queue (a stray publish) is not this request's answer, and a will_retry
+                # notice (a raw command may ask for them with reply_notices) is not a settled one.
+                if message.correlation_id == correlation_id and not answered.done() and not _notice(message.body):
+                    answered.set_result(message.body)
+
+            # Consume before publishing, so the reply cannot arrive before anyone listens.
+            await queue.consume(on_reply, no_ack=True)
+            await self.send(command, reply_to=queue.name, correlation_id=correlation_id)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    return correlation_id, await answered
+            except TimeoutError:
+                return correlation_id, None
+        finally:
+            await channel.close()
+
+
+def _request_id(command: Mapping[str, Any] | bytes) -> str:
+    """The id a request is correlated by: its ``command_id`` when it has one, else a fresh one."""
+    data: object = command
+    if isinstance(command, bytes):
+        try:
+            data = json.loads(command)
+        except ValueError:
+            data = None
+    found = data.get("command_id") if isinstance(data, Mapping) else None
+    return found if isinstance(found, str) and found else uuid.uuid4().hex
+
+
+def _notice(body: bytes) -> bool:
+    """Whether an outcome body is a non-final ``will_retry`` notice."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("status") == "will_retry"
 
 
 @asynccontextmanager
