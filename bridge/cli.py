@@ -1,6 +1,7 @@
-"""Command line: ``genesys-bridge run | simulate | demo | send | tail | schema | declare | keygen``.
+"""Command line: ``genesys-bridge run | simulate | demo | send | tail | schema | declare | keygen | dlq``.
 
-Exit codes: 0 success; 1 a dependency could not be reached at start, or the broker refused a declaration;
+Exit codes: 0 success; 1 a dependency could not be reached at start, the broker refused a declaration, or
+``dlq`` could not reach its queue (or a replayed command came back unroutable and stayed in the DLQ);
 2 usage error (argparse); 78 invalid configuration (``EXIT_CONFIG``); 130 interrupted.
 
 ``send ... --wait`` exits with the command's settled outcome: 0 ``delivered``; 3 ``rejected``
@@ -16,9 +17,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from bridge.errors import EXIT_CONFIG, ConfigError
+
+if TYPE_CHECKING:
+    from bridge.amqp.tools import DeadLetter
 
 __all__ = ["EXIT_FAILED", "EXIT_NO_OUTCOME", "EXIT_REJECTED", "main"]
 
@@ -156,6 +160,50 @@ async def _declare(_: argparse.Namespace) -> int:
     return 0
 
 
+async def _dlq(args: argparse.Namespace) -> int:
+    from bridge.amqp.tools import DeadLetterQueue
+    from bridge.errors import BridgeError
+
+    settings = _settings()
+    url = args.amqp_url or settings.amqp_url.get_secret_value()
+    try:
+        async with DeadLetterQueue(
+            url, queue=settings.dead_letter_queue, command_exchange=settings.command_exchange
+        ) as dlq:
+            if args.action == "list":
+                letters = await dlq.browse(limit=args.limit)
+                _print_dead_letters(letters, as_json=args.as_json)
+                if not args.as_json:
+                    print(f"{len(letters)} dead-lettered command(s) in {settings.dead_letter_queue}; none removed")
+                return 0
+            result = await dlq.replay(limit=args.limit, reason=args.reason, command_id=args.command_id)
+    except BridgeError as exc:
+        print(f"genesys-bridge dlq {args.action}: {exc}", file=sys.stderr)
+        return 1
+    for letter in result.replayed:
+        print(f"replayed {letter.command_id or '-'} ({letter.reason or '?'}) -> {letter.routing_key}")
+    for letter in result.unroutable:
+        print(f"genesys-bridge dlq replay: {letter.command_id or '-'} returned unroutable, kept", file=sys.stderr)
+    print(f"{len(result.replayed)} replayed, {result.kept + len(result.unroutable)} kept")
+    return 1 if result.unroutable else 0
+
+
+def _print_dead_letters(letters: Sequence[DeadLetter], *, as_json: bool) -> None:
+    for number, letter in enumerate(letters, 1):
+        if as_json:
+            print(json.dumps(letter.as_dict()))
+            continue
+        ids = " ".join(
+            f"{k}={v}"
+            for k, v in (("command_id", letter.command_id), ("session_id", letter.session_id), ("type", letter.type))
+            if v
+        )
+        print(f"{number:>3}  {letter.reason or '?'}  {ids or '(no ids readable)'}  routing_key={letter.routing_key}")
+        if letter.detail:
+            print(f"     detail: {letter.detail}")
+        print(f"     body: {letter.preview}")
+
+
 async def _tail(args: argparse.Namespace) -> int:
     from bridge.amqp.tools import follow_events
     from bridge.present import describe_event
@@ -243,6 +291,21 @@ def _parser() -> argparse.ArgumentParser:
         "declare",
         help="declare the exchanges, queues and journal stream ahead of the first start (BRIDGE_* settings)",
     ).set_defaults(func=lambda a: asyncio.run(_declare(a)))
+
+    dlq = sub.add_parser("dlq", help="list or replay dead-lettered commands (BRIDGE_DEAD_LETTER_QUEUE)")
+    actions = dlq.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="show dead-lettered commands, leaving them in place")
+    listing.add_argument("--json", action="store_true", dest="as_json", help="one JSON object per command")
+    replay = actions.add_parser(
+        "replay",
+        help="republish matching ones to the command exchange (original routing key); removed once confirmed",
+    )
+    replay.add_argument("--reason", help="only those rejected for this reason, e.g. schema_invalid")
+    replay.add_argument("--command-id", help="only the command with this command_id")
+    for action in (listing, replay):
+        action.add_argument("--amqp-url", help="default: BRIDGE_AMQP_URL")
+        action.add_argument("--limit", type=int, metavar="N", help="at most N commands (default: all)")
+    dlq.set_defaults(func=lambda a: asyncio.run(_dlq(a)))
 
     tail = sub.add_parser("tail", help="follow events in readable form")
     tail.add_argument("--amqp-url", help="default: BRIDGE_AMQP_URL")
