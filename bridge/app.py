@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -45,7 +45,7 @@ from bridge.ports import Clock, Connector, LoopClock
 from bridge.session.registry import SessionRegistry
 from bridge.store import JournalStore, load_keys
 
-__all__ = ["Bridge", "Readiness", "run_daemon", "running_bridge"]
+__all__ = ["Bridge", "Readiness", "run_daemon", "running_bridge", "warn_unknown_settings"]
 
 log = structlog.get_logger(__name__)
 
@@ -252,6 +252,17 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 def _nothing() -> None:
     return None
+
+
+def warn_unknown_settings(unknowns: Iterable[tuple[str, str | None]]) -> None:
+    """Log one ``unknown_setting`` warning per ``(name, closest known name or None)``.
+
+    ``unknowns`` is what :func:`bridge.config.unknown_variables` finds. The caller configures logging first.
+    A warning, never an error: a misspelt variable is most likely a setting left at its default, which the
+    operator should hear about, but a bridge that validates must still start.
+    """
+    for name, closest in unknowns:
+        log.warning("unknown_setting", name=name, closest=closest)
 
 
 async def run_daemon(settings: Settings, *, stop: asyncio.Event | None = None) -> int:

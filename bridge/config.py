@@ -7,7 +7,10 @@ exit code ``EXIT_CONFIG`` (78) before any connection opens.
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+from collections.abc import Mapping
 from typing import Annotated, Final, Literal
 
 from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -15,7 +18,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bridge.errors import ConfigError
 
-__all__ = ["Settings", "settings_table"]
+__all__ = ["ENV_PREFIX", "Settings", "environment_unknowns", "settings_table", "unknown_variables"]
+
+#: Every setting's environment variable is this prefix plus the field name in upper case.
+ENV_PREFIX: Final = "BRIDGE_"
 
 #: The longest Origin accepted in settings (a command's ``origin`` has the same limit).
 _MAX_ORIGIN_CHARS: Final = 512
@@ -30,7 +36,7 @@ def _split_csv(value: object) -> object:
 class Settings(BaseSettings):
     """All configuration of the daemon. Construct with :meth:`load` in production, or with keywords in tests."""
 
-    model_config = SettingsConfigDict(env_prefix="BRIDGE_", frozen=True, extra="forbid", case_sensitive=False)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid", case_sensitive=False)
 
     # --- RabbitMQ -----------------------------------------------------------------------------------
     amqp_url: SecretStr = Field(
@@ -293,3 +299,28 @@ def settings_table() -> str:
         shown = "*(unset)*" if default in (None, [], "") else f"`{default}`"
         rows.append(f"| `BRIDGE_{name.upper()}` | {shown} | {field.description or ''} |")
     return "\n".join(rows)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """The ``BRIDGE_*`` names in ``environ`` that are no setting, each with the closest setting's name or ``None``.
+
+    Pure: the caller passes the environment (the daemon passes ``os.environ``) and decides what to do with
+    the answer; the daemon logs a warning for each, never fails, because a stray variable must not stop a
+    bridge that is otherwise configured. Names are matched case-insensitively, as :class:`Settings` reads
+    them. Sorted by name.
+    """
+    known = sorted(name.upper() for name in Settings.model_fields)
+    unknown: list[tuple[str, str | None]] = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.removeprefix(ENV_PREFIX) in known:
+            continue
+        # Compared without the prefix: every name shares it, which would make any two names look alike.
+        closest = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), known, n=1)
+        unknown.append((name, ENV_PREFIX + closest[0] if closest else None))
+    return unknown
+
+
+def environment_unknowns() -> list[tuple[str, str | None]]:
+    """:func:`unknown_variables` of this process' environment (this module is the one that reads it)."""
+    return unknown_variables(os.environ)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
-from bridge.app import REJOURNAL_RETRY_S, _rejournal_forever
+from bridge.app import REJOURNAL_RETRY_S, _rejournal_forever, warn_unknown_settings
+from bridge.config import Settings, environment_unknowns
 from bridge.errors import BrokerUnavailable
 
 
@@ -36,3 +38,17 @@ async def test_a_failed_rejournal_is_retried_soon_and_never_stops_the_loop() -> 
     first, second = (t - start for t in store.calls)
     assert first == pytest.approx(3600.0)
     assert second - first == pytest.approx(REJOURNAL_RETRY_S)
+
+
+def test_run_warns_about_each_unknown_bridge_variable_and_still_loads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``genesys-bridge run`` does before the daemon starts: load, then warn (never fail) per stray name."""
+    monkeypatch.setenv("BRIDGE_LOG_LEVL", "DEBUG")
+    monkeypatch.setenv("BRIDGE_NOT_A_THING_AT_ALL", "1")
+    settings = Settings.load()  # a typo is not invalid configuration
+    with capture_logs() as logs:
+        warn_unknown_settings(environment_unknowns())
+    warnings = [(e["name"], e["closest"]) for e in logs if e["event"] == "unknown_setting"]
+    assert ("BRIDGE_LOG_LEVL", "BRIDGE_LOG_LEVEL") in warnings
+    assert ("BRIDGE_NOT_A_THING_AT_ALL", None) in warnings
+    assert {e["log_level"] for e in logs} == {"warning"}
+    assert settings.log_level == "INFO"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import Settings, settings_table
+from bridge.config import Settings, settings_table, unknown_variables
 from bridge.errors import EXIT_CONFIG, ConfigError
 
 
@@ -91,3 +91,27 @@ def test_settings_table_is_current() -> None:
         "docs/configuration.md's settings table is stale: paste the output of "
         "`python -c 'from bridge.config import settings_table; print(settings_table())'`"
     )
+
+
+def test_unknown_bridge_variables_are_found_with_the_closest_setting() -> None:
+    environ = {
+        "BRIDGE_LOG_LEVL": "DEBUG",  # a typo
+        "BRIDGE_DEADLETTER_QUEUE": "x",  # a missing underscore
+        "bridge_amqp_uri": "amqp://",  # any case, as Settings reads it
+        "BRIDGE_XYZZY": "1",  # like nothing
+        "BRIDGE_LOG_LEVEL": "INFO",  # known
+        "bridge_intake_queue": "q",  # known, in lower case
+        "PATH": "/usr/bin",  # not ours
+        "MY_BRIDGE_THING": "1",  # not ours either: the prefix is at the start
+    }
+    assert unknown_variables(environ) == [
+        ("BRIDGE_DEADLETTER_QUEUE", "BRIDGE_DEAD_LETTER_QUEUE"),
+        ("BRIDGE_LOG_LEVL", "BRIDGE_LOG_LEVEL"),
+        ("BRIDGE_XYZZY", None),
+        ("bridge_amqp_uri", "BRIDGE_AMQP_URL"),
+    ]
+
+
+def test_every_setting_is_a_known_variable() -> None:
+    assert unknown_variables({"BRIDGE_" + name.upper(): "" for name in Settings.model_fields}) == []
+    assert unknown_variables({}) == []

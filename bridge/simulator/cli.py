@@ -17,17 +17,32 @@ from collections.abc import Sequence
 from bridge.simulator.config import PROFILES, SimulatorConfig
 from bridge.simulator.server import Simulator
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["DESCRIPTION", "add_arguments", "build_parser", "config_from_args", "main", "run"]
 
 
 def _optional_limit(text: str) -> int | None:
     return None if text.lower() in ("none", "off", "0") else int(text)
 
 
+#: What the simulator's command line is for, shown by both ``--help`` screens.
+DESCRIPTION = "Run the local Genesys Web Messaging simulator."
+
+
 def build_parser(prog: str = "python -m bridge.simulator") -> argparse.ArgumentParser:
-    """The command-line options: a profile (:data:`PROFILES`), then a subset of :class:`SimulatorConfig`
-    whose options override it. An option left out keeps the profile's value."""
-    parser = argparse.ArgumentParser(prog=prog, description="Run the local Genesys Web Messaging simulator.")
+    """The standalone parser (``python -m bridge.simulator``): :func:`add_arguments` on a parser of its own."""
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the simulator's options to ``parser``, the one definition both ``python -m bridge.simulator`` and
+    ``genesys-bridge simulate`` use: a profile (:data:`PROFILES`), then a subset of :class:`SimulatorConfig`
+    whose options override it. An option left out keeps the profile's value.
+
+    The caller passes the parsed namespace to :func:`run` (or :func:`config_from_args`); ``parser`` must not
+    define options of the same names.
+    """
     parser.add_argument(
         "--profile",
         choices=sorted(PROFILES),
@@ -73,7 +88,6 @@ def build_parser(prog: str = "python -m bridge.simulator") -> argparse.ArgumentP
     parser.add_argument("--no-agent", action="store_true", help="turn the scripted agent off")
     parser.add_argument("--agent-delay", type=float, default=0.0, help="seconds between agent typing and reply")
     parser.add_argument("--compression", action="store_true", help="offer permessage-deflate (off by default)")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
@@ -126,8 +140,15 @@ async def serve(config: SimulatorConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 after a signal, 1 when the port cannot be bound)."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the exit code (0 after a signal, 1 when the port cannot be bound, 2 bad usage)."""
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve with the options :func:`add_arguments` parsed into ``args`` until SIGINT/SIGTERM.
+
+    Returns the exit code: 0 after a signal, 1 when the port cannot be bound.
+    """
     try:
         asyncio.run(serve(config_from_args(args)))
     except OSError as exc:

@@ -27,9 +27,7 @@ from bridge.errors import StateKeyError
 
 __all__ = ["KeyRing", "SealError", "generate_key", "load_keys"]
 
-_GENERATE_HINT = (
-    "generate one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
-)
+_GENERATE_HINT = "generate one with: genesys-bridge keygen"
 
 
 class SealError(Exception):
