@@ -158,6 +158,8 @@ async def running_bridge(
         BridgeError: a dependency could not be reached or declared within ``startup_timeout_s``.
     """
     metrics = metrics or Metrics()
+    # Capacity alerts divide live sessions by this (a new session past it is rejected too_many_sessions).
+    metrics.session_limit.set(settings.max_sessions)
     clock = clock or LoopClock()
     # stamina would register a Prometheus counter on the *global* registry; our retries are counted in
     # Metrics.reconnects on the injected registry instead, and logged by the callers.

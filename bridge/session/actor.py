@@ -241,7 +241,7 @@ class SessionActor:
                 # §8: every new connection counts against the deployment's per-minute connection limit.
                 delay = core.deps.connects.reserve(self.deployment_id)
                 if delay > 0:
-                    core.metrics.rate_limit_waits.labels(kind="connect").inc()
+                    core.metrics.rate_limit.delayed("connect", delay)
                     await self._interruptible_wait(delay)
                     if self._done():
                         return
@@ -261,7 +261,7 @@ class SessionActor:
                 await core.finish("rejected_by_genesys", detail=f"{exc.code}: {exc.detail}")
                 return
             except GenesysRateLimited as exc:  # 429 on configureSession (§8: 60/min per session)
-                core.metrics.rate_limit_waits.labels(kind="configure").inc()
+                core.metrics.rate_limit.delayed("configure", exc.retry_after_s)
                 wait_at_least = exc.retry_after_s
             except Exception as exc:
                 if not is_retryable(exc):

@@ -128,6 +128,11 @@ def test_rules_use_only_exported_metrics(metrics_exposition: str) -> None:
     assert not unknown, f"alert rules use metrics the daemon does not export: {sorted(unknown)}"
 
 
+def test_the_session_limit_is_exported_from_the_settings(metrics_exposition: str) -> None:
+    """Capacity alerts divide by it, so it is there from the first scrape, before any session."""
+    assert f"genesys_bridge_session_limit {float(Settings().max_sessions)}" in metrics_exposition.splitlines()
+
+
 def test_dashboard_shows_every_bridge_metric(metrics_exposition: str) -> None:
     """A metric added to bridge/observability/metrics.py also gets a panel in deploy/grafana-dashboard.json."""
     families = {
@@ -150,7 +155,10 @@ def test_dashboard_covers_what_operators_need() -> None:
         "genesys_bridge_publish_confirm_seconds_bucket",
         "genesys_bridge_reconnects_total",
         "sum by (code) (rate(genesys_bridge_genesys_errors_total",
-        "genesys_bridge_rate_limit_waits_total",
+        "genesys_bridge_rate_limit_delay_seconds_bucket",
+        "genesys_bridge_rate_limit_drops_total",
+        "genesys_bridge_session_limit",
+        "sum by (status, reason) (rate(genesys_bridge_commands_total",
         "genesys_bridge_backfilled_messages_total",
         "genesys_bridge_duplicates_dropped_total",
         "genesys_bridge_inbox_depth",
@@ -177,7 +185,17 @@ def test_dashboard_is_importable_grafana_json() -> None:
             assert panel["targets"], panel["title"]
             assert all(t["refId"] for t in panel["targets"])
     variables = {v["name"] for v in dashboard["templating"]["list"]}
-    assert {"datasource", "job", "instance"} <= variables
+    assert {"datasource", "namespace", "job", "instance"} <= variables
+
+
+def test_every_dashboard_query_is_scoped_to_the_chosen_namespace() -> None:
+    """One Grafana serves many namespaces; a panel without the filter would mix every bridge's series."""
+    for expr in dashboard_expressions():
+        assert 'namespace=~"$namespace"' in expr, expr
+    dashboard = json.loads(DASHBOARD.read_text())
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query" and variable["name"] != "namespace":
+            assert 'namespace=~"$namespace"' in variable["definition"], variable["name"]
 
 
 # --- rule file structure (what `promtool check rules` checks first) -------------------------------------
