@@ -38,6 +38,7 @@ from bridge.genesys.deployment_config import DeploymentConfigs
 from bridge.genesys.fetch_policy import FetchPolicy
 from bridge.genesys.rest import GenesysRest
 from bridge.genesys.urls import endpoints_for
+from bridge.observability.admin import AdminServer
 from bridge.observability.http import ObservabilityServer
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Connector, LoopClock
@@ -83,6 +84,8 @@ class Bridge:
     http: ObservabilityServer
     readiness: Readiness
     store: JournalStore | None = None
+    #: The read-only admin endpoint, when ``admin_port`` is set.
+    admin: AdminServer | None = None
     #: Set once every session resumed at start was carried on or ended (``/readyz`` turns true then).
     recovered: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -211,6 +214,16 @@ async def running_bridge(
         bridge = Bridge(settings, metrics, publisher, registry, intake, http, readiness, store=store)
         await bridge.http.start()
         stack.push_async_callback(bridge.http.stop)
+        if settings.admin_port is not None:
+            bridge.admin = AdminServer(settings.admin_host, settings.admin_port, registry, token=settings.admin_token)
+            await bridge.admin.start()
+            stack.push_async_callback(bridge.admin.stop)
+            log.info(
+                "admin_endpoint_started",
+                host=settings.admin_host,
+                port=bridge.admin.port,
+                token_required=settings.admin_token is not None,
+            )
 
         await stack.enter_async_context(registry)
         async with asyncio.TaskGroup() as tasks:

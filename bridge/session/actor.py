@@ -109,6 +109,17 @@ class SessionActor:
     def record(self) -> SessionRecord:
         return self._core.keeper.record
 
+    @property
+    def seq(self) -> int:
+        """The last event ``seq`` used for this session."""
+        return self._core.keeper.record.seq
+
+    @property
+    def connected_at(self) -> float | None:
+        """``Clock.monotonic()`` of when the session last became ready for sends, or None while it is not."""
+        gate = self._core.gate
+        return gate.opened_at if gate.ready else None
+
     def settled(self, command_id: str) -> SettledOutcome | None:
         """The outcome of ``command_id`` if this session settled it (kept in its record across restarts)."""
         return self._core.keeper.settled(command_id)

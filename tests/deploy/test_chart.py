@@ -23,8 +23,8 @@ from tests.deploy.chart import CHART_DIR, KUBE_VERSIONS, NAMESPACE, Rendered, lo
 MONITORING_API = "monitoring.coreos.com/v1"
 
 # Settings the chart does not take from `config`: secrets come from the Secret, the rest are chart-owned.
-SECRET_SETTINGS = {"amqp_url", "state_key", "state_old_keys"}
-CHART_OWNED_SETTINGS = {"http_host", "http_port", "drain_timeout_s", "state_key_file"}
+SECRET_SETTINGS = {"amqp_url", "state_key", "state_old_keys", "admin_token"}
+CHART_OWNED_SETTINGS = {"http_host", "http_port", "drain_timeout_s", "state_key_file", "admin_port", "admin_host"}
 
 # Realistic value sets: each one renders, lints and validates.
 VALUE_SETS: dict[str, dict[str, Any]] = {
