@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test lint typecheck pytest demo rabbitmq schema bench clean lock test-lowest
+.PHONY: all install test lint typecheck pytest demo rabbitmq schema bench clean lock test-lowest promtool
 
 all: test
 
@@ -23,6 +23,12 @@ $(VENV)/.installed-%: $(STAMP)
 
 rabbitmq:
 	@.ci/ensure-rabbitmq
+
+# promtool (Prometheus' rule checker) for tests/deploy/test_promtool.py, which skips without it. Debian's
+# `prometheus` package ships it as /usr/bin/promtool.
+promtool:
+	@command -v promtool >/dev/null || apt-get install -y --no-install-recommends prometheus
+	@promtool --version | head -1
 
 lint: $(STAMP)
 	$(BIN)/ruff check bridge client tests bench examples

@@ -38,6 +38,7 @@ from bridge.genesys.deployment_config import DeploymentConfigs
 from bridge.genesys.fetch_policy import FetchPolicy
 from bridge.genesys.rest import GenesysRest
 from bridge.genesys.urls import endpoints_for
+from bridge.observability.admin import AdminServer
 from bridge.observability.http import ObservabilityServer
 from bridge.observability.metrics import Metrics
 from bridge.observability.tracing import NO_TRACER, Tracer
@@ -84,6 +85,8 @@ class Bridge:
     http: ObservabilityServer
     readiness: Readiness
     store: JournalStore | None = None
+    #: The read-only admin endpoint, when ``admin_port`` is set.
+    admin: AdminServer | None = None
     #: Set once every session resumed at start was carried on or ended (``/readyz`` turns true then).
     recovered: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -160,6 +163,8 @@ async def running_bridge(
         BridgeError: a dependency could not be reached or declared within ``startup_timeout_s``.
     """
     metrics = metrics or Metrics()
+    # Capacity alerts divide live sessions by this (a new session past it is rejected too_many_sessions).
+    metrics.session_limit.set(settings.max_sessions)
     clock = clock or LoopClock()
     # stamina would register a Prometheus counter on the *global* registry; our retries are counted in
     # Metrics.reconnects on the injected registry instead, and logged by the callers.
@@ -213,6 +218,16 @@ async def running_bridge(
         bridge = Bridge(settings, metrics, publisher, registry, intake, http, readiness, store=store)
         await bridge.http.start()
         stack.push_async_callback(bridge.http.stop)
+        if settings.admin_port is not None:
+            bridge.admin = AdminServer(settings.admin_host, settings.admin_port, registry, token=settings.admin_token)
+            await bridge.admin.start()
+            stack.push_async_callback(bridge.admin.stop)
+            log.info(
+                "admin_endpoint_started",
+                host=settings.admin_host,
+                port=bridge.admin.port,
+                token_required=settings.admin_token is not None,
+            )
 
         await stack.enter_async_context(registry)
         async with asyncio.TaskGroup() as tasks:

@@ -65,6 +65,20 @@ class Settings(BaseSettings):
     # --- HTTP (metrics and probes) ------------------------------------------------------------------
     http_host: str = Field(default="0.0.0.0", description="Bind address for /metrics, /healthz, /readyz.")
     http_port: int = Field(default=8080, ge=0, le=65535, description="Port for /metrics, /healthz, /readyz.")
+    admin_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of the read-only admin endpoint (GET /sessions/{id}); unset: no admin endpoint.",
+    )
+    admin_host: str = Field(
+        default="127.0.0.1",
+        description="Bind address of the admin endpoint (loopback: reach it with a port-forward).",
+    )
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="When set, the admin endpoint asks for `Authorization: Bearer <token>`.",
+    )
 
     # --- Genesys ------------------------------------------------------------------------------------
     genesys_base_url: AnyUrl | None = Field(
@@ -261,7 +275,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
-    @field_validator("ws_ping_interval_s", "ws_ping_timeout_s", mode="before")
+    @field_validator("ws_ping_interval_s", "ws_ping_timeout_s", "admin_port", "admin_token", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -346,7 +346,7 @@ class CommandIntake(BrokerLink[_Generation]):
         )
         if not settled:
             return  # no confirmed outcome, no dead-letter: left to a redelivery (bounded by x-delivery-limit)
-        self._metrics.commands.labels(type=command_type_label(rejection.command_type), status="rejected").inc()
+        self._metrics.commands.settled(command_type_label(rejection.command_type), outcome.status, outcome.reason)
         log.info(
             "command_rejected",
             reason=rejection.reason,

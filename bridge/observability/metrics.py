@@ -1,20 +1,109 @@
 """Every metric the bridge exports, declared in one container on an injected registry.
 
 Names carry the ``genesys_bridge_`` prefix. No label ever holds a session id (unbounded cardinality);
-labels are closed vocabularies (command type, outcome status, Genesys code, state).
+labels are closed vocabularies (command type, outcome status and reason, Genesys code, state). Where a
+label's values come from code paths spread over the bridge, a typed method takes them (``Literal`` types,
+checked by mypy) instead of a bare ``labels(...)`` call, so the vocabulary is stated in one place.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 import bridge
+from genesys_bridge_client.contract.events import OUTCOME_REASONS, OutcomeReason, OutcomeStatus
 
-__all__ = ["Metrics"]
+__all__ = [
+    "COMMAND_METRIC_STATUSES",
+    "RATE_LIMIT_DELAY_KINDS",
+    "RATE_LIMIT_DROP_KINDS",
+    "CommandMetricStatus",
+    "CommandMetrics",
+    "Metrics",
+    "RateLimitDelayKind",
+    "RateLimitDropKind",
+    "RateLimitMetrics",
+]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# Rate-limit delays run from milliseconds (the send budget) to a minute (the per-minute connect window).
+_DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+#: The ``status`` label of ``genesys_bridge_commands_total``: the outcome statuses, plus ``duplicate`` for a
+#: repeated ``command_id`` answered with the outcome settled before (its ``reason`` is that outcome's).
+CommandMetricStatus = OutcomeStatus | Literal["duplicate"]
+COMMAND_METRIC_STATUSES: tuple[str, ...] = (*OutcomeStatus.__args__, "duplicate")  # type: ignore[attr-defined]
+
+#: Why a send waited (``genesys_bridge_rate_limit_delay_seconds{kind}``):
+#: ``message`` the session's own send budget; ``genesys`` a Genesys 429 on a message (its ``retryAfter``);
+#: ``connect`` the per-deployment connection window; ``configure`` a 429 on configureSession;
+#: ``history`` a 429 on a history page during backfill.
+RateLimitDelayKind = Literal["message", "genesys", "connect", "configure", "history"]
+RATE_LIMIT_DELAY_KINDS: tuple[str, ...] = RateLimitDelayKind.__args__  # type: ignore[attr-defined]
+
+#: What a rate limit made the bridge give up (``genesys_bridge_rate_limit_drops_total{kind}``):
+#: ``typing`` a typing indicator dropped because the send budget was spent; ``message`` a message failed
+#: ``rate_limited`` after Genesys kept answering 429; ``history`` a backfill given up after repeated 429s.
+RateLimitDropKind = Literal["typing", "message", "history"]
+RATE_LIMIT_DROP_KINDS: tuple[str, ...] = RateLimitDropKind.__args__  # type: ignore[attr-defined]
+
+
+class CommandMetrics:
+    """``genesys_bridge_commands_total{type, status, reason}``: every settled command, counted once."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
+        self.counter = Counter(
+            prefix + "commands",
+            "Commands settled, by type, outcome status and reason.",
+            ["type", "status", "reason"],
+            registry=registry,
+        )
+
+    def settled(self, command_type: str, status: CommandMetricStatus, reason: OutcomeReason) -> None:
+        """Count one settled command.
+
+        The caller passes a bounded ``command_type`` (a contract type, or ``unknown`` for a rejected body:
+        ``bridge.contract.outcomes.command_type_label``) and the outcome's own status and reason; for a
+        duplicate, ``status="duplicate"`` and the reason of the outcome it repeats.
+        """
+        # mypy checks the callers; a string that slipped past the types (a cast, an untyped body) must not
+        # open the label set, and counting must never fail a settlement, so it is folded, not raised.
+        if reason not in OUTCOME_REASONS:
+            reason = "internal_error"
+        if status not in COMMAND_METRIC_STATUSES:
+            status = "failed"
+        self.counter.labels(type=command_type, status=status, reason=reason).inc()
+
+
+class RateLimitMetrics:
+    """Rate limits as two metrics: how long sends were delayed, and what was given up, both by kind."""
+
+    def __init__(self, registry: CollectorRegistry, prefix: str) -> None:
+        self.delay_seconds = Histogram(
+            prefix + "rate_limit_delay_seconds",
+            "Time a send, connect or history fetch waited for a rate limit, by kind.",
+            ["kind"],
+            buckets=_DELAY_BUCKETS,
+            registry=registry,
+        )
+        self.drops = Counter(
+            prefix + "rate_limit_drops",
+            "Typing indicators, messages or backfills given up because of a rate limit, by kind.",
+            ["kind"],
+            registry=registry,
+        )
+
+    def delayed(self, kind: RateLimitDelayKind, seconds: float) -> None:
+        """Record one wait of ``seconds`` (the delay the limit imposed, as the caller knows it)."""
+        self.delay_seconds.labels(kind=kind).observe(max(0.0, seconds))
+
+    def dropped(self, kind: RateLimitDropKind) -> None:
+        """Count one thing a rate limit made the bridge give up."""
+        self.drops.labels(kind=kind).inc()
 
 
 class Metrics:
@@ -36,9 +125,10 @@ class Metrics:
             p + "session_failures", "Sessions that failed (actor crash or gave up).", ["reason"], registry=r
         )
         self.sessions_ended = Counter(p + "sessions_ended", "Sessions ended, by reason.", ["reason"], registry=r)
-        self.commands = Counter(
-            p + "commands", "Commands settled, by type and outcome.", ["type", "status"], registry=r
+        self.session_limit = Gauge(
+            p + "session_limit", "Live sessions this process accepts at most (BRIDGE_MAX_SESSIONS).", registry=r
         )
+        self.commands = CommandMetrics(r, p)
         self.command_latency = Histogram(
             p + "command_duration_seconds",
             "Intake to settled outcome, by command type.",
@@ -72,12 +162,7 @@ class Metrics:
 
         self.reconnects = Counter(p + "reconnects", "Reconnect attempts, by target.", ["target"], registry=r)
         self.genesys_errors = Counter(p + "genesys_errors", "Genesys error frames, by code.", ["code"], registry=r)
-        self.rate_limit_waits = Counter(
-            p + "rate_limit_waits", "Sends delayed or dropped by a rate limit, by kind.", ["kind"], registry=r
-        )
-        self.rate_limit_wait_seconds = Histogram(
-            p + "rate_limit_wait_seconds", "Time spent waiting for send budget.", buckets=_LATENCY_BUCKETS, registry=r
-        )
+        self.rate_limit = RateLimitMetrics(r, p)
         self.backfilled = Counter(p + "backfilled_messages", "Messages published from history backfill.", registry=r)
         self.duplicates_dropped = Counter(
             p + "duplicates_dropped", "Genesys messages dropped as already published.", registry=r

@@ -131,6 +131,17 @@ class SessionActor:
     def record(self) -> SessionRecord:
         return self._core.keeper.record
 
+    @property
+    def seq(self) -> int:
+        """The last event ``seq`` used for this session."""
+        return self._core.keeper.record.seq
+
+    @property
+    def connected_at(self) -> float | None:
+        """``Clock.monotonic()`` of when the session last became ready for sends, or None while it is not."""
+        gate = self._core.gate
+        return gate.opened_at if gate.ready else None
+
     def settled(self, command_id: str) -> SettledOutcome | None:
         """The outcome of ``command_id`` if this session settled it (kept in its record across restarts)."""
         return self._core.keeper.settled(command_id)
@@ -263,7 +274,7 @@ class SessionActor:
                 # §8: every new connection counts against the deployment's per-minute connection limit.
                 delay = core.deps.connects.reserve(self.deployment_id)
                 if delay > 0:
-                    core.metrics.rate_limit_waits.labels(kind="connect").inc()
+                    core.metrics.rate_limit.delayed("connect", delay)
                     await self._interruptible_wait(delay)
                     if self._done():
                         return
@@ -299,7 +310,7 @@ class SessionActor:
                     await core.finish("rejected_by_genesys", detail=f"{exc.code}: {exc.detail}")
                     return
             except GenesysRateLimited as exc:  # 429 on configureSession (§8: 60/min per session)
-                core.metrics.rate_limit_waits.labels(kind="configure").inc()
+                core.metrics.rate_limit.delayed("configure", exc.retry_after_s)
                 wait_at_least = exc.retry_after_s
             except Exception as exc:
                 if not is_retryable(exc):

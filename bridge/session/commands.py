@@ -346,8 +346,7 @@ class CommandRunner:
                 return self._delivered(command, echo, "confirmed from history after a reconnect")
             waited = await core.budget.acquire()
             if waited:
-                core.metrics.rate_limit_waits.labels(kind="message").inc()
-                core.metrics.rate_limit_wait_seconds.observe(waited)
+                core.metrics.rate_limit.delayed("message", waited)
             if not core.gate.ready:
                 continue  # the socket went while we waited for budget
             try:
@@ -390,8 +389,8 @@ class CommandRunner:
                     return self._delivered(command, message)
                 case RateLimited(retry_after_s=after, code=code, detail=detail):
                     retries += 1
-                    core.metrics.rate_limit_waits.labels(kind="genesys").inc()
                     if retries > MAX_RATE_LIMIT_RETRIES:
+                        core.metrics.rate_limit.dropped("message")
                         return _result(command, "failed", "rate_limited", detail, genesys_code=code)
                     retrying = SettledOutcome.of(
                         command, "will_retry", "rate_limited", f"retrying in {after:g}s", genesys_code=code
@@ -401,6 +400,7 @@ class CommandRunner:
                     await core.deps.book.publish_only(
                         envelope, notice, deployment_id=record.deployment_id, route=record.route
                     )
+                    core.metrics.rate_limit.delayed("genesys", after)
                     await asyncio.sleep(after)
                 case ErrorReceived(code=401) if core.credentials.authenticated:
                     # §4.2: the socket's JWT expired. The message was refused, not delivered: reconnect with a
@@ -438,7 +438,7 @@ class CommandRunner:
                 command, "delivered", "typing_coalesced", "not connected; typing dropped, not queued"
             )
         if not core.budget.try_acquire():
-            core.metrics.rate_limit_waits.labels(kind="typing_dropped").inc()
+            core.metrics.rate_limit.dropped("typing")
             return SettledOutcome.of(
                 command, "delivered", "typing_coalesced", "send budget spent; typing dropped, not queued"
             )

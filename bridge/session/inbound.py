@@ -409,9 +409,10 @@ class InboundDispatcher:
                     max_pages=s.history_max_pages,
                 )
             except GenesysRateLimited as exc:  # 10 history GETs/min/session (§8)
-                core.metrics.rate_limit_waits.labels(kind="history").inc()
                 if attempt == _BACKFILL_RATE_LIMIT_RETRIES:
+                    core.metrics.rate_limit.dropped("history")
                     raise GenesysUnavailable(f"history rate limited: {exc}") from exc
+                core.metrics.rate_limit.delayed("history", exc.retry_after_s)
                 await asyncio.sleep(exc.retry_after_s)
                 continue
             except GenesysRejected as exc:

@@ -123,7 +123,7 @@ class OutcomeBook:
     async def replay(self, envelope: Envelope) -> None:
         """Publish the original outcome of ``envelope``'s command again (to its ``reply_to``) and ack."""
         outcome, deployment_id, route = self._settled[envelope.command.command_id]
-        self._metrics.commands.labels(type=envelope.command.type, status="duplicate").inc()
+        self._metrics.commands.settled(envelope.command.type, "duplicate", outcome.reason)
         await self._publish_and(envelope, outcome, deployment_id, route, duplicate=True)
 
     async def settle(
@@ -141,7 +141,7 @@ class OutcomeBook:
         """
         command = envelope.command
         self._remember(command.command_id, outcome, deployment_id, route)
-        self._metrics.commands.labels(type=command.type, status=outcome.status).inc()
+        self._metrics.commands.settled(command.type, outcome.status, outcome.reason)
         if envelope.received_at:
             elapsed = max(0.0, self._clock.monotonic() - envelope.received_at)
             self._metrics.command_latency.labels(type=command.type).observe(elapsed)
@@ -156,7 +156,7 @@ class OutcomeBook:
         ``outcome`` without running it: remembered, published, acked; counted as a ``duplicate``."""
         command = envelope.command
         self._remember(command.command_id, outcome, deployment_id, route)
-        self._metrics.commands.labels(type=command.type, status="duplicate").inc()
+        self._metrics.commands.settled(command.type, "duplicate", outcome.reason)
         await self._publish_and(envelope, outcome, deployment_id, route, duplicate=True)
         for duplicate in self._inflight.pop(command.command_id, []):
             await self._publish_and(duplicate, outcome, deployment_id, route, duplicate=True)

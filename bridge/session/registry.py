@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterable
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -47,6 +48,7 @@ from bridge.session.ports import (
     UploadClient,
     jittered_backoff,
 )
+from bridge.session.view import SessionView
 from genesys_bridge_client.contract import SessionStart
 from genesys_bridge_client.contract.events import OutcomeReason, OutcomeStatus
 
@@ -135,6 +137,28 @@ class SessionRegistry:
     def get(self, session_id: str) -> SessionActor | None:
         """The live actor of ``session_id``, if any (for tests and the HTTP status page)."""
         return self._actors.get(session_id)
+
+    def describe(self, session_id: str) -> SessionView | None:
+        """A read-only snapshot of ``session_id`` for operators (the admin endpoint), or None if it is not live.
+
+        Cheap and synchronous: safe to call from any handler on the loop. The snapshot holds no secret.
+        """
+        actor = self._actors.get(session_id)
+        if actor is None:
+            return None
+        connected_at = actor.connected_at
+        connected_since = None
+        if connected_at is not None:
+            # The gate keeps loop time; an operator wants wall time: shift "now" back by the time since.
+            ago_s = max(0.0, self._clock.monotonic() - connected_at)
+            connected_since = self._clock.now() - timedelta(seconds=ago_s)
+        return SessionView(
+            session_id=actor.session_id,
+            state=actor.state.value,
+            seq=actor.seq,
+            deployment_id=actor.deployment_id,
+            connected_since=connected_since,
+        )
 
     # --- intake ----------------------------------------------------------------------------------------
 

@@ -54,6 +54,13 @@ class Rendered:
         return spec
 
     @property
+    def settings_configmap(self) -> dict[str, Any]:
+        """The ConfigMap of daemon settings (the container's first envFrom), not e.g. the dashboard's."""
+        name = self.container["envFrom"][0]["configMapRef"]["name"]
+        (found,) = [m for m in self.kind("ConfigMap") if m["metadata"]["name"] == name]
+        return found
+
+    @property
     def container(self) -> dict[str, Any]:
         containers = self.pod_spec["containers"]
         assert len(containers) == 1

@@ -23,8 +23,8 @@ from tests.deploy.chart import CHART_DIR, KUBE_VERSIONS, NAMESPACE, Rendered, lo
 MONITORING_API = "monitoring.coreos.com/v1"
 
 # Settings the chart does not take from `config`: secrets come from the Secret, the rest are chart-owned.
-SECRET_SETTINGS = {"amqp_url", "state_key", "state_old_keys"}
-CHART_OWNED_SETTINGS = {"http_host", "http_port", "drain_timeout_s", "state_key_file"}
+SECRET_SETTINGS = {"amqp_url", "state_key", "state_old_keys", "admin_token"}
+CHART_OWNED_SETTINGS = {"http_host", "http_port", "drain_timeout_s", "state_key_file", "admin_port", "admin_host"}
 
 # Realistic value sets: each one renders, lints and validates.
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -85,6 +85,32 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "podDisruptionBudget": {"enabled": False},
     },
     "scaled-to-zero": {"replicaCount": 0},
+    "monitoring": {
+        "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
+        "prometheusRule": {"enabled": True, "labels": {"release": "kps"}},
+        "runbookBaseUrl": "https://git.example.com/messaging/genesys-bridge/blob/v0.1.0/docs/runbook.md",
+        "grafanaDashboard": {
+            "enabled": True,
+            "label": "grafana.example.com/dashboard",
+            "labelValue": "messaging",
+            "annotations": {"grafana_folder": "Messaging"},
+        },
+    },
+    # An egress proxy (HTTPS_PROXY) and the state key read from a mounted file (BRIDGE_STATE_KEY_FILE).
+    "proxy-and-key-file": {
+        "extraEnv": [
+            {"name": "HTTPS_PROXY", "value": "http://proxy.infra:3128"},
+            {"name": "NO_PROXY", "value": "rabbitmq,.svc,.cluster.local"},
+            {"name": "BRIDGE_STATE_KEY_FILE", "value": "/var/run/secrets/bridge/state-key"},
+        ],
+        "extraEnvFrom": [{"configMapRef": {"name": "egress-proxy"}}, {"secretRef": {"name": "bridge-extra"}}],
+        "extraVolumes": [
+            {"name": "state-key", "secret": {"secretName": "bridge-state-key", "defaultMode": 0o400}},
+        ],
+        "extraVolumeMounts": [{"name": "state-key", "mountPath": "/var/run/secrets/bridge", "readOnly": True}],
+    },
+    "admin": {"admin": {"enabled": True, "port": 9191, "existingSecret": "bridge-admin", "tokenKey": "token"}},
+    "no-helm-test": {"helmTest": {"enabled": False}},
 }
 
 
@@ -122,7 +148,8 @@ def test_chart_lints_clean(value_set: str) -> None:
 
 def test_default_render_has_the_expected_objects() -> None:
     kinds = sorted(m["kind"] for m in render().manifests)
-    assert kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"]
+    # The Pod is the `helm test` hook (helmTest.enabled defaults to true).
+    assert kinds == ["ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Secret", "Service", "ServiceAccount"]
 
 
 # --- values.schema.json -----------------------------------------------------------------------------
@@ -240,8 +267,8 @@ def test_pod_and_container_are_locked_down(value_set: str) -> None:
     assert ctx["capabilities"]["drop"] == ["ALL"]
     assert "add" not in ctx["capabilities"]
     assert ctx["seccompProfile"] == {"type": "RuntimeDefault"}
-    # The one writable path is an emptyDir at /tmp (the image's HOME and TMPDIR).
-    mounts = {m["mountPath"]: m["name"] for m in rendered.container["volumeMounts"]}
+    # The one writable path is an emptyDir at /tmp (the image's HOME and TMPDIR); extra mounts are read-only.
+    mounts = {m["mountPath"]: m["name"] for m in rendered.container["volumeMounts"] if not m.get("readOnly")}
     volumes = {v["name"]: v for v in rendered.pod_spec["volumes"]}
     assert mounts == {"/tmp": "tmp"}
     assert "emptyDir" in volumes["tmp"]
@@ -256,14 +283,17 @@ def _env_names(rendered: Rendered) -> set[str]:
     configmaps = {m["metadata"]["name"]: m for m in rendered.kind("ConfigMap")}
     for source in rendered.container.get("envFrom", []):
         assert "prefix" not in source
-        names |= set(configmaps[source["configMapRef"]["name"]]["data"])
+        if source.get("configMapRef", {}).get("name") in configmaps:  # the chart's own (not extraEnvFrom)
+            names |= set(configmaps[source["configMapRef"]["name"]]["data"])
     return names
 
 
 @pytest.mark.parametrize("value_set", sorted(VALUE_SETS))
 def test_every_env_name_is_a_daemon_setting(value_set: str) -> None:
     settings = {_env_name(f) for f in Settings.model_fields}
-    names = _env_names(_all(value_set))
+    # extraEnv is the user's (proxy variables are not the daemon's settings); the rest is the chart's.
+    extra = {e["name"] for e in VALUE_SETS[value_set].get("extraEnv", [])}
+    names = _env_names(_all(value_set)) - extra
     assert names, "the chart sets no environment"
     assert names <= settings, f"not settings of the daemon: {sorted(names - settings)}"
     assert {"BRIDGE_AMQP_URL", "BRIDGE_STATE_KEY", "BRIDGE_HTTP_PORT", "BRIDGE_DRAIN_TIMEOUT_S"} <= names
@@ -272,7 +302,7 @@ def test_every_env_name_is_a_daemon_setting(value_set: str) -> None:
 def test_configmap_values_are_what_the_daemon_parses() -> None:
     """The rendered ConfigMap, fed to Settings as the environment, validates and means what values said."""
     rendered = _all("production")
-    data = rendered.one("ConfigMap")["data"]
+    data = rendered.settings_configmap["data"]
     env = {k.removeprefix("BRIDGE_").lower(): v for k, v in data.items()}
     settings = Settings.model_validate(env)
     assert settings.allowed_deployments == VALUE_SETS["production"]["config"]["BRIDGE_ALLOWED_DEPLOYMENTS"]
@@ -286,7 +316,7 @@ def test_configmap_values_are_what_the_daemon_parses() -> None:
 
 def test_secrets_never_land_in_the_configmap() -> None:
     for value_set in VALUE_SETS:
-        data = _all(value_set).one("ConfigMap")["data"]
+        data = _all(value_set).settings_configmap["data"]
         assert not {_env_name(f) for f in SECRET_SETTINGS} & set(data)
 
 
@@ -295,7 +325,7 @@ def test_probes_hit_the_daemon_endpoints(value_set: str) -> None:
     rendered = _all(value_set)
     container = rendered.container
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    port_setting = int(rendered.one("ConfigMap")["data"]["BRIDGE_HTTP_PORT"])
+    port_setting = int(rendered.settings_configmap["data"]["BRIDGE_HTTP_PORT"])
     assert ports["http"] == port_setting
     if not VALUE_SETS[value_set].get("httpPort"):
         assert port_setting == Settings().http_port == 8080
@@ -317,7 +347,7 @@ def test_probes_hit_the_daemon_endpoints(value_set: str) -> None:
 def test_grace_period_outlasts_the_drain(drain: int) -> None:
     rendered = render({"drainTimeoutSeconds": drain})
     grace = rendered.pod_spec["terminationGracePeriodSeconds"]
-    drain_setting = float(rendered.one("ConfigMap")["data"]["BRIDGE_DRAIN_TIMEOUT_S"])
+    drain_setting = float(rendered.settings_configmap["data"]["BRIDGE_DRAIN_TIMEOUT_S"])
     assert drain_setting == drain
     assert grace > drain_setting
     assert grace - drain_setting >= 5, "leave the process time to exit after the drain"
@@ -443,7 +473,14 @@ def test_network_policy_allows_dns_broker_https_and_scrapes() -> None:
     assert policy["egress"][-1] == VALUE_SETS["network-policy"]["networkPolicy"]["extraEgress"][0]
     (ingress,) = policy["ingress"]
     assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
-    assert ingress["from"] == VALUE_SETS["network-policy"]["networkPolicy"]["metricsFrom"]
+    *scrapers, helm_test = ingress["from"]
+    assert scrapers == VALUE_SETS["network-policy"]["networkPolicy"]["metricsFrom"]
+    test_pod = _all("network-policy").one("Pod")
+    assert helm_test["podSelector"]["matchLabels"].items() <= test_pod["metadata"]["labels"].items()
+    without_test = render({**VALUE_SETS["network-policy"], "helmTest": {"enabled": False}}).one("NetworkPolicy")
+    assert without_test["spec"]["ingress"][0]["from"] == scrapers
+    open_policy = render({"networkPolicy": {"enabled": True}}).one("NetworkPolicy")
+    assert "from" not in open_policy["spec"]["ingress"][0], "no metricsFrom: any source, the test pod too"
     assert not render().kind("NetworkPolicy")
 
 
@@ -483,3 +520,153 @@ def test_the_documented_production_values_install() -> None:
     for manifest in rendered.manifests:
         if manifest["apiVersion"] != MONITORING_API:
             kubernetes_validate.validate(manifest, KUBE_VERSIONS[-1], strict=True)
+
+
+# --- monitoring objects ---------------------------------------------------------------------------------
+
+RULES_FILE = CHART_DIR / "files" / "prometheus-rules.yaml"
+DASHBOARD_FILE = CHART_DIR / "files" / "grafana-dashboard.json"
+
+
+def test_prometheus_rule_is_the_rule_file_with_the_runbook_base() -> None:
+    values = VALUE_SETS["monitoring"]
+    rule = render(values, api_versions=(MONITORING_API,)).one("PrometheusRule")
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    base = values["runbookBaseUrl"]
+    expected = yaml.safe_load(RULES_FILE.read_text().replace('"docs/runbook.md#', f'"{base}#'))
+    assert rule["spec"] == expected
+    alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+    assert alerts
+    for alert in alerts:
+        assert alert["annotations"]["runbook_url"] == f"{base}#{alert['alert'].lower()}"
+    # Prometheus templates survive: the file is not run through Helm's template engine.
+    assert "{{ $labels.instance }}" in json.dumps(rule["spec"])
+
+
+def test_prometheus_rule_keeps_the_repository_path_by_default() -> None:
+    rule = render({"prometheusRule": {"enabled": True}}, api_versions=(MONITORING_API,)).one("PrometheusRule")
+    assert rule["spec"] == yaml.safe_load(RULES_FILE.read_text())
+
+
+def test_prometheus_rule_needs_both_the_flag_and_the_crd() -> None:
+    assert not render({"prometheusRule": {"enabled": True}}).kind("PrometheusRule")
+    assert not render({}, api_versions=(MONITORING_API,)).kind("PrometheusRule")
+
+
+def test_grafana_dashboard_is_a_configmap_for_the_sidecar() -> None:
+    values = VALUE_SETS["monitoring"]["grafanaDashboard"]
+    rendered = _all("monitoring")
+    (configmap,) = [m for m in rendered.kind("ConfigMap") if m["metadata"]["name"].endswith("-dashboard")]
+    assert configmap["metadata"]["labels"][values["label"]] == values["labelValue"]
+    assert configmap["metadata"]["annotations"] == values["annotations"]
+    (body,) = configmap["data"].values()
+    assert json.loads(body) == json.loads(DASHBOARD_FILE.read_text())
+    kubernetes_validate.validate(configmap, KUBE_VERSIONS[-1], strict=True)
+
+
+def test_grafana_dashboard_defaults_to_the_sidecar_default_label() -> None:
+    configmap = render({"grafanaDashboard": {"enabled": True}}).kind("ConfigMap")
+    (dashboard,) = [m for m in configmap if m["metadata"]["name"].endswith("-dashboard")]
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert len(render().kind("ConfigMap")) == 1, "off by default"
+
+
+# --- extra environment and volumes ------------------------------------------------------------------------
+
+
+def test_extra_env_and_volumes_reach_the_container() -> None:
+    values = VALUE_SETS["proxy-and-key-file"]
+    rendered = _all("proxy-and-key-file")
+    env = {e["name"]: e for e in rendered.container["env"]}
+    for extra in values["extraEnv"]:
+        assert env[extra["name"]] == extra
+    assert env["BRIDGE_AMQP_URL"]["valueFrom"]["secretKeyRef"]  # the chart's own env stays
+    assert rendered.container["envFrom"][1:] == values["extraEnvFrom"]
+    assert rendered.pod_spec["volumes"][1:] == values["extraVolumes"]
+    assert rendered.container["volumeMounts"][1:] == values["extraVolumeMounts"]
+    # The key file the daemon is told about is where the secret is mounted.
+    key_file = env["BRIDGE_STATE_KEY_FILE"]["value"]
+    assert key_file.startswith(values["extraVolumeMounts"][0]["mountPath"] + "/")
+    Settings.model_validate({"state_key_file": key_file})
+
+
+@pytest.mark.parametrize(
+    ("values", "where"),
+    [
+        ({"extraEnv": [{"value": "x"}]}, "/extraEnv/0"),
+        ({"extraEnv": {"HTTPS_PROXY": "x"}}, "/extraEnv"),
+        ({"extraVolumeMounts": [{"name": "a"}]}, "/extraVolumeMounts/0"),
+        ({"extraVolumes": [{"secret": {}}]}, "/extraVolumes/0"),
+        ({"admin": {"port": 0}}, "/admin/port"),
+        ({"admin": {"enabled": True, "token": "x"}}, "'token' not allowed"),
+        ({"prometheusRule": {"enabled": "yes"}}, "/prometheusRule/enabled"),
+        ({"runbookBaseUrl": "https://x/runbook.md#anchor"}, "/runbookBaseUrl"),
+        ({"grafanaDashboard": {"label": "not a label"}}, "/grafanaDashboard/label"),
+        ({"helmTest": {"timeoutSeconds": 0}}, "/helmTest/timeoutSeconds"),
+    ],
+)
+def test_schema_refuses_bad_new_values(values: dict[str, Any], where: str) -> None:
+    with load_chart() as chart, pytest.raises(helm_python.HelmValuesError, match=re.escape(where)):
+        chart.validate_schema(chart.merge_values(values))
+
+
+# --- admin endpoint ---------------------------------------------------------------------------------------
+
+
+def test_admin_endpoint_is_off_by_default() -> None:
+    names = {e["name"] for e in render().container["env"]}
+    assert not {n for n in names if n.startswith("BRIDGE_ADMIN_")}
+
+
+def test_admin_endpoint_listens_on_loopback_behind_the_token() -> None:
+    rendered = _all("admin")
+    env = {e["name"]: e for e in rendered.container["env"]}
+    assert env["BRIDGE_ADMIN_PORT"]["value"] == "9191"
+    assert env["BRIDGE_ADMIN_HOST"]["value"] == "127.0.0.1"
+    assert env["BRIDGE_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "bridge-admin", "key": "token"}
+    # Not a container port and not in the Service: only a port-forward reaches it.
+    assert {p["containerPort"] for p in rendered.container["ports"]} == {8080}
+    assert [p["port"] for p in rendered.one("Service")["spec"]["ports"]] == [8080]
+    settings = Settings.model_validate({"admin_port": env["BRIDGE_ADMIN_PORT"]["value"], "admin_host": "127.0.0.1"})
+    assert settings.admin_port == 9191
+    assert "port-forward" in rendered.notes
+    assert "9191" in rendered.notes
+
+
+def test_admin_endpoint_without_a_secret_has_no_token() -> None:
+    env = {e["name"] for e in render({"admin": {"enabled": True}}).container["env"]}
+    assert {"BRIDGE_ADMIN_PORT", "BRIDGE_ADMIN_HOST"} <= env
+    assert "BRIDGE_ADMIN_TOKEN" not in env
+
+
+# --- helm test ------------------------------------------------------------------------------------------
+
+
+def test_helm_test_pod_asks_the_service_for_readyz() -> None:
+    rendered = render()
+    pod = rendered.one("Pod")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    assert pod["spec"]["restartPolicy"] == "Never"
+    (container,) = pod["spec"]["containers"]
+    service = rendered.one("Service")
+    url = f"http://{service['metadata']['name']}:{service['spec']['ports'][0]['port']}/readyz"
+    assert url in container["command"][-1]
+    assert container["image"] == rendered.container["image"]
+    # The Service must never route scrapes to the test pod.
+    assert not service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+
+
+def test_helm_test_pod_is_locked_down_like_the_bridge() -> None:
+    rendered = render()
+    pod = rendered.one("Pod")
+    (container,) = pod["spec"]["containers"]
+    assert pod["spec"]["securityContext"] == rendered.pod_spec["securityContext"]
+    assert container["securityContext"] == rendered.container["securityContext"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert container["resources"]["limits"]["memory"]
+
+
+def test_helm_test_can_be_turned_off() -> None:
+    assert not _all("no-helm-test").kind("Pod")

@@ -25,8 +25,10 @@ from bridge.config import Settings
 from tests.deploy.promql import exposed_series_names, label_values_metric, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
-DASHBOARD = ROOT / "deploy" / "grafana-dashboard.json"
-RULES = ROOT / "deploy" / "prometheus-rules.yaml"
+# One source each: the chart loads these files, and deploy/ links to them for plain Prometheus and Grafana.
+DASHBOARD = ROOT / "helm" / "genesys-bridge" / "files" / "grafana-dashboard.json"
+RULES = ROOT / "helm" / "genesys-bridge" / "files" / "prometheus-rules.yaml"
+RUNBOOK = ROOT / "docs" / "runbook.md"
 
 # Series Prometheus records itself for every target, not the daemon.
 PROMETHEUS_SYNTHETIC = {"up"}
@@ -105,6 +107,7 @@ def test_promql_reader_finds_metric_names() -> None:
         " / on (job) group_left (x) clamp_min(bar_total offset 5m, 1) > bool 2e3 and up == 0"
     )
     assert metric_names(expr) == {"foo_seconds_bucket", "bar_total", "up"}
+    assert metric_names("a_total / on (job) group_left b_total") == {"a_total", "b_total"}  # no label list
     assert label_values_metric('label_values(baz_info{job=~"$job"}, instance)') == {"baz_info"}
     exposition = (
         '# HELP a_total x\n# TYPE a_total counter\n# TYPE h histogram\nh_bucket{le="1"} 0\n# TYPE g gauge\ng 1\n'
@@ -128,8 +131,13 @@ def test_rules_use_only_exported_metrics(metrics_exposition: str) -> None:
     assert not unknown, f"alert rules use metrics the daemon does not export: {sorted(unknown)}"
 
 
+def test_the_session_limit_is_exported_from_the_settings(metrics_exposition: str) -> None:
+    """Capacity alerts divide by it, so it is there from the first scrape, before any session."""
+    assert f"genesys_bridge_session_limit {float(Settings().max_sessions)}" in metrics_exposition.splitlines()
+
+
 def test_dashboard_shows_every_bridge_metric(metrics_exposition: str) -> None:
-    """A metric added to bridge/observability/metrics.py also gets a panel in deploy/grafana-dashboard.json."""
+    """A metric added to bridge/observability/metrics.py also gets a panel in the dashboard."""
     families = {
         line.split()[2]
         for line in metrics_exposition.splitlines()
@@ -150,7 +158,10 @@ def test_dashboard_covers_what_operators_need() -> None:
         "genesys_bridge_publish_confirm_seconds_bucket",
         "genesys_bridge_reconnects_total",
         "sum by (code) (rate(genesys_bridge_genesys_errors_total",
-        "genesys_bridge_rate_limit_waits_total",
+        "genesys_bridge_rate_limit_delay_seconds_bucket",
+        "genesys_bridge_rate_limit_drops_total",
+        "genesys_bridge_session_limit",
+        "sum by (status, reason) (rate(genesys_bridge_commands_total",
         "genesys_bridge_backfilled_messages_total",
         "genesys_bridge_duplicates_dropped_total",
         "genesys_bridge_inbox_depth",
@@ -177,7 +188,17 @@ def test_dashboard_is_importable_grafana_json() -> None:
             assert panel["targets"], panel["title"]
             assert all(t["refId"] for t in panel["targets"])
     variables = {v["name"] for v in dashboard["templating"]["list"]}
-    assert {"datasource", "job", "instance"} <= variables
+    assert {"datasource", "namespace", "job", "instance"} <= variables
+
+
+def test_every_dashboard_query_is_scoped_to_the_chosen_namespace() -> None:
+    """One Grafana serves many namespaces; a panel without the filter would mix every bridge's series."""
+    for expr in dashboard_expressions():
+        assert 'namespace=~"$namespace"' in expr, expr
+    dashboard = json.loads(DASHBOARD.read_text())
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query" and variable["name"] != "namespace":
+            assert 'namespace=~"$namespace"' in variable["definition"], variable["name"]
 
 
 # --- rule file structure (what `promtool check rules` checks first) -------------------------------------
@@ -228,10 +249,51 @@ def test_rules_cover_the_failure_modes() -> None:
         "up{",  # down
         "genesys_bridge_ready",  # not ready
         "genesys_bridge_session_failures_total",
-        'status=~"failed|rejected"',  # error and reject rate
+        'status="failed"',  # the bridge or Genesys could not do it
+        'status="rejected"',  # the caller sent what the contract refuses
+        "absent(genesys_bridge_build_info)",  # nothing scraped at all
+        "genesys_bridge_session_limit",  # capacity
         "genesys_bridge_publish_confirm_seconds_bucket",
         'genesys_bridge_genesys_errors_total{code=~"429|4029"}',
         "genesys_bridge_reconnects_total",
         "genesys_bridge_dead_lettered_total",
     ):
         assert needle in joined, needle
+
+
+def test_failed_and_rejected_alert_apart_and_by_reason() -> None:
+    exprs = {rule["alert"]: rule["expr"] for rule in rules()}
+    failing, rejected = exprs["GenesysBridgeCommandsFailing"], exprs["GenesysBridgeCommandsRejected"]
+    assert 'status="failed"' in failing
+    assert "rejected" not in failing
+    assert 'status="rejected"' in rejected
+    assert "failed" not in rejected
+    for expr in (failing, rejected):
+        assert "sum by (namespace, job, reason)" in expr
+
+
+@pytest.mark.parametrize("name", ["prometheus-rules.yaml", "grafana-dashboard.json"])
+def test_deploy_files_are_the_chart_files(name: str) -> None:
+    """deploy/ links to the chart's files: one source for plain installs and the chart."""
+    linked = ROOT / "deploy" / name
+    assert linked.is_symlink()
+    assert linked.resolve() == (ROOT / "helm" / "genesys-bridge" / "files" / name).resolve()
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes."""
+    headings = re.findall(r"^#{1,6} (.+)$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    anchors = _anchors(RUNBOOK.read_text())
+    for rule in rules():
+        if "alert" not in rule:
+            continue
+        url = rule["annotations"]["runbook_url"]
+        assert url == f"docs/runbook.md#{rule['alert'].lower()}", rule["alert"]
+        assert url.split("#")[1] in anchors, f"docs/runbook.md has no section {rule['alert']}"
+        section = RUNBOOK.read_text().split(f"## {rule['alert']}\n", 1)[1].split("\n## ", 1)[0]
+        for part in ("What it means", "What users see", "Diagnose", "What to do"):
+            assert f"**{part}**" in section, f"{rule['alert']}: no {part!r}"

@@ -46,11 +46,11 @@ async def client(server: ObservabilityServer) -> AsyncIterator[httpx.AsyncClient
 
 
 async def test_metrics_exposition(client: httpx.AsyncClient, metrics: Metrics) -> None:
-    metrics.commands.labels(type="message.send", status="delivered").inc()
+    metrics.commands.settled("message.send", "delivered", "ok")
     response = await client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/plain")
-    assert 'genesys_bridge_commands_total{status="delivered",type="message.send"} 1.0' in response.text
+    assert 'genesys_bridge_commands_total{reason="ok",status="delivered",type="message.send"} 1.0' in response.text
     assert "genesys_bridge_build_info" in response.text
     assert "genesys_bridge_ready 0.0" in response.text  # refreshed from ready() on every scrape
 

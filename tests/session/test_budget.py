@@ -150,5 +150,5 @@ async def test_six_sends_draw_no_429_from_the_simulator() -> None:
             await h.submit(MessageSend(command_id=command_id, session_id="s1", text=command_id))
         assert [(await h.sink.wait_outcome(c)).status for c in ids] == ["delivered"] * 6
         assert all(o.status != "will_retry" for c in ids for o in h.sink.outcomes(c))
-        assert h.sample("genesys_bridge_rate_limit_waits_total", kind="genesys") == 0
+        assert h.sample("genesys_bridge_rate_limit_delay_seconds_count", kind="genesys") == 0
         assert [r.text for r in h.sim.received(h.token())] == ids

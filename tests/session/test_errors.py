@@ -62,6 +62,9 @@ async def test_429_retry_after_is_honoured_without_loss_or_duplicate() -> None:
         assert loop.time() - before >= 6.0  # two retryAfter waits of 3 s
         notices = [o for o in h.sink.outcomes("m-429") if o.status == "will_retry"]
         assert len(notices) == 2
+        assert h.sample("genesys_bridge_rate_limit_delay_seconds_count", kind="genesys") == 2
+        assert h.sample("genesys_bridge_rate_limit_delay_seconds_sum", kind="genesys") == 6.0
+        assert h.sample("genesys_bridge_rate_limit_drops_total", kind="message") == 0
         sends = [
             f for f in h.peer.received if f.get("action") == "onMessage" and f["message"].get("text") == "patience"
         ]
@@ -137,6 +140,11 @@ async def test_typing_dropped_when_budget_spent() -> None:
         outcome = await h.typing("s1")
         assert (outcome.status, outcome.reason) == ("delivered", "typing_coalesced")
         assert "budget" in outcome.detail
+        assert h.sample("genesys_bridge_rate_limit_drops_total", kind="typing") == 1
+        assert (
+            h.sample("genesys_bridge_commands_total", type="typing.send", status="delivered", reason="typing_coalesced")
+            == 1
+        )
 
 
 async def test_send_budget_paces_messages() -> None:
@@ -151,7 +159,9 @@ async def test_send_budget_paces_messages() -> None:
             assert (await h.sink.wait_outcome(command_id)).status == "delivered"
         # at most 2 in any 1 s: out at 0, 0, 1, 1, 2, 2; the 3rd and the 5th wait, each for a pair.
         assert loop.time() - before == pytest.approx(2.0, abs=0.05)
-        assert h.sample("genesys_bridge_rate_limit_waits_total", kind="message") == 2
+        assert h.sample("genesys_bridge_rate_limit_delay_seconds_count", kind="message") == 2
+        # each of the two waited one second for a slot
+        assert h.sample("genesys_bridge_rate_limit_delay_seconds_sum", kind="message") == pytest.approx(2.0, abs=0.05)
 
 
 async def test_no_echo_is_failed_timeout() -> None:

@@ -75,7 +75,7 @@ async def test_command_settled_before_a_crash_is_answered_not_resent_after_resta
         assert redelivered.delivery.how == ["ack"]  # type: ignore[attr-defined]
         assert h2.peer.sent_texts() == []  # not sent twice
         assert [m["text"] for m in h.peer.history[token]].count("exactly once") == 1
-        assert h2.sample("genesys_bridge_commands_total", type="message.send", status="duplicate") == 1
+        assert h2.sample("genesys_bridge_commands_total", type="message.send", status="duplicate", reason="ok") == 1
 
 
 async def test_recent_outcomes_are_bounded() -> None:

@@ -72,3 +72,13 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- . }}
 {{- end }}
 {{- end }}
+
+{{/* Labels of the helm test pod: the release's, but never the selector labels (the Service would route to it). */}}
+{{- define "genesys-bridge.testLabels" -}}
+helm.sh/chart: {{ include "genesys-bridge.chart" . }}
+app.kubernetes.io/name: {{ include "genesys-bridge.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: genesys-bridge
+{{- end }}
