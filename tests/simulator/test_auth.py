@@ -15,6 +15,7 @@ import pytest
 
 from bridge.simulator import GenesysSessionState, Simulator, SimulatorConfig
 from bridge.simulator.actions import SESSION_ACTIONS
+from bridge.simulator.cli import build_parser, config_from_args
 from bridge.simulator.engine import Engine
 from tests.simulator.conftest import DEPLOYMENT, Guest, GuestFactory
 from tests.simulator.test_virtual_time import RecordingSocket, _guest
@@ -410,3 +411,9 @@ async def test_auth_control_over_http(sim: Simulator, guest_factory: GuestFactor
         assert (await http.post("/logout", json={"token": anonymous.token})).status_code == 400
     async with httpx.AsyncClient(base_url=sim.base_url) as http:
         assert (await http.post(EXCHANGE, json=_code_body("nope"))).status_code == 401
+
+
+def test_command_line_auth_flag() -> None:
+    parser = build_parser()
+    assert config_from_args(parser.parse_args(["--auth"])).auth_enabled is True
+    assert config_from_args(parser.parse_args([])).auth_enabled is False
