@@ -7,8 +7,9 @@ handles owned by their session, so there is no per-connection loop and nothing t
 
 Per-action behaviour lives in :mod:`bridge.simulator.actions` (the table of session actions, handed to
 the engine by whoever builds it), :mod:`bridge.simulator.messaging` (``onMessage``) and
-:mod:`bridge.simulator.attachments`, what the agent side sends in :mod:`bridge.simulator.outbound`; this
-module holds what they share.
+:mod:`bridge.simulator.attachments`, what the agent side sends in :mod:`bridge.simulator.outbound`, and
+identities, JWTs and refresh tokens of authenticated sessions in :mod:`bridge.simulator.auth`; this module
+holds what they share (including which connection was configured with which JWT).
 """
 
 from __future__ import annotations
