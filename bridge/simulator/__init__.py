@@ -8,6 +8,7 @@ like a new real deployment; ``SimulatorConfig.everything_on()`` switches every o
 
 from __future__ import annotations
 
+from bridge.simulator.auth import Identity
 from bridge.simulator.cli import main
 from bridge.simulator.config import PROFILES, SimulatorConfig
 from bridge.simulator.connection import FaultPlan
@@ -21,6 +22,7 @@ __all__ = [
     "AttachmentStatus",
     "FaultPlan",
     "GenesysSessionState",
+    "Identity",
     "Received",
     "Session",
     "SessionRef",

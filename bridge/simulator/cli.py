@@ -84,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--typing", action=feature, help="showUserTypingIndicator (off: guest typing gets 403)")
     parser.add_argument("--clear", action=feature, help="conversationClear (off: Presence Clear gets 403)")
+    parser.add_argument("--auth", action=feature, help="auth.enabled: authenticated sessions and the token endpoints")
     parser.add_argument("--error-tracing-id", choices=("never", "always"), help="error frames copy tracingId")
     parser.add_argument("--no-agent", action="store_true", help="turn the scripted agent off")
     parser.add_argument("--agent-delay", type=float, default=0.0, help="seconds between agent typing and reply")
@@ -119,6 +120,7 @@ _FLAG_KNOBS: dict[str, str] = {
     "disconnect_overtakes": "disconnect_overtakes_last_message",
     "typing": "typing_enabled",
     "clear": "clear_enabled",
+    "auth": "auth_enabled",
     "error_tracing_id": "error_tracing_id",
 }
 

@@ -114,9 +114,37 @@ class SimulatorConfig:
     refresh_agent_attachments: bool = False
 
     # --- tokens and history (§4.5, §9) -----------------------------------------------------------------
+    #: Lifetime of every JWT: ``getJwt``'s and the authenticated-session ones the token endpoints issue
+    #: (§4.2: "at most 15 minutes"). Measured on the simulator's clock.
     jwt_ttl_s: int = 900
     history_page_size: int = 25
     history_max_page_size: int = 100
+
+    # --- authenticated web messaging (§4.2) --------------------------------------------------------------
+    #: ``auth.enabled`` in config.json. Off (a new deployment): the code exchange answers 403 and
+    #: ``configureAuthenticatedSession`` 403 "Turn on the Feature Toggle or fix the configuration.".
+    auth_enabled: bool = False
+    #: ``auth.allowSessionUpgrade`` [?]: whether an authenticated configure on a token whose session is
+    #: anonymous upgrades that session in place (``newSession:false``, the transcript kept). Off: the
+    #: anonymous session is replaced by a new authenticated one.
+    allow_session_upgrade: bool = False
+    #: [?] Whether an anonymous ``configureSession`` is refused with 403 "Authentication is required for this
+    #: deployment". Nothing in the reference says Genesys can require authentication; off.
+    auth_required: bool = False
+    #: Codes and idTokens the code exchange refuses with 401 (more through ``refuse_auth_code``).
+    refused_auth_codes: frozenset[str] = frozenset()
+    #: How many of the first refreshes answer 401 whatever their token (more through ``fail_next_refresh``).
+    fail_next_refreshes: int = 0
+    #: Refresh-token lifetime (§4.2: 24 hours); a refresh returns the same token and does not extend it.
+    refresh_token_ttl_s: int = 86_400
+    #: After a revoke (logout), close the identity's connections after their ``LogoutEvent`` [?].
+    close_on_logout: bool = True
+    #: Whether ``configureAuthenticatedSession`` is accepted on a connection that is already configured (how
+    #: a client re-authenticates after a refresh without reconnecting). Off: 400 "Request failed.".
+    reconfigure_allowed: bool = True
+    #: [?] Whether ``echo`` on a connection whose JWT expired is refused with 401 like other requests.
+    #: Off: a health check keeps working, so a client tells "JWT expired" from "connection dead".
+    echo_needs_auth: bool = False
 
     # --- scripted agent (§12) --------------------------------------------------------------------------
     agent_script: bool = True

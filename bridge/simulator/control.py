@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from bridge.simulator import outbound
+from bridge.simulator.auth import Identity
 from bridge.simulator.config import DisconnectOvertake, SimulatorConfig
 from bridge.simulator.connection import FaultPlan
 from bridge.simulator.engine import Engine
@@ -316,10 +317,37 @@ class SimulatorControl:
         """Answer the next ``count`` requests (of ``actions``, or any) with ``5000 "Request failed."``."""
         await self.set_faults(ref, fail_next=count, fail_actions=actions)
 
+    # --- authentication (§4.2) -------------------------------------------------------------------------
+    async def logout(self, ref: SessionRef) -> int:
+        """Log the session's customer out "from another device", as the revoke endpoint does: the identity's
+        JWTs and refresh tokens stop working and every connection of its sessions gets ``LogoutEvent`` (then
+        is closed, with ``close_on_logout``). Returns how many connections. ValueError for an anonymous
+        session."""
+        return self._act(ref, lambda s: self.engine.logout(_identity(s)))
+
+    async def refuse_auth_code(self, code: str) -> None:
+        """From now on the code exchange refuses this authorization code (or idToken) with 401."""
+        self.engine.auth.refuse_code(code)
+
+    async def fail_next_refresh(self, count: int = 1) -> None:
+        """The next ``count`` token refreshes answer 401, whatever their refresh token."""
+        self.engine.auth.fail_next_refresh(count)
+
+    async def expire_jwts(self, ref: SessionRef) -> None:
+        """Expire now every JWT issued so far to the session's customer (its refresh tokens stay good), for
+        tests without virtual time. ValueError for an anonymous session."""
+        self._act(ref, lambda s: self.engine.auth.expire_jwts(_identity(s)))
+
     def _act(self, ref: SessionRef, action: Callable[[Session], T]) -> T:
         result = action(self.session(ref))
         self.engine.changed()
         return result
+
+
+def _identity(session: Session) -> Identity:
+    if session.identity is None:
+        raise ValueError(f"session {session.session_id} is not authenticated")
+    return session.identity
 
 
 def _agent_body(

@@ -193,6 +193,31 @@ async def _faults(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     }
 
 
+async def _logout(sim: SimulatorControl, body: dict[str, Any]) -> Any:
+    return {"logged_out": await sim.logout(_lookup(sim, body))}
+
+
+async def _expire_jwts(sim: SimulatorControl, body: dict[str, Any]) -> Any:
+    await sim.expire_jwts(_lookup(sim, body))
+    return {}
+
+
+async def _refuse_auth_code(sim: SimulatorControl, body: dict[str, Any]) -> Any:
+    code = body.get("code")
+    if not isinstance(code, str) or not code:
+        raise _BadRequest("code must be a non-empty string")
+    await sim.refuse_auth_code(code)
+    return {}
+
+
+async def _fail_next_refresh(sim: SimulatorControl, body: dict[str, Any]) -> Any:
+    count = body.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise _BadRequest("count must be an integer")
+    await sim.fail_next_refresh(count)
+    return {}
+
+
 async def _health(sim: SimulatorControl, body: dict[str, Any]) -> Any:
     return {"ok": True, "port": sim.port, "sessions": len(sim.sessions())}
 
@@ -211,6 +236,10 @@ _POST: dict[str, _Op] = {
     "drop_connections": _drop,
     "add_history": _add_history,
     "faults": _faults,
+    "logout": _logout,
+    "expire_jwts": _expire_jwts,
+    "refuse_auth_code": _refuse_auth_code,
+    "fail_next_refresh": _fail_next_refresh,
 }
 _GET: dict[str, _Op] = {"sessions": _sessions, "health": _health}
 

@@ -7,8 +7,9 @@ handles owned by their session, so there is no per-connection loop and nothing t
 
 Per-action behaviour lives in :mod:`bridge.simulator.actions` (the table of session actions, handed to
 the engine by whoever builds it), :mod:`bridge.simulator.messaging` (``onMessage``) and
-:mod:`bridge.simulator.attachments`, what the agent side sends in :mod:`bridge.simulator.outbound`; this
-module holds what they share.
+:mod:`bridge.simulator.attachments`, what the agent side sends in :mod:`bridge.simulator.outbound`, and
+identities, JWTs and refresh tokens of authenticated sessions in :mod:`bridge.simulator.auth`; this module
+holds what they share (including which connection was configured with which JWT).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeAlias, TypeVar
 
+from bridge.simulator.auth import AuthRegistry, Identity, IssuedJwt, JwtState
 from bridge.simulator.config import SimulatorConfig
 from bridge.simulator.connection import Connection, FaultPlan
 from bridge.simulator.jwt import JwtSigner
@@ -33,6 +35,7 @@ from bridge.simulator.wire import (
     dumps,
     envelope,
     error,
+    logout_event,
     too_many_requests,
 )
 
@@ -41,6 +44,9 @@ __all__ = ["Engine", "SessionAction"]
 T = TypeVar("T")
 
 _REQUEST_FAILED = "Request failed."
+_UNAUTHORIZED = "User is unauthorized"  # §4.2, §6: 401, refresh the JWT and configure again
+_AUTH_FAILED = "Session authentication failed"  # §4.2, §6: 403, the user has to log in again
+_FEATURE_OFF = "Turn on the Feature Toggle or fix the configuration."
 
 #: Handles one request on a configured, active session (``echo``, ``onMessage`` ...): the engine, the
 #: connection it came on, its session, the decoded request and its ``tracingId``. Replies go through the
@@ -70,6 +76,7 @@ class Engine:
         self.rng = random.Random(config.random_seed)
         self.default_faults = FaultPlan(delay_s=config.delay_s, reorder_window=config.reorder_window)
         self.jwt = JwtSigner()
+        self.auth = AuthRegistry(lambda: self.config, clock=clock, signer=self.jwt)
         self.blobs: dict[str, tuple[bytes, str, str]] = {}  # download id → (data, mime, file name)
         self.uploads: dict[str, tuple[Session, Attachment]] = {}  # attachment id → where the PUT belongs
         self.registry = GenesysSessions(retain_ended=config.retain_ended_sessions)
@@ -78,6 +85,8 @@ class Engine:
         self.waiters = Waiters()
         self._conn_ids = 0
         self._session_of: dict[Connection, Session] = {}  # a configured connection → its session
+        self._jwt_of: dict[Connection, IssuedJwt] = {}  # an authenticated connection → the JWT it configured with
+        self._authenticated_tokens: set[tuple[str, str]] = set()  # (deploymentId, token) ever authenticated (4017)
         self._hosts_source: frozenset[str] | None = None
         self._allowed_hosts: frozenset[str] = frozenset()
 
@@ -179,13 +188,15 @@ class Engine:
             self.refuse(conn, 5000, _REQUEST_FAILED, tracing_id)
             return
         if action == "configureSession":
-            self._configure(conn, request, tracing_id)
-        elif action in ("configureAuthenticatedSession", "resumeToken", "disconnectCustomer"):
-            # §4.2 authenticated sessions are not modelled; §4.10 schema-only actions fail as Genesys may.
+            self._configure(conn, request, tracing_id, authenticated=False)
+        elif action == "configureAuthenticatedSession":
+            self._configure(conn, request, tracing_id, authenticated=True)
+        elif action in ("resumeToken", "disconnectCustomer"):
+            # §4.10 schema-only actions fail as Genesys may.
             self.refuse(conn, 400, _REQUEST_FAILED, tracing_id)
         elif isinstance(action, str) and action in self._actions:
             session = self._session_for(conn, request, tracing_id)
-            if session is not None:
+            if session is not None and self._authorized(conn, action, tracing_id):
                 self._actions[action](self, conn, session, request, tracing_id)
         else:
             self.refuse(conn, 400, _REQUEST_FAILED, tracing_id)
@@ -213,8 +224,25 @@ class Engine:
             return None
         return session
 
-    # --- configureSession (§4.1) ----------------------------------------------------------------------
-    def _configure(self, conn: Connection, request: dict[str, Any], tracing_id: str | None) -> None:
+    def _authorized(self, conn: Connection, action: str, tracing_id: str | None) -> bool:
+        """§4.2, §6: a request on a connection whose JWT expired (401) or was revoked (403) is refused and not
+        executed. Anonymous connections, and ``echo`` unless ``echo_needs_auth``, always pass."""
+        issued = self._jwt_of.get(conn)
+        if issued is None or (action == "echo" and not self.config.echo_needs_auth):
+            return True
+        state = self.auth.state(issued)
+        if state is JwtState.VALID:
+            return True
+        if state is JwtState.EXPIRED:
+            self.refuse(conn, 401, _UNAUTHORIZED, tracing_id)
+        else:
+            self.refuse(conn, 403, _AUTH_FAILED, tracing_id)
+        return False
+
+    # --- configureSession (§4.1) and configureAuthenticatedSession (§4.2) ------------------------------
+    def _configure(
+        self, conn: Connection, request: dict[str, Any], tracing_id: str | None, *, authenticated: bool
+    ) -> None:
         token = request.get("token")
         deployment_id = request.get("deploymentId") or conn.deployment_id
         if not isinstance(token, str) or not token or not isinstance(deployment_id, str):
@@ -230,6 +258,17 @@ class Engine:
             self.refuse(conn, 403, "HTTP authorization error", tracing_id)
             return
         key = (deployment_id, token)
+        issued: IssuedJwt | None = None
+        if authenticated:
+            issued = self._check_jwt(conn, request, deployment_id, tracing_id)
+            if issued is None:
+                return
+        elif key in self._authenticated_tokens:
+            self.refuse(conn, 4017, "Cannot downgrade an authenticated session to unauthenticated", tracing_id)
+            return
+        elif self.config.auth_required:
+            self.refuse(conn, 403, "Authentication is required for this deployment", tracing_id)
+            return
         bucket = self._configure_buckets.get(key)
         if bucket is None and self.config.configure_per_min is not None:
             bucket = self._configure_buckets[key] = TokenBucket(float(self.config.configure_per_min), 60.0, self.clock)
@@ -240,17 +279,64 @@ class Engine:
         self.detach(conn)
         existing = self.registry.current(deployment_id, token)
         start_new = request.get("startNew") is True
-        if existing is not None and existing.active and not start_new:
+        identity = issued.identity if issued is not None else None
+        if existing is not None and existing.active and not start_new and self._resumable(existing, identity):
             session, new = existing, False
         else:
             if existing is not None and existing.active:
                 self._end(existing, GenesysSessionState.REPLACED)
             session, new = self._create(deployment_id, token), True
+        if issued is not None:
+            session.identity = issued.identity
+            self._authenticated_tokens.add(key)
+        journey = request.get("journeyContext")
+        if isinstance(journey, dict):
+            session.journey_context = journey
         self._attach(conn, session)
+        if issued is not None:
+            self._jwt_of[conn] = issued
         self.touch(session)
-        self.reply(
-            conn, envelope("SessionResponse", self.session_body(session, new_session=new), tracing_id=tracing_id)
-        )
+        body = self.session_body(session, new_session=new)
+        if issued is not None:
+            body["authenticated"] = True
+        self.reply(conn, envelope("SessionResponse", body, tracing_id=tracing_id))
+
+    def _check_jwt(
+        self, conn: Connection, request: dict[str, Any], deployment_id: str, tracing_id: str | None
+    ) -> IssuedJwt | None:
+        """The JWT in ``data.code`` of a configureAuthenticatedSession, or an error reply (§4.2)."""
+        data = request.get("data")
+        code = data.get("code") if isinstance(data, dict) else None
+        if not isinstance(code, str) or not code:
+            self.refuse(conn, 4020, "Missing parameter: data.code is required", tracing_id)
+            return None
+        if not self.config.auth_enabled:
+            self.refuse(conn, 403, _FEATURE_OFF, tracing_id)
+            return None
+        if conn in self._session_of and not self.config.reconfigure_allowed:
+            self.refuse(conn, 400, _REQUEST_FAILED, tracing_id)
+            return None
+        issued = self.auth.lookup(code)
+        state = self.auth.state(issued)
+        if issued is not None and issued.identity.deployment_id != deployment_id:
+            state = JwtState.UNKNOWN  # a JWT of another deployment is not one this deployment issued
+        if state is JwtState.EXPIRED:
+            self.refuse(conn, 401, _UNAUTHORIZED, tracing_id)
+            return None
+        if state is not JwtState.VALID:
+            self.refuse(conn, 403, _AUTH_FAILED, tracing_id)
+            return None
+        return issued
+
+    def _resumable(self, existing: Session, identity: Identity | None) -> bool:
+        """Whether a configure (anonymous: ``identity`` None) may resume the token's active session.
+
+        Another customer's session is never resumed (a new session replaces it); an anonymous one is
+        upgraded in place only with ``allow_session_upgrade`` (§4.2 step-up; uncertain).
+        """
+        if identity is None or existing.identity is identity:
+            return True
+        return existing.identity is None and self.config.allow_session_upgrade
 
     def session_body(self, session: Session, *, new_session: bool, connected: bool = True) -> dict[str, Any]:
         """The §5.1 SessionResponse body."""
@@ -294,6 +380,8 @@ class Engine:
         self._session_of[conn] = session
 
     def detach(self, conn: Connection) -> None:
+        """Forget which session (and which JWT) the connection served."""
+        self._jwt_of.pop(conn, None)
         session = self._session_of.pop(conn, None)
         if session is not None and conn in session.connections:
             session.connections.remove(conn)
@@ -338,6 +426,22 @@ class Engine:
         session.conversation_id = None
         session.cancel_timers()
         self.registry.ended(session, keep_current=keep_key)
+
+    # --- authentication (§4.2) -------------------------------------------------------------------------
+    def logout(self, identity: Identity) -> int:
+        """Revoke the identity (its JWTs and refresh tokens stop working) and send ``LogoutEvent`` to every
+        connection of its sessions, closing them when ``close_on_logout``. Returns how many connections."""
+        self.auth.revoke(identity)
+        conns = [c for c, s in self._session_of.items() if s.identity is identity]
+        conns += [c for c, i in self._jwt_of.items() if i.identity is identity and c not in conns]
+        frame = logout_event()
+        for conn in conns:
+            conn.send(frame)
+            if self.config.close_on_logout:
+                conn.close(self.config.server_close_code, "Logged out")
+                self.detach(conn)
+        self.changed()
+        return len(conns)
 
     def later(self, session: Session, delay_s: float, action: Callable[[], object]) -> None:
         """Run ``action`` after ``delay_s`` unless the session ends first (the session owns the timer)."""

@@ -1,17 +1,20 @@
-"""aiohttp handlers: the guest WebSocket (§2.1), REST history (§9), upload/download targets (§4.6) and
-the public deployment ``config.json`` (§2.2). They translate HTTP to engine calls and back, nothing more.
+"""aiohttp handlers: the guest WebSocket (§2.1), REST history (§9), the authentication token endpoints
+(§4.2), upload/download targets (§4.6) and the public deployment ``config.json`` (§2.2). They translate
+HTTP to engine calls and back, nothing more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 from aiohttp import WSMsgType, web
 
 from bridge.simulator.attachments import PRESIGN_HEADER, complete_upload
+from bridge.simulator.auth import JwtState
 from bridge.simulator.connection import Connection
 from bridge.simulator.engine import Engine
 from bridge.simulator.limits import per_minute
@@ -174,7 +177,7 @@ async def deployment_config(request: web.Request) -> web.Response:
         "defaultLanguage": "en-us",
         "apiEndpoint": base,
         "status": "Active",
-        "auth": {"enabled": False, "allowSessionUpgrade": False},
+        "auth": {"enabled": cfg.auth_enabled, "allowSessionUpgrade": cfg.allow_session_upgrade},
         "journeyEvents": {"enabled": False},
         "messenger": {
             "enabled": True,
@@ -201,10 +204,103 @@ async def deployment_config(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def _json_object(request: web.Request) -> dict[str, Any] | None:
+    """The request body as a JSON object, or None when it is not one."""
+    try:
+        body = json.loads(await request.read() or b"null")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _nonempty(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(value)
+
+
+def _bad_request(message: str) -> web.Response:
+    return _platform_error(400, message, "bad.request")
+
+
+def _token_response(jwt: str, refresh_token: str) -> web.Response:
+    return web.json_response({"jwt": jwt, "refreshToken": refresh_token})
+
+
+async def oauth_exchange(request: web.Request) -> web.Response:
+    """``POST /api/v2/webdeployments/token/oauthcodegrantjwtexchange`` (§4.2 step 1): an authorization code
+    (``code`` + ``redirectUri``, optional ``codeVerifier``) or an implicit-flow ``idToken`` + ``nonce``
+    becomes ``{jwt, refreshToken}``."""
+    engine = request.app[ENGINE]
+    body = await _json_object(request)
+    if body is None:
+        return _bad_request("The request body must be a JSON object")
+    deployment_id = body.get("deploymentId")
+    oauth = body.get("oauth")
+    if not _nonempty(deployment_id) or not isinstance(oauth, dict):
+        return _bad_request("deploymentId and oauth are required")
+    if _nonempty(oauth.get("code")):
+        if not _nonempty(oauth.get("redirectUri")):
+            return _bad_request("oauth.redirectUri is required with oauth.code")
+        if oauth.get("codeVerifier") is not None and not isinstance(oauth.get("codeVerifier"), str):
+            return _bad_request("oauth.codeVerifier must be a string")
+        subject = str(oauth["code"])
+    elif _nonempty(oauth.get("idToken")):
+        if not _nonempty(oauth.get("nonce")):
+            return _bad_request("oauth.nonce is required with oauth.idToken")
+        subject = str(oauth["idToken"])
+    else:
+        return _bad_request("oauth.code or oauth.idToken is required")
+    if not engine.deployment_known(deployment_id):
+        return _bad_request("Deployment not found")
+    if not engine.config.auth_enabled:
+        return _platform_error(403, "Authentication is not enabled for this deployment", "forbidden")
+    if engine.auth.refused(subject):
+        return _platform_error(401, "Authentication failed: the identity provider refused the code", "bad.credentials")
+    issued, grant = engine.auth.exchange(deployment_id, subject)
+    engine.changed()
+    return _token_response(issued.jwt, grant.refresh_token)
+
+
+async def refresh_token(request: web.Request) -> web.Response:
+    """``POST /api/v2/webdeployments/token/refresh`` (§4.2 step 3): a new JWT for a live refresh token; the
+    refresh token stays the same."""
+    engine = request.app[ENGINE]
+    body = await _json_object(request)
+    if body is None:
+        return _bad_request("The request body must be a JSON object")
+    token = body.get("refreshToken")
+    deployment_id = body.get("deploymentId")
+    if not _nonempty(token) or (deployment_id is not None and not isinstance(deployment_id, str)):
+        return _bad_request("refreshToken is required")
+    refreshed = engine.auth.refresh(token, deployment_id)
+    engine.changed()
+    if refreshed is None:
+        return _platform_error(401, "Refresh token is invalid, revoked or expired", "bad.credentials")
+    issued, grant = refreshed
+    return _token_response(issued.jwt, grant.refresh_token)
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    """``DELETE /api/v2/webdeployments/token/revoke`` with ``Authorization: bearer <jwt>`` (§4.2 step 4): log
+    the JWT's identity out everywhere; its connections get ``LogoutEvent``."""
+    engine = request.app[ENGINE]
+    scheme, _, jwt = request.headers.get("Authorization", "").partition(" ")
+    issued = engine.auth.lookup(jwt.strip()) if scheme.lower() == "bearer" else None
+    # Like any bearer-authenticated Platform call, an expired or already revoked JWT is refused too.
+    if issued is None or engine.auth.state(issued) is not JwtState.VALID:
+        return _platform_error(
+            401, "Authentication failed: missing, invalid, expired or revoked JWT", "bad.credentials"
+        )
+    engine.logout(issued.identity)
+    return web.Response(status=204)
+
+
 def add_routes(app: web.Application) -> None:
     """Register the Genesys-facing routes (the control API registers its own)."""
     app.router.add_get("/v1", websocket)
     app.router.add_get("/api/v2/webmessaging/messages", history)
+    app.router.add_post("/api/v2/webdeployments/token/oauthcodegrantjwtexchange", oauth_exchange)
+    app.router.add_post("/api/v2/webdeployments/token/refresh", refresh_token)
+    app.router.add_delete("/api/v2/webdeployments/token/revoke", revoke_token)
     app.router.add_put("/uploads/{attachment_id}", upload)
     app.router.add_get("/downloads/{blob_id}", download)
     app.router.add_get("/webdeployments/v1/deployments/{deployment_id}/config.json", deployment_config)

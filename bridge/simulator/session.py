@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bridge.simulator.limits import Limiter, TokenBucket
 
 if TYPE_CHECKING:
+    from bridge.simulator.auth import Identity
     from bridge.simulator.connection import Connection, FaultPlan
 
 __all__ = ["Attachment", "AttachmentStatus", "GenesysSessionState", "Received", "Session"]
@@ -128,6 +129,10 @@ class Session:
     faults: FaultPlan | None = None  # None = use the simulator-wide plan
     timers: set[asyncio.TimerHandle] = field(default_factory=set)
     expiry_timer: asyncio.TimerHandle | None = None
+    #: The customer of an authenticated session (§4.2): set by configureAuthenticatedSession, never unset.
+    identity: Identity | None = None
+    #: The ``journeyContext`` of the latest configure that carried one (§4.1), as the guest sent it.
+    journey_context: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.session_id} #{self.index} {self.state.value} conns={len(self.connections)}>"
@@ -135,6 +140,11 @@ class Session:
     @property
     def active(self) -> bool:
         return self.state is GenesysSessionState.ACTIVE
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether the session was configured with ``configureAuthenticatedSession`` (§4.2)."""
+        return self.identity is not None
 
     def cancel_timers(self) -> None:
         """Cancel scheduled agent replies and the expiry timer (the session is over)."""
@@ -160,4 +170,7 @@ class Session:
             "connections": len(self.connections),
             "received": len(self.received),
             "history": len(self.history),
+            "authenticated": self.authenticated,
+            "identityId": self.identity.identity_id if self.identity is not None else None,
+            "journeyContext": self.journey_context,
         }

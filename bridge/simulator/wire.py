@@ -19,6 +19,7 @@ __all__ = [
     "envelope",
     "error",
     "iso_now",
+    "logout_event",
     "new_message_id",
     "too_many_requests",
 ]
@@ -77,3 +78,8 @@ def too_many_requests(error_code: int, text: str, retry_after_s: int, *, tracing
 def connection_closed() -> Frame:
     """``ConnectionClosedEvent {}``: the server is about to drop this connection (§5.4)."""
     return envelope("ConnectionClosedEvent", {}, kind="message")
+
+
+def logout_event() -> Frame:
+    """``LogoutEvent {}``: the authenticated session was revoked (§4.2, §5.4)."""
+    return envelope("LogoutEvent", {}, kind="message")
