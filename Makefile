@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test lint typecheck pytest demo rabbitmq schema bench clean lock test-lowest promtool
+.PHONY: all install test lint typecheck pytest demo rabbitmq schema asyncapi-html bench clean lock test-lowest promtool
 
 all: test
 
@@ -44,6 +44,19 @@ test: lint typecheck pytest
 
 schema: $(STAMP)
 	$(BIN)/genesys-bridge schema --out docs/contract
+
+# docs/contract/asyncapi.html: the AsyncAPI document as one self-contained page (styles and scripts
+# inline, nothing fetched when it is opened). Needs Node.js 20+ and npm; not part of `make test`, and
+# tests/contract/test_asyncapi_html.py only reads the result. Run it after `make schema` changes
+# asyncapi.json. The generator is 2.x because 3.x needs Node.js 24; the template is handed to it as a
+# path inside the npx install, so generating fetches nothing (and works offline once npx has cached
+# the two packages). PUPPETEER_SKIP_DOWNLOAD: the template's PDF option would download a browser.
+ASYNCAPI_GENERATOR := @asyncapi/generator@2.11.0
+ASYNCAPI_HTML_TEMPLATE := @asyncapi/html-template@3.5.6
+asyncapi-html:
+	PUPPETEER_SKIP_DOWNLOAD=true npx --yes -p $(ASYNCAPI_GENERATOR) -p $(ASYNCAPI_HTML_TEMPLATE) -c \
+		'ag docs/contract/asyncapi.json "$$(dirname "$$(command -v ag)")/../@asyncapi/html-template" \
+		-o docs/contract -p singleFile=true -p outFilename=asyncapi.html --force-write --disable-warning'
 
 demo: $(STAMP) rabbitmq
 	$(BIN)/python -m bridge.demo
