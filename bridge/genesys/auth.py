@@ -17,7 +17,8 @@ from bridge.errors import GenesysProtocolError
 from genesys_bridge_client.contract.commands import AuthCodeGrant, SessionAuth
 
 __all__ = [
-    "AUTH_REFUSED_CODES",
+    "AUTH_FORBIDDEN",
+    "DOWNGRADE_REFUSED",
     "EXCHANGE_PATH",
     "REFRESH_PATH",
     "REVOKE_PATH",
@@ -26,6 +27,7 @@ __all__ = [
     "exchange_body",
     "jwt_expiry",
     "parse_tokens",
+    "refuses_authentication",
 ]
 
 EXCHANGE_PATH: Final = "/api/v2/webdeployments/token/oauthcodegrantjwtexchange"
@@ -33,10 +35,17 @@ REFRESH_PATH: Final = "/api/v2/webdeployments/token/refresh"
 REVOKE_PATH: Final = "/api/v2/webdeployments/token/revoke"
 #: "User is unauthorized" (§6): the JWT expired. Renew it and configure again; Genesys' SDK tries 3 times.
 UNAUTHORIZED: Final = 401
-#: Refusals of an authenticated configure that a new JWT cannot fix (§4.2, §6): 403 "Session authentication
-#: failed" / "Try to authenticate again" (the customer must sign in again), 4017 (an authenticated token
-#: cannot be downgraded). Final: the session ends ``auth_failed``.
-AUTH_REFUSED_CODES: Final = frozenset({403, 4017})
+#: 4017: a token that was authenticated cannot be configured anonymously (§4.1, §6).
+DOWNGRADE_REFUSED: Final = 4017
+#: 403 to an authenticated configure: "Session authentication failed" / "Try to authenticate again" (§4.2).
+AUTH_FORBIDDEN: Final = 403
+
+
+def refuses_authentication(code: int, *, authenticated: bool) -> bool:
+    """True when a configure refused with ``code`` is an authentication failure that a new JWT cannot fix:
+    the customer must sign in again (403 to an authenticated configure), or an authenticated token was
+    configured anonymously (4017). Final: the session ends ``auth_failed``."""
+    return code == DOWNGRADE_REFUSED or (authenticated and code == AUTH_FORBIDDEN)
 
 
 @dataclass(frozen=True, slots=True)

@@ -207,10 +207,10 @@ class PendingRequests:
             return _typing_request(tracing_id)
         return self._by_id.pop(tracing_id, None)
 
-    def take_oldest(self, action: str) -> PendingRequest | None:
-        """The oldest pending request of wire ``action``, removed."""
+    def take_oldest(self, *actions: str) -> PendingRequest | None:
+        """The oldest pending request of one of the wire ``actions``, removed."""
         for p in self._by_id.values():
-            if p.action == action:
+            if p.action in actions:
                 return self._by_id.pop(p.tracing_id)
         return None
 

@@ -185,7 +185,7 @@ class ServerFrameHandler:
     def _on_session_response(self, frame: ServerFrame, body: SessionResponse) -> None:
         request = self._take(frame.tracing_id)
         if request is None:
-            request = self._take_oldest("closeSession" if not body.connected else "configureSession")
+            request = self._take_oldest(*(("closeSession",) if not body.connected else CONFIGURE_ACTIONS))
         if not body.connected:
             # §4.7: the answer to closeSession. The session is over for this connection; configure
             # (start_new=True) may follow on the same socket.
@@ -248,8 +248,8 @@ class ServerFrameHandler:
     def _take(self, tracing_id: str | None) -> PendingRequest | None:
         return self._pending.take(tracing_id)
 
-    def _take_oldest(self, action: str) -> PendingRequest | None:
-        return self._pending.take_oldest(action)
+    def _take_oldest(self, *actions: str) -> PendingRequest | None:
+        return self._pending.take_oldest(*actions)
 
     def _take_attachment(self, attachment_id: str | None) -> PendingRequest | None:
         return self._pending.take_attachment(attachment_id)

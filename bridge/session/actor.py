@@ -34,7 +34,7 @@ from bridge.errors import (
     SessionGone,
     is_retryable,
 )
-from bridge.genesys.auth import AUTH_REFUSED_CODES, UNAUTHORIZED
+from bridge.genesys.auth import UNAUTHORIZED, refuses_authentication
 from bridge.genesys.events import Configured, EchoReplied
 from bridge.genesys.protocol import GuestProtocol
 from bridge.genesys.urls import resolve_origin
@@ -301,13 +301,13 @@ class SessionActor:
                 return
             except GenesysRejected as exc:
                 core.metrics.genesys_errors.labels(code=str(exc.code)).inc()
-                if core.credentials.authenticated and exc.code == UNAUTHORIZED:
+                authenticated = core.credentials.authenticated
+                if authenticated and exc.code == UNAUTHORIZED:
                     core.credentials.refused()  # §4.2: renew the JWT and configure again (bounded)
-                elif core.credentials.authenticated and exc.code in AUTH_REFUSED_CODES:
-                    await core.finish("auth_failed", detail=f"{exc.code}: {exc.detail}", code=exc.code)
-                    return
                 else:
-                    await core.finish("rejected_by_genesys", detail=f"{exc.code}: {exc.detail}")
+                    refused = refuses_authentication(exc.code, authenticated=authenticated)
+                    ending: EndReason = "auth_failed" if refused else "rejected_by_genesys"
+                    await core.finish(ending, detail=f"{exc.code}: {exc.detail}", code=exc.code)
                     return
             except GenesysRateLimited as exc:  # 429 on configureSession (§8: 60/min per session)
                 core.metrics.rate_limit.delayed("configure", exc.retry_after_s)

@@ -200,7 +200,11 @@ class CommandRunner:
         reason = core.end_reason or "failed"
         if reason == "rejected_by_genesys":
             return SettledOutcome.of(
-                command, status, "genesys_error", core.end_detail or "configureSession was refused"
+                command,
+                status,
+                "genesys_error",
+                core.end_detail or "configureSession was refused",
+                genesys_code=core.end_code,
             )
         if reason == "auth_failed":
             detail = core.end_detail or "the session could not be authenticated"
@@ -263,7 +267,7 @@ class CommandRunner:
             )
         except GenesysUnavailable as exc:
             return _result(command, "failed", "genesys_unavailable", f"could not revoke: {exc}")
-        await core.finish("logged_out", trigger=SessionTrigger.END_DONE, detail="session.logout", cause=command)
+        await core.finish("logged_out", detail="session.logout", cause=command)
         return _result(command, "delivered", "ok", "logged out: the tokens are revoked")
 
     async def _send(self, envelope: Envelope, command: MessageSend) -> SettledOutcome:

@@ -1,0 +1,165 @@
+"""Credentials of an authenticated session, in virtual time: exchanged once, renewed before the JWT
+expires, bounded retries after 401s, and a refused renewal is final."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+import pytest
+
+from bridge.errors import GenesysAuthFailed, GenesysUnavailable
+from bridge.genesys.auth import Tokens
+from bridge.ports import LoopClock
+from bridge.session.auth import MAX_AUTH_RETRIES, Credentials
+from bridge.session.session import RecordKeeper
+from genesys_bridge_client.contract.commands import AuthCodeGrant, SessionAuth
+from tests.store.helpers import make_record
+
+pytestmark = pytest.mark.looptime
+
+GRANT = AuthCodeGrant(code="c0de", redirect_uri="https://x.example/cb")
+JWT_LIFE = timedelta(minutes=15)
+
+
+class FakeAuth:
+    """Genesys' token endpoints: JWTs live JWT_LIFE on the loop's clock; refusals on demand."""
+
+    def __init__(self, clock: LoopClock) -> None:
+        self.clock = clock
+        self.calls: list[str] = []
+        self.refuse_refresh = False
+        self.unavailable = 0
+        self._called = asyncio.Condition()
+
+    async def wait_calls(self, what: str, count: int) -> None:
+        """Until ``what`` was called ``count`` times (awaited, not polled)."""
+        async with self._called:
+            await self._called.wait_for(lambda: self.calls.count(what) >= count)
+
+    async def _note(self, what: str) -> None:
+        self.calls.append(what)
+        async with self._called:
+            self._called.notify_all()
+
+    def _tokens(self, n: int) -> Tokens:
+        return Tokens(jwt=f"jwt-{n}", refresh_token="refresh-1", expires_at=self.clock.now() + JWT_LIFE)
+
+    async def exchange_grant(
+        self, rest_base: str, deployment_id: str, grant: SessionAuth, *, origin: str | None
+    ) -> Tokens:
+        await self._note("exchange")
+        return self._tokens(len(self.calls))
+
+    async def refresh_jwt(
+        self, rest_base: str, deployment_id: str, refresh_token: str, *, origin: str | None
+    ) -> Tokens:
+        await self._note("refresh")
+        if self.unavailable:
+            self.unavailable -= 1
+            raise GenesysUnavailable("fake: no route")
+        if self.refuse_refresh:
+            raise GenesysAuthFailed(401, "fake: refresh token revoked")
+        return self._tokens(len(self.calls))
+
+    async def revoke_jwt(self, rest_base: str, jwt: str, *, origin: str | None) -> None:
+        await self._note(f"revoke {jwt}")
+
+
+def _credentials(*, grant: SessionAuth | None = GRANT, refresh_first: bool = False) -> tuple[Credentials, FakeAuth]:
+    clock = LoopClock()
+    auth = FakeAuth(clock)
+    keeper = RecordKeeper(make_record(), clock=clock, store=None)
+    credentials = Credentials(
+        keeper=keeper,
+        client=auth,
+        rest_base="http://genesys.invalid",
+        origin=None,
+        clock=clock,
+        grant=grant,
+        refresh_first=refresh_first,
+    )
+    return credentials, auth
+
+
+async def test_an_anonymous_session_has_no_jwt() -> None:
+    credentials, auth = _credentials(grant=None)
+    assert not credentials.authenticated
+    assert await credentials.for_configure() is None
+    assert auth.calls == []
+
+
+async def test_the_grant_is_exchanged_once_then_the_jwt_is_reused_until_due() -> None:
+    credentials, auth = _credentials()
+    assert await credentials.for_configure() == "jwt-1"
+    assert await credentials.for_configure() == "jwt-1"
+    assert auth.calls == ["exchange"]
+
+
+async def test_the_jwt_is_renewed_before_it_expires() -> None:
+    credentials, auth = _credentials()
+    await credentials.for_configure()
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    keeper = asyncio.create_task(credentials.keep_fresh())
+    try:
+        await auth.wait_calls("refresh", 2)
+    finally:
+        keeper.cancel()
+    # 80 % of a 15-minute life: renewed at 12 minutes, long before the JWT expires at 15.
+    assert loop.time() - start == pytest.approx(2 * 12 * 60, abs=2)
+
+
+async def test_a_refused_jwt_is_renewed_and_retries_are_bounded() -> None:
+    credentials, _auth = _credentials()
+    await credentials.for_configure()
+    for attempt in range(MAX_AUTH_RETRIES):
+        credentials.refused()
+        assert await credentials.for_configure() == f"jwt-{attempt + 2}"
+    credentials.refused()
+    with pytest.raises(GenesysAuthFailed):
+        await credentials.for_configure()
+
+
+async def test_an_accepted_configure_resets_the_count() -> None:
+    credentials, _auth = _credentials()
+    await credentials.for_configure()
+    for _ in range(2 * MAX_AUTH_RETRIES):
+        credentials.refused()
+        await credentials.for_configure()
+        credentials.accepted()
+
+
+async def test_a_refused_refresh_is_final() -> None:
+    credentials, auth = _credentials()
+    await credentials.for_configure()
+    auth.refuse_refresh = True
+    credentials.refused()
+    with pytest.raises(GenesysAuthFailed):
+        await credentials.for_configure()
+
+
+async def test_a_refresh_that_cannot_reach_genesys_is_tried_again_later() -> None:
+    credentials, auth = _credentials()
+    await credentials.for_configure()
+    auth.unavailable = 1
+    keeper = asyncio.create_task(credentials.keep_fresh())
+    try:
+        await auth.wait_calls("refresh", 2)
+    finally:
+        keeper.cancel()
+    assert auth.calls == ["exchange", "refresh", "refresh"]
+
+
+async def test_after_a_restart_the_jwt_is_renewed_before_the_first_configure() -> None:
+    credentials, auth = _credentials(grant=None, refresh_first=True)
+    expired = Tokens(jwt="old", refresh_token="refresh-1", expires_at=datetime(2000, 1, 1).astimezone())
+    credentials._keeper.note_tokens(expired)  # as the journal had it
+    assert await credentials.for_configure() == "jwt-1"
+    assert auth.calls == ["refresh"]
+
+
+async def test_revoke_uses_the_current_jwt() -> None:
+    credentials, auth = _credentials()
+    await credentials.revoke()
+    assert auth.calls == ["exchange", "revoke jwt-1"]
