@@ -25,6 +25,7 @@ __all__ = [
     "ORIGINAL_ROUTING_KEY_HEADER",
     "REJECT_DETAIL_HEADER",
     "REJECT_REASON_HEADER",
+    "copy_message",
     "dead_letter_message",
     "event_message",
 ]
@@ -70,6 +71,15 @@ def dead_letter_message(original: AbstractIncomingMessage, *, reason: str, detai
     headers[REJECT_DETAIL_HEADER] = detail[:MAX_HEADER_DETAIL_CHARS]
     headers[ORIGINAL_EXCHANGE_HEADER] = original.exchange or ""
     headers[ORIGINAL_ROUTING_KEY_HEADER] = original.routing_key or ""
+    return copy_message(original, headers=headers)
+
+
+def copy_message(original: AbstractIncomingMessage, *, headers: dict[str, Any] | None) -> aio_pika.Message:
+    """A persistent copy of ``original``'s body and properties with ``headers`` instead of its own.
+
+    Dropped on purpose: ``expiration`` (a copy kept as evidence must not expire) and ``user_id`` (the broker
+    refuses a ``user_id`` other than our own login and would close the channel).
+    """
     return aio_pika.Message(
         original.body,
         headers=headers,

@@ -24,6 +24,7 @@ from bridge.amqp.messages import (
     ORIGINAL_ROUTING_KEY_HEADER,
     REJECT_DETAIL_HEADER,
     REJECT_REASON_HEADER,
+    copy_message,
 )
 from bridge.amqp.topology import declare_topology
 from bridge.config import Settings
@@ -455,17 +456,4 @@ class DeadLetterQueue:
 def _replayed(message: AbstractIncomingMessage) -> aio_pika.Message:
     """The command as it was first published: body and properties, without the dead-letter headers."""
     headers = {k: v for k, v in (message.headers or {}).items() if k not in _DEAD_LETTER_HEADERS}
-    return aio_pika.Message(
-        message.body,
-        headers=headers or None,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        priority=message.priority,
-        correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
-        message_id=message.message_id,
-        timestamp=message.timestamp,
-        type=message.type,
-        app_id=message.app_id,
-    )
+    return copy_message(message, headers=headers or None)

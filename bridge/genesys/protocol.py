@@ -239,25 +239,16 @@ class GuestProtocol(ServerFrameHandler):
         connection: that is how an authenticated session takes a refreshed JWT after a 401 (§4.2 step 3)."""
         self._require("configure")
         tid = tracing_id or self._new_id()
-        context = dict(journey_context) if journey_context is not None else None
-        request: ConfigureSession
-        if jwt is None:
-            request = ConfigureSession(
-                token=self._token,
-                tracing_id=tid,
-                deployment_id=self._deployment_id,
-                start_new=start_new,
-                journey_context=context,
-            )
-        else:
-            request = ConfigureAuthenticatedSession(
-                token=self._token,
-                tracing_id=tid,
-                deployment_id=self._deployment_id,
-                start_new=start_new,
-                journey_context=context,
-                data={"code": jwt},
-            )
+        common = {
+            "token": self._token,
+            "tracing_id": tid,
+            "deployment_id": self._deployment_id,
+            "start_new": start_new,
+            "journey_context": dict(journey_context) if journey_context is not None else None,
+        }
+        request = (
+            ConfigureSession(**common) if jwt is None else ConfigureAuthenticatedSession(**common, data={"code": jwt})
+        )
         # A new configure supersedes one left unanswered (e.g. by an untraced 4006, which no request
         # owns): only one is answered at a time, and a stale one would take the next untraced error.
         for old in [p for p in self._pending if p.action in CONFIGURE_ACTIONS]:

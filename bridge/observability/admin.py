@@ -21,13 +21,13 @@ Caller's duties: ``await start()`` once, ``await stop()`` at shutdown (or use ``
 from __future__ import annotations
 
 import hmac
-from typing import Protocol, Self
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import SecretStr
 
-from bridge.serving import serve_app
+from bridge.serving import AppServer
 from bridge.session.view import SessionView
 
 __all__ = ["AdminServer", "SessionDirectory", "session_json"]
@@ -52,7 +52,7 @@ def session_json(view: SessionView) -> dict[str, object]:
     }
 
 
-class AdminServer:
+class AdminServer(AppServer):
     """Serves ``GET /sessions/{id}`` on ``host:port`` (``port=0`` picks a free port).
 
     Args:
@@ -63,42 +63,14 @@ class AdminServer:
     """
 
     def __init__(self, host: str, port: int, sessions: SessionDirectory, *, token: SecretStr | None = None) -> None:
-        self._host = host
-        self._requested_port = port
+        super().__init__(host, port)
         self._sessions = sessions
         self._expected = f"Bearer {token.get_secret_value()}".encode() if token is not None else None
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
-    def __repr__(self) -> str:
-        # Never the token: a repr ends up in logs.
-        return f"AdminServer(host={self._host!r}, port={self._port or self._requested_port})"
-
-    @property
-    def port(self) -> int:
-        """The bound port. Only valid after :meth:`start`."""
-        if self._port is None:
-            raise RuntimeError("AdminServer is not started")
-        return self._port
-
-    async def start(self) -> None:
-        """Bind and serve. Raises ``OSError`` when the address is taken (a startup error for the app)."""
+    def _build(self) -> web.Application:
         app = web.Application(middlewares=[self._authorize])
         app.router.add_get("/sessions/{session_id}", self._handle_session)
-        self._runner, self._port = await serve_app(app, self._host, self._requested_port)
-
-    async def stop(self) -> None:
-        """Stop serving. Idempotent."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        return app
 
     @web.middleware
     async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from typing import Self
 
 import structlog
 from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 
 from bridge.observability.metrics import Metrics
-from bridge.serving import serve_app
+from bridge.serving import AppServer
 
 __all__ = ["ObservabilityServer", "ReadyCheck", "ReadyResult"]
 
@@ -34,7 +33,7 @@ ReadyCheck = Callable[[], ReadyResult]
 _log = structlog.get_logger(__name__)
 
 
-class ObservabilityServer:
+class ObservabilityServer(AppServer):
     """Serves ``/metrics``, ``/healthz`` and ``/readyz`` on ``host:port`` (``port=0`` picks a free port).
 
     Args:
@@ -55,44 +54,17 @@ class ObservabilityServer:
         *,
         max_loop_lag_s: float | None = 5.0,
     ) -> None:
-        self._host = host
-        self._requested_port = port
+        super().__init__(host, port)
         self._metrics = metrics
         self._ready = ready
         self._max_loop_lag_s = max_loop_lag_s
-        self._runner: web.AppRunner | None = None
-        self._port: int | None = None
 
-    def __repr__(self) -> str:
-        return f"ObservabilityServer(host={self._host!r}, port={self._port or self._requested_port})"
-
-    @property
-    def port(self) -> int:
-        """The bound port. Only valid after :meth:`start`."""
-        if self._port is None:
-            raise RuntimeError("ObservabilityServer is not started")
-        return self._port
-
-    async def start(self) -> None:
-        """Bind and serve. Raises ``OSError`` when the address is taken (a startup error for the app)."""
+    def _build(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/metrics", self._handle_metrics)
         app.router.add_get("/healthz", self._handle_healthz)
         app.router.add_get("/readyz", self._handle_readyz)
-        self._runner, self._port = await serve_app(app, self._host, self._requested_port)
-
-    async def stop(self) -> None:
-        """Stop serving. Idempotent."""
-        runner, self._runner = self._runner, None
-        if runner is not None:
-            await runner.cleanup()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
+        return app
 
     def check_ready(self) -> tuple[bool, dict[str, object]]:
         """Ask ``ready()`` and mirror the answer into the ``ready`` gauge."""

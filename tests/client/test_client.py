@@ -13,6 +13,7 @@ from bridge.amqp.topology import declare_topology
 from bridge.config import Settings
 from bridge.testing import Sandbox
 from genesys_bridge_client import (
+    AuthCodeGrant,
     BridgeClient,
     BridgeNotDeclared,
     CommandOutcome,
@@ -149,3 +150,18 @@ async def test_no_outcome_in_time_raises_outcome_timeout(amqp_url: str, broker_n
             exchanges=(settings.command_exchange, settings.event_exchange),
             queues=(settings.intake_queue, settings.dead_letter_queue),
         )
+
+
+@pytest.mark.genesys_simulator(auth_enabled=True)
+async def test_an_authenticated_session_and_its_logout(genesys_bridge: Sandbox) -> None:
+    client = genesys_bridge.client
+    started = await client.start_session(
+        "member-1",
+        deployment_id=genesys_bridge.deployment_id,
+        region=genesys_bridge.region,
+        auth=AuthCodeGrant(code="c0de-from-the-idp", redirect_uri="https://shop.example/cb"),
+    )
+    assert started.status == "delivered", started.detail
+    assert genesys_bridge.genesys_session("member-1").authenticated
+    logged_out = await client.logout("member-1")
+    assert (logged_out.status, logged_out.reason) == ("delivered", "ok")

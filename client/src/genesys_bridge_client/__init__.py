@@ -25,6 +25,7 @@ from genesys_bridge_client.contract import (
     TypingReceived,
     TypingSend,
 )
+from genesys_bridge_client.contract.commands import AuthCodeGrant, AuthImplicitGrant, JourneyContext, SessionLogout
 from genesys_bridge_client.contract.content import AttachmentUpload, ButtonResponse
 
 __version__ = "0.1.0"
@@ -34,6 +35,8 @@ __all__ = [
     "DEFAULT_EVENT_EXCHANGE",
     "AttachmentRefresh",
     "AttachmentUpload",
+    "AuthCodeGrant",
+    "AuthImplicitGrant",
     "BridgeClient",
     "BridgeNotDeclared",
     "ButtonResponse",
@@ -41,12 +44,14 @@ __all__ = [
     "CommandOutcome",
     "Event",
     "EventStream",
+    "JourneyContext",
     "MessageReceived",
     "MessageSend",
     "OutcomeTimeout",
     "PresenceReceived",
     "SessionEnd",
     "SessionEnded",
+    "SessionLogout",
     "SessionResumed",
     "SessionStart",
     "SessionStarted",

@@ -33,8 +33,11 @@ from genesys_bridge_client.contract.codec import decode_event
 from genesys_bridge_client.contract.commands import (
     AttachmentRefresh,
     Command,
+    JourneyContext,
     MessageSend,
+    SessionAuth,
     SessionEnd,
+    SessionLogout,
     SessionStart,
     TypingSend,
 )
@@ -167,6 +170,9 @@ class BridgeClient:
         initial_message: str | None = None,
         resume_token: str | None = None,
         route: str | None = None,
+        auth: SessionAuth | None = None,
+        autostart: bool = False,
+        journey_context: JourneyContext | None = None,
         command_id: str | None = None,
         correlation_id: str | None = None,
         headers: Mapping[str, str] | None = None,
@@ -175,7 +181,9 @@ class BridgeClient:
         """Start a Genesys session for ``session_id`` (unique across every service that shares the bridge).
 
         ``delivered`` once Genesys configured it; ``rejected`` with ``session_exists`` if the id is live.
-        ``route`` defaults to the client's. Other arguments as :meth:`send`.
+        ``route`` defaults to the client's. ``auth`` (an :class:`AuthCodeGrant` or :class:`AuthImplicitGrant`)
+        starts an authenticated session; ``autostart`` lets a bot greet first where the deployment allows it.
+        Other arguments as :meth:`send`.
         """
         command = SessionStart(
             command_id=command_id or _new_id(),
@@ -188,6 +196,9 @@ class BridgeClient:
             initial_message=initial_message,
             resume_token=resume_token,
             route=route or self.route,
+            auth=auth,
+            autostart=autostart,
+            journey_context=journey_context,
         )
         return await self.send(command, headers=headers, timeout=timeout)
 
@@ -227,8 +238,7 @@ class BridgeClient:
     ) -> CommandOutcome:
         """Show the agent that the guest is typing (``rejected``/``typing_disabled`` where the deployment
         does not show typing)."""
-        command = TypingSend(command_id=command_id or _new_id(), session_id=session_id, correlation_id=correlation_id)
-        return await self.send(command, headers=headers, timeout=timeout)
+        return await self._session_command(TypingSend, session_id, command_id, correlation_id, headers, timeout)
 
     async def end_session(
         self,
@@ -240,7 +250,31 @@ class BridgeClient:
         timeout: float | None = None,
     ) -> CommandOutcome:
         """End the session; a ``session.ended`` event follows with the reason."""
-        command = SessionEnd(command_id=command_id or _new_id(), session_id=session_id, correlation_id=correlation_id)
+        return await self._session_command(SessionEnd, session_id, command_id, correlation_id, headers, timeout)
+
+    async def logout(
+        self,
+        session_id: str,
+        *,
+        command_id: str | None = None,
+        correlation_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> CommandOutcome:
+        """Log an authenticated session's customer out (every device); the session ends ``logged_out``."""
+        return await self._session_command(SessionLogout, session_id, command_id, correlation_id, headers, timeout)
+
+    async def _session_command(
+        self,
+        kind: type[TypingSend | SessionEnd | SessionLogout],
+        session_id: str,
+        command_id: str | None,
+        correlation_id: str | None,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+    ) -> CommandOutcome:
+        """A command that names only its session."""
+        command = kind(command_id=command_id or _new_id(), session_id=session_id, correlation_id=correlation_id)
         return await self.send(command, headers=headers, timeout=timeout)
 
     async def refresh_attachment(
