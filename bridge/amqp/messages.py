@@ -9,6 +9,7 @@ type, ``timestamp`` = ``occurred_at``, JSON content type, persistent delivery, `
 
 from __future__ import annotations
 
+import json
 from typing import Any, Final
 
 import aio_pika
@@ -23,14 +24,19 @@ __all__ = [
     "MAX_HEADER_DETAIL_CHARS",
     "ORIGINAL_EXCHANGE_HEADER",
     "ORIGINAL_ROUTING_KEY_HEADER",
+    "REDACTED_HEADER",
     "REJECT_DETAIL_HEADER",
     "REJECT_REASON_HEADER",
     "copy_message",
     "dead_letter_message",
     "event_message",
+    "without_auth_secrets",
 ]
 
 APP_ID: Final = "genesys-bridge"
+REDACTED_HEADER: Final = "x-bridge-redacted"
+#: The secrets a command may carry (``session.start.auth``), never kept in clear outside the bridge.
+_AUTH_SECRETS: Final = ("code", "code_verifier", "id_token")
 REJECT_REASON_HEADER: Final = "x-bridge-reject-reason"
 REJECT_DETAIL_HEADER: Final = "x-bridge-reject-detail"
 ORIGINAL_EXCHANGE_HEADER: Final = "x-bridge-original-exchange"
@@ -64,24 +70,31 @@ def dead_letter_message(original: AbstractIncomingMessage, *, reason: str, detai
     """A copy of ``original`` (body and properties) with the rejection reason in headers.
 
     Dropped on purpose: ``expiration`` (the evidence must not expire in the DLQ) and ``user_id``
-    (the broker refuses a ``user_id`` other than our own login and would close the channel).
+    (the broker refuses a ``user_id`` other than our own login and would close the channel). A
+    ``session.start``'s ``auth`` secrets (an authorization code, a PKCE verifier, an ID token) are replaced by
+    ``[redacted]`` and the copy says so in ``x-bridge-redacted``: the dead-letter queue is not encrypted.
     """
     headers: dict[str, Any] = dict(original.headers or {})
+    body, redacted = without_auth_secrets(original.body)
+    if redacted:
+        headers[REDACTED_HEADER] = "auth"
     headers[REJECT_REASON_HEADER] = reason
     headers[REJECT_DETAIL_HEADER] = detail[:MAX_HEADER_DETAIL_CHARS]
     headers[ORIGINAL_EXCHANGE_HEADER] = original.exchange or ""
     headers[ORIGINAL_ROUTING_KEY_HEADER] = original.routing_key or ""
-    return copy_message(original, headers=headers)
+    return copy_message(original, headers=headers, body=body)
 
 
-def copy_message(original: AbstractIncomingMessage, *, headers: dict[str, Any] | None) -> aio_pika.Message:
-    """A persistent copy of ``original``'s body and properties with ``headers`` instead of its own.
+def copy_message(
+    original: AbstractIncomingMessage, *, headers: dict[str, Any] | None, body: bytes | None = None
+) -> aio_pika.Message:
+    """A persistent copy of ``original``'s body (or ``body``) and properties with ``headers`` instead of its own.
 
     Dropped on purpose: ``expiration`` (a copy kept as evidence must not expire) and ``user_id`` (the broker
     refuses a ``user_id`` other than our own login and would close the channel).
     """
     return aio_pika.Message(
-        original.body,
+        original.body if body is None else body,
         headers=headers,
         content_type=original.content_type,
         content_encoding=original.content_encoding,
@@ -94,3 +107,17 @@ def copy_message(original: AbstractIncomingMessage, *, headers: dict[str, Any] |
         type=original.type,
         app_id=original.app_id,
     )
+
+
+def without_auth_secrets(body: bytes) -> tuple[bytes, bool]:
+    """``body`` with the values of ``auth``'s secrets replaced by ``[redacted]``, and whether any were.
+    A body that is not a JSON object with an ``auth`` object comes back as it was."""
+    try:
+        command = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return body, False
+    auth = command.get("auth") if isinstance(command, dict) else None
+    if not isinstance(auth, dict) or not any(key in auth for key in _AUTH_SECRETS):
+        return body, False
+    command["auth"] = {key: "[redacted]" if key in _AUTH_SECRETS else value for key, value in auth.items()}
+    return json.dumps(command, separators=(",", ":"), ensure_ascii=False).encode(), True

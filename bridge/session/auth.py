@@ -19,7 +19,7 @@ from typing import Final, Protocol
 
 import structlog
 
-from bridge.errors import GenesysAuthFailed, GenesysUnavailable
+from bridge.errors import GenesysAuthFailed, GenesysProtocolError, GenesysRateLimited, GenesysUnavailable
 from bridge.genesys.auth import Tokens
 from bridge.ports import Clock
 from bridge.record import SessionRecord
@@ -76,12 +76,20 @@ class Credentials:
         self._grant = grant
         self._stale = refresh_first
         self._refusals = 0
-        self._obtained_at = clock.now()
+        # Schedules run on the monotonic clock (virtual time in tests); a JWT's expiry is a wall-clock date,
+        # turned into "seconds of life left" once, when the JWT is obtained.
+        self._obtained = clock.monotonic()
+        self._life_s = self._life_left()
+        self._socket_deadline: float | None = None  # monotonic: the open socket's JWT is due to be replaced
+        # One renewal at a time: the command task (a revoke, a re-configure) and the renewal task share the
+        # refresh token, and a refresh whose answer was dropped must not race a second one.
+        self._renewing = asyncio.Lock()
 
     @property
     def authenticated(self) -> bool:
-        """True for a session started with ``auth``: every configure must carry a JWT."""
-        return self._grant is not None or self._keeper.record.authenticated
+        """True for a session started with ``auth`` (kept in the record from its creation, so a restart or a
+        failed exchange can never turn it anonymous): every configure must carry a JWT."""
+        return self._keeper.record.authenticated
 
     async def for_configure(self) -> str | None:
         """The JWT for the next configure, None for an anonymous session. Exchanges the grant the first time;
@@ -95,21 +103,28 @@ class Credentials:
             return None
         if self._refusals > MAX_AUTH_RETRIES:
             raise GenesysAuthFailed(401, f"Genesys refused {self._refusals} fresh JWTs in a row")
-        if self._grant is not None:
-            grant, self._grant = self._grant, None  # a code is good once: never exchanged twice
-            await self._store(
-                await self._auth().exchange_grant(self._rest_base, self._deployment_id, grant, origin=self._origin)
-            )
-        elif self._stale or self._due():
-            await self.refresh()
+        async with self._renewing:
+            if self._grant is not None:
+                await self._exchange(self._grant)
+            elif self._stale or self._due():
+                await self._refresh()
         jwt = self._keeper.record.auth_jwt
         if jwt is None:
             raise GenesysAuthFailed(401, "no JWT: the session's credentials were lost")
         return jwt.get_secret_value()
 
     def accepted(self) -> None:
-        """Genesys accepted a configure with the current JWT."""
+        """Genesys accepted a configure with the current JWT: the open socket now holds it."""
         self._refusals = 0
+        left = self._life_left()
+        margin = min(REFRESH_MARGIN.total_seconds(), left / 2) if left is not None else 0.0
+        self._socket_deadline = self._clock.monotonic() + left - margin if left is not None else None
+
+    def socket_due(self) -> bool:
+        """True when the open socket's JWT expires within :data:`REFRESH_MARGIN` (or has): configure it
+        again with a renewed one before the next request, or Genesys answers that request 401."""
+        deadline = self._socket_deadline
+        return self.authenticated and deadline is not None and self._clock.monotonic() >= deadline
 
     def refused(self) -> None:
         """Genesys answered 401 for the current JWT: renew it before the next configure."""
@@ -121,8 +136,24 @@ class Credentials:
 
         Raises:
             GenesysAuthFailed: the refresh token was refused (revoked, expired): final.
-            GenesysUnavailable: Genesys' REST API could not be reached.
+            GenesysUnavailable, GenesysRateLimited: Genesys' REST API could not serve it now.
+            GenesysProtocolError: its answer held no token.
         """
+        async with self._renewing:
+            await self._refresh()
+
+    async def _exchange(self, grant: SessionAuth) -> None:
+        """Exchange the grant; any failure is final: a code is good once, so it is never sent twice."""
+        self._grant = None
+        try:
+            tokens = await self._auth().exchange_grant(self._rest_base, self._deployment_id, grant, origin=self._origin)
+        except GenesysAuthFailed:
+            raise
+        except (GenesysUnavailable, GenesysRateLimited, GenesysProtocolError) as exc:
+            raise GenesysAuthFailed(0, f"the code exchange failed: {exc}") from exc
+        await self._store(tokens)
+
+    async def _refresh(self) -> None:
         refresh_token = self._keeper.record.auth_refresh_token
         if refresh_token is None:
             raise GenesysAuthFailed(401, "no refresh token to renew the JWT with")
@@ -138,11 +169,18 @@ class Credentials:
         Raises:
             GenesysAuthFailed: a renewal was refused for good; the session must end ``auth_failed``.
         """
+        floor = 0.0
         while True:
-            await asyncio.sleep(self._seconds_until_due())
+            await asyncio.sleep(max(self._seconds_until_due(), floor))
+            # A JWT that comes back already due (our clock ahead of Genesys') must not be renewed in a loop.
+            floor = RETRY_AFTER_UNAVAILABLE_S
             try:
                 await self.refresh()
-            except GenesysUnavailable as exc:
+            except GenesysRateLimited as exc:
+                log.warning("session_jwt_refresh_rate_limited", retry_after_s=exc.retry_after_s)
+                await asyncio.sleep(max(exc.retry_after_s, RETRY_AFTER_UNAVAILABLE_S))
+            except (GenesysUnavailable, GenesysProtocolError) as exc:
+                # The JWT may still be good for a while: try again later; a configure that needs one renews.
                 log.warning("session_jwt_refresh_unavailable", error=str(exc))
                 await asyncio.sleep(RETRY_AFTER_UNAVAILABLE_S)
 
@@ -177,21 +215,26 @@ class Credentials:
 
     async def _store(self, tokens: Tokens) -> None:
         self._stale = False
-        self._obtained_at = self._clock.now()
         self._keeper.note_tokens(tokens)
+        self._obtained = self._clock.monotonic()
+        self._life_s = self._life_left()
         await self._keeper.save()
 
-    def _due_at(self) -> timedelta:
-        """How long after :attr:`_obtained_at` the JWT is due for renewal."""
+    def _life_left(self) -> float | None:
+        """Seconds until the current JWT expires, by its ``exp`` (None when it does not say)."""
         expires_at = self._keeper.record.auth_jwt_expires_at
-        if expires_at is None:
-            return UNKNOWN_LIFETIME
-        life = max(timedelta(0), expires_at - self._obtained_at)
-        return max(timedelta(0), min(life * 0.8, life - REFRESH_MARGIN))
+        return (expires_at - self._clock.now()).total_seconds() if expires_at is not None else None
 
     def _due(self) -> bool:
         return self._seconds_until_due() <= 0
 
     def _seconds_until_due(self) -> float:
-        due = self._obtained_at + self._due_at()
-        return max(0.0, (due - self._clock.now()).total_seconds())
+        """Until the JWT is due for renewal: after 80 % of its life and at least a minute before it expires,
+        but never sooner than half its life (a short-lived JWT is not renewed in a tight loop)."""
+        life = self._life_s
+        if life is None:
+            after = UNKNOWN_LIFETIME.total_seconds()
+        else:
+            life = max(0.0, life)
+            after = min(life * 0.8, max(life - REFRESH_MARGIN.total_seconds(), life / 2))
+        return max(0.0, self._obtained + after - self._clock.monotonic())

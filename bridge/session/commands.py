@@ -50,6 +50,7 @@ from bridge.errors import (
     CommandRejected,
     GenesysAuthFailed,
     GenesysProtocolError,
+    GenesysRateLimited,
     GenesysUnavailable,
     SessionGone,
     is_retryable,
@@ -68,9 +69,17 @@ from bridge.genesys.events import (
 from bridge.genesys.frames import StructuredMessage
 from bridge.genesys.protocol import GuestProtocol
 from bridge.ports import Envelope
+from bridge.session.auth import MAX_AUTH_RETRIES
 from bridge.session.inbound import message_time
 from bridge.session.link import Answered, GenesysLink
-from bridge.session.outcomes import END_KEY, attachment_key, reason_for_code, rejected_reason, tracing_id_for
+from bridge.session.outcomes import (
+    END_KEY,
+    REAUTH_KEY,
+    attachment_key,
+    reason_for_code,
+    rejected_reason,
+    tracing_id_for,
+)
 from bridge.session.ports import UploadClient
 from bridge.session.session import Session, SessionStopping
 from bridge.session.state import SessionTrigger
@@ -129,6 +138,8 @@ class CommandRunner:
             core.keeper.note_trace(envelope.trace)  # the session's later events carry the newest command's trace
         attributes = {"genesys_bridge.command_id": command.command_id, "genesys_bridge.session_id": core.session_id}
         with core.deps.tracer.command(command.type, parent=envelope.trace, attributes=attributes) as span:
+            if core.credentials.socket_due() and core.gate.ready:
+                await self._reauthenticate()
             try:
                 result = await self._handle(envelope)
             except SessionStopping:
@@ -142,6 +153,36 @@ class CommandRunner:
             await self.settle(envelope, result)
         if result.reason == "read_only":  # 409: Genesys made the session read-only (§11.3)
             await core.finish("read_only", detail=result.detail)
+
+    async def _reauthenticate(self) -> None:
+        """Configure the open socket again with a renewed JWT before its own expires (§4.2), so no request of
+        this command is answered 401. Commands run one at a time, so nothing of this session is sent while
+        the socket is configuring. Any failure closes the socket: the reconnect configures afresh."""
+        core, link = self._core, self._core.link
+        try:
+            jwt = await core.credentials.for_configure()
+            context = core.keeper.record.journey_context
+            reply = await link.request(
+                "reauthenticate",
+                REAUTH_KEY,
+                lambda p: p.configure(tracing_id=REAUTH_KEY, jwt=jwt, journey_context=context),
+                timeout_s=core.settings.ws_connect_timeout_s,
+            )
+        except GenesysAuthFailed as exc:
+            await core.finish("auth_failed", detail=f"{exc.code}: {exc.detail}", code=exc.code)
+            return
+        except SessionGone:
+            return
+        except (TimeoutError, GenesysUnavailable, GenesysRateLimited, GenesysProtocolError) as exc:
+            log.info("session_reauthentication_failed", error=str(exc) or type(exc).__name__)
+            reply = None
+        if isinstance(reply, Configured):
+            core.credentials.accepted()
+            return
+        if isinstance(reply, ErrorReceived) and reply.code == 401:
+            core.credentials.refused()
+        core.gate.close()
+        await link.close()
 
     async def _handle(self, envelope: Envelope) -> SettledOutcome:
         command = envelope.command
@@ -208,7 +249,7 @@ class CommandRunner:
             )
         if reason == "auth_failed":
             detail = core.end_detail or "the session could not be authenticated"
-            return SettledOutcome.of(command, "failed", "auth_failed", detail, genesys_code=core.end_code)
+            return SettledOutcome.of(command, status, "auth_failed", detail, genesys_code=core.end_code or None)
         return _result(command, status, "session_ended", f"session ended: {reason}")
 
     async def _start(self, envelope: Envelope, command: SessionStart) -> SettledOutcome:
@@ -259,13 +300,16 @@ class CommandRunner:
             return _result(command, "rejected", "not_authenticated", "the session is anonymous: nothing to log out")
         if core.gate.over:
             return self._ended(command)
+        core.logout = command  # the LogoutEvent this draws ends the session by this command
         try:
             await core.credentials.revoke()
         except GenesysAuthFailed as exc:
+            core.logout = None
             return _result(
                 command, "failed", "auth_failed", f"the revoke was refused: {exc.detail}", genesys_code=exc.code
             )
-        except GenesysUnavailable as exc:
+        except (GenesysUnavailable, GenesysRateLimited, GenesysProtocolError) as exc:
+            core.logout = None
             return _result(command, "failed", "genesys_unavailable", f"could not revoke: {exc}")
         await core.finish("logged_out", detail="session.logout", cause=command)
         return _result(command, "delivered", "ok", "logged out: the tokens are revoked")
@@ -341,7 +385,7 @@ class CommandRunner:
         """Send until Genesys settles it (echo, error, timeout) or the session ends; resend after a resume."""
         core, link = self._core, self._core.link
         command = envelope.command
-        retries = refusals = 0
+        retries = refusals = unauthorized = 0
         while True:
             if not await core.gate.wait():
                 return self._ended(command)
@@ -406,9 +450,12 @@ class CommandRunner:
                     )
                     core.metrics.rate_limit.delayed("genesys", after)
                     await asyncio.sleep(after)
-                case ErrorReceived(code=401) if core.credentials.authenticated:
+                case ErrorReceived(code=401, detail=detail) if core.credentials.authenticated:
                     # §4.2: the socket's JWT expired. The message was refused, not delivered: reconnect with a
-                    # renewed JWT (bounded by the credentials) and send it again once the session is back.
+                    # renewed JWT and send it again once the session is back, a few times at most.
+                    unauthorized += 1
+                    if unauthorized > MAX_AUTH_RETRIES:
+                        return _result(command, "failed", "auth_failed", detail, genesys_code=401)
                     log.info("message_unauthorized_reauthenticating", tracing_id=tracing_id)
                     core.credentials.refused()
                     core.gate.close()

@@ -59,6 +59,7 @@ from bridge.errors import GenesysRateLimited, GenesysRejected, GenesysUnavailabl
 from bridge.genesys.events import (
     AgentMessage,
     AgentTyping,
+    Configured,
     ConnectionClosed,
     ConversationDisconnected,
     EchoReplied,
@@ -80,7 +81,7 @@ from bridge.genesys.events import (
 from bridge.genesys.frames import StructuredMessage
 from bridge.genesys.normalize import normalize_message, parse_genesys_time, sender_of
 from bridge.genesys.urls import resolve_origin
-from bridge.session.outcomes import END_KEY, JWT_KEY, attachment_key
+from bridge.session.outcomes import END_KEY, JWT_KEY, REAUTH_KEY, attachment_key
 from bridge.session.ports import HistoryClient
 from bridge.session.session import Session
 from genesys_bridge_client.contract.events import MessageReceived, PresenceReceived, SessionResumed, TypingReceived
@@ -179,7 +180,11 @@ class InboundDispatcher:
                 await self._gone("closed_by_genesys", event, detail=reason)
             case LoggedOut():
                 # §5.4: the customer's tokens were revoked (a session.logout, or another device): final.
-                await core.finish("logged_out", detail="the customer was logged out")
+                logout = core.logout
+                detail = "session.logout" if logout is not None else "the customer was logged out"
+                await core.finish("logged_out", detail=detail, cause=logout)
+            case Configured():
+                link.resolve(REAUTH_KEY, event)  # an open socket configured again with a renewed JWT
             case RateLimited(code=code, request=request):
                 core.metrics.genesys_errors.labels(code=str(code)).inc()
                 if not self._answer(request, event):

@@ -32,6 +32,7 @@ from genesys_bridge_client.contract.events import CommandOutcome, OutcomeReason
 __all__ = [
     "END_KEY",
     "JWT_KEY",
+    "REAUTH_KEY",
     "Admission",
     "OutcomeBook",
     "attachment_key",
@@ -50,6 +51,8 @@ _TRACING_NAMESPACE = uuid.UUID("5f0c3c8e-6d0e-4b2a-9d57-0b3d7a8f4c21")
 #: the ``Clear`` of ``session.end``. One of each is in flight per session at most.
 JWT_KEY = "getjwt"
 END_KEY = "clear"
+#: The key (and tracingId) of configuring an open socket again with a renewed JWT (§4.2).
+REAUTH_KEY = "reauth"
 
 Admission = Literal["new", "replayed", "held"]
 

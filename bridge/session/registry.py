@@ -235,6 +235,7 @@ class SessionRegistry:
             region=command.region,
             origin=command.origin,
             route=command.route,
+            authenticated=command.auth is not None,
             journey_context=journey_context_of(command.journey_context) if command.journey_context else None,
             custom_attributes=dict(command.custom_attributes or {}),
             start_command_id=command.command_id,

@@ -238,6 +238,8 @@ class Session:
         self.end_reason: EndReason | None = None
         self.end_detail: str | None = None
         self.end_code: int | None = None  # the Genesys/HTTP code behind an auth_failed end
+        #: The session.logout being carried out, if any: the LogoutEvent it draws ends the session by it.
+        self.logout: Command | None = None
         #: SessionResponse.newSession of the first configure (None until then): autostart needs a new one.
         self.new_session: bool | None = None
         #: ``Clock.monotonic()`` of the agent side's last message, typing or presence (for the idle timeout).

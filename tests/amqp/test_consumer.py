@@ -337,3 +337,27 @@ async def test_a_stop_that_races_the_intake_start_up_ends_it_and_loses_nothing(
         while message is None:
             message = await queue.get(fail=False)
     assert json.loads(message.body)["command_id"] == waiting["command_id"]
+
+
+async def test_a_dead_lettered_start_keeps_no_auth_secret(bridge: Bridge, broker: Broker, settings: Settings) -> None:
+    """The dead-letter queue is not encrypted: an authorization code or ID token never lands there in clear."""
+    dead = await broker.consume(settings.dead_letter_queue)
+    start = {
+        "type": "session.start",
+        "command_id": "c-auth",
+        "session_id": "s-auth",
+        "deployment_id": "dep",
+        "region": "mypurecloud.com",
+        "auth": {"code": "secret-code-4711", "redirect_uri": "https://x.example/cb", "code_verifier": "v" * 43},
+        "unexpected": True,  # schema_invalid: rejected and dead-lettered
+    }
+    await broker.send_command(start)
+    [copy] = await dead.take(1)
+    assert b"secret-code-4711" not in copy.body
+    assert b"v" * 43 not in copy.body
+    assert json.loads(copy.body)["auth"] == {
+        "code": "[redacted]",
+        "redirect_uri": "https://x.example/cb",
+        "code_verifier": "[redacted]",
+    }
+    assert copy.headers["x-bridge-redacted"] == "auth"

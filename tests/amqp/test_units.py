@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import aiormq.exceptions
 import pytest
 
 from bridge.amqp.connection import BrokerLinks, ReconnectBackoff, broker_error
+from bridge.amqp.messages import without_auth_secrets
 from bridge.contract.outcomes import command_type_label, rejection_outcome
 from bridge.errors import BrokerError, BrokerUnavailable, ContractError, is_retryable
 from bridge.observability.metrics import Metrics
@@ -92,3 +94,17 @@ async def test_rejection_outcome_of_an_unreadable_body() -> None:
 )
 async def test_command_type_labels_stay_a_closed_vocabulary(given: str | None, label: str) -> None:
     assert command_type_label(given) == label
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2]", b'{"type": "message.send"}', b'{"auth": "a string"}', b'{"auth": {"redirect_uri": "x"}}'],
+)
+def test_bodies_without_auth_secrets_are_kept_byte_for_byte(body: bytes) -> None:
+    assert without_auth_secrets(body) == (body, False)
+
+
+def test_an_id_token_is_redacted() -> None:
+    body, redacted = without_auth_secrets(b'{"auth": {"id_token": "eyJ.secret", "nonce": "n-1"}}')
+    assert redacted
+    assert json.loads(body) == {"auth": {"id_token": "[redacted]", "nonce": "n-1"}}

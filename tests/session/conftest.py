@@ -15,7 +15,7 @@ from bridge.config import Settings
 from bridge.observability.metrics import Metrics
 from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Envelope, LoopClock
-from bridge.session.ports import FeatureSource
+from bridge.session.ports import AuthClient, FeatureSource
 from bridge.session.registry import SessionRegistry
 from bridge.store.memory import MemorySessionStore
 from genesys_bridge_client.contract import MessageSend, SessionEnd, SessionStart, TypingSend
@@ -93,7 +93,11 @@ class Harness:
 
 
 def make_harness(
-    *, features: FeatureSource | None = None, tracer: Tracer = NO_TRACER, **overrides: Any
+    *,
+    features: FeatureSource | None = None,
+    tracer: Tracer = NO_TRACER,
+    auth: AuthClient | None = None,
+    **overrides: Any,
 ) -> tuple[Harness, SessionRegistry]:
     peer = FakeGenesys()
     sink = FakeSink()
@@ -115,15 +119,20 @@ def make_harness(
         backoff=lambda: itertools.repeat(1.0),
         features=features,
         tracer=tracer,
+        auth=auth,
     )
     return Harness(peer, sink, registry, metrics, store, history, uploads, clock), registry
 
 
 @contextlib.asynccontextmanager
 async def running(
-    *, features: FeatureSource | None = None, tracer: Tracer = NO_TRACER, **overrides: Any
+    *,
+    features: FeatureSource | None = None,
+    tracer: Tracer = NO_TRACER,
+    auth: AuthClient | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Harness]:
     """A harness whose registry runs for the ``async with`` block (its TaskGroup lives in the test's task)."""
-    h, registry = make_harness(features=features, tracer=tracer, **overrides)
+    h, registry = make_harness(features=features, tracer=tracer, auth=auth, **overrides)
     async with registry:
         yield h

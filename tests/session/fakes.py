@@ -234,7 +234,7 @@ class FakeGenesys:
         self.received.append(frame)
         self._changed.set()
         action, tid, token = frame.get("action"), frame.get("tracingId"), frame.get("token", "")
-        if action == "configureSession":
+        if action in ("configureSession", "configureAuthenticatedSession"):
             if self.configure_error:
                 conn.push(_frame("string", "Deployment not found", code=self.configure_error, kind="response"))
                 return

@@ -69,7 +69,8 @@ class FakeAuth:
 def _credentials(*, grant: SessionAuth | None = GRANT, refresh_first: bool = False) -> tuple[Credentials, FakeAuth]:
     clock = LoopClock()
     auth = FakeAuth(clock)
-    keeper = RecordKeeper(make_record(), clock=clock, store=None)
+    authenticated = grant is not None or refresh_first  # as the registry records it at the start
+    keeper = RecordKeeper(make_record(authenticated=authenticated), clock=clock, store=None)
     credentials = Credentials(
         keeper=keeper,
         client=auth,
@@ -163,3 +164,44 @@ async def test_revoke_uses_the_current_jwt() -> None:
     credentials, auth = _credentials()
     await credentials.revoke()
     assert auth.calls == ["exchange", "revoke jwt-1"]
+
+
+async def test_an_exchange_that_cannot_reach_genesys_is_final_and_never_anonymous() -> None:
+    credentials, auth = _credentials()
+
+    async def unreachable(rest_base: str, deployment_id: str, grant: SessionAuth, *, origin: str | None) -> Tokens:
+        raise GenesysUnavailable("fake: 503")
+
+    auth.exchange_grant = unreachable  # type: ignore[method-assign]
+    with pytest.raises(GenesysAuthFailed):
+        await credentials.for_configure()
+    assert credentials.authenticated  # a failed exchange never turns the session anonymous
+    with pytest.raises(GenesysAuthFailed):
+        await credentials.for_configure()  # the code is not sent twice, and there is no JWT to fall back on
+
+
+async def test_the_socket_is_due_for_a_new_jwt_a_minute_before_its_own_expires() -> None:
+    credentials, _auth = _credentials()
+    await credentials.for_configure()
+    credentials.accepted()
+    assert not credentials.socket_due()
+    await asyncio.sleep((JWT_LIFE - timedelta(seconds=61)).total_seconds())
+    assert not credentials.socket_due()
+    await asyncio.sleep(2)
+    assert credentials.socket_due()
+
+
+async def test_a_short_lived_jwt_is_not_renewed_in_a_tight_loop() -> None:
+    clock = LoopClock()
+    auth = FakeAuth(clock)
+    keeper = RecordKeeper(make_record(authenticated=True), clock=clock, store=None)
+    keeper.note_tokens(Tokens(jwt="j", refresh_token="r", expires_at=clock.now() + timedelta(seconds=30)))
+    credentials = Credentials(keeper=keeper, client=auth, rest_base="http://genesys.invalid", origin=None, clock=clock)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    renewing = asyncio.create_task(credentials.keep_fresh())
+    try:
+        await auth.wait_calls("refresh", 1)
+    finally:
+        renewing.cancel()
+    assert loop.time() - start >= 14.9  # half its life at least (30 s), never at once

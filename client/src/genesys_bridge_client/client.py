@@ -109,6 +109,7 @@ class BridgeClient:
         self._reply_queue: str | None = None
         self._events_channel: AbstractChannel | None = None
         self._waiting: dict[str, asyncio.Future[CommandOutcome]] = {}
+        self._waiters: dict[str, int] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -283,12 +284,16 @@ class BridgeClient:
         attachment_id: str,
         *,
         command_id: str | None = None,
+        correlation_id: str | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
     ) -> CommandOutcome:
         """Ask for a fresh download URL of an agent's attachment (Genesys' URLs expire)."""
         command = AttachmentRefresh(
-            command_id=command_id or _new_id(), session_id=session_id, attachment_id=attachment_id
+            command_id=command_id or _new_id(),
+            session_id=session_id,
+            correlation_id=correlation_id,
+            attachment_id=attachment_id,
         )
         return await self.send(command, headers=headers, timeout=timeout)
 
@@ -314,6 +319,8 @@ class BridgeClient:
         if future is None:
             future = asyncio.get_running_loop().create_future()
             self._waiting[command.command_id] = future
+        # Sends of one command_id share the future; the last one out forgets it.
+        self._waiters[command.command_id] = self._waiters.get(command.command_id, 0) + 1
         try:
             await exchange.publish(
                 aio_pika.Message(
@@ -333,7 +340,10 @@ class BridgeClient:
         except TimeoutError:
             raise OutcomeTimeout(command, wait) from None
         finally:
-            if self._waiting.get(command.command_id) is future:
+            left = self._waiters.pop(command.command_id) - 1
+            if left:
+                self._waiters[command.command_id] = left
+            elif self._waiting.get(command.command_id) is future:
                 del self._waiting[command.command_id]
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
