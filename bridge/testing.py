@@ -29,13 +29,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-import aio_pika.exceptions
 import pytest
 import pytest_asyncio
 
 from bridge.amqp.tools import delete_names
 from bridge.app import Bridge, running_bridge
 from bridge.config import Settings
+from bridge.errors import BrokerError
 from bridge.observability.metrics import Metrics
 from bridge.simulator import Received, Session, Simulator, SimulatorConfig
 from genesys_bridge_client import BridgeClient
@@ -164,7 +164,7 @@ async def sandbox(
                 yield Sandbox(client, sim, bridge, url, names["command_exchange"], names["event_exchange"])
     finally:
         # A broker that is away must not replace the error that says so with a second one from the clean-up.
-        with contextlib.suppress(OSError, aio_pika.exceptions.AMQPError):
+        with contextlib.suppress(BrokerError):
             await delete_names(
                 url,
                 exchanges=(names["command_exchange"], names["event_exchange"]),

@@ -166,8 +166,16 @@ async def follow_events(amqp_url: str, *, exchange: str, binding: str = "#") -> 
 
 
 async def delete_names(amqp_url: str, *, exchanges: tuple[str, ...] = (), queues: tuple[str, ...] = ()) -> None:
-    """Delete exchanges and queues if they exist (demo and benchmark clean-up). Never raises for a missing one."""
-    connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "bridge-cli-cleanup"})
+    """Delete exchanges and queues if they exist (demo, benchmark and test clean-up). Never raises for a
+    missing one.
+
+    Raises:
+        BrokerUnavailable, BrokerError: the broker cannot be reached (or refused the login).
+    """
+    try:
+        connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "bridge-cli-cleanup"})
+    except Exception as exc:
+        raise broker_error(exc) from exc
     try:
         for name in queues:
             channel = await connection.channel()
