@@ -26,6 +26,7 @@ from typing import Literal
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.datastructures import Headers
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidStatus,
@@ -33,6 +34,7 @@ from websockets.exceptions import (
     WebSocketException,
 )
 from websockets.frames import CloseCode
+from websockets.http11 import Response
 from websockets.typing import Origin
 
 import bridge
@@ -212,7 +214,22 @@ class WebsocketsConnector:
         except (OSError, WebSocketException) as exc:
             # OSError: refused, unreachable, DNS, TLS. WebSocketException: a broken handshake or proxy.
             raise GenesysUnavailable(f"WebSocket connect failed: {exc!r}") from exc
+        _drop_handshake(ws)
         return WebsocketsConnection(ws)
+
+
+def _drop_handshake(ws: ClientConnection) -> None:
+    """Let go of the upgrade's request and response headers, kept by the connection for its whole life.
+
+    They are only needed during the handshake (about 2.5 KiB per live session, docs/performance.md) and
+    nothing here reads them later. websockets 17 reads ``response`` once more only to tell the handshake
+    response from later frames (``ClientConnection.process_event``: ``response is None`` means "still
+    handshaking"), so it is replaced by a bare response of the same status, not set to ``None``;
+    ``request`` is never read after the upgrade is sent.
+    """
+    ws.request = None
+    if ws.response is not None:
+        ws.response = Response(ws.response.status_code, ws.response.reason_phrase, Headers())
 
 
 def _status_error(exc: InvalidStatus) -> GenesysUnavailable | GenesysRateLimited | GenesysRejected:

@@ -64,6 +64,21 @@ RecoveryReport = Callable[[str, str], None]
 class SessionActor:
     """One Genesys session. Build it, :meth:`offer` envelopes, await :meth:`run` in a TaskGroup."""
 
+    __slots__ = (
+        "_cause",
+        "_configured_once",
+        "_core",
+        "_current",
+        "_delays",
+        "_idle_ending",
+        "_inbound",
+        "_on_recovered",
+        "_outage_since",
+        "_runner",
+        "_stopping",
+        "_wake",
+    )
+
     def __init__(
         self,
         record: SessionRecord,

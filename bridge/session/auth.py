@@ -54,6 +54,18 @@ class TokenKeeper(Protocol):
 class Credentials:
     """One session's JWT and refresh token. Use from the session's own tasks."""
 
+    __slots__ = (
+        "_client",
+        "_clock",
+        "_grant",
+        "_keeper",
+        "_obtained_at",
+        "_origin",
+        "_refusals",
+        "_rest_base",
+        "_stale",
+    )
+
     def __init__(
         self,
         *,

@@ -124,6 +124,8 @@ _result = SettledOutcome.of
 class CommandRunner:
     """Handles and settles the commands of one session."""
 
+    __slots__ = ("_attributes", "_core", "_typing_at", "_typing_disabled")
+
     def __init__(self, core: Session) -> None:
         self._core = core
         self._attributes = dict(core.keeper.record.custom_attributes)  # sent with the first message

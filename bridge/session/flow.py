@@ -38,6 +38,8 @@ class SendBudget:
     ``burst`` timestamps.
     """
 
+    __slots__ = ("_clock", "_limit", "_sent", "_window_s")
+
     def __init__(self, *, rate_per_s: float, burst: int, clock: Clock, margin_s: float = 0.0) -> None:
         """``margin_s`` lengthens the window: Genesys counts frames when they *arrive*, so two frames sent
         exactly one window apart can arrive less than one window apart when the first was delayed more
@@ -131,6 +133,8 @@ class Offer(enum.Enum):
 
 class Inbox:
     """Bounded FIFO of envelopes with close semantics."""
+
+    __slots__ = ("_closed", "_items", "_maxsize", "_wakeup")
 
     def __init__(self, maxsize: int) -> None:
         self._maxsize = maxsize

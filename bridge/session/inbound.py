@@ -108,6 +108,8 @@ _BACKFILL_RATE_LIMIT_RETRIES = 3
 class InboundDispatcher:
     """Turns protocol events into session events and resolved waiters. One per session."""
 
+    __slots__ = ("_core", "_held", "_known", "_reorder", "_tasks", "disconnecting")
+
     def __init__(self, core: Session) -> None:
         self._core = core
         self._held: HeldEvents | None = None
@@ -539,6 +541,8 @@ HELD_EVENTS_MAX = 100
 class HeldEvents:
     """A bounded FIFO of live protocol events; one per catch-up. Used from one session's tasks only."""
 
+    __slots__ = ("_events", "_limit", "overflowed")
+
     def __init__(self, limit: int = HELD_EVENTS_MAX) -> None:
         self._limit = limit
         self._events: deque[ProtocolEvent] = deque()
@@ -576,6 +580,8 @@ class _Held:
 
 class ReorderBuffer:
     """Held live messages of one session, released in ``channel.time`` order once their hold ran out."""
+
+    __slots__ = ("_arrivals", "_held", "_limit", "_window_s")
 
     def __init__(self, window_s: float, *, limit: int = REORDER_MAX_HELD) -> None:
         self._window_s = window_s

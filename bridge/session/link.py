@@ -63,6 +63,20 @@ Reply = ProtocolEvent | Answered
 class GenesysLink:
     """The protocol plus at most one open socket, and the futures waiting for replies."""
 
+    __slots__ = (
+        "_conn",
+        "_connect_timeout_s",
+        "_connector",
+        "_early",
+        "_frames",
+        "_origin",
+        "_protocol",
+        "_silent",
+        "_tracer",
+        "_url",
+        "_waiters",
+    )
+
     def __init__(
         self,
         *,

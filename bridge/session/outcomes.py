@@ -18,7 +18,6 @@ redelivered command instead (the registry hands it to :meth:`OutcomeBook.answer_
 from __future__ import annotations
 
 import uuid
-from collections import OrderedDict
 from typing import Literal
 
 import structlog
@@ -26,6 +25,7 @@ import structlog
 from bridge.errors import BrokerError
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, Envelope, EventSink
+from bridge.session.settled import SettledCache
 from bridge.settle import settle
 from genesys_bridge_client.contract.events import CommandOutcome, OutcomeReason
 
@@ -106,16 +106,14 @@ class OutcomeBook:
         self._sink = sink
         self._metrics = metrics
         self._clock = clock
-        self._cache_size = cache_size
-        self._settled: OrderedDict[str, tuple[CommandOutcome, str | None, str | None]] = OrderedDict()
+        self._settled = SettledCache(cache_size)
         self._inflight: dict[str, list[Envelope]] = {}
 
     def admit(self, envelope: Envelope) -> Admission:
         """Classify a delivery: ``new`` (run it), ``replayed`` (call :meth:`replay`), ``held`` (a duplicate
         of an in-flight command; it is answered when the original settles)."""
         command_id = envelope.command.command_id
-        if command_id in self._settled:
-            self._settled.move_to_end(command_id)
+        if self._settled.touch(command_id):
             return "replayed"
         if command_id in self._inflight:
             self._inflight[command_id].append(envelope)
@@ -125,7 +123,10 @@ class OutcomeBook:
 
     async def replay(self, envelope: Envelope) -> None:
         """Publish the original outcome of ``envelope``'s command again (to its ``reply_to``) and ack."""
-        outcome, deployment_id, route = self._settled[envelope.command.command_id]
+        kept = self._settled.get(envelope.command.command_id)
+        if kept is None:  # admitted as replayed just before, on the same loop, with no await in between
+            raise RuntimeError("replay() of a command that is not settled")
+        outcome, deployment_id, route = kept
         self._metrics.commands.settled(envelope.command.type, "duplicate", outcome.reason)
         await self._publish_and(envelope, outcome, deployment_id, route, duplicate=True)
 
@@ -200,12 +201,7 @@ class OutcomeBook:
                 log.warning("command_requeue_failed", command_id=item.command.command_id, error=str(exc))
 
     def _remember(self, command_id: str, outcome: CommandOutcome, deployment_id: str | None, route: str | None) -> None:
-        if self._cache_size <= 0:
-            return
-        self._settled[command_id] = (outcome, deployment_id, route)
-        self._settled.move_to_end(command_id)
-        while len(self._settled) > self._cache_size:
-            self._settled.popitem(last=False)
+        self._settled.put(command_id, outcome, deployment_id, route)
 
     async def _publish_and(
         self,

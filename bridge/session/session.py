@@ -97,6 +97,8 @@ class SessionGate:
     counted while the session was not caught up (a paced recovery, a long reconnect).
     """
 
+    __slots__ = ("_event", "opened_at", "over", "ready", "stopping")
+
     def __init__(self) -> None:
         self._event = asyncio.Event()
         self.ready = False
@@ -158,6 +160,8 @@ class PendingSends:
     Limit, documented: two unanswered sends with identical text in one outage are matched in send order.
     """
 
+    __slots__ = ("_found", "_pending")
+
     def __init__(self) -> None:
         self._pending: dict[str, str] = {}
         self._found: dict[str, StructuredMessage] = {}
@@ -208,6 +212,31 @@ def messenger_features(found: DeploymentFeatures) -> MessengerFeatures:
 
 class Session:
     """One session's shared state. Created by the actor; used from its tasks on one event loop."""
+
+    __slots__ = (
+        "before_end",
+        "budget",
+        "credentials",
+        "deps",
+        "end_code",
+        "end_detail",
+        "end_reason",
+        "ending",
+        "endpoints",
+        "events",
+        "features",
+        "gate",
+        "inbox",
+        "keeper",
+        "last_agent_activity",
+        "link",
+        "metrics",
+        "new_session",
+        "pending",
+        "restored_sends",
+        "settings",
+        "state",
+    )
 
     def __init__(
         self,
@@ -346,6 +375,8 @@ RECENT_IDS_KEPT = 200
 class RecentIds:
     """Insertion-ordered, bounded, drop-oldest. ``in`` is O(1)."""
 
+    __slots__ = ("_ids", "_size")
+
     def __init__(self, initial: Iterable[str] = (), *, size: int = RECENT_IDS_KEPT) -> None:
         self._size = size
         self._ids: OrderedDict[str, None] = OrderedDict()
@@ -372,6 +403,8 @@ class RecentIds:
 
 class RecordKeeper:
     """The live record of one session, its seq counter and its recent-id set."""
+
+    __slots__ = ("_clock", "_metrics", "_record", "_seq", "_store", "seen")
 
     def __init__(
         self, record: SessionRecord, *, clock: Clock, store: SessionStore | None, metrics: Metrics | None = None
@@ -506,6 +539,8 @@ class RecordKeeper:
 
 class SessionEvents:
     """Event factory and publisher for one session. Use from the session's own tasks only."""
+
+    __slots__ = ("_backoff", "_clock", "_keeper", "_sink")
 
     def __init__(self, *, keeper: RecordKeeper, sink: EventSink, clock: Clock, backoff: Backoff) -> None:
         self._keeper = keeper

@@ -104,6 +104,36 @@ async def test_frames_yield_text_skip_binary_and_end_on_our_close() -> None:
         assert await closed == (1000, "Guest client disconnect")
 
 
+async def test_handshake_headers_are_dropped_and_the_connection_still_works() -> None:
+    """Memory: the upgrade's headers are let go once it is done; frames, pings and the close still work."""
+    received: asyncio.Queue[str] = asyncio.Queue(maxsize=10)
+    closed: asyncio.Future[tuple[int | None, str | None]] = asyncio.get_running_loop().create_future()
+
+    async def handler(ws: ServerConnection) -> None:
+        await ws.send('{"class":"A"}')
+        pong = await ws.ping()  # answered by the client's reader, which must still run
+        await pong
+        async for message in ws:
+            await received.put(str(message))
+        closed.set_result((ws.close_code, ws.close_reason))
+
+    async with ws_server(handler) as url:
+        conn = await connector().connect(url, origin="https://app.example.com")
+        ws = conn._ws  # the websockets connection it wraps
+        assert ws.request is None
+        assert ws.response is not None
+        assert ws.response.status_code == 101
+        assert len(ws.response.headers) == 0
+        frames: list[str] = []
+        async for frame in conn.frames():
+            frames.append(frame)
+            await conn.send('{"action":"echo"}')
+            assert await received.get() == '{"action":"echo"}'
+            await conn.close()
+        assert frames == ['{"class":"A"}']
+        assert await closed == (1000, "Guest client disconnect")
+
+
 async def test_server_close_raises_unavailable_with_code_and_reason() -> None:
     async def handler(ws: ServerConnection) -> None:
         await ws.send('{"class":"A"}')
