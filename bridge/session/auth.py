@@ -59,10 +59,13 @@ class Credentials:
         "_clock",
         "_grant",
         "_keeper",
-        "_obtained_at",
+        "_life_s",
+        "_obtained",
         "_origin",
         "_refusals",
+        "_renewing",
         "_rest_base",
+        "_socket_deadline",
         "_stale",
     )
 

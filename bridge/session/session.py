@@ -230,6 +230,7 @@ class Session:
         "keeper",
         "last_agent_activity",
         "link",
+        "logout",
         "metrics",
         "new_session",
         "pending",
