@@ -33,6 +33,7 @@ from bridge.amqp.journal import open_stream_journal
 from bridge.amqp.publisher import AmqpEventPublisher
 from bridge.config import Settings
 from bridge.errors import EXIT_CONFIG, EXIT_OK, EXIT_STARTUP, BridgeError, ConfigError, StateKeyError
+from bridge.eventloop import loop_name
 from bridge.genesys.connector import WebsocketsConnector
 from bridge.genesys.deployment_config import DeploymentConfigs
 from bridge.genesys.fetch_policy import FetchPolicy
@@ -237,7 +238,12 @@ async def running_bridge(
             # not yet spawned would be rejected as unknown_session (and dead-lettered).
             await registry.resume(live)
             await intake.start()
-            log.info("bridge_started", sessions_resumed=registry.recovery.total, http_port=bridge.http.port)
+            log.info(
+                "bridge_started",
+                sessions_resumed=registry.recovery.total,
+                http_port=bridge.http.port,
+                event_loop=loop_name(asyncio.get_running_loop()),
+            )
             recovered = tasks.create_task(_recovered(bridge), name="recovery-watch")
             rejournal = (
                 tasks.create_task(_rejournal_forever(store, settings.rejournal_interval_s), name="rejournal")
