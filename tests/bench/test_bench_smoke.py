@@ -24,6 +24,7 @@ MODULES = [
     "bench.loadgen",
     "bench.machine",
     "bench.memprofile",
+    "bench.micro_events",
     "bench.micro_loop",
     "bench.procs",
     "bench.profile",
