@@ -25,6 +25,7 @@ MODULES = [
     "bench.machine",
     "bench.memprofile",
     "bench.micro_events",
+    "bench.micro_gc",
     "bench.micro_loop",
     "bench.procs",
     "bench.profile",

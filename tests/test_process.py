@@ -1,6 +1,12 @@
-"""``BRIDGE_EVENT_LOOP``: uvloop by default when it is installed, asyncio's loop on request or without it, and a
+"""The daemon's process-wide tuning.
+
+``BRIDGE_EVENT_LOOP``: uvloop by default when it is installed, asyncio's loop on request or without it, and a
 clear start-up error (exit 78) when uvloop is asked for and missing. The daemon says which loop it runs on in
 ``bridge_started``.
+
+The garbage collector: once recovered, the daemon freezes its start-up heap and raises the thresholds
+(``gc_tuned``). Only ``run_daemon`` does: a bridge run inside another process (tests, the demo) leaves that
+process's collector alone.
 
 "Missing" is real: the daemon's ``PYTHONPATH`` starts with a ``uvloop`` package whose import fails, as it
 would where no wheel exists. In-process, ``sys.modules["uvloop"] = None`` makes the import fail the same way.
@@ -9,16 +15,18 @@ would where no wheel exists. In-process, ``sys.modules["uvloop"] = None`` makes 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Literal
 
 import pytest
 
 from bridge.amqp.tools import delete_names
+from bridge.app import GC_THRESHOLDS, tune_gc
 from bridge.config import Settings
 from bridge.errors import EXIT_CONFIG, ConfigError
 from bridge.eventloop import choose_loop, loop_name
@@ -134,3 +142,31 @@ async def test_the_daemon_refuses_to_start_when_uvloop_is_asked_for_and_missing(
         assert await daemon.exited() == EXIT_CONFIG
         assert not daemon.events("bridge_started")
         assert any("BRIDGE_EVENT_LOOP=uvloop" in line for line in daemon.lines), daemon.tail()
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    """The test process's collector as it was before the test."""
+    thresholds = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*thresholds)
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_tune_gc_freezes_what_is_alive_and_raises_the_thresholds() -> None:
+    long_lived = [[i] for i in range(1000)]
+    tune_gc()
+    assert gc.get_threshold() == GC_THRESHOLDS
+    assert gc.get_freeze_count() >= len(long_lived)
+    first = long_lived[0]
+    assert not any(o is first for o in gc.get_objects()), "frozen: no generation holds it any more"
+
+
+async def test_the_daemon_tunes_its_collector_once_recovered(daemon_env: dict[str, str]) -> None:
+    async with Daemon(daemon_env) as daemon:
+        await daemon.recovered()
+        tuned = await daemon.wait_log("gc_tuned")
+        assert tuned["thresholds"] == list(GC_THRESHOLDS)
+        assert tuned["frozen_objects"] > 0
+        assert await daemon.stop(signal.SIGTERM) == 0
