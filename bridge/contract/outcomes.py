@@ -8,7 +8,7 @@ under :func:`event_stamp`).
 Events are built validated, on purpose. ``model_construct`` (no validation) looks cheaper but is not with
 pydantic 2: it runs in Python where validation runs in Rust, and a field with a ``default_factory`` (such as
 ``CommandOutcome.errors``) costs an ``inspect.signature`` call per event. Measured with
-``python -m bench.micro_events``: 2–3 µs per event validated, 6–7 µs constructed, over 100 µs for an outcome
+``python -m bench.micro_events``: 2–3 µs per event validated, 4–7 µs constructed, 90–150 µs for an outcome
 that leaves ``errors`` to its factory.
 """
 
