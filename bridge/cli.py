@@ -43,12 +43,15 @@ def _settings() -> Any:
 def _cmd_run(_: argparse.Namespace) -> int:
     from bridge.app import run_daemon, warn_unknown_settings
     from bridge.config import environment_unknowns
+    from bridge.eventloop import choose_loop
     from bridge.observability.logging import configure_logging
 
     settings = _settings()
+    loop = choose_loop(settings.event_loop)  # before logging is set up, like any other invalid setting
     configure_logging(level=settings.log_level, fmt=settings.log_format)
     warn_unknown_settings(environment_unknowns())
-    return asyncio.run(run_daemon(settings))
+    with asyncio.Runner(loop_factory=loop.factory) as runner:
+        return runner.run(run_daemon(settings))
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:

@@ -231,6 +231,16 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Process ------------------------------------------------------------------------------------
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        default="auto",
+        description=(
+            "The event loop: `uvloop` (libuv, faster sockets and callbacks), `asyncio` (the standard library's), "
+            "or `auto`: uvloop when it is installed (the image has it), else asyncio. `uvloop` without uvloop "
+            "installed refuses to start."
+        ),
+    )
+
     # --- Logs ---------------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
     log_format: Literal["json", "console"] = Field(default="json", description="JSON for machines, console for you.")

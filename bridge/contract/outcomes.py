@@ -4,6 +4,12 @@ Pure. The intake builds the outcome of a body the codec rejected (:func:`rejecti
 and the sessions build the outcome of a decoded command from what it came to (:class:`SettledOutcome`,
 under :func:`event_stamp`).
 ``seq`` 0 means "outside any session" (the contract's number for outcomes no session settled).
+
+Events are built validated, on purpose. ``model_construct`` (no validation) looks cheaper but is not with
+pydantic 2: it runs in Python where validation runs in Rust, and a field with a ``default_factory`` (such as
+``CommandOutcome.errors``) costs an ``inspect.signature`` call per event. Measured with
+``python -m bench.micro_events``: 2–3 µs per event validated, 4–7 µs constructed, 90–150 µs for an outcome
+that leaves ``errors`` to its factory.
 """
 
 from __future__ import annotations

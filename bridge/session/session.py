@@ -319,7 +319,9 @@ class Session:
         self.metrics.sessions.labels(state=old.value).dec()
         if new not in TERMINAL_STATES:
             self.metrics.sessions.labels(state=new.value).inc()
-        log.info("session_state_changed", old=old.value, new=new.value, trigger=trigger.value, detail=detail)
+        # DEBUG: the session.state_changed event carries the same, and three INFO lines per session start were a
+        # visible share of the CPU of opening sessions. session_ended and every error stay at INFO and above.
+        log.debug("session_state_changed", old=old.value, new=new.value, trigger=trigger.value, detail=detail)
         self.keeper.note_state(new.value, closed=new in (SessionState.ENDED, SessionState.FAILED))
         try:
             await self.events.publish(

@@ -30,7 +30,8 @@ async def test_command_for_a_resumed_session_does_not_wait_for_the_whole_recover
         convs = await open_sessions(client, sim, [f"q{i}" for i in range(SESSIONS)])
         assert await first.stop(signal.SIGTERM) == 0
     command_ids = [await client.say(conv.session_id, f"queued for {conv.session_id}") for conv in convs]
-    async with Daemon(bridge_env(resume_rate_per_s=str(RATE_PER_S)), name="second") as second:
+    # DEBUG: session_state_changed, the log line read below, is logged at DEBUG.
+    async with Daemon(bridge_env(resume_rate_per_s=str(RATE_PER_S), log_level="DEBUG"), name="second") as second:
         await second.recovered()
         outcomes = [await client.events.outcome(command_id) for command_id in command_ids]
         await client.events.wait_for(lambda _: all(client.events.of(c.session_id, "session.resumed") for c in convs))
@@ -58,7 +59,8 @@ async def test_sigterm_during_a_paced_recovery_drains_and_loses_no_session(
         await first.started()
         convs = await open_sessions(client, sim, [f"d{i}" for i in range(SESSIONS)])
         assert await first.stop(signal.SIGTERM) == 0
-    async with Daemon(bridge_env(resume_rate_per_s="2"), name="interrupted") as interrupted:
+    # DEBUG: the test waits for a session_state_changed line, which is logged at DEBUG.
+    async with Daemon(bridge_env(resume_rate_per_s="2", log_level="DEBUG"), name="interrupted") as interrupted:
         await interrupted.started()
         await interrupted.wait_log("session_state_changed", session_id=convs[0].session_id, new="active")
         assert await interrupted.stop(signal.SIGTERM) == 0  # most sessions never got their connect slot
