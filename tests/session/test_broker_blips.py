@@ -109,7 +109,7 @@ async def test_finish_closes_the_socket_even_when_publishing_fails() -> None:
 
 
 async def test_local_protocol_refusal_is_final_not_retried() -> None:
-    """Finding 12: a GenesysProtocolError is final per is_retryable; it was retried 10 times."""
+    """a GenesysProtocolError is final per is_retryable; it was retried 10 times."""
     async with running() as h:
         await h.start()
         actor = h.registry.get("s1")
@@ -142,7 +142,7 @@ class _RaisingSink(FakeSink):
     [(PublishTimeout("no confirm"), "requeue"), (BrokerUnavailable("away"), "requeue"), (PublishReturned("x"), "ack")],
 )
 async def test_outcome_publish_failure_requeues_only_when_retryable(error: Exception, settled_as: str) -> None:
-    """Finding 12: a final broker error used to requeue the command for ever (up to the delivery limit)."""
+    """a final broker error used to requeue the command for ever (up to the delivery limit)."""
     metrics = Metrics(CollectorRegistry(), process_metrics=False)
     book = OutcomeBook(sink=_RaisingSink(error), metrics=metrics, clock=LoopClock(), cache_size=10)
     env = envelope(MessageSend(command_id="c", session_id="s", text="x"))

@@ -46,7 +46,7 @@ def _patch_history(h: Harness, during: Any, *, before_page: bool) -> None:
 
 @pytest.mark.parametrize("before_page", [True, False], ids=["live-in-history-page", "live-after-page"])
 async def test_live_message_during_backfill_hides_no_missed_message(before_page: bool) -> None:
-    """Finding 1: [live M2 (checkpointed during the backfill), missed M1, known] used to stop at M2 and lose
+    """[live M2 (checkpointed during the backfill), missed M1, known] used to stop at M2 and lose
     M1; M2 could also be published twice, and before M1 in seq order."""
     async with running() as h:
         token = await h.start()
@@ -128,7 +128,7 @@ def test_held_events_are_bounded() -> None:
 
 
 async def test_failed_resume_attempt_closes_its_socket() -> None:
-    """Finding 5: a retryable failure with the socket still open (history down) leaked the WebSocket."""
+    """a retryable failure with the socket still open (history down) leaked the WebSocket."""
     async with running() as h:
         token = await h.start()
         original = h.history.fetch_history

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.looptime
 
 
 async def test_paced_recovery_does_not_age_queued_commands_into_overflow() -> None:
-    """Finding 4: with resume paced, late sessions connected after inbox_max_age_s and their commands were
+    """with resume paced, late sessions connected after inbox_max_age_s and their commands were
     rejected as overflow although they never waited on a connected session."""
     async with running() as h:
         for i in range(3):
@@ -55,7 +55,7 @@ async def test_long_reconnect_does_not_age_queued_commands_into_overflow() -> No
 
 
 async def test_drain_requeues_a_command_waiting_for_a_reconnect_at_once() -> None:
-    """Finding 10: a command waiting in the gate was never woken on stop; the drain always hit its timeout."""
+    """a command waiting in the gate was never woken on stop; the drain always hit its timeout."""
     async with running() as h:
         await h.start()
         h.peer.refuse_connects = 10_000
@@ -83,7 +83,7 @@ class _StuckRequeue(FakeDelivery):
 
 
 async def test_drain_after_cancel_is_bounded() -> None:
-    """Finding 10: after the drain deadline's cancel, the wait for the actors had no bound."""
+    """after the drain deadline's cancel, the wait for the actors had no bound."""
     async with running(delivery_timeout_s=600.0) as h:
         await h.start()
         h.peer.swallow_messages = 1
@@ -100,7 +100,7 @@ async def test_drain_after_cancel_is_bounded() -> None:
 
 
 async def test_failure_in_an_actors_cleanup_is_contained(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Finding 9: an exception from an actor's finally failed the registry TaskGroup: every session died."""
+    """an exception from an actor's finally failed the registry TaskGroup: every session died."""
     original = SessionActor._settle_leftovers
 
     async def broken(self: SessionActor) -> None:

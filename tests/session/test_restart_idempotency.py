@@ -1,5 +1,5 @@
 """A command settled by one process and redelivered to the next is answered from the session record, never
-run twice (finding 3); the record's new field survives the journal codec."""
+run twice; the record's new field survives the journal codec."""
 
 from __future__ import annotations
 
