@@ -289,18 +289,14 @@ GC_THRESHOLDS: Final = (50_000, 20, 20)
 
 
 def tune_gc() -> None:
-    """Once the bridge is up: move everything alive now (modules, settings, resumed sessions) out of the
+    """At start-up, before any session exists: move everything alive now (modules, settings) out of the
     collector's sight for good (``gc.freeze``), and collect the young generation less often
-    (:data:`GC_THRESHOLDS`). Process-wide, so only :func:`run_daemon` calls it, never ``running_bridge``
-    (tests and the demo run bridges inside other processes)."""
+    (:data:`GC_THRESHOLDS`). Sessions are never frozen: a frozen object in a cycle is never collected, so a
+    session frozen once would leak when it ends. Process-wide, so only :func:`run_daemon` calls it, never
+    ``running_bridge`` (tests and the demo run bridges inside other processes)."""
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
     log.info("gc_tuned", frozen_objects=gc.get_freeze_count(), thresholds=list(gc.get_threshold()))
-
-
-async def _tune_gc_when_recovered(bridge: Bridge) -> None:
-    await bridge.recovered.wait()
-    tune_gc()
 
 
 def warn_unknown_settings(unknowns: Iterable[tuple[str, str | None]]) -> None:
@@ -325,16 +321,14 @@ async def run_daemon(settings: Settings, *, stop: asyncio.Event | None = None) -
             log.error("startup_failed", error=error, kind="ConfigError")
             return EXIT_CONFIG
         tracer, stop_tracing = start_tracing()
+    tune_gc()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        async with running_bridge(settings, tracer=tracer) as bridge, asyncio.TaskGroup() as tasks:
-            # After recovery: the resumed sessions are then part of the heap that is frozen.
-            tuning = tasks.create_task(_tune_gc_when_recovered(bridge), name="gc-tune")
+        async with running_bridge(settings, tracer=tracer):
             await stop.wait()
-            tuning.cancel()
             log.info("stop_requested")
     except Exception as raised:
         # A component's TaskGroup wraps its failure (e.g. the publisher's refused login) in a group.

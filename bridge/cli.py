@@ -119,18 +119,23 @@ _OUTCOME_EXIT = {"delivered": 0, "rejected": EXIT_REJECTED, "failed": EXIT_FAILE
 
 async def _send(args: argparse.Namespace) -> int:
     from bridge.amqp.tools import CommandPublisher
+    from bridge.errors import BrokerError
 
     if args.wait and args.reply_to:
         print("genesys-bridge send: --wait uses a reply queue of its own; leave out --reply-to", file=sys.stderr)
         return 2
     settings = _settings()
     url = args.amqp_url or settings.amqp_url.get_secret_value()
-    async with CommandPublisher(url, exchange=args.exchange or settings.command_exchange) as publisher:
-        if not args.wait:
-            command_id = await publisher.send(_build_command(args), reply_to=args.reply_to)
-            print(command_id or "sent")
-            return 0
-        command_id, body = await publisher.request(_build_command(args), timeout_s=args.timeout)
+    try:
+        async with CommandPublisher(url, exchange=args.exchange or settings.command_exchange) as publisher:
+            if not args.wait:
+                command_id = await publisher.send(_build_command(args), reply_to=args.reply_to)
+                print(command_id or "sent")
+                return 0
+            command_id, body = await publisher.request(_build_command(args), timeout_s=args.timeout)
+    except BrokerError as exc:
+        print(f"genesys-bridge send: {exc}", file=sys.stderr)
+        return 1
     if body is None:
         print(f"genesys-bridge send: no outcome for {command_id} within {args.timeout:g} s", file=sys.stderr)
         return EXIT_NO_OUTCOME

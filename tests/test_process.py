@@ -4,8 +4,8 @@
 clear start-up error (exit 78) when uvloop is asked for and missing. The daemon says which loop it runs on in
 ``bridge_started``.
 
-The garbage collector: once recovered, the daemon freezes its start-up heap and raises the thresholds
-(``gc_tuned``). Only ``run_daemon`` does: a bridge run inside another process (tests, the demo) leaves that
+The garbage collector: at start-up, before any session exists, the daemon freezes its heap and raises the
+thresholds (``gc_tuned``). Only ``run_daemon`` does: a bridge run inside another process (tests, the demo) leaves that
 process's collector alone.
 
 "Missing" is real: the daemon's ``PYTHONPATH`` starts with a ``uvloop`` package whose import fails, as it
@@ -163,10 +163,12 @@ def test_tune_gc_freezes_what_is_alive_and_raises_the_thresholds() -> None:
     assert not any(o is first for o in gc.get_objects()), "frozen: no generation holds it any more"
 
 
-async def test_the_daemon_tunes_its_collector_once_recovered(daemon_env: dict[str, str]) -> None:
+async def test_the_daemon_tunes_its_collector_before_any_session(daemon_env: dict[str, str]) -> None:
     async with Daemon(daemon_env) as daemon:
         await daemon.recovered()
         tuned = await daemon.wait_log("gc_tuned")
+        events = [e.get("event") for e in daemon.logs]
+        assert events.index("gc_tuned") < events.index("bridge_started")
         assert tuned["thresholds"] == list(GC_THRESHOLDS)
         assert tuned["frozen_objects"] > 0
         assert await daemon.stop(signal.SIGTERM) == 0

@@ -50,9 +50,23 @@ class CommandPublisher:
         self._exchange: aio_pika.abc.AbstractExchange | None = None
 
     async def __aenter__(self) -> CommandPublisher:
-        self._connection = await aio_pika.connect(self._url, client_properties={"connection_name": "bridge-cli-send"})
-        channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange = await channel.declare_exchange(self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True)
+        """Connect and declare the command exchange.
+
+        Raises:
+            BrokerUnavailable, BrokerError: the broker cannot be reached or refused; nothing is left open.
+        """
+        try:
+            self._connection = await aio_pika.connect(
+                self._url, client_properties={"connection_name": "bridge-cli-send"}
+            )
+            channel = await self._connection.channel(publisher_confirms=True)
+            self._exchange = await channel.declare_exchange(
+                self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+            )
+        except Exception as exc:
+            await close_quietly(self._connection)
+            self._connection = None
+            raise broker_error(exc) from exc
         return self
 
     async def __aexit__(self, *exc: object) -> None:

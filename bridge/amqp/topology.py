@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 #: The DLQ is a quorum queue too: it holds the evidence of bad input, so it is replicated and durable.
-#: No delivery limit and no further dead-lettering: nothing consumes it automatically.
+#: No delivery limit of ours and no further dead-lettering: nothing consumes it automatically. (RabbitMQ 4.0-4.2
+#: give quorum queues a default limit of 20 returned deliveries; docs/rabbitmq.md says how to lift it.)
 DEAD_LETTER_QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "quorum"}
 
 

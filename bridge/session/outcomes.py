@@ -150,8 +150,7 @@ class OutcomeBook:
             elapsed = max(0.0, self._clock.monotonic() - envelope.received_at)
             self._metrics.command_latency.labels(type=command.type).observe(elapsed)
         await self._publish_and(envelope, outcome, deployment_id, route, duplicate=False)
-        for duplicate in self._inflight.pop(command.command_id, []):
-            await self._publish_and(duplicate, outcome, deployment_id, route, duplicate=True)
+        await self._answer_held(command.command_id, outcome, deployment_id, route)
 
     async def answer_duplicate(
         self, envelope: Envelope, outcome: CommandOutcome, *, deployment_id: str | None, route: str | None = None
@@ -162,7 +161,14 @@ class OutcomeBook:
         self._remember(command.command_id, outcome, deployment_id, route)
         self._metrics.commands.settled(command.type, "duplicate", outcome.reason)
         await self._publish_and(envelope, outcome, deployment_id, route, duplicate=True)
-        for duplicate in self._inflight.pop(command.command_id, []):
+        await self._answer_held(command.command_id, outcome, deployment_id, route)
+
+    async def _answer_held(
+        self, command_id: str, outcome: CommandOutcome, deployment_id: str | None, route: str | None
+    ) -> None:
+        """Answer the duplicates held while ``command_id`` ran, each counted as a ``duplicate``."""
+        for duplicate in self._inflight.pop(command_id, []):
+            self._metrics.commands.settled(duplicate.command.type, "duplicate", outcome.reason)
             await self._publish_and(duplicate, outcome, deployment_id, route, duplicate=True)
 
     async def publish_only(

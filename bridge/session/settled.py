@@ -3,7 +3,7 @@
 A duplicate is answered with the original ``command.outcome`` event, field for field (same ``event_id``,
 ``seq``, ``occurred_at``, ids, status, reason, detail, Genesys ids and code): docs/contract.md, "Delivery
 guarantees". Keeping the event itself costs about 2 KiB per entry (a pydantic model, its ``__dict__``, a
-datetime and a dozen strings, in an ``OrderedDict`` node), 200 MiB at the default 100,000 entries. So an
+datetime and a dozen strings, in an ``OrderedDict`` node), about 180 MiB for 100,000 entries. So an
 entry keeps only those fields, packed into one ``bytes`` record the event is rebuilt from when a duplicate
 comes (rare: a redelivery), and the key is an ``int`` when the ``command_id`` is a canonical UUID (the
 contract's recommendation). About 200 bytes per entry, key included (``bench/idempotency_memory.py``).
@@ -168,8 +168,13 @@ class SettledCache:
             self._refresh(key)
         else:
             self._order.append(key)
-        # The record leaves command_id out (the key is it), so an outcome naming another id is kept whole.
-        packed = self._pack(outcome, deployment_id, route) if outcome.command_id == command_id else None
+        # The record leaves command_id out (the key is it), so an outcome naming another id is kept whole, and
+        # so is one the format cannot hold (a code past 32 bits, a lone surrogate in a Genesys detail): the
+        # cache must never be why an outcome is not published.
+        try:
+            packed = self._pack(outcome, deployment_id, route) if outcome.command_id == command_id else None
+        except (struct.error, UnicodeEncodeError):
+            packed = None
         self._entries[key] = packed if packed is not None else (outcome, deployment_id, route)
         while len(self._entries) > self._size:
             old = self._order.popleft()
@@ -193,6 +198,18 @@ class SettledCache:
     def _refresh(self, key: Key) -> None:
         self._order.append(key)
         self._refreshed[key] = self._refreshed.get(key, 0) + 1
+        if len(self._order) > 2 * len(self._entries) + 1024:
+            # Repeated duplicates of few commands would grow the order without bound: keep each key once,
+            # at its most recent place.
+            seen: set[Key] = set()
+            newest_first: list[Key] = []
+            for k in reversed(self._order):
+                if k not in seen:
+                    seen.add(k)
+                    newest_first.append(k)
+            newest_first.reverse()
+            self._order = deque(newest_first)
+            self._refreshed.clear()
 
     # --- packing ------------------------------------------------------------------------------------
 

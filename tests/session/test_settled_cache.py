@@ -169,3 +169,23 @@ def test_times_before_and_after_the_first_entry() -> None:
     for o in kept:
         assert o.command_id is not None
         assert cache.get(o.command_id) == (o, None, None)
+
+
+def test_many_duplicates_of_one_command_keep_the_order_bounded() -> None:
+    cache = SettledCache(10)
+    for n in range(3):
+        cache.put(f"c-{n}", outcome(f"c-{n}"), None, None)
+    for _ in range(10_000):
+        assert cache.touch("c-1")
+    assert len(cache._order) <= 2 * 3 + 1024 + 1
+    cache.put("c-3", outcome("c-3"), None, None)
+    assert all(cache.get(f"c-{n}") is not None for n in range(4))  # still bounded by size, nothing lost
+
+
+def test_what_the_packed_format_cannot_hold_is_kept_whole() -> None:
+    cache = SettledCache(10)
+    big = outcome("c-big").model_copy(update={"genesys_code": 2**40, "detail": "bad \udcff surrogate"})
+    cache.put("c-big", big, None, None)
+    kept = cache.get("c-big")
+    assert kept is not None
+    assert kept[0] == big
