@@ -312,7 +312,7 @@ class SessionActor:
                 return
             except GenesysAuthFailed as exc:
                 core.metrics.genesys_errors.labels(code=str(exc.code)).inc()
-                await core.finish("auth_failed", detail=f"{exc.code}: {exc.detail}", code=exc.code)
+                await core.end_refused("auth_failed", exc)
                 return
             except GenesysRejected as exc:
                 core.metrics.genesys_errors.labels(code=str(exc.code)).inc()
@@ -322,7 +322,7 @@ class SessionActor:
                 else:
                     refused = refuses_authentication(exc.code, authenticated=authenticated)
                     ending: EndReason = "auth_failed" if refused else "rejected_by_genesys"
-                    await core.finish(ending, detail=f"{exc.code}: {exc.detail}", code=exc.code)
+                    await core.end_refused(ending, exc)
                     return
             except GenesysRateLimited as exc:  # 429 on configureSession (§8: 60/min per session)
                 core.metrics.rate_limit.delayed("configure", exc.retry_after_s)

@@ -162,8 +162,6 @@ class Credentials:
         self._grant = None
         try:
             tokens = await self._auth().exchange_grant(self._rest_base, self._deployment_id, grant, origin=self._origin)
-        except GenesysAuthFailed:
-            raise
         except (GenesysUnavailable, GenesysRateLimited, GenesysProtocolError) as exc:
             raise GenesysAuthFailed(0, f"the code exchange failed: {exc}") from exc
         await self._store(tokens)

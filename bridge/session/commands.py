@@ -171,7 +171,7 @@ class CommandRunner:
                 timeout_s=core.settings.ws_connect_timeout_s,
             )
         except GenesysAuthFailed as exc:
-            await core.finish("auth_failed", detail=f"{exc.code}: {exc.detail}", code=exc.code)
+            await core.end_refused("auth_failed", exc)
             return
         except SessionGone:
             return

@@ -47,7 +47,7 @@ import structlog
 from pydantic import SecretStr
 
 from bridge.contract.outcomes import SettledOutcome, event_stamp
-from bridge.errors import BridgeError, BrokerError, SessionGone, is_retryable
+from bridge.errors import BridgeError, BrokerError, GenesysRejected, SessionGone, is_retryable
 from bridge.genesys.auth import Tokens
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
@@ -332,6 +332,10 @@ class Session:
             raise
         await self.keeper.save()
         return new
+
+    async def end_refused(self, reason: EndReason, refusal: GenesysRejected) -> None:
+        """End the session because Genesys refused it: ``reason``, with the refusal's code and detail."""
+        await self.finish(reason, detail=f"{refusal.code}: {refusal.detail}", code=refusal.code)
 
     async def finish(
         self,
