@@ -29,6 +29,9 @@ SCRIPTS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
     ("bench.throughput", 240, ()),
     ("bench.fanin", 150, ()),
     ("bench.recovery", 260, ()),
+    # Scale-out, at quick sizes (the full-size runs and their commands are in docs/performance.md).
+    ("bench.router", 120, ("--commands", "5000")),
+    ("bench.failover", 150, ("--sessions", "300", "--reps", "1", "--settle-s", "10")),
     ("bench.capacity", 600, ("--windows", "3")),
 )
 

@@ -27,6 +27,8 @@ import aiohttp
 
 from bench.common import AMQP_URL, free_port, unique_prefix
 from bench.procs import Child, find_rabbitmq_pid, rss_bytes
+from bridge.config import Settings
+from bridge.partition.layout import hunger_queue, journal_stream_of, partition_queue, presence_queue
 
 __all__ = ["LOG_DIR", "Stack", "bridge_available"]
 
@@ -207,7 +209,17 @@ class Stack:
 
     async def _delete_names(self) -> None:
         """Delete every exchange and queue of this stack (each in its own channel: a miss closes it)."""
-        names_q = [f"{self.prefix}.{s}" for s in ("intake", "dlq", "journal")]
+        intake, journal = f"{self.prefix}.intake", f"{self.prefix}.journal"
+        partitions = range(Settings.model_fields["partitions"].default)
+        names_q = [
+            intake,
+            f"{self.prefix}.dlq",
+            journal,
+            presence_queue(intake),
+            hunger_queue(intake),
+            *(partition_queue(intake, n) for n in partitions),
+            *(journal_stream_of(journal, n) for n in partitions),
+        ]
         names_x = [self.command_exchange, self.event_exchange]
         with contextlib.suppress(Exception):
             conn = await aio_pika.connect(AMQP_URL)

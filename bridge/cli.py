@@ -1,7 +1,8 @@
-"""Command line: ``genesys-bridge run | simulate | demo | send | tail | schema | declare | keygen | dlq``.
+"""Command line: ``genesys-bridge run | simulate | demo | send | tail | schema | declare | repartition | keygen | dlq``.
 
-Exit codes: 0 success; 1 a dependency could not be reached at start, the broker refused a declaration, or
-``dlq`` could not reach its queue (or a replayed command came back unroutable and stayed in the DLQ);
+Exit codes: 0 success; 1 a dependency could not be reached at start, the broker refused a declaration,
+``repartition`` found a replica still running, or ``dlq`` could not reach its queue (or a replayed command
+came back unroutable and stayed in the DLQ);
 2 usage error (argparse); 78 invalid configuration (``EXIT_CONFIG``); 130 interrupted.
 
 ``send ... --wait`` exits with the command's settled outcome: 0 ``delivered``; 3 ``rejected``
@@ -168,6 +169,23 @@ async def _declare(_: argparse.Namespace) -> int:
     return 0
 
 
+async def _repartition(_: argparse.Namespace) -> int:
+    from bridge.amqp.repartition import repartition
+    from bridge.errors import BridgeError
+
+    try:
+        report = await repartition(_settings(), say=lambda line: print(line, flush=True))
+    except BridgeError as exc:
+        print(f"genesys-bridge repartition: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{report.partitions_before} -> {report.partitions_after} partitions: {report.commands_moved} command(s) "
+        f"moved, {report.probes_dropped} probe(s) dropped, {report.sessions_live} live session(s), "
+        f"{report.records_copied} record(s) copied" + (", intake queue upgraded" if report.upgraded_intake else "")
+    )
+    return 0
+
+
 async def _dlq(args: argparse.Namespace) -> int:
     from bridge.amqp.tools import DeadLetterQueue
     from bridge.errors import BridgeError
@@ -299,6 +317,11 @@ def _parser() -> argparse.ArgumentParser:
         "declare",
         help="declare the exchanges, queues and journal stream ahead of the first start (BRIDGE_* settings)",
     ).set_defaults(func=lambda a: asyncio.run(_declare(a)))
+
+    sub.add_parser(
+        "repartition",
+        help="move a stopped deployment's queues and journal to BRIDGE_PARTITIONS partitions (docs/scaling.md)",
+    ).set_defaults(func=lambda a: asyncio.run(_repartition(a)))
 
     dlq = sub.add_parser("dlq", help="list or replay dead-lettered commands (BRIDGE_DEAD_LETTER_QUEUE)")
     actions = dlq.add_subparsers(dest="action", required=True)

@@ -231,6 +231,45 @@ class Settings(BaseSettings):
         ),
     )
 
+    # --- Scale-out ----------------------------------------------------------------------------------
+    partitions: int = Field(
+        default=16,
+        ge=1,
+        le=1024,
+        description=(
+            "Partition queues sessions are spread over (`<intake>.p<N>`), owned one replica each. Fixed for the "
+            "life of a deployment: a bridge refuses to start with another value (docs/scaling.md, changing it)."
+        ),
+    )
+    probe_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "How often each replica probes every partition; the active consumer learns it owns a partition "
+            "from the probes, so a failover takes up to this long to be noticed."
+        ),
+    )
+    balance_interval_s: float = Field(
+        default=5.0, gt=0, description="How often a replica compares its partitions with its fair share."
+    )
+    fence_grace_s: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "A replica that loses a partition lets in-flight commands settle this long, then closes the "
+            "partition's sockets; a new owner waits as long before it resumes them."
+        ),
+    )
+
+    replica_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$",
+        description=(
+            "This replica's name in its broker connections' names (`genesys-bridge.<name>.p3`, ...) and in the "
+            "admin endpoint's `owner`; the chart sets the pod's name. Unset: the host name."
+        ),
+    )
+
     # --- Process ------------------------------------------------------------------------------------
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
         default="auto",

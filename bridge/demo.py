@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bridge.amqp.tools import CommandPublisher, delete_names, follow_events
+from bridge.amqp.tools import CommandPublisher, delete_deployment, follow_events
 from bridge.app import running_bridge
 from bridge.config import Settings
 from bridge.observability.logging import configure_logging
@@ -158,11 +158,7 @@ async def _demo() -> int:
                 finally:
                     pumping.cancel()
         finally:
-            await delete_names(
-                amqp_url,
-                exchanges=(settings.command_exchange, settings.event_exchange),
-                queues=(settings.intake_queue, settings.dead_letter_queue, settings.journal_stream),
-            )
+            await delete_deployment(amqp_url, settings)
     _say(f"Done: {len(events.seen)} events. Integrate with the contract in docs/contract.md.")
     return 0
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from bridge.contract.outcomes import SettledOutcome
 
-__all__ = ["RECENT_OUTCOMES_KEPT", "SessionRecord"]
+__all__ = ["RECENT_CONNECTS_KEPT", "RECENT_OUTCOMES_KEPT", "SessionRecord"]
+
+#: How many recent connect times a record keeps: more connects of one session in one minute than this
+#: would already have spent most of its reconnect budget.
+RECENT_CONNECTS_KEPT: Final = 8
 
 #: How many settled outcomes a record keeps. Only commands still unacked at a crash are redelivered (the
 #: one in flight, plus any whose ack was lost), so a short tail suffices; it keeps every record save small.
@@ -74,6 +78,22 @@ class SessionRecord(BaseModel):
     start_command_id: str | None = Field(
         default=None,
         description="command_id of the session.start that created it: a redelivery is answered, not refused.",
+    )
+    recent_connects: tuple[float, ...] = Field(
+        default=(),
+        description=(
+            "Epoch seconds of this session's Genesys connects in the last minute, oldest first (at most "
+            "RECENT_CONNECTS_KEPT): a next owner counts them against the deployment's connect window, so a "
+            "crash loop cannot exceed Genesys' limit either."
+        ),
+    )
+    unannounced_start: Literal["new", "adopted"] | None = Field(
+        default=None,
+        description=(
+            "Set from session.start until session.started is published: whether the start makes a Genesys "
+            "session or adopts one (resume_token). A next owner that resumes the session publishes the "
+            "session.started its previous owner never did."
+        ),
     )
     authenticated: bool = Field(
         default=False, description="Started with auth: every configure is configureAuthenticatedSession (§4.2)."

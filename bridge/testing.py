@@ -32,7 +32,7 @@ from typing import Any, Final
 import pytest
 import pytest_asyncio
 
-from bridge.amqp.tools import delete_names
+from bridge.amqp.tools import delete_deployment
 from bridge.app import Bridge, running_bridge
 from bridge.config import Settings
 from bridge.errors import BrokerError
@@ -72,7 +72,7 @@ class Sandbox:
         Raises:
             KeyError: no live bridge session of that id (start it and await its outcome first).
         """
-        actor = self.bridge.registry.get(session_id)
+        actor = self.bridge.sessions.get(session_id)
         if actor is None:
             raise KeyError(f"no live bridge session {session_id!r}")
         return self.simulator.session(actor.record.token.get_secret_value())
@@ -140,6 +140,7 @@ async def sandbox(
         "event_exchange": f"{prefix}.events",
         "dead_letter_queue": f"{prefix}.dead-letter",
     }
+    settings: Settings | None = None
     try:
         async with Simulator(simulator or SimulatorConfig(agent_script=False, agent_greeting=None)) as sim:
             settings = Settings.load(
@@ -165,11 +166,8 @@ async def sandbox(
     finally:
         # A broker that is away must not replace the error that says so with a second one from the clean-up.
         with contextlib.suppress(BrokerError):
-            await delete_names(
-                url,
-                exchanges=(names["command_exchange"], names["event_exchange"]),
-                queues=(names["intake_queue"], names["dead_letter_queue"]),
-            )
+            if settings is not None:  # the partition, presence and hunger queues too
+                await delete_deployment(url, settings)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 import hypothesis
 import pytest
 
+from bridge.amqp.repartition import staging_queue
+from bridge.config import Settings
+from bridge.partition.layout import hunger_queue, journal_stream_of, partition_queue, presence_queue
+
 #: The fixture integrators use (genesys_bridge), so the suite tests it the way they will load it.
 pytest_plugins = ["bridge.testing"]
 
@@ -48,6 +52,19 @@ class BrokerNames:
     @property
     def journal_stream(self) -> str:
         return f"{self.prefix}.journal"
+
+    def queues(self, partitions: int = Settings.model_fields["partitions"].default) -> tuple[str, ...]:
+        """Every queue and stream a bridge of ``partitions`` partitions declares under these names."""
+        return (
+            self.intake_queue,
+            *(partition_queue(self.intake_queue, n) for n in range(partitions)),
+            presence_queue(self.intake_queue),
+            hunger_queue(self.intake_queue),
+            staging_queue(self.intake_queue),
+            self.dead_letter_queue,
+            self.journal_stream,
+            *(journal_stream_of(self.journal_stream, n) for n in range(partitions)),
+        )
 
 
 @pytest.fixture(scope="session")

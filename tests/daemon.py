@@ -175,6 +175,13 @@ class Daemon:
         """Every log entry named ``event`` whose fields include ``fields``."""
         return [e for e in self.logs if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())]
 
+    async def lines_beyond(self, count: int) -> None:
+        """Return once the daemon has written more than ``count`` lines, or has exited. (A count taken before
+        looking at the logs, so a line written meanwhile is never missed.)"""
+        async with self._changed:
+            while len(self.lines) <= count and self.returncode is None:
+                await self._changed.wait()
+
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.lines[-lines:])
 

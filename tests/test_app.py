@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 import pytest
 from structlog.testing import capture_logs
@@ -27,12 +28,33 @@ class _FlakyStore:
         return 3
 
 
+@dataclass
+class _Owner:
+    index: int
+    journal: _FlakyStore
+
+
+@dataclass
+class _Partition:
+    owner: _Owner
+
+
+class _Fleet:
+    """The fleet as the re-journal loop sees it: the partitions owned here."""
+
+    def __init__(self, store: _FlakyStore) -> None:
+        self._partitions = [_Partition(_Owner(0, store))]
+
+    def owned(self) -> list[_Partition]:
+        return self._partitions
+
+
 @pytest.mark.looptime
 async def test_a_failed_rejournal_is_retried_soon_and_never_stops_the_loop() -> None:
     store = _FlakyStore()
     start = asyncio.get_running_loop().time()
     async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(_rejournal_forever(store, 3600.0))  # type: ignore[arg-type]
+        task = tg.create_task(_rejournal_forever(_Fleet(store), 3600.0))  # type: ignore[arg-type]
         await store.second.wait()
         task.cancel()
     first, second = (t - start for t in store.calls)

@@ -110,7 +110,7 @@ async def daemon_env(broker_names: BrokerNames, amqp_url: str) -> AsyncIterator[
     await delete_names(
         amqp_url,
         exchanges=(broker_names.command_exchange, broker_names.event_exchange),
-        queues=(broker_names.intake_queue, broker_names.dead_letter_queue),
+        queues=broker_names.queues(),
     )
 
 

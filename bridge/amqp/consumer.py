@@ -6,6 +6,14 @@ per-channel inbox (FIFO, bounded by ``prefetch`` because the broker never has mo
 outstanding), and a single loop takes them out one by one: decode, then either reject (outcome event +
 dead-letter) or ``CommandHandler.submit``. So the handler sees commands strictly in delivery order.
 
+**Partitions** (docs/scaling.md). The same intake consumes the intake queue (as the router) and each
+partition queue (as its owner candidate). Every such queue has a single active consumer; a consumer learns
+it is the active one from its first delivery (a probe, or a command). A partition's intake has a
+:class:`Tenure`: before the first delivery is handed over it calls :meth:`Tenure.gained` (the sessions are
+loaded and resumed then), and when the link ends, is handed off (:meth:`CommandIntake.hand_off`) or stops,
+it calls :meth:`Tenure.ended` *while the channel is still open*, so the partition is fenced before the broker
+can make another replica its owner. Probes are acked and never handed over.
+
 Reconnects are ours (the loop of :class:`~bridge.amqp.link.BrokerLink`), not aio-pika's robust
 recovery: on any loss (connection closed, channel closed, consumer cancelled by the broker, e.g.
 because the queue was deleted) the intake drops what is left in the dead channel's inbox (the broker
@@ -18,10 +26,12 @@ count at least one consumer. Only then is :attr:`consuming` true again (``intake
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
@@ -29,22 +39,42 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMe
 from bridge.amqp.connection import BrokerLinks, Connect, broker_error, open_connection
 from bridge.amqp.delivery import AmqpDelivery, DeadLetterSink
 from bridge.amqp.link import BrokerLink
-from bridge.amqp.topology import TopologyNames, declare_topology
+from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology
 from bridge.config import Settings
 from bridge.contract.outcomes import command_type_label, rejection_outcome
-from bridge.errors import BrokerUnavailable
+from bridge.errors import BrokerError, BrokerUnavailable
 from bridge.observability.metrics import Metrics
+from bridge.partition.layout import PROBE_TYPE
 from bridge.ports import Clock, CommandHandler, Envelope, EventSink, LoopClock, TraceContext
 from bridge.settle import settle
 from genesys_bridge_client.contract.codec import Rejection, decode_command
 
-__all__ = ["CommandIntake"]
+__all__ = ["CommandIntake", "Tenure"]
 
 log = structlog.get_logger(__name__)
 
 LINK_NAME: Final = "intake"
 #: Inbox room beyond ``prefetch`` for the wake-up markers (at most one "lost" and one "stop").
 _MARKER_SLOTS: Final = 2
+
+
+class Tenure(Protocol):
+    """A partition's ownership as its consumer sees it (implemented by the partition's owner)."""
+
+    async def gained(self, waiting_since: datetime | None) -> bool:
+        """The consumer became the active one (``waiting_since``: the first delivery's publish time, if
+        known). Load and resume the partition's sessions before returning; return False to decline it
+        (the intake then hands it on without serving a command). Must not raise."""
+        ...
+
+    async def ended(self, *, link_lost: bool) -> None:
+        """Ownership ends: fence the partition (settle what can be, close its sockets without ending the
+        sessions, flush the journal). ``link_lost``: the channel is gone, so be quick. Must not raise."""
+        ...
+
+
+#: Why one generation's consuming ended.
+_Ending = Literal["lost", "stopped", "handed_off"]
 
 
 @dataclass(eq=False, slots=True)
@@ -58,6 +88,7 @@ class _Generation:
     lost: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     consumer_tag: str | None = None
     cancelled: bool = False  # basic.cancel answered: nothing more will be delivered on this channel
+    owned: bool = False  # a delivery arrived: this consumer is the queue's active one
 
     def mark_lost(self, *_: object) -> None:
         if not self.lost.done():
@@ -96,6 +127,9 @@ class CommandIntake(BrokerLink[_Generation]):
         links: shared broker-link health (one per process), so ``broker_connected`` covers both links.
         connection_name: shown by the broker (``rabbitmqctl list_connections client_properties``).
         connect: opens the connection; tests put a gate in front of :func:`open_connection`.
+        queue: the queue to consume: the intake queue (default), or a partition queue, declared too.
+        tenure: a partition's ownership, told when this consumer becomes and stops being the active one.
+        on_probe: called with each probe's publish time (if any), after the probe is acked.
     """
 
     def __init__(
@@ -110,11 +144,17 @@ class CommandIntake(BrokerLink[_Generation]):
         links: BrokerLinks | None = None,
         connection_name: str = "genesys-bridge.intake",
         connect: Connect = open_connection,
+        queue: str | None = None,
+        tenure: Tenure | None = None,
+        on_probe: Callable[[datetime | None], None] | None = None,
     ) -> None:
-        super().__init__(
-            settings, metrics, link=LINK_NAME, links=links, connection_name=connection_name, connect=connect
-        )
         self._names = TopologyNames.from_settings(settings)
+        self._queue = queue or self._names.intake_queue
+        link = LINK_NAME if self._queue == self._names.intake_queue else f"{LINK_NAME}:{self._queue}"
+        super().__init__(settings, metrics, link=link, links=links, connection_name=connection_name, connect=connect)
+        self._tenure = tenure
+        self._on_probe = on_probe
+        self._handing_off = False
         self._handler = handler
         self._sink = sink
         self._dead_letters = dead_letters
@@ -125,7 +165,8 @@ class CommandIntake(BrokerLink[_Generation]):
         self._state = asyncio.Condition()
         self._held: list[AmqpDelivery] = []
         self._stopped = asyncio.Event()  # no further submit will happen
-        metrics.intake_consuming.set(0)
+        if tenure is None:
+            metrics.intake_consuming.set(0)
 
     # --- state ------------------------------------------------------------------------------------
 
@@ -133,6 +174,16 @@ class CommandIntake(BrokerLink[_Generation]):
     def consuming(self) -> bool:
         """True while a verified consumer is registered on a live channel."""
         return self._consuming
+
+    @property
+    def owned(self) -> bool:
+        """True while this consumer is the queue's active one (it has had a delivery on this link)."""
+        return self._current is not None and self._current.owned
+
+    @property
+    def queue(self) -> str:
+        """The queue this intake consumes."""
+        return self._queue
 
     @property
     def generation(self) -> int:
@@ -159,8 +210,9 @@ class CommandIntake(BrokerLink[_Generation]):
             if consuming:
                 self._generation += 1
             self._consuming = consuming
-            self._metrics.intake_consuming.set(1 if consuming else 0)
-            self._links.set(LINK_NAME, consuming)
+            if self._tenure is None:
+                self._metrics.intake_consuming.set(1 if consuming else 0)
+            self._links.set(self._link, consuming)
             self._state.notify_all()
 
     # --- lifecycle (start, __aenter__, __aexit__: BrokerLink) --------------------------------------
@@ -175,15 +227,12 @@ class CommandIntake(BrokerLink[_Generation]):
         if not self._stopping:
             self._stopping = True
             generation = self._current
-            if generation is not None and generation.consumer_tag is not None and not generation.lost.done():
-                try:
-                    await generation.queue.cancel(generation.consumer_tag)
-                except Exception as exc:
-                    mapped = broker_error(exc)
-                    if mapped is exc:
-                        raise
-                    log.warning("intake_cancel_failed", error=str(mapped))
-                generation.cancelled = True
+            if self._tenure is not None and generation is not None and not generation.lost.done():
+                # A partition: fence first (Tenure.ended), with the consumer still registered, so no other
+                # replica becomes the owner while this one still holds the sockets.
+                generation.wake()
+            elif generation is not None and generation.consumer_tag is not None and not generation.lost.done():
+                await self._cancel(generation)
                 generation.wake()
             elif self._task is not None:
                 # Not consuming (connecting, or waiting to retry): nothing is outstanding; stop trying, and
@@ -195,6 +244,19 @@ class CommandIntake(BrokerLink[_Generation]):
             else:
                 self._stopped.set()  # never started
         await self._stopped.wait()
+
+    async def hand_off(self) -> None:
+        """Give the queue up and queue again at the back of the line (balancing). Returns at once.
+
+        The partition is fenced first (:meth:`Tenure.ended`, with the consumer still registered), then the
+        connection is closed, which returns every unsettled delivery to the queue in delivery order, and a
+        new one subscribes again: the broker has made the next consumer in line the active one by then.
+        """
+        generation = self._current
+        if generation is None or self._stopping or self._handing_off:
+            return
+        self._handing_off = True
+        generation.wake()
 
     async def close(self) -> None:
         """Stop the intake if needed and close the connection (unacked deliveries return to the queue)."""
@@ -224,9 +286,12 @@ class CommandIntake(BrokerLink[_Generation]):
         channel = await connection.channel(publisher_confirms=False)
         await channel.set_qos(prefetch_count=self._settings.prefetch)
         topology = await declare_topology(channel, self._names)
+        queue = topology.intake_queue
+        if self._queue != self._names.intake_queue:
+            queue = await declare_partition_queue(channel, self._names, self._queue)
         generation = _Generation(
             channel=channel,
-            queue=topology.intake_queue,
+            queue=queue,
             inbox=asyncio.Queue(maxsize=self._settings.prefetch + _MARKER_SLOTS),
             prefetch=self._settings.prefetch,
         )
@@ -236,18 +301,22 @@ class CommandIntake(BrokerLink[_Generation]):
         # open, so without this a dead consumer would look like a quiet queue.
         underlay = await channel.get_underlay_channel()
         underlay.on_consumer_cancel_callbacks.add(generation.mark_lost)
-        generation.consumer_tag = await topology.intake_queue.consume(generation.on_message, no_ack=False)
+        generation.consumer_tag = await queue.consume(generation.on_message, no_ack=False)
         await self._verify(generation)
         return generation
 
     async def _serve(self, generation: _Generation) -> None:
         """Hand over commands until the link is lost, or, once stopped, keep it open for acks until close."""
         self._current = generation
+        self._handing_off = False
         await self._set_consuming(True)
         self._came_up()
-        log.info("intake_consuming", queue=self._names.intake_queue, consumer_tag=generation.consumer_tag)
+        log.debug("intake_consuming", queue=self._queue, consumer_tag=generation.consumer_tag)
         try:
             ended = await self._consume(generation)
+            if self._tenure is not None:
+                await self._end_tenure(generation, ended)
+                return
             if ended == "stopped":
                 # Keep the channel open for acks of handed-over commands until close() or loss.
                 await self._set_consuming(False)
@@ -258,24 +327,73 @@ class CommandIntake(BrokerLink[_Generation]):
             self._current = None
             if self._consuming:
                 await self._set_consuming(False)
-        log.warning("broker_link_lost", link=LINK_NAME)
+        log.warning("broker_link_lost", link=self._link)
+
+    async def _end_tenure(self, generation: _Generation, ended: _Ending) -> None:
+        """A partition's consuming ended: fence it if it was ours, then give back what was held, in order."""
+        assert self._tenure is not None
+        if generation.owned:
+            generation.owned = False
+            await self._tenure.ended(link_lost=ended == "lost")
+        if ended == "lost":
+            self._held.clear()  # the tags died with the channel; the broker returns those deliveries itself
+        else:
+            # Cancel first: while our consumer is registered, the broker would hand what we requeue straight
+            # back to us, behind newer deliveries still in our window, and the close would return those first.
+            # Once cancelled, the fenced sessions' commands (older) go back before the close returns the rest
+            # (newer): in order, to the next owner.
+            if not generation.lost.done():
+                await self._cancel(generation)
+            await self._release_held()
+            if self._stopping:
+                self._stopped.set()
+            else:
+                self._renew = True  # subscribe again at once, at the back of the line
+        if ended == "lost":
+            log.warning("broker_link_lost", link=self._link)
+
+    async def _cancel(self, generation: _Generation) -> None:
+        """Cancel our consumer (the broker sends nothing more; what we hold stays ours until settled)."""
+        if generation.consumer_tag is None or generation.cancelled:
+            return
+        try:
+            await generation.queue.cancel(generation.consumer_tag)
+        except Exception as exc:
+            mapped = broker_error(exc)
+            if mapped is exc:
+                raise
+            log.warning("intake_cancel_failed", error=str(mapped))
+        generation.cancelled = True
 
     async def _verify(self, generation: _Generation) -> None:
         """Check with the broker that our consumer really is registered on a live channel."""
-        declared = await generation.channel.declare_queue(self._names.intake_queue, passive=True)
+        declared = await generation.channel.declare_queue(self._queue, passive=True)
         consumers = declared.declaration_result.consumer_count
         underlay = await generation.channel.get_underlay_channel()
         # aiormq drops a tag from ``consumers`` when the broker cancels it (not in its abstract type).
         registered = generation.consumer_tag in getattr(underlay, "consumers", {})
         if generation.lost.done() or not registered or not consumers:
-            raise BrokerUnavailable(f"consumer on {self._names.intake_queue!r} is not registered ({consumers=})")
+            raise BrokerUnavailable(f"consumer on {self._queue!r} is not registered ({consumers=})")
 
-    async def _consume(self, generation: _Generation) -> Literal["lost", "stopped"]:
+    async def _consume(self, generation: _Generation) -> _Ending:
         while True:
             message = await generation.inbox.get()
             if generation.lost.done():
                 # The channel is dead: its delivery tags are void and the broker redelivers them.
                 return "lost"
+            if self._tenure is not None and (self._stopping or self._handing_off):
+                # Deliveries never handed over stay unsettled: the close returns them in order.
+                return "handed_off"
+            if message is not None and not generation.owned:
+                generation.owned = True
+                if self._tenure is not None and not await self._tenure.gained(message.timestamp):
+                    generation.owned = False  # declined: nothing was loaded, so nothing to fence
+                    return "handed_off"
+                if generation.lost.done():
+                    return "lost"
+            if message is not None and message.type == PROBE_TYPE:
+                await self._probe(message)
+                continue
             if self._stopping:
                 # Draining: what arrived but was never handed over goes back, until basic.cancel is answered.
                 if message is not None:
@@ -285,6 +403,11 @@ class CommandIntake(BrokerLink[_Generation]):
                 continue
             if message is not None:
                 await self._dispatch(message)
+
+    async def _probe(self, message: AbstractIncomingMessage) -> None:
+        await self._delivery(message).ack()
+        if self._on_probe is not None:
+            self._on_probe(message.timestamp)
 
     def _delivery(self, message: AbstractIncomingMessage) -> AmqpDelivery:
         return AmqpDelivery(message, dead_letters=self._dead_letters, metrics=self._metrics, hold=self._hold)
@@ -297,7 +420,7 @@ class CommandIntake(BrokerLink[_Generation]):
         of return, so returning them as they come would reorder a session's commands for the next
         process. Bounded by the prefetch window.
         """
-        if self._stopping:
+        if self._stopping or self._handing_off:
             self._held.append(delivery)
             return True
         return False
@@ -326,6 +449,13 @@ class CommandIntake(BrokerLink[_Generation]):
         )
         try:
             await self._handler.submit(envelope)
+        except BrokerError as exc:
+            # The handler could not pass the command on (the router's publish was not confirmed). Requeueing
+            # it alone would put it behind deliveries already in our window; breaking the link instead gives
+            # every unsettled delivery back at once, in delivery order.
+            log.warning("command_forward_failed", command_id=decoded.command_id, error=str(exc))
+            if self._current is not None:
+                self._current.mark_lost()
         except Exception:
             # A handler bug must not stop the intake. Requeue: x-delivery-limit ends a poison loop.
             log.exception("command_submit_failed", command_id=decoded.command_id, command_type=decoded.type)

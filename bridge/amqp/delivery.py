@@ -67,6 +67,11 @@ class AmqpDelivery:
         return self._settled
 
     @property
+    def message(self) -> AbstractIncomingMessage:
+        """The delivered message, as it arrived (the router forwards it)."""
+        return self._message
+
+    @property
     def delivery_tag(self) -> int | None:
         """The broker's tag for this delivery (valid only on the channel it arrived on)."""
         return self._message.delivery_tag

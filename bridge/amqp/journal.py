@@ -37,6 +37,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from bridge.amqp.connection import Connect, ReopeningConnection, broker_error, open_connection
 from bridge.config import Settings
 from bridge.errors import BrokerUnavailable, ConfigError, PublishTimeout, StoreError
+from bridge.partition.layout import journal_stream_of
 from bridge.ports import Clock
 from bridge.store.codec import encode_marker
 
@@ -91,11 +92,16 @@ class StreamJournal:
         self._channel_lock = asyncio.Lock()
 
     @classmethod
-    def from_settings(cls, connection: ReopeningConnection, settings: Settings) -> StreamJournal:
-        """A journal named and sized by ``BRIDGE_JOURNAL_STREAM``, ``_MAX_AGE`` and ``_PUBLISH_TIMEOUT_S``."""
+    def from_settings(
+        cls, connection: ReopeningConnection, settings: Settings, *, partition: int | None = None
+    ) -> StreamJournal:
+        """A journal named and sized by ``BRIDGE_JOURNAL_STREAM``, ``_MAX_AGE`` and ``_PUBLISH_TIMEOUT_S``:
+        ``partition``'s stream (``<journal stream>.p<N>``, docs/scaling.md), or the stream itself."""
         return cls(
             connection,
-            stream=settings.journal_stream,
+            stream=settings.journal_stream
+            if partition is None
+            else journal_stream_of(settings.journal_stream, partition),
             max_age=settings.journal_max_age,
             confirm_timeout_s=settings.publish_timeout_s,
         )

@@ -75,6 +75,9 @@ class BrokerLink(ABC, Generic[Prepared]):
         self._connect_fn = connect
         #: No new link is wanted: the loop ends with the current one (set by a stop, or by close).
         self._stopping = False
+        #: ``_serve`` ended the link on purpose and wants a new one at once (a partition handed off): no
+        #: backoff, not counted as a reconnect. Reset with each link.
+        self._renew = False
         self._stack: AsyncExitStack | None = None
         self._task: asyncio.Task[None] | None = None
         self._up_since: float | None = None
@@ -170,7 +173,7 @@ class BrokerLink(ABC, Generic[Prepared]):
             except BrokerError as exc:
                 log.error("broker_link_failed", link=self._link, error=str(exc))
                 raise
-            if not self._stopping:
+            if not self._stopping and not self._renew:
                 self._metrics.reconnects.labels(target="broker").inc()
 
     async def _serve_once(self) -> None:
@@ -180,11 +183,12 @@ class BrokerLink(ABC, Generic[Prepared]):
             return
         connection, prepared = opened
         self._up_since = None
+        self._renew = False
         try:
             await self._serve(prepared)
         finally:
             await close_quietly(connection)
-        if self._stopping:
+        if self._stopping or self._renew:
             return
         served_s = asyncio.get_running_loop().time() - self._up_since if self._up_since is not None else 0.0
         if served_s < self._settings.broker_reconnect_max_s:

@@ -30,6 +30,7 @@ __all__ = [
     "copy_message",
     "dead_letter_message",
     "event_message",
+    "origin_headers",
     "without_auth_secrets",
 ]
 
@@ -80,9 +81,18 @@ def dead_letter_message(original: AbstractIncomingMessage, *, reason: str, detai
         headers[REDACTED_HEADER] = "auth"
     headers[REJECT_REASON_HEADER] = reason
     headers[REJECT_DETAIL_HEADER] = detail[:MAX_HEADER_DETAIL_CHARS]
-    headers[ORIGINAL_EXCHANGE_HEADER] = original.exchange or ""
-    headers[ORIGINAL_ROUTING_KEY_HEADER] = original.routing_key or ""
+    headers.update(origin_headers(original))
     return copy_message(original, headers=headers, body=body)
+
+
+def origin_headers(original: AbstractIncomingMessage) -> dict[str, str]:
+    """Where ``original`` was first published: its exchange and routing key. A copy the router forwarded into
+    a partition queue already carries them (its own exchange is the default one), so they are kept."""
+    headers = original.headers or {}
+    return {
+        ORIGINAL_EXCHANGE_HEADER: str(headers.get(ORIGINAL_EXCHANGE_HEADER, original.exchange or "")),
+        ORIGINAL_ROUTING_KEY_HEADER: str(headers.get(ORIGINAL_ROUTING_KEY_HEADER, original.routing_key or "")),
+    }
 
 
 def copy_message(

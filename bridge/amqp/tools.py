@@ -17,8 +17,8 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
-from bridge.amqp.connection import broker_error, close_quietly, open_connection
-from bridge.amqp.journal import open_stream_journal
+from bridge.amqp.connection import ReopeningConnection, broker_error, close_quietly, open_connection
+from bridge.amqp.journal import StreamJournal
 from bridge.amqp.messages import (
     ORIGINAL_EXCHANGE_HEADER,
     ORIGINAL_ROUTING_KEY_HEADER,
@@ -26,8 +26,9 @@ from bridge.amqp.messages import (
     REJECT_REASON_HEADER,
     copy_message,
 )
-from bridge.amqp.topology import declare_topology
+from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology
 from bridge.config import Settings
+from bridge.partition.layout import hunger_queue, journal_stream_of, partition_queue, presence_queue
 
 __all__ = [
     "CommandPublisher",
@@ -35,6 +36,7 @@ __all__ = [
     "DeadLetterQueue",
     "ReplayResult",
     "declare_ahead",
+    "delete_deployment",
     "delete_names",
     "follow_events",
 ]
@@ -179,6 +181,26 @@ async def follow_events(amqp_url: str, *, exchange: str, binding: str = "#") -> 
         await connection.close()
 
 
+async def delete_deployment(amqp_url: str, settings: Settings) -> None:
+    """Delete every exchange, queue and stream a bridge deployment with ``settings`` declares (test and
+    demo clean-up): the two exchanges, the intake queue, its partition, presence and hunger queues, the
+    dead-letter queue, and the journal streams. Raises as :func:`delete_names`."""
+    partitions = range(settings.partitions)
+    await delete_names(
+        amqp_url,
+        exchanges=(settings.command_exchange, settings.event_exchange),
+        queues=(
+            settings.intake_queue,
+            *(partition_queue(settings.intake_queue, n) for n in partitions),
+            presence_queue(settings.intake_queue),
+            hunger_queue(settings.intake_queue),
+            settings.dead_letter_queue,
+            settings.journal_stream,
+            *(journal_stream_of(settings.journal_stream, n) for n in partitions),
+        ),
+    )
+
+
 async def delete_names(amqp_url: str, *, exchanges: tuple[str, ...] = (), queues: tuple[str, ...] = ()) -> None:
     """Delete exchanges and queues if they exist (demo, benchmark and test clean-up). Never raises for a
     missing one.
@@ -204,8 +226,9 @@ async def delete_names(amqp_url: str, *, exchanges: tuple[str, ...] = (), queues
 
 
 async def declare_ahead(settings: Settings) -> list[str]:
-    """Declare what the bridge declares at start (exchanges, intake queue, dead-letter queue, and the journal
-    stream when sessions are durable), so services can publish before the first bridge runs (GitOps).
+    """Declare what the bridge declares at start (exchanges, intake queue, partition queues, dead-letter
+    queue, and the partitions' journal streams when sessions are durable), so services can publish before
+    the first bridge runs (GitOps).
 
     Idempotent, and safe while bridges run: the arguments are the bridge's own. Returns what was declared,
     as ``kind name`` lines.
@@ -213,13 +236,17 @@ async def declare_ahead(settings: Settings) -> list[str]:
     Raises:
         BrokerUnavailable: the broker cannot be reached.
         BrokerError: it refused (credentials, or an existing entity with other arguments).
-        StoreError: the journal stream cannot be declared (its message names the cause).
+        StoreError: a journal stream cannot be declared (its message names the cause).
     """
+    names = TopologyNames.from_settings(settings)
+    partitions = [partition_queue(settings.intake_queue, n) for n in range(settings.partitions)]
     connection = await open_connection(settings, name="bridge-cli-declare")
     try:
         channel = await connection.channel()
         try:
             topology = await declare_topology(channel, settings)
+            for queue in partitions:
+                await declare_partition_queue(channel, names, queue)
         except Exception as exc:
             raise broker_error(exc) from exc
     finally:
@@ -227,12 +254,18 @@ async def declare_ahead(settings: Settings) -> list[str]:
     declared = [
         f"exchange {topology.command_exchange.name}",
         f"queue {topology.intake_queue.name}",
+        *(f"queue {queue}" for queue in partitions),
         f"exchange {topology.event_exchange.name}",
         f"queue {topology.dead_letter_queue.name}",
     ]
     if settings.durable_sessions:
-        async with open_stream_journal(settings, connection_name="bridge-cli-declare-journal") as journal:
-            declared.append(f"stream {journal.stream}")
+        journals = ReopeningConnection(settings, name="bridge-cli-declare-journal")
+        try:
+            for n in range(settings.partitions):
+                async with StreamJournal.from_settings(journals, settings, partition=n) as journal:
+                    declared.append(f"stream {journal.stream}")
+        finally:
+            await journals.close()
     return declared
 
 

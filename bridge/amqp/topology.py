@@ -5,7 +5,10 @@
     publishers --(routing key = command type)--> [genesys.commands]  topic, durable
                                                       | binding "#"
                                                       v
-                                       (genesys.bridge.commands)  quorum, x-delivery-limit
+                                       (genesys.bridge.commands)  quorum, x-delivery-limit, single active consumer
+                                           | the router: hash(session_id) mod P
+                                           v
+                                       (genesys.bridge.commands.p<N>)  one per partition, same arguments
                                            | delivery limit exceeded (broker) or
                                            | rejected by the bridge (copy + headers)
                                            v
@@ -30,8 +33,10 @@ from bridge.config import Settings
 
 __all__ = [
     "DEAD_LETTER_QUEUE_ARGUMENTS",
+    "PRESENCE_QUEUE_ARGUMENTS",
     "Topology",
     "TopologyNames",
+    "declare_partition_queue",
     "declare_topology",
     "intake_queue_arguments",
 ]
@@ -65,7 +70,10 @@ class TopologyNames:
 
 
 def intake_queue_arguments(names: TopologyNames) -> dict[str, Any]:
-    """Arguments of the intake queue.
+    """Arguments of the intake queue, and of every partition queue (docs/scaling.md).
+
+    - ``x-single-active-consumer``: every replica consumes, the broker delivers to one at a time (the
+      router on the intake queue, the owner on a partition queue) and hands over, in order, when it goes.
 
     - ``x-delivery-limit``: after this many *re*deliveries the broker dead-letters a command itself
       (poison messages, e.g. a command that crashes the bridge every time, cannot loop forever).
@@ -85,7 +93,20 @@ def intake_queue_arguments(names: TopologyNames) -> dict[str, Any]:
         "x-dead-letter-routing-key": names.dead_letter_queue,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
+        "x-single-active-consumer": True,
     }
+
+
+#: The presence queue holds no message: every replica keeps one consumer on it, so its consumer count is
+#: the number of replicas. (On RabbitMQ 3.x a single-active-consumer queue counts only its active consumer,
+#: so the partition queues cannot tell.) Classic: nothing in it needs replicating.
+PRESENCE_QUEUE_ARGUMENTS: dict[str, Any] = {"x-queue-type": "classic"}
+
+
+async def declare_partition_queue(channel: AbstractChannel, names: TopologyNames, queue: str) -> AbstractQueue:
+    """Declare one partition queue (``<intake>.p<N>``): the intake's arguments, no binding (the router
+    publishes into it through the default exchange). Idempotent; errors as :func:`declare_topology`."""
+    return await channel.declare_queue(queue, durable=True, arguments=intake_queue_arguments(names))
 
 
 @dataclass(frozen=True, slots=True)

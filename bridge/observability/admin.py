@@ -8,7 +8,8 @@ needs ``Authorization: Bearer <token>``.
 Answers (all JSON):
 
 - 200 ``{"session_id", "state", "seq", "deployment_id", "connected_since", "partition", "owner"}``;
-  ``connected_since`` is ISO 8601 UTC or null, ``partition`` and ``owner`` are null for now.
+  ``connected_since`` is ISO 8601 UTC or null, ``partition`` is the session's partition and ``owner``
+  the replica answering (docs/scaling.md).
 - 404 ``{"error": "unknown_session", "session_id": ...}`` for a session that is not live in this process.
 - 401 ``{"error": "unauthorized"}`` without the right token (with a ``WWW-Authenticate: Bearer`` header).
 

@@ -174,6 +174,46 @@ class Metrics:
         self.journal_corrupt = Counter(
             p + "journal_corrupt_records", "Journal records skipped as unreadable.", registry=r
         )
+        self.partitions = Gauge(p + "partitions", "Partitions of the deployment (BRIDGE_PARTITIONS).", registry=r)
+        self.partitions_owned = Gauge(p + "partitions_owned", "Partitions this replica owns now.", registry=r)
+        self.ownership_changes = Counter(
+            p + "partition_ownership_changes",
+            "Partitions gained, released (balance or shutdown) and lost (broker link gone), by change.",
+            ["change"],
+            registry=r,
+        )
+        self.sessions_moved = Counter(
+            p + "sessions_moved",
+            "Sessions taken over with a partition (in) or handed off with one (out).",
+            ["direction"],
+            registry=r,
+        )
+        self.failover_duration = Histogram(
+            p + "failover_duration_seconds",
+            "Oldest message waiting when a partition was gained (about when its last owner was lost) to all "
+            "of its sessions resumed.",
+            buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0),
+            registry=r,
+        )
+        self.replicas = Gauge(
+            p + "replicas",
+            "Replicas of the deployment, as this one counts them (consumers of the presence queue).",
+            registry=r,
+        )
+        self.router_active = Gauge(
+            p + "router_active", "1 while this replica is the active command router.", registry=r
+        )
+        self.router_routed = Counter(
+            p + "router_routed", "Commands the router moved into partition queues.", registry=r
+        )
+        self.router_lag = Gauge(
+            p + "router_lag_seconds",
+            "Age of the newest routed message when the router took it (publish to routing; probes count too).",
+            registry=r,
+        )
+        self.router_backlog = Gauge(
+            p + "router_backlog", "Commands waiting in the intake queue, as this replica last saw.", registry=r
+        )
         self.record_save_failures = Counter(
             p + "session_record_save_failures",
             "Session record saves that failed (the record stays pending; the next save or re-journal writes it).",

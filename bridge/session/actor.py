@@ -293,6 +293,7 @@ class SessionActor:
                     await self._interruptible_wait(delay)
                     if self._done():
                         return
+                core.keeper.note_connect(core.deps.connects.window_s)
                 configured = await core.link.open(
                     start_new=False,
                     tracing_id=tracing_id_for(self.session_id, "cfg"),
@@ -385,10 +386,13 @@ class SessionActor:
         core = self._core
         first = not self._configured_once
         self._configured_once = True
+        # A start the previous owner never announced (it stopped mid-start, after journalling the session):
+        # this configure finishes that start. Genesys may never have seen it, so a new session is no loss.
+        unannounced = core.keeper.record.unannounced_start if first and self._cause == "restart" else None
         resumed = not first or self._cause == "restart"
         if first:
             core.new_session = configured.new_session
-        if resumed and configured.new_session:  # the old session is gone: say so (§4.1, issue)
+        if resumed and configured.new_session and unannounced is None:  # the old session is gone: say so (§4.1)
             # Genesys answers an expired token with a fresh session too (§4.1); only the expiry we kept tells
             # the two apart, so a session past its known expiry ended by expiry, anything else was lost.
             if core.keeper.expired_by_now():
@@ -403,30 +407,36 @@ class SessionActor:
             await core.finish("read_only", detail="SessionResponse readOnly")
             return
         await core.set_state(SessionTrigger.CONFIGURED)
+        if unannounced is not None:
+            new_session = configured.new_session or unannounced == "new"
+            await self._publish_started(core.events, configured, new_session=new_session)
         if resumed:
-            await self._inbound.catch_up("reconnect" if not first else "restart")
+            # Then what the agent said meanwhile; no session.resumed for a session the integrator never saw start.
+            await self._inbound.catch_up("reconnect" if not first else "restart", announce=unannounced is None)
             if core.gate.over or self._inbound.disconnecting:
                 return
             self._report_recovery("resumed")
         else:
-            await self._publish_started(core.events, configured)
+            await self._publish_started(core.events, configured, new_session=configured.new_session)
         self._outage_since, self._delays = None, None  # caught up: the next outage starts a fresh backoff
         core.note_agent_activity()  # the idle timeout counts live time only: it starts again from here
         core.gate.open(core.deps.clock.monotonic())
 
-    async def _publish_started(self, events: SessionEvents, configured: Configured) -> None:
-        record = self._core.keeper.record
+    async def _publish_started(self, events: SessionEvents, configured: Configured, *, new_session: bool) -> None:
+        keeper = self._core.keeper
+        record = keeper.record
         await events.publish(
             SessionStarted(
                 **await events.stamp(),
                 deployment_id=record.deployment_id,
                 region=record.region,
-                new_session=configured.new_session,
+                new_session=new_session,
                 read_only=configured.read_only,
                 expires_at=configured.expires_at,
                 features=self._core.contract_features(),
             )
         )
+        keeper.note_announced()
 
     async def _idle_loop(self, timeout_s: float) -> None:
         """End the session ``idle`` once the agent side was silent for ``timeout_s`` (messages, typing, presence).

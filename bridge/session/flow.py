@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections import deque
+from collections.abc import Iterable
 
 from bridge.ports import Clock, Envelope
 
@@ -109,6 +110,33 @@ class ConnectWindow:
         self._window = window_s
         self._clock = clock
         self._slots: dict[str, deque[float]] = {}
+
+    @property
+    def limit(self) -> int:
+        """Connections allowed per deployment in any window."""
+        return self._limit
+
+    @property
+    def window_s(self) -> float:
+        """The window's length in seconds."""
+        return self._window
+
+    def restore(self, deployment_id: str, ages_s: Iterable[float]) -> None:
+        """Count connects another process made ``ages_s`` seconds ago (from the journal), so a restart or a
+        failover within the window cannot exceed the limit. Ages outside the window are ignored."""
+        now = self._clock.monotonic()
+        past = [now - age for age in ages_s if 0.0 <= age < self._window]
+        if not past:
+            return
+        slots = self._slots.setdefault(deployment_id, deque())
+        merged = sorted((*slots, *past))[-self._limit :]  # only the newest `limit` slots can constrain
+        slots.clear()
+        slots.extend(merged)
+
+    def set_limit(self, limit: int) -> None:
+        """Change the limit (a replica's share of the deployment's, as replicas come and go); slots already
+        taken keep counting against the new limit."""
+        self._limit = max(1, limit)
 
     def reserve(self, deployment_id: str) -> float:
         """Take the next slot for ``deployment_id``; return how long to wait for it (0.0 when it is now)."""

@@ -343,10 +343,11 @@ class InboundDispatcher:
         if message.id:
             await core.keeper.checkpoint(message.id, normalized.genesys_time)
 
-    async def catch_up(self, cause: Literal["reconnect", "restart"]) -> None:
-        """After a resume: ``getJwt``, page history to a known id, publish ``session.resumed`` then each missed
-        message once (§4.1, §9). A Disconnect among them (and newer than the checkpoint) ends the session.
-        Then the live events held since :meth:`hold` are released.
+    async def catch_up(self, cause: Literal["reconnect", "restart"], *, announce: bool = True) -> None:
+        """After a resume: ``getJwt``, page history to a known id, publish ``session.resumed`` (unless not
+        ``announce``: the caller published ``session.started`` instead) then each missed message once (§4.1,
+        §9). A Disconnect among them (and newer than the checkpoint) ends the session. Then the live events
+        held since :meth:`hold` are released.
 
         Raises:
             GenesysUnavailable: the socket or REST went away, or too many live events arrived meanwhile; the
@@ -383,8 +384,9 @@ class InboundDispatcher:
             # The previous process's unanswered sends now live in core.pending (matched or not); a redelivered
             # command finds its match there. Stop journalling them, so a stale one cannot outlive this process.
             core.keeper.forget_sends(core.restored_sends)
-        resumed = SessionResumed(**await core.events.stamp(), cause=cause, missed_messages=missed_count)
-        await core.events.publish(resumed)
+        if announce:
+            resumed = SessionResumed(**await core.events.stamp(), cause=cause, missed_messages=missed_count)
+            await core.events.publish(resumed)
         for message in publish:
             if message.id in agent_left:
                 await self._agent_left(message)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -52,7 +53,7 @@ from bridge.session.view import SessionView
 from genesys_bridge_client.contract import SessionStart
 from genesys_bridge_client.contract.events import OutcomeReason, OutcomeStatus
 
-__all__ = ["CANCEL_GRACE_S", "SessionRegistry"]
+__all__ = ["CANCEL_GRACE_S", "Census", "SessionRegistry", "session_deps"]
 
 log = structlog.get_logger(__name__)
 
@@ -61,49 +62,64 @@ log = structlog.get_logger(__name__)
 CANCEL_GRACE_S = 5.0
 
 
-class SessionRegistry:
-    """Owns every session actor of this process and routes commands to them (the ``CommandHandler``)."""
+@dataclass(slots=True)
+class Census:
+    """Live sessions of a process, over all its registries: what ``max_sessions`` limits."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings,
-        sink: EventSink,
-        connector: Connector,
-        endpoints: EndpointResolver,
-        history: HistoryClient,
-        uploads: UploadClient,
-        metrics: Metrics,
-        clock: Clock | None = None,
-        store: SessionStore | None = None,
-        backoff: Backoff | None = None,
-        features: FeatureSource | None = None,
-        tracer: Tracer = NO_TRACER,
-        auth: AuthClient | None = None,
-    ) -> None:
-        clock = clock or LoopClock()
-        self._settings = settings
-        self._clock = clock
-        self._metrics = metrics
-        self.book = OutcomeBook(sink=sink, metrics=metrics, clock=clock, cache_size=settings.idempotency_cache_size)
-        self._deps = SessionDeps(
-            settings=settings,
-            connector=connector,
-            sink=sink,
-            clock=clock,
-            metrics=metrics,
-            history=history,
-            uploads=uploads,
-            endpoints=endpoints,
-            backoff=backoff or jittered_backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
-            book=self.book,
-            pacer=ConnectPacer(rate_per_s=settings.resume_rate_per_s, clock=clock),
-            connects=ConnectWindow(limit=settings.genesys_connects_per_min, clock=clock),
-            store=store,
-            features=features,
-            tracer=tracer,
-            auth=auth,
-        )
+    live: int = 0
+
+
+def session_deps(
+    *,
+    settings: Settings,
+    sink: EventSink,
+    connector: Connector,
+    endpoints: EndpointResolver,
+    history: HistoryClient,
+    uploads: UploadClient,
+    metrics: Metrics,
+    clock: Clock | None = None,
+    store: SessionStore | None = None,
+    backoff: Backoff | None = None,
+    features: FeatureSource | None = None,
+    tracer: Tracer = NO_TRACER,
+    auth: AuthClient | None = None,
+) -> SessionDeps:
+    """The seams every session of a process uses, with one idempotency cache, connect pacer and connect window."""
+    clock = clock or LoopClock()
+    return SessionDeps(
+        settings=settings,
+        connector=connector,
+        sink=sink,
+        clock=clock,
+        metrics=metrics,
+        history=history,
+        uploads=uploads,
+        endpoints=endpoints,
+        backoff=backoff or jittered_backoff(settings.reconnect_initial_s, settings.reconnect_max_s),
+        book=OutcomeBook(sink=sink, metrics=metrics, clock=clock, cache_size=settings.idempotency_cache_size),
+        pacer=ConnectPacer(rate_per_s=settings.resume_rate_per_s, clock=clock),
+        connects=ConnectWindow(limit=settings.genesys_connects_per_min, clock=clock),
+        store=store,
+        features=features,
+        tracer=tracer,
+        auth=auth,
+    )
+
+
+class SessionRegistry:
+    """Owns session actors (every one of a process, or one partition's) and routes commands to them (the
+    ``CommandHandler``). Build one with :func:`session_deps`: ``SessionRegistry(session_deps(...))``."""
+
+    def __init__(self, deps: SessionDeps, *, census: Census | None = None) -> None:
+        """``deps`` may be shared by several registries of one process (one per owned partition): then they
+        share the idempotency cache, the connect pacing and window, and ``census``, the session limit."""
+        self._settings = deps.settings
+        self._clock = deps.clock
+        self._metrics = deps.metrics
+        self.book = deps.book
+        self._deps = deps
+        self._census = census if census is not None else Census()
         self._actors: dict[str, SessionActor] = {}
         self._recovery = RecoveryProgress(())  # nothing to recover until resume()
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -195,16 +211,16 @@ class SessionRegistry:
             await self._answer_settled(envelope, settled)
             return
         if isinstance(command, SessionStart):
-            if actor is not None and actor.record.start_command_id == command.command_id:
-                # The start of a session resumed from the journal, redelivered after a crash: it did run.
-                await self._answer(envelope, "delivered", "ok", "the session is live (resumed)")
+            if actor is None:
+                await self._start(envelope, command)
                 return
-            if actor is not None:
+            if actor.record.start_command_id != command.command_id:
                 await self._reject(envelope, "session_exists", "a live session already has this session_id")
                 return
-            await self._start(envelope, command)
-            return
-        if actor is None:
+            # The start of a session resumed from the journal, redelivered: its previous owner stopped before
+            # it settled (a settled one was answered above). The session runs it as it resumes: the initial
+            # message goes out once (matched in history if it already went), and the outcome follows.
+        elif actor is None:
             await self._reject(envelope, "unknown_session", "no live session has this session_id")
             return
         match actor.offer(envelope):
@@ -224,7 +240,7 @@ class SessionRegistry:
         if s.allowed_deployments and command.deployment_id not in s.allowed_deployments:
             await self._reject(envelope, "deployment_not_allowed", f"deployment {command.deployment_id} is not allowed")
             return
-        if len(self._actors) >= s.max_sessions:
+        if self._census.live >= s.max_sessions:
             await self._reject(envelope, "too_many_sessions", f"{s.max_sessions} sessions are live")
             return
         now = self._clock.now()
@@ -239,6 +255,7 @@ class SessionRegistry:
             journey_context=journey_context_of(command.journey_context) if command.journey_context else None,
             custom_attributes=dict(command.custom_attributes or {}),
             start_command_id=command.command_id,
+            unannounced_start="adopted" if command.resume_token else "new",
             created_at=now,
             updated_at=now,
         )
@@ -255,6 +272,7 @@ class SessionRegistry:
         if self._tg is None:
             raise RuntimeError("use the SessionRegistry as an async context manager")
         self._actors[actor.session_id] = actor
+        self._census.live += 1
         self._all_done.clear()
         self._tasks[actor.session_id] = self._tg.create_task(self._run(actor), name=f"session:{actor.session_id}")
 
@@ -269,6 +287,7 @@ class SessionRegistry:
         finally:
             if self._actors.get(actor.session_id) is actor:
                 del self._actors[actor.session_id]
+                self._census.live -= 1
                 self._tasks.pop(actor.session_id, None)
             self._recovery.settle(actor.session_id, "exited")  # if it never said: do not wait for it
             if not self._actors:
@@ -322,6 +341,11 @@ class SessionRegistry:
         backfill, then ``session.resumed``. Closed records and sessions already live are skipped.
         """
         pending = [r for r in records if not r.closed and r.session_id not in self._actors]
+        # The connects these sessions' previous owners made in the last minute still count (Genesys' limit
+        # is per deployment, whoever connects): a crash loop cannot exceed it.
+        now = self._clock.now().timestamp()
+        for record in pending:
+            self._deps.connects.restore(record.deployment_id, (now - t for t in record.recent_connects))
         self._recovery = RecoveryProgress(r.session_id for r in pending)
         self._metrics.recovery_pending.inc(len(pending))
         for record in pending:

@@ -53,7 +53,7 @@ from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, EventSink, SessionStore, TraceContext
-from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
+from bridge.record import RECENT_CONNECTS_KEPT, RECENT_OUTCOMES_KEPT, SessionRecord
 from bridge.session.auth import Credentials
 from bridge.session.flow import Inbox, SendBudget
 from bridge.session.link import GenesysLink
@@ -453,6 +453,19 @@ class RecordKeeper:
         """The trace context of the newest command that carried one (the session's later events carry it)."""
         record = self._record
         return TraceContext(record.traceparent, record.tracestate) if record.traceparent else None
+
+    def note_connect(self, window_s: float) -> None:
+        """A Genesys connect is about to be made now: remember it for the next owner's connect window (the
+        connects of the last ``window_s`` seconds are kept; saved with the next save)."""
+        now = self._clock.now().timestamp()
+        recent = tuple(t for t in self._record.recent_connects if t > now - window_s)
+        self._update(recent_connects=(*recent, now)[-RECENT_CONNECTS_KEPT:])
+
+    def note_announced(self) -> None:
+        """``session.started`` was published (saved with the next save: until then, a next owner that resumes
+        the session publishes it again, at least once)."""
+        if self._record.unannounced_start is not None:
+            self._update(unannounced_start=None)
 
     def note_trace(self, trace: TraceContext) -> None:
         """Carry ``trace`` onto this session's later events (saved with the next save)."""

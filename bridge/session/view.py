@@ -23,7 +23,7 @@ class SessionView:
     deployment_id: str
     #: Wall time the session last became ready for sends (configured and caught up); None while it is not.
     connected_since: datetime | None
-    #: Which partition of the intake owns the session; None until the bridge scales horizontally.
+    #: The session's partition (docs/scaling.md); None where no partition applies (a registry used alone).
     partition: int | None = None
-    #: Which bridge process owns the session; None until the bridge scales horizontally.
+    #: The replica that owns the session (its connection name and host); None where none applies.
     owner: str | None = None

@@ -101,10 +101,23 @@ class JournalStore:
     The caller (the daemon) must: call :meth:`load_live` once at start, before the first :meth:`save`; save
     through this store every snapshot of every session (so it knows the newest one); call :meth:`rejournal`
     every ``rejournal_interval_s``; and await :meth:`flush` on shutdown before closing the log.
+
+    ``belongs`` says which sessions the log holds for this store: a partition's stream can still hold records
+    of sessions that a repartition moved to another partition (docs/scaling.md). :meth:`load_live` leaves
+    those out, so they are neither resumed nor written again by :meth:`rejournal`.
     """
 
-    def __init__(self, log: JournalLog, keys: KeyRing, *, metrics: Metrics, clock: Clock) -> None:
+    def __init__(
+        self,
+        log: JournalLog,
+        keys: KeyRing,
+        *,
+        metrics: Metrics,
+        clock: Clock,
+        belongs: Callable[[str], bool] | None = None,
+    ) -> None:
         self._journal = log
+        self._belongs = belongs
         self._keys = keys
         self._metrics = metrics
         self._clock = clock
@@ -241,10 +254,13 @@ class JournalStore:
         await self._journal.replay(lambda body: self._visit(fold, body))
         live: list[SessionRecord] = []
         sealed_shut: list[str] = []
-        decrypted = closed = 0
+        decrypted = closed = elsewhere = 0
         for sid, envelope in fold.newest.items():
             if envelope.closed:
                 closed += 1
+                continue
+            if self._belongs is not None and not self._belongs(sid):
+                elsewhere += 1
                 continue
             try:
                 record = open_record(envelope, self._keys)
@@ -274,6 +290,7 @@ class JournalStore:
             sessions=len(fold.newest),
             live=len(live),
             closed=closed,
+            elsewhere=elsewhere,
             corrupt=fold.corrupt,
             duration_s=round(time.perf_counter() - started, 3),
         )

@@ -135,6 +135,18 @@ class Broker:
         """Consume an existing queue (e.g. the DLQ), auto-ack."""
         return await self._consume(await self.channel.get_queue(name))
 
+    async def take(self, name: str, count: int = 1) -> list[AbstractIncomingMessage]:
+        """The first ``count`` messages of queue ``name``, unacked (ack, nack or reject them). Consumed, not
+        fetched: the intake and partition queues (single active consumer) refuse ``basic.get``."""
+        channel = await self.connection.channel()
+        await channel.set_qos(prefetch_count=count)
+        queue = await channel.get_queue(name)
+        inbox = Inbox()
+        tag = await queue.consume(inbox.on_message, no_ack=False)
+        taken = await inbox.take(count)
+        await queue.cancel(tag)
+        return taken
+
     async def _consume(self, queue: AbstractQueue) -> Inbox:
         inbox = Inbox()
         await queue.consume(inbox.on_message, no_ack=True)

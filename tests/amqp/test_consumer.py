@@ -255,11 +255,7 @@ async def test_stop_intake_stops_deliveries_but_keeps_acks_working(
     await held.delivery.ack()  # still possible after stop_intake
     assert sample(metrics, "genesys_bridge_delivery_settle_failures_total", {"action": "ack"}) == 0
     # The late command stays in the queue for the next replica; nobody here took it.
-    intake = await broker.channel.get_queue(settings.intake_queue)
-    async with asyncio.timeout(WAIT_S):
-        message = None
-        while message is None:
-            message = await intake.get(fail=False)
+    [message] = await broker.take(settings.intake_queue)
     assert json.loads(message.body)["command_id"] == late["command_id"]
     assert len(bridge.handler.seen) == 1
 
@@ -331,11 +327,7 @@ async def test_a_stop_that_races_the_intake_start_up_ends_it_and_loses_nothing(
     # Closed by us: the broker drops the consumer with it (its count lags the close, so it is not read here).
     assert [c.is_closed for c in handshake.connections] == [True]
     # The command published before the start is still queued for the next process.
-    queue = await broker.channel.get_queue(settings.intake_queue)
-    async with asyncio.timeout(WAIT_S):
-        message = None
-        while message is None:
-            message = await queue.get(fail=False)
+    [message] = await broker.take(settings.intake_queue)
     assert json.loads(message.body)["command_id"] == waiting["command_id"]
 
 

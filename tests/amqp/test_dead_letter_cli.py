@@ -19,10 +19,9 @@ async def _dead_letter(broker: Broker, rejections: list[tuple[bytes | dict[str, 
     """Publish each command, then move it from the intake queue to the DLQ as the intake does."""
     for body, _reason, _detail in rejections:
         await broker.send_command(body)
-    intake = await broker.channel.get_queue(broker.settings.intake_queue)
     default = broker.channel.default_exchange
-    for _body, reason, detail in rejections:
-        original = await intake.get(no_ack=False)  # confirmed publishes: each is there
+    originals = await broker.take(broker.settings.intake_queue, len(rejections))  # confirmed: each is there
+    for original, (_body, reason, detail) in zip(originals, rejections, strict=True):
         copy = dead_letter_message(original, reason=reason, detail=detail)
         await default.publish(copy, routing_key=broker.settings.dead_letter_queue)
         await original.ack()

@@ -16,6 +16,7 @@ from bridge.amqp.tools import delete_names
 from bridge.amqp.topology import DEAD_LETTER_QUEUE_ARGUMENTS, TopologyNames, declare_topology, intake_queue_arguments
 from bridge.config import Settings
 from bridge.errors import BrokerError, is_retryable
+from bridge.partition.layout import journal_stream_of, partition_queue
 from tests.amqp.conftest import Broker, command
 from tests.conftest import BrokerNames
 
@@ -35,6 +36,7 @@ async def test_declare_is_idempotent_and_uses_the_documented_arguments(broker: B
         "x-dead-letter-routing-key": settings.dead_letter_queue,
         "x-dead-letter-strategy": "at-least-once",
         "x-overflow": "reject-publish",
+        "x-single-active-consumer": True,
     }
     await broker.channel.declare_queue(settings.intake_queue, durable=True, arguments=args)
     await broker.channel.declare_queue(settings.dead_letter_queue, durable=True, arguments=DEAD_LETTER_QUEUE_ARGUMENTS)
@@ -93,7 +95,10 @@ async def test_declare_ahead_creates_what_the_bridge_would_so_services_can_publi
         "BRIDGE_EVENT_EXCHANGE": settings.event_exchange,
         "BRIDGE_DEAD_LETTER_QUEUE": settings.dead_letter_queue,
         "BRIDGE_JOURNAL_STREAM": broker_names.journal_stream,
+        "BRIDGE_PARTITIONS": "3",
     }
+    partition_queues = [partition_queue(settings.intake_queue, n) for n in range(3)]
+    streams = [journal_stream_of(broker_names.journal_stream, n) for n in range(3)]
     try:
         for _ in range(2):  # idempotent: a second run changes nothing and still succeeds
             process = await asyncio.create_subprocess_exec(
@@ -101,11 +106,14 @@ async def test_declare_ahead_creates_what_the_bridge_would_so_services_can_publi
             )
             out, _err = await process.communicate()
             assert process.returncode == 0
-            assert f"declared stream {broker_names.journal_stream}" in out.decode()
+            for name in streams:
+                assert f"declared stream {name}" in out.decode()
+            for name in partition_queues:
+                assert f"declared queue {name}" in out.decode()
         connection = await aio_pika.connect(settings.amqp_url.get_secret_value())
         async with connection:
             channel = await connection.channel()
-            for queue in (settings.intake_queue, settings.dead_letter_queue, broker_names.journal_stream):
+            for queue in (settings.intake_queue, settings.dead_letter_queue, *partition_queues, *streams):
                 await channel.declare_queue(queue, passive=True)
             commands = await channel.declare_exchange(settings.command_exchange, passive=True)
             confirmed = await connection.channel(publisher_confirms=True)
@@ -120,7 +128,7 @@ async def test_declare_ahead_creates_what_the_bridge_would_so_services_can_publi
         await delete_names(
             settings.amqp_url.get_secret_value(),
             exchanges=(settings.command_exchange, settings.event_exchange),
-            queues=(settings.intake_queue, settings.dead_letter_queue, broker_names.journal_stream),
+            queues=(settings.intake_queue, settings.dead_letter_queue, *partition_queues, *streams),
         )
 
 

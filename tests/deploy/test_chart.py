@@ -22,9 +22,23 @@ from tests.deploy.chart import CHART_DIR, KUBE_VERSIONS, NAMESPACE, Rendered, lo
 
 MONITORING_API = "monitoring.coreos.com/v1"
 
-# Settings the chart does not take from `config`: secrets come from the Secret, the rest are chart-owned.
+# Settings the chart does not take from `config`: secrets come from the Secret, the rest are chart-owned
+# (values of their own: the scale-out settings, the partition count above all, must be the same in every
+# replica; the replica name is the pod's).
 SECRET_SETTINGS = {"amqp_url", "state_key", "state_old_keys", "admin_token"}
-CHART_OWNED_SETTINGS = {"http_host", "http_port", "drain_timeout_s", "state_key_file", "admin_port", "admin_host"}
+CHART_OWNED_SETTINGS = {
+    "http_host",
+    "http_port",
+    "drain_timeout_s",
+    "state_key_file",
+    "admin_port",
+    "admin_host",
+    "partitions",
+    "probe_interval_s",
+    "balance_interval_s",
+    "fence_grace_s",
+    "replica_name",
+}
 
 # Realistic value sets: each one renders, lints and validates.
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -57,6 +71,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
         "drainTimeoutSeconds": 45,
         "httpPort": 9102,
+        "replicaCount": 6,
+        "partitions": 32,
+        "probeIntervalSeconds": 1.5,
+        "balanceIntervalSeconds": 10,
+        "fenceGraceSeconds": 0.5,
         "service": {"port": 9102},
         "config": {
             "BRIDGE_ALLOWED_DEPLOYMENTS": [
@@ -85,6 +104,9 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "podDisruptionBudget": {"enabled": False},
     },
     "scaled-to-zero": {"replicaCount": 0},
+    "single-replica": {"replicaCount": 1, "podDisruptionBudget": {"enabled": True, "maxUnavailable": 1}},
+    "recreate": {"updateStrategy": {"type": "Recreate"}, "topologySpread": {"enabled": False}},
+    "zone-spread": {"replicaCount": 9, "topologySpread": {"topologyKey": "topology.kubernetes.io/zone", "maxSkew": 2}},
     "monitoring": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "kps"}},
         "prometheusRule": {"enabled": True, "labels": {"release": "kps"}},
@@ -210,8 +232,20 @@ def test_schema_config_keys_are_exactly_the_daemon_settings() -> None:
     ("values", "where"),
     [
         ({"replicaCount": -1}, "/replicaCount"),  # negative replicas
-        ({"replicaCount": 2}, "/replicaCount"),  # more than one before horizontal scale exists
         ({"replicaCount": "1"}, "/replicaCount"),  # wrong type
+        ({"partitions": 0}, "/partitions"),
+        ({"partitions": 1025}, "/partitions"),  # the daemon's limit
+        ({"partitions": "16"}, "/partitions"),
+        ({"probeIntervalSeconds": 0}, "/probeIntervalSeconds"),
+        ({"balanceIntervalSeconds": -5}, "/balanceIntervalSeconds"),
+        ({"fenceGraceSeconds": -1}, "/fenceGraceSeconds"),
+        ({"updateStrategy": {"type": "BlueGreen"}}, "/updateStrategy/type"),
+        ({"updateStrategy": {"rollingUpdate": {"maxSurge": "lots"}}}, "/updateStrategy/rollingUpdate/maxSurge"),
+        ({"updateStrategy": {"rollingUpdate": {"maxSurge": 0}}}, "/updateStrategy/rollingUpdate"),  # 0 and 0
+        ({"topologySpread": {"maxSkew": 0}}, "/topologySpread/maxSkew"),
+        ({"topologySpread": {"whenUnsatisfiable": "DoNotSchedule"}}, "'whenUnsatisfiable' not allowed"),
+        ({"config": {"BRIDGE_PARTITIONS": 32}}, "'BRIDGE_PARTITIONS' not allowed"),  # chart-owned
+        ({"config": {"BRIDGE_REPLICA_NAME": "a"}}, "'BRIDGE_REPLICA_NAME' not allowed"),  # the pod's name
         ({"replicas": 1}, "'replicas' not allowed"),  # unknown top-level key (a typo)
         ({"image": {"tag": 3}}, "/image/tag"),
         ({"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy"),
@@ -312,6 +346,22 @@ def test_configmap_values_are_what_the_daemon_parses() -> None:
     assert settings.http_port == 9102
     assert settings.drain_timeout_s == 45
     assert data["BRIDGE_MAX_SESSIONS"] == "20000"  # not "2e+04"
+    assert (settings.partitions, settings.probe_interval_s, settings.balance_interval_s, settings.fence_grace_s) == (
+        32,
+        1.5,
+        10,
+        0.5,
+    )
+    assert data["BRIDGE_PARTITIONS"] == "32"
+
+
+def test_scale_out_settings_default_to_the_daemon_defaults() -> None:
+    """The chart's defaults are the daemon's, so a value left alone means the same with or without the chart."""
+    data = render().settings_configmap["data"]
+    settings = Settings.model_validate({k.removeprefix("BRIDGE_").lower(): v for k, v in data.items()})
+    defaults = Settings()
+    for field in ("partitions", "probe_interval_s", "balance_interval_s", "fence_grace_s"):
+        assert getattr(settings, field) == getattr(defaults, field), field
 
 
 def test_secrets_never_land_in_the_configmap() -> None:
@@ -366,28 +416,78 @@ def test_image_runs_the_daemon() -> None:
     assert _all("production").container["image"].endswith("@" + digest)
 
 
-# --- single replica -----------------------------------------------------------------------------------
+# --- replicas ---------------------------------------------------------------------------------------
 
 
-def test_one_replica_and_no_overlap_on_upgrade() -> None:
-    """Two pods would each consume commands for sessions whose socket lives in the other (docs/deploy.md)."""
+def test_several_replicas_rolled_one_at_a_time() -> None:
+    """A surge pod turns ready (a standby) before an old pod drains, so its partitions always have a taker."""
+    deployment = render().deployment
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    assert _all("production").deployment["spec"]["replicas"] == 6
+
+
+def test_recreate_strategy_has_no_rolling_update_block() -> None:
+    """The API server refuses rollingUpdate with Recreate, and the values still carry the default one."""
+    assert _all("recreate").deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_disruption_budget_lets_a_drain_take_one_pod_at_a_time() -> None:
+    for value_set in ("defaults", "single-replica", "production"):
+        rendered = _all(value_set)
+        found = rendered.kind("PodDisruptionBudget")
+        if VALUE_SETS[value_set].get("podDisruptionBudget", {}).get("enabled") is False:
+            assert not found
+            continue
+        (pdb,) = found
+        assert pdb["spec"]["maxUnavailable"] == 1  # never minAvailable: one replica must stay evictable
+        assert "minAvailable" not in pdb["spec"]
+        assert pdb["spec"]["selector"]["matchLabels"] == rendered.deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_pods_spread_softly_over_nodes() -> None:
     rendered = render()
-    assert rendered.deployment["spec"]["replicas"] == 1
-    assert rendered.deployment["spec"]["strategy"] == {"type": "Recreate"}
+    (constraint,) = rendered.pod_spec["topologySpreadConstraints"]
+    assert constraint == {
+        "maxSkew": 1,
+        "topologyKey": "kubernetes.io/hostname",
+        "whenUnsatisfiable": "ScheduleAnyway",  # a cluster with fewer nodes than replicas still schedules all
+        "labelSelector": {"matchLabels": rendered.deployment["spec"]["selector"]["matchLabels"]},
+    }
+    (zone,) = _all("zone-spread").pod_spec["topologySpreadConstraints"]
+    assert (zone["topologyKey"], zone["maxSkew"]) == ("topology.kubernetes.io/zone", 2)
+    assert "topologySpreadConstraints" not in _all("recreate").pod_spec
+    # A list of one's own replaces the chart's constraint.
+    own = VALUE_SETS["production"]["topologySpreadConstraints"]
+    assert _all("production").pod_spec["topologySpreadConstraints"] == own
 
 
-def test_disruption_budget_lets_a_drain_evict_the_single_pod() -> None:
-    pdb = render().one("PodDisruptionBudget")["spec"]
-    assert pdb["maxUnavailable"] == 1
-    assert "minAvailable" not in pdb
-    assert pdb["selector"]["matchLabels"] == render().deployment["spec"]["selector"]["matchLabels"]
+def test_replica_name_is_the_pod_name() -> None:
+    """Broker connections and the admin endpoint's `owner` then name the pod."""
+    env = {e["name"]: e for e in render().container["env"]}
+    assert env["BRIDGE_REPLICA_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # A Deployment's pod names (ReplicaSet name, a dash, five characters; at most 63) are valid replica names.
+    Settings.model_validate({"replica_name": "gb-genesys-bridge-7d9f8c6b5-x2k4q"})
+    Settings.model_validate({"replica_name": "a" * 57 + "-x2k4q"})
+
+
+def test_notes_name_the_partition_count_and_warn_about_a_single_replica() -> None:
+    notes = render().notes
+    assert "Replicas: 2, sharing 16 partitions" in notes
+    assert "docs/scaling.md" in notes
+    assert "NOTE: one replica" not in notes
+    assert "NOTE: one replica" in _all("single-replica").notes
 
 
 # --- secrets ------------------------------------------------------------------------------------------
 
 
 def _secret_refs(rendered: Rendered) -> dict[str, dict[str, Any]]:
-    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in rendered.container["env"]}
+    env = rendered.container["env"]
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "secretKeyRef" in e.get("valueFrom", {})}
 
 
 def test_existing_secret_is_referenced_and_no_secret_is_made() -> None:

@@ -157,7 +157,8 @@ def test_the_documented_install_renders(document: str, words: list[str]) -> None
         f"{install.document}: installs with secret.existingSecret={existing!r} in namespace "
         f"{install.namespace!r} but creates no such Secret there (it creates {sorted(created)})"
     )
-    refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in rendered.container["env"] if "valueFrom" in e}
+    env = rendered.container["env"]
+    refs = {e["valueFrom"]["secretKeyRef"]["key"] for e in env if "secretKeyRef" in e.get("valueFrom", {})}
     with load_chart() as chart:
         keys = chart.merge_values(values)["secret"]["keys"]
     needed = {keys[k] for k in REQUIRED_SECRET_KEYS}

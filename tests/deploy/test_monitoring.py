@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from bridge.amqp.tools import delete_names
+from bridge.amqp.tools import delete_deployment
 from bridge.app import running_bridge
 from bridge.config import Settings
 from tests.deploy.promql import exposed_series_names, label_values_metric, metric_names
@@ -53,11 +53,7 @@ async def _scrape_metrics_endpoint(amqp_url: str) -> str:
                 await bridge.recovered.wait()
             response = await client.get(f"http://127.0.0.1:{bridge.http.port}/metrics")
     finally:
-        await delete_names(
-            amqp_url,
-            exchanges=(settings.command_exchange, settings.event_exchange),
-            queues=(settings.intake_queue, settings.dead_letter_queue),
-        )
+        await delete_deployment(amqp_url, settings)
     response.raise_for_status()
     assert response.headers["content-type"].startswith("text/plain")
     return response.text
@@ -149,7 +145,8 @@ def test_dashboard_shows_every_bridge_metric(metrics_exposition: str) -> None:
 
 
 def test_dashboard_covers_what_operators_need() -> None:
-    """Sessions by state, RED for commands, confirm latency, reconnects, errors by code, process health."""
+    """Sessions by state, RED for commands, confirm latency, reconnects, errors by code, scale-out (who owns
+    what, failovers, routing), process health."""
     exprs = "\n".join(dashboard_expressions())
     for needle in (
         "sum by (state) (genesys_bridge_sessions",
@@ -165,6 +162,13 @@ def test_dashboard_covers_what_operators_need() -> None:
         "genesys_bridge_backfilled_messages_total",
         "genesys_bridge_duplicates_dropped_total",
         "genesys_bridge_inbox_depth",
+        "sum by (instance) (genesys_bridge_partitions_owned",
+        "sum by (change) (rate(genesys_bridge_partition_ownership_changes_total",
+        "sum by (direction) (rate(genesys_bridge_sessions_moved_total",
+        "genesys_bridge_failover_duration_seconds_bucket",
+        "genesys_bridge_router_lag_seconds",
+        "genesys_bridge_router_backlog",
+        "genesys_bridge_replicas",
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",
     ):
@@ -243,8 +247,8 @@ def _balanced(expr: str) -> bool:
 
 
 def test_rules_cover_the_failure_modes() -> None:
-    exprs = {rule["alert"]: rule["expr"] for rule in rules()}
-    joined = "\n".join(exprs.values())
+    # Every rule, not one per alert name: an alert may have several rules (GenesysBridgeRouterStalled).
+    joined = "\n".join(rule["expr"] for rule in rules())
     for needle in (
         "up{",  # down
         "genesys_bridge_ready",  # not ready
@@ -257,6 +261,9 @@ def test_rules_cover_the_failure_modes() -> None:
         'genesys_bridge_genesys_errors_total{code=~"429|4029"}',
         "genesys_bridge_reconnects_total",
         "genesys_bridge_dead_lettered_total",
+        "genesys_bridge_partitions_owned",  # a partition nobody owns: its sessions are paused
+        "genesys_bridge_router_active",  # nobody routes the intake queue
+        "genesys_bridge_router_routed_total",  # a router that moves nothing while commands wait
     ):
         assert needle in joined, needle
 

@@ -44,7 +44,7 @@ async def names(broker_names: BrokerNames, amqp_url: str) -> AsyncIterator[Broke
     await delete_names(
         amqp_url,
         exchanges=(broker_names.command_exchange, broker_names.event_exchange),
-        queues=(broker_names.intake_queue, broker_names.dead_letter_queue, broker_names.journal_stream),
+        queues=broker_names.queues(),
     )
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from bridge.amqp.journal import open_stream_journal
 from bridge.config import Settings
+from bridge.partition.layout import journal_stream_of, partition_of
 from bridge.simulator import Simulator, SimulatorConfig
 from tests.conftest import BrokerNames
 from tests.daemon import Daemon
@@ -39,7 +40,8 @@ async def sim() -> AsyncIterator[Simulator]:
 
 async def _journal_bodies(amqp_url: str, names: BrokerNames) -> list[bytes]:
     bodies: list[bytes] = []
-    settings = Settings(amqp_url=amqp_url, journal_stream=names.journal_stream)
+    partition = partition_of("m1", Settings.model_fields["partitions"].default)
+    settings = Settings(amqp_url=amqp_url, journal_stream=journal_stream_of(names.journal_stream, partition))
     async with open_stream_journal(settings, connection_name=f"{names.prefix}.reader") as journal:
         await journal.replay(bodies.append)
     return bodies
@@ -62,9 +64,8 @@ async def test_an_authenticated_session_resumes_after_a_restart_by_renewing_its_
     await sim.agent_say(session, "while you were away")
 
     async with Daemon(bridge_env(log_level="DEBUG"), name="second") as second:
-        started = await second.started()
-        assert started["sessions_resumed"] == 1
-        await second.recovered()
+        await second.started()
+        assert (await second.recovered())["sessions"] == 1
         await events.wait_for(lambda _: bool(events.of("m1", "session.resumed")))
         await events.wait_for(lambda _: any(m.text == "while you were away" for m in events.messages("m1")))
         said = await client.say("m1", "after the restart")

@@ -67,13 +67,12 @@ async def _after_restart(
 ) -> AsyncIterator[Daemon]:
     """Restart the bridge; the agent talks during the recovery; yield once everything came through."""
     async with Daemon(env(), name="second") as second:
-        await second.wait_log("recovery_started")
+        await second.wait_log("partition_gained")  # the first partition's sessions are being resumed
         for conv in conversations:  # the agent goes on talking while the bridge recovers
             for k in range(SAID_DURING_RECOVERY):
                 await conv.say(sim, f"agent {conv.session_id} during recovery #{k}")
-        started = await second.started()
-        assert started["sessions_resumed"] == SESSIONS
-        await second.recovered()
+        await second.started()
+        assert (await second.recovered())["sessions"] == SESSIONS
         await client.events.wait_for(
             lambda _: all(client.events.of(c.session_id, "session.resumed") for c in conversations)
         )

@@ -41,9 +41,8 @@ async def _ended_while_down(sim: Simulator, client: Integrator, env: EnvFactory)
         await second.stop(signal.SIGTERM)
 
     async with Daemon(env(), name="third") as third:  # the ended ones were journalled closed
-        started = await third.started()
-        assert started["sessions_resumed"] == 2
-        await third.recovered()
+        await third.started()
+        assert (await third.recovered())["sessions"] == 2
         await client.events.wait_for(lambda _: len(client.events.of("alive", "session.resumed")) == 2)
     return ended
 

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 
 import aio_pika
 
+from bridge.config import Settings
 from bridge.errors import EXIT_CONFIG, EXIT_STARTUP
+from bridge.partition.layout import journal_stream_of, partition_of
 from bridge.simulator import Simulator
 from bridge.store import generate_key
 from tests.conftest import BrokerNames
@@ -47,9 +49,10 @@ async def test_wrong_key_is_a_clear_startup_error_and_leaves_the_journal_intact(
         failed = await wrong.wait_log("startup_failed")
         assert failed["level"] == "error"
         assert failed["kind"] == "StateKeyError"
-        assert "none of the 2 live session records" in failed["error"]
+        # The first partition whose journal holds a record tells: the key is refused before any is resumed.
+        assert "live session records in the journal opens with the configured state keys" in failed["error"]
         assert "BRIDGE_STATE_KEY" in failed["error"]
-        assert not wrong.events("bridge_started")
+        assert all(e["sessions"] == 0 for e in wrong.events("partition_gained"))
 
     async with Daemon(bridge_env(), name="right-key") as right:
         finished = await right.recovered()
@@ -68,7 +71,8 @@ async def test_corrupt_records_are_skipped_with_an_error_and_the_metric_others_r
 
     now = datetime.now(UTC).isoformat()
     forged = {"v": 1, "kind": "session", "session_id": "c1", "closed": False, "written_at": now, "sealed": "gAAAA"}
-    await _append_raw(amqp_url, names.journal_stream, [b"\x00garbage{", json.dumps(forged).encode()])
+    stream = journal_stream_of(names.journal_stream, partition_of("c1", Settings.model_fields["partitions"].default))
+    await _append_raw(amqp_url, stream, [b"\x00garbage{", json.dumps(forged).encode()])
 
     async with Daemon(bridge_env(), name="second") as second:
         finished = await second.recovered()
@@ -92,12 +96,13 @@ async def test_journal_that_cannot_be_declared_fails_the_start(
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
-        await channel.declare_queue(names.journal_stream, durable=True)  # a classic queue squats on the name
+        squatted = journal_stream_of(names.journal_stream, 0)
+        await channel.declare_queue(squatted, durable=True)  # a classic queue squats on partition 0's stream
     async with Daemon(bridge_env(), name="squatted") as daemon:
         assert await daemon.exited() == EXIT_STARTUP
         failed = await daemon.wait_log("startup_failed")
         assert failed["kind"] == "StoreError", failed
-        assert names.journal_stream in failed["error"]
+        assert squatted in failed["error"]
         assert "cannot be declared" in failed["error"]
         assert "BRIDGE_JOURNAL_STREAM" in failed["error"]
-        assert not daemon.events("bridge_started")
+        assert not daemon.events("partition_gained", partition=0)

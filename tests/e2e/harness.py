@@ -228,14 +228,15 @@ async def ready_count(amqp_url: str, queue: str) -> int:
         await connection.close()
 
 
-async def kill_connection(name: str) -> int:
-    """Close every broker connection named ``name`` from the broker side, as an operator would.
+async def kill_connection(name: str, *, prefix: bool = False) -> int:
+    """Close every broker connection named ``name`` (or, with ``prefix``, whose name starts with it) from
+    the broker side, as an operator would.
 
-    Returns how many were closed. The name is matched exactly in the ``connection_name`` client property.
+    Returns how many were closed. The name is matched in the ``connection_name`` client property.
     """
     # One line per connection: "<rabbit@host.N.M.0>\t[{...},{"connection_name","<name>"},...]".
     listing = await _rabbitmqctl("list_connections", "--no-table-headers", "pid", "client_properties")
-    marker = '{"connection_name","' + name + '"}'
+    marker = '{"connection_name","' + name + ("" if prefix else '"}')
     pids = [line.split("\t", 1)[0] for line in listing.splitlines() if marker in line]
     for pid in pids:
         await _rabbitmqctl("close_connection", pid, "killed by e2e test")

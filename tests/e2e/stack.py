@@ -80,7 +80,7 @@ async def cleanup_names(names: BrokerNames, amqp_url: str) -> None:
     await delete_names(
         amqp_url,
         exchanges=(names.command_exchange, names.event_exchange),
-        queues=(names.intake_queue, names.dead_letter_queue, names.journal_stream),
+        queues=names.queues(),
     )
 
 
@@ -100,7 +100,7 @@ class Stack:
         """The simulator's session behind the bridge's ``session_id`` (its token is remembered once seen)."""
         token = self.tokens.get(session_id)
         if token is None:
-            actor = self.bridge.registry.get(session_id)
+            actor = self.bridge.sessions.get(session_id)
             assert actor is not None, f"no live bridge session {session_id!r}"
             token = self.tokens[session_id] = actor.record.token.get_secret_value()
         return self.sim.session(token)

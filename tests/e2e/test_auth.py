@@ -44,7 +44,7 @@ async def test_exchange_configure_and_a_conversation(broker_names: BrokerNames, 
         assert (await events.outcome(said)).status == "delivered"
         await stack.sim.agent_say(session, "hi Jane")
         await events.wait_for(lambda _: any(m.text == "hi Jane" for m in events.messages("a1")))
-        record = stack.bridge.registry.get("a1")
+        record = stack.bridge.sessions.get("a1")
         assert record is not None
         assert record.record.authenticated
         assert record.record.auth_refresh_token is not None

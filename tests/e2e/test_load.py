@@ -25,7 +25,7 @@ async def test_200_concurrent_sessions_each_deliver_a_message(broker_names: Brok
         sends = [await client.say(sid, f"hello from {sid}") for sid in sids]  # queued behind each start
         outcomes = await events.all_settled(starts + sends, timeout_s=45)
         assert {(o.status, o.reason) for o in outcomes} == {("delivered", "ok")}
-        assert len(stack.bridge.registry) == 200
+        assert len(stack.bridge.sessions) == 200
         for sid in sids:
             assert [r.text for r in stack.sim.received(stack.sim_session(sid))] == [f"hello from {sid}"]
         assert len(stack.sim.sessions()) == 200

@@ -20,6 +20,7 @@ from bridge.amqp.topology import declare_topology
 from bridge.app import running_bridge
 from bridge.config import Settings
 from bridge.observability.metrics import Metrics
+from bridge.partition.layout import PROBE_TYPE, partition_of, partition_queue
 from bridge.simulator import Simulator, SimulatorConfig, actions
 from bridge.simulator.session import GenesysSessionState
 from bridge.store import generate_key
@@ -97,7 +98,10 @@ async def test_sigterm_drains_exits_0_and_the_next_daemon_resumes(
                 assert 1 <= len(settled) < len(TEXTS), "SIGTERM came with a backlog"
                 assert all(len(events.settled(c)) == 1 for c in settled)
                 # The rest were requeued, not settled and not lost.
-                assert await ready_count(amqp_url, settings.intake_queue) == len(TEXTS) - len(settled)
+                # (in the session's partition queue, or still in the intake if the router had not moved them)
+                partition = partition_queue(settings.intake_queue, partition_of("s", settings.partitions))
+                ready = await ready_count(amqp_url, partition) + await ready_count(amqp_url, settings.intake_queue)
+                assert ready == len(TEXTS) - len(settled)
                 # The Genesys session is intact: not ended, not cleared, no closeSession.
                 assert sim.session(session).state is GenesysSessionState.ACTIVE
                 assert closed == []
@@ -126,14 +130,23 @@ async def test_sigterm_drains_exits_0_and_the_next_daemon_resumes(
 
 
 async def _queued_command_ids(amqp_url: str, queue: str) -> list[str]:
-    """Take every ready message out of ``queue`` (basic.get, in queue order); their command ids."""
+    """Take every ready message out of ``queue`` (in queue order); the command ids. The queue is a single
+    active consumer queue, which refuses basic.get, so a consumer takes the count a passive declare reports."""
     connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "e2e-queue-reader"})
     try:
         channel = await connection.channel()
         declared = await channel.declare_queue(queue, passive=True)
+        count = int(declared.declaration_result.message_count or 0)
         ids: list[str] = []
-        while (message := await declared.get(no_ack=True, fail=False)) is not None:
-            ids.append(str(json.loads(message.body).get("command_id")))
+        if count:
+            async with declared.iterator(no_ack=True) as messages:
+                taken = 0
+                async for message in messages:
+                    taken += 1
+                    if message.type != PROBE_TYPE:  # the replicas' ownership probes are not commands
+                        ids.append(str(json.loads(message.body).get("command_id")))
+                    if taken == count:
+                        break
         return ids
     finally:
         await connection.close()
@@ -141,8 +154,9 @@ async def _queued_command_ids(amqp_url: str, queue: str) -> list[str]:
 
 async def test_drain_requeues_a_sessions_commands_in_delivery_order(broker_names: BrokerNames, amqp_url: str) -> None:
     """The commands a drain hands back must return to the queue in their delivery order, or the next daemon
-    runs a session's commands out of order. Here a later command of the session is still in the intake's
-    hands (behind a burst of other commands) when the intake stops, while earlier ones wait in the session."""
+    runs a session's commands out of order. Here a later command of the session is still in its partition
+    consumer's hands (behind a burst of other commands) when that consumer stops, while earlier ones wait in
+    the session."""
     try:
         async with Simulator(quiet_simulator(message_rate_per_s=None)) as sim:
             settings = e2e_settings(
@@ -161,15 +175,17 @@ async def test_drain_requeues_a_sessions_commands_in_delivery_order(broker_names
                     settings, metrics=Metrics(process_metrics=False), connection_name=f"e2e.{broker_names.prefix}"
                 ) as bridge:
                     await client.started("s")
+                    partition = partition_of("s", settings.partitions)
                     first = await client.say("s", "first")
                     waiting = [await client.say("s", f"waiting {i}") for i in range(2)]
                     await events.outcome(first)
                     burst = [await client.say(f"nobody-{i}", "x") for i in range(150)]
                     late = await client.say("s", "late")
-                    # The burst is being answered; the rest of it, and the late command, wait in the intake.
+                    # The burst is being answered; the rest of it, and the late command, wait in the partition's
+                    # consumer.
                     await events.wait_for(lambda _: all(events.settled(c) for c in burst[:5]))
-                    await bridge.intake.stop_intake()
-                queued = await _queued_command_ids(amqp_url, settings.intake_queue)
+                    await bridge.intakes[partition].stop_intake()
+                queued = await _queued_command_ids(amqp_url, partition_queue(settings.intake_queue, partition))
             names = {waiting[0]: "waiting 0", waiting[1]: "waiting 1", late: "late"}
             order = [names[c] for c in queued if c in names]
             expected = [names[c] for c in [*waiting, late] if not events.settled(c)]

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from bridge.amqp.tools import delete_names
+from bridge.amqp.tools import delete_deployment
 from bridge.app import running_bridge
 from bridge.config import Settings
 from bridge.observability.admin import AdminServer
@@ -173,8 +173,4 @@ async def test_the_daemon_serves_it_only_when_a_port_is_set(amqp_url: str) -> No
             response = await client.get(url, headers={"Authorization": "Bearer s3cret-admin"})
             assert (response.status_code, response.json()["error"]) == (404, "unknown_session")
     finally:
-        await delete_names(
-            amqp_url,
-            exchanges=(names["command_exchange"], names["event_exchange"]),
-            queues=(names["intake_queue"], names["dead_letter_queue"]),
-        )
+        await delete_deployment(amqp_url, Settings.load(**base))

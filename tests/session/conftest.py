@@ -16,7 +16,7 @@ from bridge.observability.metrics import Metrics
 from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Envelope, LoopClock
 from bridge.session.ports import AuthClient, FeatureSource
-from bridge.session.registry import SessionRegistry
+from bridge.session.registry import SessionRegistry, session_deps
 from bridge.store.memory import MemorySessionStore
 from genesys_bridge_client.contract import MessageSend, SessionEnd, SessionStart, TypingSend
 from tests.session.fakes import (
@@ -107,19 +107,21 @@ def make_harness(
     uploads = FakeUploads(peer, sources={"https://files.invalid/a.png": b"\x89PNG" + b"0" * 100})
     clock = LoopClock()
     registry = SessionRegistry(
-        settings=settings(**overrides),
-        sink=sink,
-        connector=peer,
-        endpoints=resolve_endpoints,
-        history=history,
-        uploads=uploads,
-        metrics=metrics,
-        clock=clock,
-        store=store,
-        backoff=lambda: itertools.repeat(1.0),
-        features=features,
-        tracer=tracer,
-        auth=auth,
+        session_deps(
+            settings=settings(**overrides),
+            sink=sink,
+            connector=peer,
+            endpoints=resolve_endpoints,
+            history=history,
+            uploads=uploads,
+            metrics=metrics,
+            clock=clock,
+            store=store,
+            backoff=lambda: itertools.repeat(1.0),
+            features=features,
+            tracer=tracer,
+            auth=auth,
+        )
     )
     return Harness(peer, sink, registry, metrics, store, history, uploads, clock), registry
 

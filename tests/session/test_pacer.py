@@ -42,3 +42,34 @@ def test_memory_is_bounded_by_the_limit() -> None:
     for _ in range(1000):
         window.reserve("dep")
     assert len(window._slots["dep"]) <= 4
+
+
+def test_connects_restored_from_the_journal_count_against_the_window() -> None:
+    """A restart or a failover within the minute: what the previous owner connected still counts."""
+    clock = ManualClock()
+    clock.t = 100.0
+    window = ConnectWindow(limit=3, clock=clock, window_s=60.0)
+    window.restore("dep", [10.0, 20.0, 75.0, -1.0])  # 75 s ago left the window; a future time is ignored
+    assert window.reserve("dep") == 0.0  # the third slot
+    assert window.reserve("dep") == 40.0  # the 20-s-old connect leaves the window in 40 s
+    assert window.reserve("other") == 0.0
+
+
+def test_a_crash_loop_never_exceeds_the_limit() -> None:
+    """Each life connects what its window allows, records it, and dies; the next life restores it."""
+    clock = ManualClock()
+    limit, sessions = 10, 25
+    connects: list[float] = []
+    recorded: dict[int, list[float]] = {n: [] for n in range(sessions)}
+    for life in range(12):
+        clock.t = life * 7.0
+        window = ConnectWindow(limit=limit, clock=clock, window_s=60.0)
+        for n in range(sessions):
+            window.restore("dep", [clock.t - t for t in recorded[n]])
+        for n in range(sessions):
+            if window.reserve("dep") == 0.0:  # connects now; the rest would wait, and the process dies first
+                connects.append(clock.t)
+                recorded[n] = [*[t for t in recorded[n] if t > clock.t - 60.0][-7:], clock.t]
+    connects.sort()
+    for i, start in enumerate(connects):
+        assert sum(1 for t in connects[i:] if t < start + 60.0) <= limit

@@ -1,8 +1,10 @@
 """A command settled by one process and redelivered to the next is answered from the session record, never
-run twice; the record's new field survives the journal codec."""
+run twice; the record's new field survives the journal codec; a start the previous process never announced
+is announced by the next."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from datetime import UTC, datetime
 
@@ -14,8 +16,8 @@ from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
 from bridge.store.codec import encode_record, open_record, parse_envelope
 from bridge.store.crypto import KeyRing
 from bridge.store.memory import MemorySessionStore
-from genesys_bridge_client.contract import MessageSend
-from tests.session.conftest import Harness, running
+from genesys_bridge_client.contract import MessageSend, SessionStart
+from tests.session.conftest import DEPLOYMENT, Harness, running
 from tests.session.fakes import FakeDelivery
 
 pytestmark = pytest.mark.looptime
@@ -122,3 +124,53 @@ def test_records_written_before_the_field_existed_still_load() -> None:
         {"session_id": "s1", "token": "t", "deployment_id": "d", "region": "r", "created_at": now, "updated_at": now}
     )
     assert old.recent_outcomes == ()
+
+
+@pytest.mark.parametrize("reached_genesys", [True, False], ids=["configured", "never-configured"])
+async def test_a_start_its_owner_never_announced_is_announced_by_the_next_one(reached_genesys: bool) -> None:
+    """The previous owner stopped mid-start (a hand-off, a crash) after journalling the session and before
+    publishing ``session.started``: the next owner resumes it and publishes ``session.started``, never a
+    ``session.resumed`` for a session the integrator never saw start. If the start never reached Genesys,
+    the new session Genesys makes is that start's, not a lost conversation. The redelivered start is
+    answered."""
+    start = SessionStart(command_id="start-s1", session_id="s1", deployment_id=DEPLOYMENT, region="mypurecloud.com")
+    async with running() as h:
+        await h.start("s1", command_id=start.command_id)
+        assert h.store.records["s1"].unannounced_start is None, "announced, and saved with the start's outcome"
+        # What the journal held while the start was still in flight.
+        record = h.store.records["s1"].model_copy(update={"unannounced_start": "new", "recent_outcomes": ()})
+        await h.registry.drain(10.0)
+    async with running() as h2:
+        if reached_genesys:
+            h2.peer.known_tokens = h.peer.known_tokens
+            h2.peer.history = h.peer.history
+        await h2.registry.resume([record])
+        (started,) = await h2.sink.wait_type("session.started", session_id="s1")
+        assert started.new_session is True
+        await h2.registry.recovered()
+        assert h2.sink.of_type("session.resumed", session_id="s1") == []
+        assert h2.sink.of_type("session.ended", session_id="s1") == []
+        assert h2.registry.get("s1") is not None
+        assert h2.registry.get("s1").record.unannounced_start is None  # type: ignore[union-attr]
+        redelivered = await h2.submit(start)
+        outcome = await h2.sink.wait_outcome(start.command_id)
+        assert (outcome.status, outcome.reason) == ("delivered", "ok"), outcome
+        await redelivered.delivery.settled.wait()  # type: ignore[attr-defined]
+
+
+async def test_a_resume_counts_the_previous_owners_connects_against_the_window() -> None:
+    """The journal carries each session's connects of the last minute: a next process resuming it within
+    that minute waits for the deployment's window, so a crash loop cannot exceed Genesys' limit."""
+    async with running(genesys_connects_per_min=1) as h:
+        await h.start("s1")
+        record = h.store.records["s1"]
+        assert len(record.recent_connects) == 1
+        await h.registry.drain(10.0)
+    loop = asyncio.get_running_loop()
+    async with running(genesys_connects_per_min=1) as h2:
+        h2.peer.known_tokens = h.peer.known_tokens
+        h2.peer.history = h.peer.history
+        began = loop.time()  # virtual: next to no wall time passed since that connect
+        await h2.registry.resume([record])
+        await h2.sink.wait_type("session.resumed", session_id="s1")
+        assert loop.time() - began == pytest.approx(60.0, abs=1.0)  # that connect's minute, first

@@ -20,7 +20,7 @@ from bridge.genesys.rest import GenesysRest
 from bridge.genesys.urls import endpoints_for
 from bridge.observability.metrics import Metrics
 from bridge.ports import LoopClock
-from bridge.session.registry import SessionRegistry
+from bridge.session.registry import SessionRegistry, session_deps
 from bridge.simulator import Simulator, SimulatorConfig
 from bridge.store.memory import MemorySessionStore
 from genesys_bridge_client.contract import MessageSend, SessionStart
@@ -48,15 +48,17 @@ async def live(config: SimulatorConfig | None = None, **overrides: Any) -> Async
         metrics = Metrics(CollectorRegistry(), process_metrics=False)
         overrides.setdefault("delivery_timeout_s", 10.0)
         registry = SessionRegistry(
-            settings=settings(genesys_base_url=sim.base_url, **overrides),
-            sink=sink,
-            connector=WebsocketsConnector(ping_interval_s=None, proxy=None),
-            endpoints=functools.partial(endpoints_for, override=sim.base_url),
-            history=rest,
-            uploads=rest,
-            metrics=metrics,
-            store=MemorySessionStore(),
-            backoff=lambda: itertools.repeat(0.05),
+            session_deps(
+                settings=settings(genesys_base_url=sim.base_url, **overrides),
+                sink=sink,
+                connector=WebsocketsConnector(ping_interval_s=None, proxy=None),
+                endpoints=functools.partial(endpoints_for, override=sim.base_url),
+                history=rest,
+                uploads=rest,
+                metrics=metrics,
+                store=MemorySessionStore(),
+                backoff=lambda: itertools.repeat(0.05),
+            )
         )
         h = SimHarness(None, sink, registry, metrics, MemorySessionStore(), None, None, LoopClock())  # type: ignore[arg-type]
         h.sim = sim

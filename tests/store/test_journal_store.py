@@ -56,6 +56,22 @@ async def test_closed_sessions_are_not_returned() -> None:
     assert [r.session_id for r in await store(log).load_live()] == ["b"]
 
 
+async def test_sessions_that_belong_elsewhere_are_neither_loaded_nor_written_again() -> None:
+    """After a repartition a stream still holds records of sessions that moved to another partition."""
+    log = MemoryJournalLog()
+    writer = store(log)
+    for sid in ("stays", "moved"):
+        await writer.save(make_record(sid))
+    reader = JournalStore(
+        log, KeyRing.of(KEY), metrics=new_metrics(), clock=FixedClock(), belongs=lambda sid: sid == "stays"
+    )
+    with capture_logs() as logs:
+        assert [r.session_id for r in await reader.load_live()] == ["stays"]
+    assert [e["elsewhere"] for e in logs if e["event"] == "journal_replayed"] == [1]
+    assert await reader.rejournal() == 1
+    assert [r.session_id for r in reader.live_sessions()] == ["stays"]
+
+
 async def test_a_session_restarted_after_close_is_live_again() -> None:
     log = MemoryJournalLog()
     writer = store(log)

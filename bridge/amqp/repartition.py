@@ -1,0 +1,332 @@
+"""``genesys-bridge repartition``: change a stopped deployment's partition count (docs/scaling.md).
+
+Run it with every replica stopped; it refuses while anything consumes the intake or a partition queue.
+It finds the layout the broker holds, and moves it to ``BRIDGE_PARTITIONS`` partitions:
+
+1. **A release before partitions** (an intake queue without ``x-single-active-consumer`` and no partition
+   queue): its commands are moved into a staging queue, ``<intake>.repartition``, and the intake queue is
+   declared again with the new arguments (a queue's arguments cannot change in place).
+2. **Commands.** The staging queue, then each old partition queue in turn, is emptied into the new
+   partition queues, each command into its session's partition. A session's commands all sit in one
+   source queue and are moved in order, one confirmed publish before each ack, so its order holds and
+   nothing is lost (a crash in between leaves a duplicate, which the bridge answers from the session's
+   idempotency record). Probes are dropped; a message without a ``session_id`` goes to the intake queue,
+   where the router rejects it as it would have. Old partition queues beyond the new count are deleted
+   last, highest first, so a run that stops half-way leaves a layout the next run reads the same way.
+3. **Journal** (durable sessions only). Every live session's newest record is appended to its new
+   partition's stream (:mod:`bridge.partition.rehome`); nothing is decrypted. Streams of partitions
+   beyond the new count are deleted once their records are copied. The stream of a release before
+   partitions is left to expire by age.
+
+Each step is idempotent: after a failure, run the tool again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
+
+from bridge.amqp.connection import ReopeningConnection, broker_error
+from bridge.amqp.forwarder import QueueForwarder
+from bridge.amqp.journal import StreamJournal
+from bridge.amqp.messages import copy_message
+from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology, intake_queue_arguments
+from bridge.config import Settings
+from bridge.errors import BrokerError
+from bridge.partition.layout import PROBE_TYPE, journal_stream_of, partition_of, partition_queue, presence_queue
+from bridge.partition.rehome import StreamRecords, plan_rehoming
+
+__all__ = ["RepartitionReport", "repartition", "staging_queue"]
+
+#: Queues and streams looked for, at most: one more than the largest partition count the settings allow.
+_LOOK_FOR: Final = 1025
+
+#: Messages taken from a source queue at a time.
+_PREFETCH: Final = 100
+
+#: How long a source queue may stay silent while messages it counted are still due.
+_IDLE_TIMEOUT_S: Final = 30.0
+
+#: Headers the broker set on the source queue's deliveries, which a copy must not carry into another queue.
+_DELIVERY_HEADERS: Final = frozenset({"x-delivery-count"})
+
+
+def staging_queue(intake_queue: str) -> str:
+    """The staging queue of an upgrade from a release before partitions: ``<intake>.repartition``."""
+    return f"{intake_queue}.repartition"
+
+
+@dataclass(slots=True)
+class RepartitionReport:
+    """What a run found and did."""
+
+    partitions_before: int
+    partitions_after: int
+    #: The broker held a release's layout from before partitions.
+    upgraded_intake: bool = False
+    commands_moved: int = 0
+    probes_dropped: int = 0
+    sessions_live: int = 0
+    records_copied: int = 0
+    deleted: list[str] = field(default_factory=list)
+
+
+async def repartition(settings: Settings, *, say: Callable[[str], None] = lambda _: None) -> RepartitionReport:
+    """Move the broker's layout to ``settings.partitions`` partitions; ``say`` hears each step.
+
+    The caller must have stopped every replica of the deployment, and should pause publishers while an
+    intake queue of a release before partitions is declared again (step 1 of the module's description).
+
+    Raises:
+        BrokerError: a replica still consumes (the message names the queue), or the broker refused.
+        BrokerUnavailable: the broker cannot be reached.
+        StoreError: a journal stream cannot be used.
+    """
+    connection = ReopeningConnection(settings, name="bridge-cli-repartition")
+    forwarder = QueueForwarder(connection, confirm_timeout_s=settings.publish_timeout_s)
+    try:
+        mover = _Mover(settings, connection, forwarder, say)
+        return await mover.run()
+    finally:
+        await forwarder.close()
+        await connection.close()
+
+
+class _Mover:
+    def __init__(
+        self,
+        settings: Settings,
+        connection: ReopeningConnection,
+        forwarder: QueueForwarder,
+        say: Callable[[str], None],
+    ) -> None:
+        self._settings = settings
+        self._names = TopologyNames.from_settings(settings)
+        self._connection = connection
+        self._forwarder = forwarder
+        self._say = say
+        self._intake = settings.intake_queue
+        self._staging = staging_queue(settings.intake_queue)
+
+    async def run(self) -> RepartitionReport:
+        before = await self._count(lambda n: partition_queue(self._intake, n))
+        report = RepartitionReport(partitions_before=before, partitions_after=self._settings.partitions)
+        sources = [partition_queue(self._intake, n) for n in range(before)]
+        await self._refuse_consumers([presence_queue(self._intake), self._intake, self._staging, *sources])
+        self._say(f"found {before} partition queue(s); moving to {self._settings.partitions}")
+        if before == 0 and await self._intake_is_old():
+            report.upgraded_intake = True
+            await self._move_all(self._intake, self._staging)
+            await self._delete(self._intake, report)
+        await self._declare()
+        if await self._forwarder.inspect(self._staging) is not None:
+            await self._distribute(self._staging, report, due=await self._messages(self._staging))
+            await self._delete(self._staging, report)
+        if before != self._settings.partitions:
+            # Counted before any is moved: what one queue receives from another lands behind its count.
+            due = {source: await self._messages(source) for source in sources}
+            for source in sources:
+                await self._distribute(source, report, due=due[source])
+        if self._settings.durable_sessions:
+            await self._rehome_journal(report)
+        for n in reversed(range(self._settings.partitions, before)):
+            await self._delete(partition_queue(self._intake, n), report)
+        return report
+
+    # -- layout ----------------------------------------------------------------------------------------
+
+    async def _count(self, name: Callable[[int], str]) -> int:
+        """How many of ``name(0)``, ``name(1)``, ... exist, counting up to the first missing one."""
+        found = 0
+        while found < _LOOK_FOR and await self._forwarder.inspect(name(found)) is not None:
+            found += 1
+        return found
+
+    async def _refuse_consumers(self, queues: list[str]) -> None:
+        for queue in queues:
+            stats = await self._forwarder.inspect(queue)
+            if stats is not None and stats.consumers:
+                raise BrokerError(
+                    f"{queue!r} has {stats.consumers} consumer(s): stop every replica of the deployment (scale it "
+                    "to 0) before repartitioning"
+                )
+
+    async def _intake_is_old(self) -> bool:
+        """Whether the intake queue exists with the arguments of a release before partitions."""
+        if await self._forwarder.inspect(self._intake) is None:
+            return False
+        channel = await self._channel()
+        try:
+            await channel.declare_queue(self._intake, durable=True, arguments=intake_queue_arguments(self._names))
+        except aiormq.exceptions.ChannelPreconditionFailed:
+            return True
+        except Exception as exc:
+            raise broker_error(exc) from exc
+        finally:
+            await _close(channel)
+        return False
+
+    async def _declare(self) -> None:
+        channel = await self._channel()
+        try:
+            await declare_topology(channel, self._names)
+            for n in range(self._settings.partitions):
+                await declare_partition_queue(channel, self._names, partition_queue(self._intake, n))
+        except Exception as exc:
+            raise broker_error(exc) from exc
+        finally:
+            await _close(channel)
+
+    async def _delete(self, queue: str, report: RepartitionReport) -> None:
+        """Delete ``queue`` once it is empty. (Quorum queues refuse ``if-empty`` deletes: the count is read
+        first, and nothing else publishes into these queues while every replica is stopped.)"""
+        stats = await self._forwarder.inspect(queue)
+        if stats is None:
+            return
+        if stats.messages:
+            raise BrokerError(
+                f"{queue!r} still holds {stats.messages} message(s), published while it was emptied: pause the "
+                "publishers and run the tool again"
+            )
+        await self._delete_any(queue, report)
+
+    # -- commands --------------------------------------------------------------------------------------
+
+    async def _move_all(self, source: str, target: str) -> None:
+        """Move every message of ``source`` into ``target`` (declared here as a quorum queue)."""
+        channel = await self._channel()
+        try:
+            await channel.declare_queue(target, durable=True, arguments={"x-queue-type": "quorum"})
+        except Exception as exc:
+            raise broker_error(exc) from exc
+        finally:
+            await _close(channel)
+        await self._drain(source, lambda _: target, due=await self._messages(source))  # counted when distributed
+
+    async def _distribute(self, source: str, report: RepartitionReport, *, due: int) -> None:
+        """Move the first ``due`` messages of ``source`` into their sessions' partition queues."""
+        moved, probes = await self._drain(source, self._destination, due=due)
+        report.commands_moved += moved
+        report.probes_dropped += probes
+
+    def _destination(self, message: AbstractIncomingMessage) -> str:
+        try:
+            command = json.loads(message.body)
+        except ValueError:
+            return self._intake
+        session_id = command.get("session_id") if isinstance(command, dict) else None
+        if not isinstance(session_id, str) or not session_id:
+            return self._intake  # the router rejects it, with the reason, as it would have
+        return partition_queue(self._intake, partition_of(session_id, self._settings.partitions))
+
+    async def _messages(self, queue: str) -> int:
+        stats = await self._forwarder.inspect(queue)
+        return stats.messages if stats is not None else 0
+
+    async def _drain(
+        self, source: str, destination: Callable[[AbstractIncomingMessage], str], *, due: int
+    ) -> tuple[int, int]:
+        """Move the first ``due`` messages of ``source``, in order, each to ``destination(it)``; return how
+        many were moved and how many probes dropped. Messages moved into ``source`` itself (from it, or
+        from another source) land behind the count, so they are not taken again."""
+        moved = probes = 0
+        if not due:
+            return moved, probes
+        self._say(f"moving {due} message(s) out of {source}")
+        channel = await self._channel()
+        try:
+            await channel.set_qos(prefetch_count=_PREFETCH)
+            queue = await channel.get_queue(source, ensure=False)
+            async with queue.iterator() as messages:
+                while due:
+                    async with asyncio.timeout(_IDLE_TIMEOUT_S):
+                        message = await anext(messages)
+                    due -= 1
+                    if message.type == PROBE_TYPE:
+                        probes += 1
+                    else:
+                        headers = {k: v for k, v in (message.headers or {}).items() if k not in _DELIVERY_HEADERS}
+                        await self._forwarder.forward(copy_message(message, headers=headers), destination(message))
+                        moved += 1
+                    await message.ack()
+        except TimeoutError as exc:
+            raise BrokerError(
+                f"{source!r}: {due} message(s) counted but not delivered within {_IDLE_TIMEOUT_S}s"
+            ) from exc
+        except BrokerError:
+            raise
+        except Exception as exc:
+            raise broker_error(exc) from exc
+        finally:
+            await _close(channel)  # what was delivered but not moved goes back, in order
+        return moved, probes
+
+    # -- journal ---------------------------------------------------------------------------------------
+
+    async def _rehome_journal(self, report: RepartitionReport) -> None:
+        stream = self._settings.journal_stream
+        found = await self._count(lambda n: journal_stream_of(stream, n))
+        readings: list[tuple[int | None, str]] = [(n, journal_stream_of(stream, n)) for n in range(found)]
+        if await self._forwarder.inspect(stream) is not None:
+            readings.insert(0, (None, stream))
+        records: list[StreamRecords] = []
+        for partition, name in readings:
+            bodies: list[bytes] = []
+            async with self._journal(name) as journal:
+                await journal.replay(bodies.append)
+            records.append(StreamRecords(partition, bodies))
+        plan = plan_rehoming(records, self._settings.partitions)
+        report.sessions_live = plan.live
+        for partition, bodies in sorted(plan.copies.items()):
+            async with StreamJournal.from_settings(self._connection, self._settings, partition=partition) as journal:
+                for body in bodies:
+                    await journal.append(body)
+            report.records_copied += len(bodies)
+            self._say(f"copied {len(bodies)} session record(s) into {journal.stream}")
+        for n in reversed(range(self._settings.partitions, found)):
+            await self._delete_any(journal_stream_of(stream, n), report)
+
+    def _journal(self, name: str) -> StreamJournal:
+        """The journal stream ``name``, to read (a replay appends its end marker to the stream itself)."""
+        return StreamJournal(
+            self._connection,
+            stream=name,
+            max_age=self._settings.journal_max_age,
+            confirm_timeout_s=self._settings.publish_timeout_s,
+        )
+
+    async def _delete_any(self, name: str, report: RepartitionReport) -> None:
+        """Delete queue or stream ``name`` (gone already is fine)."""
+        channel = await self._channel()
+        try:
+            await channel.queue_delete(name)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return
+        except Exception as exc:
+            raise broker_error(exc) from exc
+        finally:
+            await _close(channel)
+        report.deleted.append(name)
+        self._say(f"deleted {name}")
+
+    async def _channel(self) -> AbstractChannel:
+        connection = await self._connection.get()
+        try:
+            return await connection.channel(publisher_confirms=False)
+        except Exception as exc:
+            raise broker_error(exc) from exc
+
+
+async def _close(channel: AbstractChannel) -> None:
+    if not channel.is_closed:
+        with contextlib.suppress(
+            aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError
+        ):
+            await channel.close()

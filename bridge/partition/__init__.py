@@ -1,0 +1,1 @@
+"""Partitioned session ownership: how replicas share sessions over RabbitMQ (docs/scaling.md)."""

@@ -1,0 +1,119 @@
+"""Which partitions a replica takes and which it hands off (the fleet's rules, without a broker)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from bridge.amqp.forwarder import QueueStats
+from bridge.config import Settings
+from bridge.observability.metrics import Metrics
+from bridge.partition.fleet import Fleet, Partition
+from bridge.session.flow import ConnectWindow
+from tests.session.fakes import ManualClock
+
+
+@dataclass
+class FakeOwner:
+    index: int
+    owned: bool = False
+
+    def __len__(self) -> int:
+        return 0
+
+
+@dataclass
+class FakeIntake:
+    queue: str
+    handed_off: int = 0
+    owned: bool = False
+
+    async def hand_off(self) -> None:
+        self.handed_off += 1
+
+
+class FakeForwarder:
+    """The broker as the fleet sees it: consumer counts of the presence and hunger queues."""
+
+    def __init__(self, *, replicas: int, hungry: int) -> None:
+        self.counts = {"q.replicas": replicas, "q.hungry": hungry}
+        self.held: set[str] = set()
+
+    async def inspect(self, queue: str) -> QueueStats | None:
+        count = self.counts.get(queue)
+        return QueueStats(messages=0, consumers=count) if count is not None else None
+
+    async def hold(self, queue: str) -> None:
+        self.held.add(queue)
+
+    async def let_go(self, queue: str) -> None:
+        self.held.discard(queue)
+
+
+def _fleet(partitions: int, *, owned: int, replicas: int, hungry: int = 0) -> tuple[Fleet, ManualClock]:
+    settings = Settings.load(partitions=partitions, balance_interval_s=5.0, durable_sessions=False)
+    clock = ManualClock()
+    fleet = Fleet(
+        FakeForwarder(replicas=replicas, hungry=hungry),  # type: ignore[arg-type]
+        settings=settings,
+        intake_queue="q",
+        router=FakeIntake("q"),  # type: ignore[arg-type]
+        window=ConnectWindow(limit=1000, clock=clock),
+        metrics=Metrics(process_metrics=False),
+        replica="r",
+        clock=clock,
+    )
+    for n in range(partitions):
+        owner: Any = FakeOwner(n, owned=n < owned)
+        fleet.add(Partition(owner, FakeIntake(f"q.p{n}")))  # type: ignore[arg-type]
+    fleet.replicas, fleet.hungry = replicas, hungry
+    return fleet, clock
+
+
+@pytest.mark.parametrize(
+    ("owned", "replicas", "hungry", "takes"),
+    [
+        (0, 1, 0, True),  # alone: everything
+        (4, 3, 0, True),  # 16 over 3: below the floor (5)
+        (5, 3, 0, True),  # at the floor, below the ceiling (6), nobody hungry
+        (5, 3, 1, False),  # at the floor while another replica is below it: leave it to that one
+        (6, 3, 0, False),  # at the ceiling
+    ],
+)
+def test_a_replica_takes_a_partition_below_its_share(owned: int, replicas: int, hungry: int, takes: bool) -> None:
+    fleet, _ = _fleet(16, owned=owned, replicas=replicas, hungry=hungry)
+    offered: Any = FakeOwner(15)
+    assert fleet.accept(offered) is takes
+
+
+def test_a_partition_declined_once_is_taken_when_it_comes_back_soon() -> None:
+    """Nobody else took it (every other replica is at its share too, or the count is stale): take it."""
+    fleet, clock = _fleet(16, owned=6, replicas=3)
+    offered: Any = FakeOwner(15)
+    assert not fleet.accept(offered)
+    clock.t += 1.0
+    assert fleet.accept(offered)
+    clock.t += 60.0
+    assert not fleet.accept(offered)  # long after: declined again
+
+
+def _handed_off(fleet: Fleet) -> int:
+    return sum(p.intake.handed_off for p in fleet.partitions)  # type: ignore[attr-defined]
+
+
+async def test_balance_hands_off_the_surplus_above_the_ceiling() -> None:
+    fleet, _ = _fleet(16, owned=16, replicas=3)
+    await fleet.balance()
+    assert _handed_off(fleet) == 10
+
+
+async def test_balance_makes_room_for_a_hungry_replica_one_partition_at_a_time() -> None:
+    """16 over 5 replicas as 4, 4, 4, 4, 0: each at the ceiling hands one off while someone is hungry."""
+    fleet, _ = _fleet(16, owned=4, replicas=5, hungry=1)
+    await fleet.balance()
+    assert _handed_off(fleet) == 1
+    fleet._forwarder.counts["q.hungry"] = 0  # type: ignore[attr-defined]
+    await fleet.balance()
+    assert _handed_off(fleet) == 1
