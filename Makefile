@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check bridge client tests bench examples
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict bridge client/src examples
+	$(BIN)/mypy --strict bridge client/src examples bench
 
 pytest: $(STAMP) rabbitmq
 	PYTHONASYNCIODEBUG=1 $(BIN)/pytest

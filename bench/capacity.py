@@ -35,7 +35,7 @@ import statistics
 import time
 from typing import Any
 
-from bench.common import AMQP_URL, run_and_report
+from bench.common import run_and_report
 from bench.loadgen import LoadGen
 from bench.procs import CpuSample, raise_nofile_limit
 from bench.stack import Stack, bridge_available
@@ -57,7 +57,7 @@ async def one_rep(steps: list[int], keepalive_s: float, idle_window_s: float, wi
     deployments = math.ceil(steps[-1] / SESSIONS_PER_DEPLOYMENT)
     async with (
         Stack(NAME, max_sessions=steps[-1], extra_env=env) as stack,
-        LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+        LoadGen.of(stack.names) as lg,
     ):
         loop = asyncio.get_running_loop()
         await asyncio.sleep(SETTLE_S)
@@ -185,7 +185,7 @@ def render(doc: dict[str, Any]) -> str:
         return f"capacity: {doc['status']}: {doc['reason']}"
 
     def sp(d: dict[str, Any] | None, digits: int = 1) -> str:
-        return "—" if d is None else Spread(d["median"], d["min"], d["max"], d["n"]).fmt(digits)
+        return "—" if d is None else Spread.of(d).fmt(digits)
 
     window = doc["options"]["idle_window_s"]
     rows = [

@@ -216,8 +216,8 @@ async def run(
     rows: list[dict[str, Any]] = []
     async with (
         ReplicaStack(NAME, partitions=partitions, max_sessions=sessions, extra_env=extra) as stack,
-        LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
-        Resumes(stack.event_exchange) as resumes,
+        LoadGen.of(stack.names) as lg,
+        Resumes(stack.names.event_exchange) as resumes,
     ):
         await asyncio.gather(*(stack.add(f"r{i}") for i in range(REPLICAS)))
         await stack.wait(stack.balanced, what="the first balance", timeout_s=120)
@@ -234,7 +234,7 @@ async def run(
                 await stack.wait(stack.settled, what="the survivors settled", timeout_s=120)
                 await stack.add(f"r{REPLICAS + rep}")
                 await stack.wait(stack.settled, what="the replacement's share", timeout_s=180)
-        dead_letters = await _messages(stack.dead_letter_queue)
+        dead_letters = await _messages(stack.names.dead_letter_queue)
     doc = _document(options, intervals, open_s, rows)
     doc["summary"]["dead_lettered"] = dead_letters
     return doc
@@ -284,7 +284,7 @@ def render(doc: dict[str, Any]) -> str:
         return f"failover: {doc['status']}: {doc['reason']}"
 
     def sp(d: dict[str, Any], digits: int = 1) -> str:
-        return Spread(d["median"], d["min"], d["max"], d["n"]).fmt(digits)
+        return Spread.of(d).fmt(digits)
 
     s, iv, o = doc["summary"], doc["intervals"], doc["options"]
     w = doc["reps"][0]["window"]

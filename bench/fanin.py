@@ -22,7 +22,7 @@ import math
 from typing import Any
 
 from bench.baseline_rep import measure
-from bench.common import AMQP_URL, run_and_report
+from bench.common import run_and_report
 from bench.loadgen import LoadGen
 from bench.procs import CpuSample, raise_nofile_limit
 from bench.stack import Stack, bridge_available
@@ -84,7 +84,7 @@ async def run(*, sessions: int, messages: int, reps: int, seconds: float) -> dic
     raise_nofile_limit()
     async with (
         Stack(NAME, max_sessions=sessions) as stack,
-        LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+        LoadGen.of(stack.names) as lg,
     ):
         ids = [f"{stack.prefix}.s{i}" for i in range(sessions)]
         open_s = await lg.start_sessions(ids, timeout_s=120)
@@ -140,7 +140,7 @@ def render(doc: dict[str, Any]) -> str:
     s = doc["summary"]
 
     def sp(d: dict[str, Any], digits: int = 0) -> str:
-        return Spread(d["median"], d["min"], d["max"], d["n"]).fmt(digits)
+        return Spread.of(d).fmt(digits)
 
     lat = s["latency_at_50pct"]
     rows = [

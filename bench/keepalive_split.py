@@ -13,7 +13,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from bench.common import AMQP_URL, write_result
+from bench.common import write_result
 from bench.loadgen import LoadGen
 from bench.procs import CpuSample, raise_nofile_limit
 from bench.stack import Stack
@@ -28,7 +28,7 @@ async def _idle(sessions: int, *, ping: bool, windows: int) -> list[float]:
     env = {"BRIDGE_WS_PING_INTERVAL_S": f"{INTERVAL_S:g}" if ping else "", "BRIDGE_ECHO_INTERVAL_S": f"{INTERVAL_S:g}"}
     async with (
         Stack("keepalive", max_sessions=sessions, extra_env=env) as stack,
-        LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+        LoadGen.of(stack.names) as lg,
     ):
         await lg.start_sessions([f"{stack.prefix}.s{i}" for i in range(sessions)], timeout_s=60 + sessions / 20)
         await asyncio.sleep(INTERVAL_S)

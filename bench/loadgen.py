@@ -24,6 +24,9 @@ from typing import Any, Self
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage, AbstractQueue
 
+from bench.common import AMQP_URL
+from bridge.amqp.tools import DeploymentNames
+
 __all__ = ["DEPLOYMENT", "LoadGen", "Tally", "message_send"]
 
 DEPLOYMENT = "bench-deployment"
@@ -67,6 +70,11 @@ class LoadGen:
         self.tally = Tally()
         self._window = asyncio.Semaphore(_PUBLISH_WINDOW)
         self._loop = asyncio.get_running_loop()
+
+    @classmethod
+    def of(cls, names: DeploymentNames, amqp_url: str = AMQP_URL) -> LoadGen:
+        """A load generator on the command and event exchanges of ``names``."""
+        return cls(amqp_url, command_exchange=names.command_exchange, event_exchange=names.event_exchange)
 
     async def __aenter__(self) -> Self:
         self._pub_conn = await aio_pika.connect(self._url, client_properties={"connection_name": "bench-loadgen-pub"})

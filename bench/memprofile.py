@@ -17,7 +17,7 @@ import tracemalloc
 from collections import Counter
 from typing import Any
 
-from bench.common import AMQP_URL, write_result
+from bench.common import write_result
 from bench.loadgen import LoadGen
 from bench.procs import raise_nofile_limit, rss_bytes
 from bench.stack import Stack
@@ -68,7 +68,7 @@ async def _measure(sessions: int) -> dict[str, Any]:
         tracemalloc.start(8)
         async with (
             running_bridge(settings),
-            LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+            LoadGen.of(stack.names) as lg,
         ):
             await asyncio.sleep(1)
             before = tracemalloc.take_snapshot()

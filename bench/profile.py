@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import AMQP_URL, write_result
+from bench.common import write_result
 from bench.loadgen import LoadGen, message_send
 from bench.procs import Child, raise_nofile_limit
 from bench.stack import LOG_DIR, Stack, bridge_available
@@ -100,7 +100,7 @@ async def _profile(scenario: str, seconds: float, sessions: int) -> dict[str, An
     env = {"BRIDGE_WS_PING_INTERVAL_S": "30", "BRIDGE_ECHO_INTERVAL_S": "30"} if scenario == "idle" else {}
     async with (
         Stack(f"profile-{scenario}", max_sessions=sessions, extra_env=env) as stack,
-        LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+        LoadGen.of(stack.names) as lg,
     ):
         ids = [f"{stack.prefix}.s{i}" for i in range(sessions)]
         if scenario != "open":

@@ -38,7 +38,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import AMQP_URL, write_result
+from bench.common import write_result
 from bench.loadgen import LoadGen
 from bench.procs import raise_nofile_limit
 from bench.stack import Stack, bridge_available
@@ -146,7 +146,7 @@ async def run(
     floor: list[dict[str, Any]] = []
     async with (
         Stack(NAME, max_sessions=sessions) as stack,
-        LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+        LoadGen.of(stack.names) as lg,
     ):
         ids = [f"{stack.prefix}.s{i}" for i in range(sessions)]
         open_s = await lg.start_sessions(ids, timeout_s=180)
@@ -204,7 +204,7 @@ def render(doc: dict[str, Any]) -> str:
         return f"recovery: {doc['status']}: {doc['reason']}"
 
     def sp(d: dict[str, Any]) -> str:
-        return Spread(d["median"], d["min"], d["max"], d["n"]).fmt(1)
+        return Spread.of(d).fmt(1)
 
     s = doc["summary"]
     pacing = doc["pacing"]

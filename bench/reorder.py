@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from bench.common import AMQP_URL, run_and_report
+from bench.common import run_and_report
 from bench.fanin import paced_rep
 from bench.loadgen import LoadGen
 from bench.procs import raise_nofile_limit
@@ -28,7 +28,7 @@ async def _latencies(window_s: float, *, sessions: int, rate: float, seconds: fl
     env = {"BRIDGE_REORDER_WINDOW_S": str(window_s)}
     async with (
         Stack(f"{NAME}-{window_s:g}", max_sessions=sessions, extra_env=env) as stack,
-        LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+        LoadGen.of(stack.names) as lg,
     ):
         await lg.start_sessions([f"{stack.prefix}.s{i}" for i in range(sessions)], timeout_s=120)
         await lg.follow("message.received.#")
@@ -73,7 +73,7 @@ def render(doc: dict[str, Any]) -> str:
     s, o = doc["summary"], doc["options"]
 
     def sp(d: dict[str, Any]) -> str:
-        return Spread(d["median"], d["min"], d["max"], d["n"]).fmt(1)
+        return Spread.of(d).fmt(1)
 
     rows = [
         ["window off: p50 / p99, ms", f"{sp(s['off_p50_ms'])} / {sp(s['off_p99_ms'])}"],

@@ -36,6 +36,7 @@ import aiohttp
 from bench.common import AMQP_URL, free_port, unique_prefix
 from bench.procs import Child, find_rabbitmq_pid
 from bench.stack import LOG_DIR
+from bridge.amqp.tools import DeploymentNames
 from bridge.partition.layout import partition_of
 
 __all__ = ["Replica", "ReplicaStack", "delete_names", "log_time", "metric_sum"]
@@ -160,6 +161,7 @@ class ReplicaStack:
     ) -> None:
         self.name = name
         self.prefix = unique_prefix(name)
+        self.names = DeploymentNames(self.prefix)
         self.partitions = partitions
         self.max_sessions = max_sessions
         self.simulator = simulator
@@ -174,45 +176,16 @@ class ReplicaStack:
         self._http: aiohttp.ClientSession | None = None
 
     # --- names --------------------------------------------------------------------------------------
-    @property
-    def command_exchange(self) -> str:
-        return f"{self.prefix}.commands"
-
-    @property
-    def event_exchange(self) -> str:
-        return f"{self.prefix}.events"
-
-    @property
-    def intake_queue(self) -> str:
-        return f"{self.prefix}.intake"
-
-    @property
-    def dead_letter_queue(self) -> str:
-        return f"{self.prefix}.dlq"
-
-    @property
-    def journal_stream(self) -> str:
-        return f"{self.prefix}.journal"
-
     def queue_names(self) -> list[str]:
         """Every queue and stream the replicas declare (what :meth:`__aexit__` deletes)."""
-        intake, journal = self.intake_queue, self.journal_stream
-        return [
-            *(f"{intake}.p{n}" for n in range(self.partitions)),
-            intake,
-            f"{intake}.replicas",
-            f"{intake}.hungry",
-            *(f"{journal}.p{n}" for n in range(self.partitions)),
-            journal,
-            self.dead_letter_queue,
-        ]
+        return list(self.names.queues(self.partitions))
 
     # --- life ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:
         os.makedirs(LOG_DIR, exist_ok=True)
         try:
             self._stack.push_async_callback(
-                delete_names, self.queue_names(), [self.command_exchange, self.event_exchange]
+                delete_names, self.queue_names(), [self.names.command_exchange, self.names.event_exchange]
             )
             self._http = await self._stack.enter_async_context(aiohttp.ClientSession())
             if self.simulator:
@@ -242,12 +215,8 @@ class ReplicaStack:
         """One replica's environment: the stack's names and key, its own port and name, JSON logs."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
         env.update(
+            self.names.environment(),
             BRIDGE_AMQP_URL=AMQP_URL,
-            BRIDGE_COMMAND_EXCHANGE=self.command_exchange,
-            BRIDGE_INTAKE_QUEUE=self.intake_queue,
-            BRIDGE_EVENT_EXCHANGE=self.event_exchange,
-            BRIDGE_DEAD_LETTER_QUEUE=self.dead_letter_queue,
-            BRIDGE_JOURNAL_STREAM=self.journal_stream,
             BRIDGE_STATE_KEY=self.state_key,
             BRIDGE_HTTP_HOST="127.0.0.1",
             BRIDGE_HTTP_PORT=str(http_port),

@@ -25,7 +25,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from bench.common import AMQP_URL, run_and_report
+from bench.common import run_and_report
 from bench.loadgen import LoadGen, message_send
 from bench.procs import CpuSample, raise_nofile_limit
 from bench.replica_stack import ReplicaStack, metric_sum
@@ -88,7 +88,7 @@ async def one_k(k: int, *, sessions: int, rate: float, seconds: float, reps: int
     rows: list[dict[str, Any]] = []
     async with (
         ReplicaStack(f"{NAME}-k{k}", partitions=PARTITIONS, max_sessions=sessions) as stack,
-        LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+        LoadGen.of(stack.names) as lg,
     ):
         await asyncio.gather(*(stack.add(f"r{i}") for i in range(k)))
         await stack.wait(stack.balanced, what="the first balance", timeout_s=120)
@@ -150,7 +150,7 @@ def render(doc: dict[str, Any]) -> str:
         return f"replicas_cpu: {doc['status']}: {doc['reason']}"
 
     def sp(d: dict[str, Any]) -> str:
-        return Spread(d["median"], d["min"], d["max"], d["n"]).fmt(0)
+        return Spread.of(d).fmt(0)
 
     rows = []
     for k in doc["by_replicas"]:

@@ -232,7 +232,9 @@ async def router_rep(stack: ReplicaStack, bodies: list[bytes]) -> dict[str, Any]
     conn = await aio_pika.connect(AMQP_URL, client_properties={"connection_name": "bench-router-fill"})
     async with conn:
         channel = await conn.channel(publisher_confirms=True)
-        commands = await channel.declare_exchange(stack.command_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        commands = await channel.declare_exchange(
+            stack.names.command_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+        )
         routed0 = metric_sum(await stack.metrics_text(replica), _ROUTED)
         os.kill(replica.pid, signal.SIGSTOP)
         try:
@@ -251,7 +253,7 @@ async def router_rep(stack: ReplicaStack, bodies: list[bytes]) -> dict[str, Any]
                     routed = metric_sum(await stack.metrics_text(replica), _ROUTED) - routed0
         elapsed = loop.time() - t0
         cpu1 = CpuSample.take(pids)
-        left = await _count(conn, stack.intake_queue)
+        left = await _count(conn, stack.names.intake_queue)
     n = max(1, int(routed))
     return {
         "commands": len(bodies),
@@ -273,7 +275,7 @@ async def _hold_partitions(
     for n in range(stack.partitions):
         channel = await conn.channel()
         await channel.set_qos(prefetch_count=1)
-        queue = await channel.declare_queue(f"{stack.intake_queue}.p{n}", durable=True, arguments=args)
+        queue = await channel.declare_queue(f"{stack.names.intake_queue}.p{n}", durable=True, arguments=args)
         await queue.consume(_never_ack)
         held.append((channel, queue))
     return held
@@ -409,7 +411,7 @@ def render(doc: dict[str, Any]) -> str:
     s = doc["summary"]
 
     def sp(d: dict[str, Any], digits: int = 0) -> str:
-        return Spread(d["median"], d["min"], d["max"], d["n"]).fmt(digits)
+        return Spread.of(d).fmt(digits)
 
     rows = [
         ["bridge router (intake → partition queues), commands/s", sp(s["router_commands_per_s"])],

@@ -22,13 +22,12 @@ from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
 
-import aio_pika
 import aiohttp
 
 from bench.common import AMQP_URL, free_port, unique_prefix
 from bench.procs import Child, find_rabbitmq_pid, rss_bytes
-from bridge.config import Settings
-from bridge.partition.layout import hunger_queue, journal_stream_of, partition_queue, presence_queue
+from bridge.amqp.tools import DeploymentNames, delete_names
+from bridge.errors import BrokerError
 
 __all__ = ["LOG_DIR", "Stack", "bridge_available"]
 
@@ -62,6 +61,7 @@ class Stack:
     def __init__(self, name: str, *, max_sessions: int, agent: bool = False, extra_env: dict[str, str] | None = None):
         self.name = name
         self.prefix = unique_prefix(name)
+        self.names = DeploymentNames(self.prefix)
         self.max_sessions = max_sessions
         self.agent = agent
         self.extra_env = extra_env or {}
@@ -74,14 +74,6 @@ class Stack:
         self._stack = AsyncExitStack()
         self._http: aiohttp.ClientSession | None = None
         self.rabbitmq_pid = find_rabbitmq_pid()
-
-    @property
-    def command_exchange(self) -> str:
-        return f"{self.prefix}.commands"
-
-    @property
-    def event_exchange(self) -> str:
-        return f"{self.prefix}.events"
 
     @property
     def pids(self) -> dict[str, int | None]:
@@ -97,12 +89,8 @@ class Stack:
         """The daemon's environment: unique names, the simulator as Genesys, limits for N sessions."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
         env.update(
+            self.names.environment(),
             BRIDGE_AMQP_URL=AMQP_URL,
-            BRIDGE_COMMAND_EXCHANGE=self.command_exchange,
-            BRIDGE_INTAKE_QUEUE=f"{self.prefix}.intake",
-            BRIDGE_EVENT_EXCHANGE=self.event_exchange,
-            BRIDGE_DEAD_LETTER_QUEUE=f"{self.prefix}.dlq",
-            BRIDGE_JOURNAL_STREAM=f"{self.prefix}.journal",
             BRIDGE_STATE_KEY=base64.urlsafe_b64encode(os.urandom(32)).decode(),
             BRIDGE_HTTP_HOST="127.0.0.1",
             BRIDGE_HTTP_PORT=str(self.http_port),
@@ -208,27 +196,8 @@ class Stack:
             return result
 
     async def _delete_names(self) -> None:
-        """Delete every exchange and queue of this stack (each in its own channel: a miss closes it)."""
-        intake, journal = f"{self.prefix}.intake", f"{self.prefix}.journal"
-        partitions = range(Settings.model_fields["partitions"].default)
-        names_q = [
-            intake,
-            f"{self.prefix}.dlq",
-            journal,
-            presence_queue(intake),
-            hunger_queue(intake),
-            *(partition_queue(intake, n) for n in partitions),
-            *(journal_stream_of(journal, n) for n in partitions),
-        ]
-        names_x = [self.command_exchange, self.event_exchange]
-        with contextlib.suppress(Exception):
-            conn = await aio_pika.connect(AMQP_URL)
-            async with conn:
-                for q in names_q:
-                    with contextlib.suppress(Exception):
-                        ch = await conn.channel()
-                        await ch.queue_delete(q)
-                for x in names_x:
-                    with contextlib.suppress(Exception):
-                        ch = await conn.channel()
-                        await ch.exchange_delete(x)
+        """Delete every exchange, queue and stream of this stack (a broker that is away is not an error)."""
+        with contextlib.suppress(BrokerError):
+            await delete_names(
+                AMQP_URL, exchanges=(self.names.command_exchange, self.names.event_exchange), queues=self.names.queues()
+            )

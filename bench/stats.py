@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Spread", "percentile", "ratio", "render_table", "spread"]
 
@@ -22,6 +23,11 @@ class Spread:
     low: float
     high: float
     n: int
+
+    @classmethod
+    def of(cls, doc: Mapping[str, Any]) -> Spread:
+        """The spread a results file holds as :meth:`as_json` wrote it."""
+        return cls(doc["median"], doc["min"], doc["max"], doc["n"])
 
     def as_json(self) -> dict[str, float | int]:
         """``{"median", "min", "max", "n"}`` for the results files."""

@@ -59,7 +59,7 @@ async def drain_rep(stack: Stack, lg: LoadGen, sessions: list[str], commands: in
     conn = await aio_pika.connect(AMQP_URL)
     async with conn:
         channel = await conn.channel()
-        events = await channel.declare_exchange(stack.event_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
+        events = await channel.declare_exchange(stack.names.event_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         drain = await channel.declare_queue(f"{stack.prefix}.drain", durable=True)
         await drain.bind(events, routing_key="command.outcome.#")
         await drain.purge()
@@ -132,7 +132,7 @@ async def run(*, sessions: int, commands: int, reps: int, seconds: float) -> dic
     raise_nofile_limit()
     async with (
         Stack(NAME, max_sessions=sessions) as stack,
-        LoadGen(AMQP_URL, command_exchange=stack.command_exchange, event_exchange=stack.event_exchange) as lg,
+        LoadGen.of(stack.names) as lg,
     ):
         ids = [f"{stack.prefix}.s{i}" for i in range(sessions)]
         open_s = await lg.start_sessions(ids, timeout_s=120)
@@ -164,7 +164,7 @@ async def run(*, sessions: int, commands: int, reps: int, seconds: float) -> dic
                 )
                 runs.append(result)
     cpu_keys = ("bridge", "simulator", "rabbitmq", "loadgen", "other")
-    summary = {
+    summary: dict[str, Any] = {
         "sessions": sessions,
         "open_seconds": round(open_s, 2),
         "bridge_commands_per_s": sat.as_json(),
@@ -206,7 +206,7 @@ def render(doc: dict[str, Any]) -> str:
     s = doc["summary"]
 
     def sp(d: dict[str, Any], digits: int = 0) -> str:
-        return Spread(d["median"], d["min"], d["max"], d["n"]).fmt(digits)
+        return Spread.of(d).fmt(digits)
 
     rows: list[list[str]] = [
         ["baseline pipeline, commands/s", sp(s["baseline_commands_per_s"])],

@@ -32,7 +32,7 @@ from typing import Any, Final
 import pytest
 import pytest_asyncio
 
-from bridge.amqp.tools import delete_deployment
+from bridge.amqp.tools import DeploymentNames, delete_deployment
 from bridge.app import Bridge, running_bridge
 from bridge.config import Settings
 from bridge.errors import BrokerError
@@ -134,12 +134,7 @@ async def sandbox(
     """
     url = amqp_url or os.environ.get("GENESYS_BRIDGE_TEST_AMQP_URL", DEFAULT_AMQP_URL)
     prefix = prefix or f"sandbox.{uuid.uuid4().hex[:12]}"
-    names = {
-        "command_exchange": f"{prefix}.commands",
-        "intake_queue": f"{prefix}.intake",
-        "event_exchange": f"{prefix}.events",
-        "dead_letter_queue": f"{prefix}.dead-letter",
-    }
+    names = DeploymentNames(prefix)
     settings: Settings | None = None
     try:
         async with Simulator(simulator or SimulatorConfig(agent_script=False, agent_greeting=None)) as sim:
@@ -150,19 +145,22 @@ async def sandbox(
                 http_host="127.0.0.1",
                 http_port=0,
                 drain_timeout_s=5.0,
-                **names,
+                command_exchange=names.command_exchange,
+                intake_queue=names.intake_queue,
+                event_exchange=names.event_exchange,
+                dead_letter_queue=names.dead_letter_queue,
             )
             async with (
                 running_bridge(settings, metrics=Metrics(process_metrics=False), connection_name=prefix) as bridge,
                 BridgeClient(
                     url,
                     route=route,
-                    command_exchange=names["command_exchange"],
-                    event_exchange=names["event_exchange"],
+                    command_exchange=names.command_exchange,
+                    event_exchange=names.event_exchange,
                     connection_name=f"{prefix}.client",
                 ) as client,
             ):
-                yield Sandbox(client, sim, bridge, url, names["command_exchange"], names["event_exchange"])
+                yield Sandbox(client, sim, bridge, url, names.command_exchange, names.event_exchange)
     finally:
         # A broker that is away must not replace the error that says so with a second one from the clean-up.
         with contextlib.suppress(BrokerError):

@@ -7,14 +7,11 @@ import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import hypothesis
 import pytest
 
-from bridge.amqp.repartition import staging_queue
-from bridge.config import Settings
-from bridge.partition.layout import hunger_queue, journal_stream_of, partition_queue, presence_queue
+from bridge.amqp.tools import DeploymentNames
 
 #: The fixture integrators use (genesys_bridge), so the suite tests it the way they will load it.
 pytest_plugins = ["bridge.testing"]
@@ -27,44 +24,8 @@ hypothesis.settings.register_profile("suite", deadline=None, suppress_health_che
 hypothesis.settings.load_profile("suite")
 
 
-@dataclass(frozen=True)
-class BrokerNames:
-    """Exchange and queue names unique to one test."""
-
-    prefix: str
-
-    @property
-    def command_exchange(self) -> str:
-        return f"{self.prefix}.commands"
-
-    @property
-    def intake_queue(self) -> str:
-        return f"{self.prefix}.intake"
-
-    @property
-    def event_exchange(self) -> str:
-        return f"{self.prefix}.events"
-
-    @property
-    def dead_letter_queue(self) -> str:
-        return f"{self.prefix}.dlq"
-
-    @property
-    def journal_stream(self) -> str:
-        return f"{self.prefix}.journal"
-
-    def queues(self, partitions: int = Settings.model_fields["partitions"].default) -> tuple[str, ...]:
-        """Every queue and stream a bridge of ``partitions`` partitions declares under these names."""
-        return (
-            self.intake_queue,
-            *(partition_queue(self.intake_queue, n) for n in range(partitions)),
-            presence_queue(self.intake_queue),
-            hunger_queue(self.intake_queue),
-            staging_queue(self.intake_queue),
-            self.dead_letter_queue,
-            self.journal_stream,
-            *(journal_stream_of(self.journal_stream, n) for n in range(partitions)),
-        )
+#: Exchange and queue names unique to one test (``broker_names``).
+BrokerNames = DeploymentNames
 
 
 @pytest.fixture(scope="session")

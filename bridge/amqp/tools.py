@@ -26,6 +26,7 @@ from bridge.amqp.messages import (
     REJECT_REASON_HEADER,
     copy_message,
 )
+from bridge.amqp.repartition import staging_queue
 from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology
 from bridge.config import Settings
 from bridge.partition.layout import hunger_queue, journal_stream_of, partition_queue, presence_queue
@@ -34,10 +35,12 @@ __all__ = [
     "CommandPublisher",
     "DeadLetter",
     "DeadLetterQueue",
+    "DeploymentNames",
     "ReplayResult",
     "declare_ahead",
     "delete_deployment",
     "delete_names",
+    "deployment_queues",
     "follow_events",
 ]
 
@@ -181,22 +184,82 @@ async def follow_events(amqp_url: str, *, exchange: str, binding: str = "#") -> 
         await connection.close()
 
 
+def deployment_queues(
+    *, intake_queue: str, dead_letter_queue: str, journal_stream: str, partitions: int
+) -> tuple[str, ...]:
+    """Every queue and stream a deployment declares: the intake queue, its partition, presence, hunger and
+    repartition staging queues, the dead-letter queue, and the journal streams (the partitions' and the
+    single stream of a release before partitions)."""
+    return (
+        intake_queue,
+        *(partition_queue(intake_queue, n) for n in range(partitions)),
+        presence_queue(intake_queue),
+        hunger_queue(intake_queue),
+        staging_queue(intake_queue),
+        dead_letter_queue,
+        journal_stream,
+        *(journal_stream_of(journal_stream, n) for n in range(partitions)),
+    )
+
+
+@dataclass(frozen=True)
+class DeploymentNames:
+    """The exchanges, queues and streams of a deployment whose names all start with ``prefix`` (tests,
+    benchmarks and sandboxes run each on names of their own)."""
+
+    prefix: str
+
+    @property
+    def command_exchange(self) -> str:
+        return f"{self.prefix}.commands"
+
+    @property
+    def intake_queue(self) -> str:
+        return f"{self.prefix}.intake"
+
+    @property
+    def event_exchange(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    @property
+    def journal_stream(self) -> str:
+        return f"{self.prefix}.journal"
+
+    def queues(self, partitions: int = Settings.model_fields["partitions"].default) -> tuple[str, ...]:
+        """Every queue and stream a deployment of ``partitions`` partitions declares under these names."""
+        return deployment_queues(
+            intake_queue=self.intake_queue,
+            dead_letter_queue=self.dead_letter_queue,
+            journal_stream=self.journal_stream,
+            partitions=partitions,
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The ``BRIDGE_*`` variables that give a daemon these names."""
+        return {
+            "BRIDGE_COMMAND_EXCHANGE": self.command_exchange,
+            "BRIDGE_INTAKE_QUEUE": self.intake_queue,
+            "BRIDGE_EVENT_EXCHANGE": self.event_exchange,
+            "BRIDGE_DEAD_LETTER_QUEUE": self.dead_letter_queue,
+            "BRIDGE_JOURNAL_STREAM": self.journal_stream,
+        }
+
+
 async def delete_deployment(amqp_url: str, settings: Settings) -> None:
     """Delete every exchange, queue and stream a bridge deployment with ``settings`` declares (test and
-    demo clean-up): the two exchanges, the intake queue, its partition, presence and hunger queues, the
-    dead-letter queue, and the journal streams. Raises as :func:`delete_names`."""
-    partitions = range(settings.partitions)
+    demo clean-up): the two exchanges and :func:`deployment_queues`. Raises as :func:`delete_names`."""
     await delete_names(
         amqp_url,
         exchanges=(settings.command_exchange, settings.event_exchange),
-        queues=(
-            settings.intake_queue,
-            *(partition_queue(settings.intake_queue, n) for n in partitions),
-            presence_queue(settings.intake_queue),
-            hunger_queue(settings.intake_queue),
-            settings.dead_letter_queue,
-            settings.journal_stream,
-            *(journal_stream_of(settings.journal_stream, n) for n in partitions),
+        queues=deployment_queues(
+            intake_queue=settings.intake_queue,
+            dead_letter_queue=settings.dead_letter_queue,
+            journal_stream=settings.journal_stream,
+            partitions=settings.partitions,
         ),
     )
 

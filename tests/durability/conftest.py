@@ -55,12 +55,8 @@ def bridge_env(names: BrokerNames, amqp_url: str, sim: Simulator, state_key: str
     def build(**overrides: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BRIDGE_")}
         env.update(
+            names.environment(),
             BRIDGE_AMQP_URL=amqp_url,
-            BRIDGE_COMMAND_EXCHANGE=names.command_exchange,
-            BRIDGE_INTAKE_QUEUE=names.intake_queue,
-            BRIDGE_EVENT_EXCHANGE=names.event_exchange,
-            BRIDGE_DEAD_LETTER_QUEUE=names.dead_letter_queue,
-            BRIDGE_JOURNAL_STREAM=names.journal_stream,
             BRIDGE_STATE_KEY=state_key,
             BRIDGE_GENESYS_BASE_URL=sim.base_url,
             BRIDGE_HTTP_HOST="127.0.0.1",

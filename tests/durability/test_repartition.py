@@ -35,6 +35,17 @@ from tests.e2e.harness import Integrator
 pytestmark = pytest.mark.timeout(180)
 
 
+async def _open_then_drain(
+    sim: Simulator, client: Integrator, env: dict[str, str], *, sessions: int
+) -> list[Conversation]:
+    """Run a bridge with ``env``, open ``sessions`` sessions through it, and stop it (SIGTERM drains it)."""
+    async with Daemon(env, name="before") as before:
+        await before.started()
+        conversations = await open_sessions(client, sim, [f"s{i}" for i in range(sessions)])
+        assert await before.stop(signal.SIGTERM) == 0, before.tail()
+    return conversations
+
+
 async def _exists(amqp_url: str, queue: str) -> bool:
     async with await aio_pika.connect(amqp_url) as connection:
         channel = await connection.channel()
@@ -75,10 +86,7 @@ async def _check_delivered_in_order(sim: Simulator, client: Integrator, conversa
 async def test_four_partitions_become_three_with_commands_in_the_old_queues(
     sim: Simulator, client: Integrator, bridge_env: EnvFactory, names: BrokerNames, amqp_url: str
 ) -> None:
-    async with Daemon(bridge_env(PARTITIONS="4"), name="four") as four:
-        await four.started()
-        conversations = await open_sessions(client, sim, [f"s{i}" for i in range(8)])
-        assert await four.stop(signal.SIGTERM) == 0, four.tail()
+    conversations = await _open_then_drain(sim, client, bridge_env(PARTITIONS="4"), sessions=8)
 
     # What a stopped router left behind: two commands per session in its old partition queue, then one more
     # still in the intake queue (published after), and a probe.
@@ -118,10 +126,7 @@ async def test_four_partitions_become_three_with_commands_in_the_old_queues(
 async def test_a_release_before_partitions_is_upgraded_in_place(
     sim: Simulator, client: Integrator, bridge_env: EnvFactory, names: BrokerNames, amqp_url: str
 ) -> None:
-    async with Daemon(bridge_env(PARTITIONS="1"), name="one") as one:
-        await one.started()
-        conversations = await open_sessions(client, sim, [f"s{i}" for i in range(3)])
-        assert await one.stop(signal.SIGTERM) == 0, one.tail()
+    conversations = await _open_then_drain(sim, client, bridge_env(PARTITIONS="1"), sessions=3)
 
     # Lay the broker out as a release before partitions left it: one journal stream and an intake queue
     # without single-active-consumer, holding the commands published while it was stopped.
