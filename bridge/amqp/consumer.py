@@ -381,6 +381,11 @@ class CommandIntake(BrokerLink[_Generation]):
             if generation.lost.done():
                 # The channel is dead: its delivery tags are void and the broker redelivers them.
                 return "lost"
+            probe = message is not None and message.type == PROBE_TYPE
+            if message is not None and probe:
+                # Acked before anything is decided: a probe must never go back to the queue, where every
+                # return counts toward the queue's x-delivery-limit (on RabbitMQ 3.x) and could dead-letter it.
+                await self._probe(message)
             if self._tenure is not None and (self._stopping or self._handing_off):
                 # Deliveries never handed over stay unsettled: the close returns them in order.
                 return "handed_off"
@@ -391,8 +396,7 @@ class CommandIntake(BrokerLink[_Generation]):
                     return "handed_off"
                 if generation.lost.done():
                     return "lost"
-            if message is not None and message.type == PROBE_TYPE:
-                await self._probe(message)
+            if probe:
                 continue
             if self._stopping:
                 # Draining: what arrived but was never handed over goes back, until basic.cancel is answered.

@@ -1,24 +1,24 @@
 """``genesys-bridge repartition``: change a stopped deployment's partition count (docs/scaling.md).
 
 Run it with every replica stopped; it refuses while anything consumes the intake or a partition queue.
-It finds the layout the broker holds, and moves it to ``BRIDGE_PARTITIONS`` partitions:
+It finds the layout the broker holds, and moves it to ``BRIDGE_PARTITIONS`` partitions in two phases:
 
-1. **A release before partitions** (an intake queue without ``x-single-active-consumer`` and no partition
-   queue): its commands are moved into a staging queue, ``<intake>.repartition``, and the intake queue is
-   declared again with the new arguments (a queue's arguments cannot change in place).
-2. **Commands.** The staging queue, then each old partition queue in turn, is emptied into the new
-   partition queues, each command into its session's partition. A session's commands all sit in one
-   source queue and are moved in order, one confirmed publish before each ack, so its order holds and
-   nothing is lost (a crash in between leaves a duplicate, which the bridge answers from the session's
-   idempotency record). Probes are dropped; a message without a ``session_id`` goes to the intake queue,
-   where the router rejects it as it would have. Old partition queues beyond the new count are deleted
-   last, highest first, so a run that stops half-way leaves a layout the next run reads the same way.
-3. **Journal** (durable sessions only). Every live session's newest record is appended to its new
-   partition's stream (:mod:`bridge.partition.rehome`); nothing is decrypted. Streams of partitions
-   beyond the new count are deleted once their records are copied. The stream of a release before
-   partitions is left to expire by age.
+1. **Gather.** Every command waiting for a partition goes into one staging queue, ``<intake>.repartition``:
+   first the intake queue of a release before partitions (one without ``x-single-active-consumer``, which
+   is then deleted, since a queue's arguments cannot change in place), then each old partition queue in
+   turn. A session's commands all sit in one source queue and are moved in order, one confirmed publish
+   before each ack, so its order holds and nothing is lost (a crash in between leaves a duplicate, which
+   the bridge answers from the session's idempotency record). Probes are dropped. Once every source is
+   empty, the marker queue ``<intake>.repartition.distributing`` is declared.
+2. **Distribute.** The topology and the new partition queues are declared, and the staging queue is
+   emptied into them, each command into its session's partition (a message without a ``session_id`` goes
+   to the intake queue, where the router rejects it as it would have). Then, with durable sessions, every
+   session's newest journal record is copied to its new partition's stream (:mod:`bridge.partition.rehome`;
+   nothing is decrypted), and the queues and streams beyond the new count, the stream of a release before
+   partitions and the marker are deleted.
 
-Each step is idempotent: after a failure, run the tool again.
+A run that stops anywhere can be run again. The marker tells a rerun that gathering is done, so commands
+already distributed are never gathered again behind the ones still staged.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
@@ -41,9 +41,9 @@ from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare
 from bridge.config import Settings
 from bridge.errors import BrokerError
 from bridge.partition.layout import PROBE_TYPE, journal_stream_of, partition_of, partition_queue, presence_queue
-from bridge.partition.rehome import StreamRecords, plan_rehoming
+from bridge.partition.rehome import Rehomer
 
-__all__ = ["RepartitionReport", "repartition", "staging_queue"]
+__all__ = ["RepartitionReport", "distributing_marker", "repartition", "staging_queue"]
 
 #: Queues and streams looked for, at most: one more than the largest partition count the settings allow.
 _LOOK_FOR: Final = 1025
@@ -59,8 +59,19 @@ _DELIVERY_HEADERS: Final = frozenset({"x-delivery-count"})
 
 
 def staging_queue(intake_queue: str) -> str:
-    """The staging queue of an upgrade from a release before partitions: ``<intake>.repartition``."""
+    """Where a repartition gathers the waiting commands: ``<intake>.repartition``."""
     return f"{intake_queue}.repartition"
+
+
+def distributing_marker(intake_queue: str) -> str:
+    """The queue whose existence says a repartition has gathered every command and is distributing them."""
+    return f"{intake_queue}.repartition.distributing"
+
+
+@dataclass(slots=True)
+class _Moved:
+    commands: int = 0
+    probes: int = 0
 
 
 @dataclass(slots=True)
@@ -114,31 +125,54 @@ class _Mover:
         self._say = say
         self._intake = settings.intake_queue
         self._staging = staging_queue(settings.intake_queue)
+        self._marker = distributing_marker(settings.intake_queue)
 
     async def run(self) -> RepartitionReport:
-        before = await self._count(lambda n: partition_queue(self._intake, n))
-        report = RepartitionReport(partitions_before=before, partitions_after=self._settings.partitions)
-        sources = [partition_queue(self._intake, n) for n in range(before)]
-        await self._refuse_consumers([presence_queue(self._intake), self._intake, self._staging, *sources])
-        self._say(f"found {before} partition queue(s); moving to {self._settings.partitions}")
-        if before == 0 and await self._intake_is_old():
-            report.upgraded_intake = True
-            await self._move_all(self._intake, self._staging)
-            await self._delete(self._intake, report)
-        await self._declare()
-        if await self._forwarder.inspect(self._staging) is not None:
-            await self._distribute(self._staging, report, due=await self._messages(self._staging))
-            await self._delete(self._staging, report)
-        if before != self._settings.partitions:
-            # Counted before any is moved: what one queue receives from another lands behind its count.
-            due = {source: await self._messages(source) for source in sources}
-            for source in sources:
-                await self._distribute(source, report, due=due[source])
+        found = await self._count(lambda n: partition_queue(self._intake, n))
+        report = RepartitionReport(partitions_before=found, partitions_after=self._settings.partitions)
+        sources = [partition_queue(self._intake, n) for n in range(found)]
+        await self._refuse_consumers(
+            [presence_queue(self._intake), self._intake, self._staging, self._marker, *sources]
+        )
+        distributing = await self._forwarder.inspect(self._marker) is not None
+        if distributing:
+            self._say("resuming: every command is gathered; distributing")
+        else:
+            self._say(f"found {found} partition queue(s); moving to {self._settings.partitions}")
+            distributing = await self._gather(sources, report)
+        if distributing:
+            await self._declare()
+            await self._distribute(report)
         if self._settings.durable_sessions:
             await self._rehome_journal(report)
-        for n in reversed(range(self._settings.partitions, before)):
+        now = await self._count(lambda n: partition_queue(self._intake, n))
+        for n in reversed(range(self._settings.partitions, now)):  # highest first: the count stays readable
             await self._delete(partition_queue(self._intake, n), report)
+        await self._delete_any(self._marker, report, quiet=True)
         return report
+
+    async def _gather(self, sources: list[str], report: RepartitionReport) -> bool:
+        """Phase 1: move every waiting command into the staging queue; False when nothing needs moving."""
+        old_intake = not sources and await self._intake_is_old()
+        staged = await self._forwarder.inspect(self._staging) is not None
+        if len(sources) == self._settings.partitions and not old_intake and not staged:
+            self._say("the partition queues already match; no command to move")
+            return False
+        await self._declare_queue(self._staging, {"x-queue-type": "quorum"})
+        for source in [self._intake] if old_intake else sources:
+            report.probes_dropped += (await self._drain(source, lambda _: self._staging)).probes
+        if old_intake:
+            report.upgraded_intake = True
+            await self._delete(self._intake, report)
+        await self._declare_queue(self._marker, {"x-queue-type": "classic"})
+        return True
+
+    async def _distribute(self, report: RepartitionReport) -> None:
+        """Phase 2: move the staged commands into their sessions' partition queues, then drop the staging queue."""
+        moved = await self._drain(self._staging, self._destination)
+        report.commands_moved += moved.commands
+        report.probes_dropped += moved.probes
+        await self._delete(self._staging, report)
 
     # -- layout ----------------------------------------------------------------------------------------
 
@@ -197,24 +231,16 @@ class _Mover:
             )
         await self._delete_any(queue, report)
 
-    # -- commands --------------------------------------------------------------------------------------
-
-    async def _move_all(self, source: str, target: str) -> None:
-        """Move every message of ``source`` into ``target`` (declared here as a quorum queue)."""
+    async def _declare_queue(self, queue: str, arguments: dict[str, Any]) -> None:
         channel = await self._channel()
         try:
-            await channel.declare_queue(target, durable=True, arguments={"x-queue-type": "quorum"})
+            await channel.declare_queue(queue, durable=True, arguments=arguments)
         except Exception as exc:
             raise broker_error(exc) from exc
         finally:
             await _close(channel)
-        await self._drain(source, lambda _: target, due=await self._messages(source))  # counted when distributed
 
-    async def _distribute(self, source: str, report: RepartitionReport, *, due: int) -> None:
-        """Move the first ``due`` messages of ``source`` into their sessions' partition queues."""
-        moved, probes = await self._drain(source, self._destination, due=due)
-        report.commands_moved += moved
-        report.probes_dropped += probes
+    # -- commands --------------------------------------------------------------------------------------
 
     def _destination(self, message: AbstractIncomingMessage) -> str:
         try:
@@ -226,19 +252,14 @@ class _Mover:
             return self._intake  # the router rejects it, with the reason, as it would have
         return partition_queue(self._intake, partition_of(session_id, self._settings.partitions))
 
-    async def _messages(self, queue: str) -> int:
-        stats = await self._forwarder.inspect(queue)
-        return stats.messages if stats is not None else 0
-
-    async def _drain(
-        self, source: str, destination: Callable[[AbstractIncomingMessage], str], *, due: int
-    ) -> tuple[int, int]:
-        """Move the first ``due`` messages of ``source``, in order, each to ``destination(it)``; return how
-        many were moved and how many probes dropped. Messages moved into ``source`` itself (from it, or
-        from another source) land behind the count, so they are not taken again."""
-        moved = probes = 0
+    async def _drain(self, source: str, destination: Callable[[AbstractIncomingMessage], str]) -> _Moved:
+        """Move the messages ``source`` holds, in order, each to ``destination(it)``; probes are dropped.
+        Nothing else publishes into ``source`` while the tool runs, so the count read first is all of it."""
+        stats = await self._forwarder.inspect(source)
+        due = stats.messages if stats is not None else 0
+        moved = _Moved()
         if not due:
-            return moved, probes
+            return moved
         self._say(f"moving {due} message(s) out of {source}")
         channel = await self._channel()
         try:
@@ -250,11 +271,11 @@ class _Mover:
                         message = await anext(messages)
                     due -= 1
                     if message.type == PROBE_TYPE:
-                        probes += 1
+                        moved.probes += 1
                     else:
                         headers = {k: v for k, v in (message.headers or {}).items() if k not in _DELIVERY_HEADERS}
                         await self._forwarder.forward(copy_message(message, headers=headers), destination(message))
-                        moved += 1
+                        moved.commands += 1
                     await message.ack()
         except TimeoutError as exc:
             raise BrokerError(
@@ -266,7 +287,7 @@ class _Mover:
             raise broker_error(exc) from exc
         finally:
             await _close(channel)  # what was delivered but not moved goes back, in order
-        return moved, probes
+        return moved
 
     # -- journal ---------------------------------------------------------------------------------------
 
@@ -274,15 +295,14 @@ class _Mover:
         stream = self._settings.journal_stream
         found = await self._count(lambda n: journal_stream_of(stream, n))
         readings: list[tuple[int | None, str]] = [(n, journal_stream_of(stream, n)) for n in range(found)]
-        if await self._forwarder.inspect(stream) is not None:
+        old_stream = await self._forwarder.inspect(stream) is not None
+        if old_stream:
             readings.insert(0, (None, stream))
-        records: list[StreamRecords] = []
+        planner = Rehomer(self._settings.partitions)
         for partition, name in readings:
-            bodies: list[bytes] = []
             async with self._journal(name) as journal:
-                await journal.replay(bodies.append)
-            records.append(StreamRecords(partition, bodies))
-        plan = plan_rehoming(records, self._settings.partitions)
+                await journal.replay(planner.visitor(partition))
+        plan = planner.plan()
         report.sessions_live = plan.live
         for partition, bodies in sorted(plan.copies.items()):
             async with StreamJournal.from_settings(self._connection, self._settings, partition=partition) as journal:
@@ -290,8 +310,11 @@ class _Mover:
                     await journal.append(body)
             report.records_copied += len(bodies)
             self._say(f"copied {len(bodies)} session record(s) into {journal.stream}")
+        # Copied and confirmed: a stream no owner reads any more would only bring old states back later.
         for n in reversed(range(self._settings.partitions, found)):
             await self._delete_any(journal_stream_of(stream, n), report)
+        if old_stream:
+            await self._delete_any(stream, report)
 
     def _journal(self, name: str) -> StreamJournal:
         """The journal stream ``name``, to read (a replay appends its end marker to the stream itself)."""
@@ -302,8 +325,8 @@ class _Mover:
             confirm_timeout_s=self._settings.publish_timeout_s,
         )
 
-    async def _delete_any(self, name: str, report: RepartitionReport) -> None:
-        """Delete queue or stream ``name`` (gone already is fine)."""
+    async def _delete_any(self, name: str, report: RepartitionReport, *, quiet: bool = False) -> None:
+        """Delete queue or stream ``name`` (gone already is fine); ``quiet``: not reported."""
         channel = await self._channel()
         try:
             await channel.queue_delete(name)
@@ -313,8 +336,9 @@ class _Mover:
             raise broker_error(exc) from exc
         finally:
             await _close(channel)
-        report.deleted.append(name)
-        self._say(f"deleted {name}")
+        if not quiet:
+            report.deleted.append(name)
+            self._say(f"deleted {name}")
 
     async def _channel(self) -> AbstractChannel:
         connection = await self._connection.get()

@@ -26,7 +26,7 @@ from bridge.amqp.messages import (
     REJECT_REASON_HEADER,
     copy_message,
 )
-from bridge.amqp.repartition import staging_queue
+from bridge.amqp.repartition import distributing_marker, staging_queue
 from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology
 from bridge.config import Settings
 from bridge.partition.layout import hunger_queue, journal_stream_of, partition_queue, presence_queue
@@ -188,14 +188,15 @@ def deployment_queues(
     *, intake_queue: str, dead_letter_queue: str, journal_stream: str, partitions: int
 ) -> tuple[str, ...]:
     """Every queue and stream a deployment declares: the intake queue, its partition, presence, hunger and
-    repartition staging queues, the dead-letter queue, and the journal streams (the partitions' and the
-    single stream of a release before partitions)."""
+    repartition queues, the dead-letter queue, and the journal streams (the partitions' and the single
+    stream of a release before partitions)."""
     return (
         intake_queue,
         *(partition_queue(intake_queue, n) for n in range(partitions)),
         presence_queue(intake_queue),
         hunger_queue(intake_queue),
         staging_queue(intake_queue),
+        distributing_marker(intake_queue),
         dead_letter_queue,
         journal_stream,
         *(journal_stream_of(journal_stream, n) for n in range(partitions)),

@@ -8,27 +8,26 @@ record to the stream of its new partition. Nothing is decrypted: the envelope's 
 
 Within one stream the last record of a session is its state (stream order, as the journal folds it). A
 session can have records in two streams only after an earlier repartition copied it; then the record
-written last (``written_at``) wins, so an old copy never outlives the session's end in its new stream.
+written last (``written_at``) wins. When that newest record says the session ended, and its home stream
+still holds an older live record of it (an earlier repartition's copy), the end is copied home too: an
+old copy never outlives the session's end.
+
+The planner keeps only each stream's newest record per session while the streams are read, so its memory
+is bounded by the sessions, not by how many records the streams hold.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.partition.layout import partition_of
 from bridge.store.codec import CorruptRecord, SessionEnvelope, parse_envelope
 
-__all__ = ["Rehoming", "StreamRecords", "plan_rehoming"]
+__all__ = ["Rehomer", "Rehoming"]
 
-
-@dataclass(frozen=True, slots=True)
-class StreamRecords:
-    """The bodies of one journal stream, in stream order. ``partition`` is ``None`` for the single stream
-    of a release before partitions (``BRIDGE_JOURNAL_STREAM`` itself)."""
-
-    partition: int | None
-    bodies: Sequence[bytes]
+#: A stream: the partition it belongs to, or ``None`` for the single stream of a release before partitions.
+StreamKey = int | None
 
 
 @dataclass(slots=True)
@@ -51,30 +50,63 @@ class Rehoming:
 class _Newest:
     envelope: SessionEnvelope
     body: bytes
-    partition: int | None
+    stream: StreamKey
 
 
-def plan_rehoming(streams: Iterable[StreamRecords], partitions: int) -> Rehoming:
-    """The copies that put every live session's newest record into its partition's stream, for
-    ``partitions`` partitions. A session whose newest record already is in that stream is not copied.
+class Rehomer:
+    """Plans a repartition's journal copies for ``partitions`` partitions.
 
-    The caller appends each partition's copies in the order given (the order the sessions were written).
+    The caller feeds each stream's bodies in stream order through :meth:`visitor` (one visitor per stream,
+    each stream once), then calls :meth:`plan` and appends each partition's copies in the order given.
     """
-    plan = Rehoming()
-    newest: dict[str, _Newest] = {}
-    for stream in streams:
-        for sid, found in _fold(stream, plan).items():
-            held = newest.get(sid)
-            if held is None or _later(found, held, partition_of(sid, partitions)):
-                newest[sid] = found
-    for sid, found in sorted(newest.items(), key=lambda item: item[1].envelope.written_at):
-        if found.envelope.closed:
-            continue
-        plan.live += 1
-        home = partition_of(sid, partitions)
-        if found.partition != home:
+
+    def __init__(self, partitions: int) -> None:
+        self._partitions = partitions
+        self._streams: dict[StreamKey, dict[str, _Newest]] = {}
+        self._unreadable = 0
+
+    def visitor(self, stream: StreamKey) -> Callable[[bytes], None]:
+        """A ``visit(body)`` for the stream ``stream`` (its partition, or ``None`` for the old single one)."""
+        newest = self._streams.setdefault(stream, {})
+
+        def visit(body: bytes) -> None:
+            try:
+                envelope = parse_envelope(body)
+            except CorruptRecord as exc:
+                self._unreadable += 1
+                if exc.session_id is not None:
+                    # An unreadable last record hides the older ones, as in the journal's own fold: an older
+                    # record may predate the session's end.
+                    newest.pop(exc.session_id, None)
+                return
+            if isinstance(envelope, SessionEnvelope):
+                newest[envelope.session_id] = _Newest(envelope, body, stream)
+
+        return visit
+
+    def plan(self) -> Rehoming:
+        """The copies that put every session's newest state into its partition's stream: a live session's
+        newest record where it is not there yet, and an end where the home stream still says live."""
+        plan = Rehoming(unreadable=self._unreadable)
+        winners: dict[str, _Newest] = {}
+        for newest in self._streams.values():
+            for sid, found in newest.items():
+                held = winners.get(sid)
+                if held is None or _later(found, held, partition_of(sid, self._partitions)):
+                    winners[sid] = found
+        for sid, found in sorted(winners.items(), key=lambda item: item[1].envelope.written_at):
+            home = partition_of(sid, self._partitions)
+            if found.stream == home:
+                plan.live += not found.envelope.closed
+                continue
+            if found.envelope.closed:
+                at_home = self._streams.get(home, {}).get(sid)
+                if at_home is None or at_home.envelope.closed:
+                    continue  # nothing at home to end
+            else:
+                plan.live += 1
             plan.copies.setdefault(home, []).append(found.body)
-    return plan
+        return plan
 
 
 def _later(found: _Newest, held: _Newest, home: int) -> bool:
@@ -82,21 +114,4 @@ def _later(found: _Newest, held: _Newest, home: int) -> bool:
     earlier run of the tool is the same record: copying it again would only add a duplicate)."""
     if found.envelope.written_at != held.envelope.written_at:
         return found.envelope.written_at > held.envelope.written_at
-    return found.partition == home
-
-
-def _fold(stream: StreamRecords, plan: Rehoming) -> dict[str, _Newest]:
-    """Each session's last record in ``stream``; an unreadable last record hides the older ones, as in the
-    journal's own fold (an older record may predate the session's end)."""
-    newest: dict[str, _Newest] = {}
-    for body in stream.bodies:
-        try:
-            envelope = parse_envelope(body)
-        except CorruptRecord as exc:
-            plan.unreadable += 1
-            if exc.session_id is not None:
-                newest.pop(exc.session_id, None)
-            continue
-        if isinstance(envelope, SessionEnvelope):
-            newest[envelope.session_id] = _Newest(envelope, body, stream.partition)
-    return newest
+    return found.stream == home

@@ -386,10 +386,11 @@ class SessionActor:
         core = self._core
         first = not self._configured_once
         self._configured_once = True
-        # A start the previous owner never announced (it stopped mid-start, after journalling the session):
-        # this configure finishes that start. Genesys may never have seen it, so a new session is no loss.
-        unannounced = core.keeper.record.unannounced_start if first and self._cause == "restart" else None
         resumed = not first or self._cause == "restart"
+        # A start never announced (its owner stopped, or the socket dropped, between journalling the session
+        # and publishing session.started): this configure finishes that start. Genesys may never have seen
+        # it, so a new session is no loss.
+        unannounced = core.keeper.record.unannounced_start if resumed else None
         if first:
             core.new_session = configured.new_session
         if resumed and configured.new_session and unannounced is None:  # the old session is gone: say so (§4.1)
@@ -408,8 +409,9 @@ class SessionActor:
             return
         await core.set_state(SessionTrigger.CONFIGURED)
         if unannounced is not None:
-            new_session = configured.new_session or unannounced == "new"
-            await self._publish_started(core.events, configured, new_session=new_session)
+            # The start's own new_session, which the redelivered start's autostart goes by too.
+            core.new_session = configured.new_session or unannounced == "new"
+            await self._publish_started(core.events, configured, new_session=core.new_session)
         if resumed:
             # Then what the agent said meanwhile; no session.resumed for a session the integrator never saw start.
             await self._inbound.catch_up("reconnect" if not first else "restart", announce=unannounced is None)

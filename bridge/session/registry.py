@@ -34,7 +34,7 @@ from bridge.genesys.actions import journey_context_of
 from bridge.observability.metrics import Metrics
 from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
-from bridge.record import SessionRecord
+from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
 from bridge.recovery import RecoveryProgress
 from bridge.session.actor import SessionActor
 from bridge.session.flow import ConnectPacer, ConnectWindow, Offer
@@ -217,9 +217,14 @@ class SessionRegistry:
             if actor.record.start_command_id != command.command_id:
                 await self._reject(envelope, "session_exists", "a live session already has this session_id")
                 return
+            if len(actor.record.recent_outcomes) >= RECENT_OUTCOMES_KEPT:
+                # Its outcome may have left the record's bounded tail: it settled long ago. Never run it twice.
+                await self._answer(envelope, "delivered", "ok", "the session is live (resumed)")
+                return
             # The start of a session resumed from the journal, redelivered: its previous owner stopped before
-            # it settled (a settled one was answered above). The session runs it as it resumes: the initial
-            # message goes out once (matched in history if it already went), and the outcome follows.
+            # it settled (a settled one was answered above, and the tail has dropped nothing). The session runs
+            # it as it resumes: the initial message goes out once (matched as a journalled send if it already
+            # went), and the outcome follows.
         elif actor is None:
             await self._reject(envelope, "unknown_session", "no live session has this session_id")
             return

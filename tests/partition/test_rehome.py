@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from bridge.partition.layout import partition_of
-from bridge.partition.rehome import StreamRecords, plan_rehoming
+from bridge.partition.rehome import Rehomer, Rehoming
 from bridge.store.codec import SessionEnvelope, encode_marker, encode_record, parse_envelope
 from bridge.store.crypto import KeyRing, generate_key
 from tests.store.helpers import T0, make_record
@@ -25,6 +25,16 @@ def _sid_in(partition: int) -> str:
     return next(f"s{i}" for i in range(1000) if partition_of(f"s{i}", NEW) == partition)
 
 
+def _plan(*streams: tuple[int | None, list[bytes]]) -> Rehoming:
+    """Feed each stream's bodies to a planner for ``NEW`` partitions, in order; its plan."""
+    planner = Rehomer(NEW)
+    for stream, bodies in streams:
+        visit = planner.visitor(stream)
+        for body in bodies:
+            visit(body)
+    return planner.plan()
+
+
 def _copied(copies: dict[int, list[bytes]]) -> dict[int, list[tuple[str, int]]]:
     """Each copy as (session id, seconds after T0 it was written), per partition."""
     readable: dict[int, list[tuple[str, int]]] = {}
@@ -39,25 +49,24 @@ def _copied(copies: dict[int, list[bytes]]) -> dict[int, list[tuple[str, int]]]:
 
 def test_the_newest_record_of_each_live_session_goes_to_its_new_partition() -> None:
     a, b = _sid_in(0), _sid_in(2)
-    old = StreamRecords(None, [_body(a, 1), _body(b, 2), _body(a, 3), encode_marker("m", written_at=T0)])
-    plan = plan_rehoming([old], NEW)
+    plan = _plan((None, [_body(a, 1), _body(b, 2), _body(a, 3), encode_marker("m", written_at=T0)]))
     assert _copied(plan.copies) == {0: [(a, 3)], 2: [(b, 2)]}
     assert (plan.live, plan.copied, plan.unreadable) == (2, 2, 0)
 
 
 def test_an_ended_session_is_not_copied() -> None:
     a = _sid_in(1)
-    plan = plan_rehoming([StreamRecords(0, [_body(a, 1), _body(a, 2, closed=True)])], NEW)
+    plan = _plan((0, [_body(a, 1), _body(a, 2, closed=True)]))
     assert plan.copies == {}
     assert plan.live == 0
 
 
 def test_a_session_already_in_its_partitions_stream_is_not_copied_again() -> None:
     a, b = _sid_in(1), _sid_in(2)
-    plan = plan_rehoming([StreamRecords(1, [_body(a, 1), _body(b, 1)])], NEW)
+    plan = _plan((1, [_body(a, 1), _body(b, 1)]))
     assert _copied(plan.copies) == {2: [(b, 1)]}
     # A second run sees the copy in partition 2's stream and copies nothing.
-    again = plan_rehoming([StreamRecords(1, [_body(a, 1), _body(b, 1)]), StreamRecords(2, plan.copies[2])], NEW)
+    again = _plan((1, [_body(a, 1), _body(b, 1)]), (2, plan.copies[2]))
     assert again.copies == {}
     assert again.live == 2
 
@@ -65,10 +74,10 @@ def test_a_session_already_in_its_partitions_stream_is_not_copied_again() -> Non
 def test_across_streams_the_record_written_last_wins() -> None:
     """An old copy left in a former stream never outlives the session's end in its new stream."""
     a, b = _sid_in(0), _sid_in(1)
-    former = StreamRecords(5, [_body(a, 1), _body(b, 1)])
-    current = StreamRecords(0, [_body(a, 9, closed=True)])  # a ended after an earlier repartition copied it
-    later = StreamRecords(2, [_body(b, 9)])  # b moved on in another stream: its newer state is copied
-    plan = plan_rehoming([current, former, later], NEW)
+    former = (5, [_body(a, 1), _body(b, 1)])
+    current = (0, [_body(a, 9, closed=True)])  # a ended after an earlier repartition copied it
+    later = (2, [_body(b, 9)])  # b moved on in another stream: its newer state is copied
+    plan = _plan(current, former, later)
     assert _copied(plan.copies) == {1: [(b, 9)]}
     assert plan.live == 1
 
@@ -77,7 +86,19 @@ def test_within_a_stream_the_last_record_wins_and_an_unreadable_last_record_hide
     a, b = _sid_in(0), _sid_in(1)
     # b's stream order says its last record is n=1, even though the earlier one claims a later time.
     unreadable = b'{"v": 1, "kind": "session", "session_id": "' + a.encode() + b'", "closed": "nope"}'
-    stream = StreamRecords(None, [_body(a, 1), unreadable, _body(b, 5, seconds=5), _body(b, 1, seconds=1), b"junk"])
-    plan = plan_rehoming([stream], NEW)
+    plan = _plan((None, [_body(a, 1), unreadable, _body(b, 5, seconds=5), _body(b, 1, seconds=1), b"junk"]))
     assert _copied(plan.copies) == {1: [(b, 1)]}
     assert plan.unreadable == 2
+
+
+def test_an_end_written_elsewhere_is_copied_home_over_an_older_live_copy() -> None:
+    """Scaled out then back: the session was copied out of its home stream, then ended in the other one. Its
+    home stream still holds the live record it had before, which its owner would resume: the end goes home."""
+    a = _sid_in(0)
+    home = (0, [_body(a, 1)])
+    elsewhere = (4, [_body(a, 1), _body(a, 8, closed=True)])
+    plan = _plan(home, elsewhere)
+    assert _copied(plan.copies) == {0: [(a, 8)]}
+    assert plan.live == 0
+    # An end with nothing live at home is not copied.
+    assert _plan((4, [_body(a, 8, closed=True)])).copies == {}

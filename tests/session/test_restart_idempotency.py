@@ -174,3 +174,31 @@ async def test_a_resume_counts_the_previous_owners_connects_against_the_window()
         await h2.registry.resume([record])
         await h2.sink.wait_type("session.resumed", session_id="s1")
         assert loop.time() - began == pytest.approx(60.0, abs=1.0)  # that connect's minute, first
+
+
+async def test_a_start_redelivered_long_after_it_settled_is_answered_not_run() -> None:
+    """Its outcome may have left the record's bounded tail of outcomes: a full tail means it settled long
+    ago, so it is answered, and its initial message is not sent again."""
+    start = SessionStart(
+        command_id="start-s1",
+        session_id="s1",
+        deployment_id=DEPLOYMENT,
+        region="mypurecloud.com",
+        initial_message="hello once",
+    )
+    async with running(send_rate_per_s=1000.0, send_burst=1000) as h:
+        await h.start("s1", command_id=start.command_id, initial_message="hello once")
+        for i in range(RECENT_OUTCOMES_KEPT):
+            await h.say("s1", f"m{i}", command_id=f"m{i}")
+        record = h.store.records["s1"]
+        assert start.command_id not in {o.command_id for o in record.recent_outcomes}
+        await h.registry.drain(10.0)
+    async with running() as h2:
+        h2.peer.known_tokens = h.peer.known_tokens
+        h2.peer.history = h.peer.history
+        await h2.registry.resume([record])
+        await h2.sink.wait_type("session.resumed", session_id="s1")
+        await h2.submit(start)
+        outcome = await h2.sink.wait_outcome(start.command_id)
+        assert (outcome.status, outcome.detail) == ("delivered", "the session is live (resumed)"), outcome
+        assert h2.peer.sent_texts() == []
