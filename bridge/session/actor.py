@@ -287,7 +287,7 @@ class SessionActor:
             wait_at_least = 0.0
             try:
                 # §8: every new connection counts against the deployment's per-minute connection limit.
-                delay = core.deps.connects.reserve(self.deployment_id)
+                delay = core.deps.connects.reserve(self.deployment_id, self.session_id)
                 if delay > 0:
                     core.metrics.rate_limit.delayed("connect", delay)
                     await self._interruptible_wait(delay)

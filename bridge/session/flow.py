@@ -24,8 +24,10 @@ import asyncio
 import enum
 from collections import deque
 from collections.abc import Iterable
+from typing import Final
 
 from bridge.ports import Clock, Envelope
+from bridge.record import RECENT_CONNECTS_KEPT
 
 __all__ = ["ConnectPacer", "ConnectWindow", "Inbox", "Offer", "SendBudget"]
 
@@ -95,6 +97,11 @@ class ConnectPacer:
         return slot - now
 
 
+#: How close (seconds) a journalled connect must lie to a slot this process gave the same session to be
+#: that connect: the journal stamps the wall clock as the connect starts, right after its slot.
+SAME_CONNECT_S: Final = 1.0
+
+
 class ConnectWindow:
     """At most ``limit`` new connections per deployment in any ``window_s`` seconds (§8: Genesys allows
     1000 new WebSocket connections per deployment per minute, configurable on their side).
@@ -102,7 +109,8 @@ class ConnectWindow:
     Every connect of every session (start, reconnect, resume) takes a slot here first, so the limit is
     respected, never discovered as HTTP 429s. Exact sliding window: a slot at ``t`` is granted only if
     fewer than ``limit`` slots lie in ``(t - window_s, t]``. Pure bookkeeping on the injected clock, like
-    :class:`ConnectPacer`; memory is at most ``limit`` timestamps per deployment.
+    :class:`ConnectPacer`; memory is at most ``limit`` timestamps per deployment, plus the slots each session
+    was given in the last window (so that :meth:`restore` does not count this process's own connects twice).
     """
 
     def __init__(self, *, limit: int, clock: Clock, window_s: float = 60.0) -> None:
@@ -110,6 +118,8 @@ class ConnectWindow:
         self._window = window_s
         self._clock = clock
         self._slots: dict[str, deque[float]] = {}
+        self._given: dict[str, deque[float]] = {}  # session -> its slots in the last window, oldest first
+        self._given_order: deque[tuple[float, str]] = deque()
 
     @property
     def limit(self) -> int:
@@ -121,11 +131,17 @@ class ConnectWindow:
         """The window's length in seconds."""
         return self._window
 
-    def restore(self, deployment_id: str, ages_s: Iterable[float]) -> None:
-        """Count connects another process made ``ages_s`` seconds ago (from the journal), so a restart or a
-        failover within the window cannot exceed the limit. Ages outside the window are ignored."""
+    def restore(self, deployment_id: str, ages_s: Iterable[float], *, session_id: str | None = None) -> None:
+        """Count connects made ``ages_s`` seconds ago (from the journal), so a restart or a failover within the
+        window cannot exceed the limit. Ages outside the window are ignored, and so are ``session_id``'s
+        connects that this window counted itself (a partition this process had, gave up and took back)."""
         now = self._clock.monotonic()
-        past = [now - age for age in ages_s if 0.0 <= age < self._window]
+        given = self._given.get(session_id, ()) if session_id is not None else ()
+        past = [
+            now - age
+            for age in ages_s
+            if 0.0 <= age < self._window and not any(abs(now - age - slot) <= SAME_CONNECT_S for slot in given)
+        ]
         if not past:
             return
         slots = self._slots.setdefault(deployment_id, deque())
@@ -138,9 +154,11 @@ class ConnectWindow:
         taken keep counting against the new limit."""
         self._limit = max(1, limit)
 
-    def reserve(self, deployment_id: str) -> float:
-        """Take the next slot for ``deployment_id``; return how long to wait for it (0.0 when it is now)."""
+    def reserve(self, deployment_id: str, session_id: str | None = None) -> float:
+        """Take the next slot for ``deployment_id`` (for ``session_id``, remembered for :meth:`restore`);
+        return how long to wait for it (0.0 when it is now)."""
         now = self._clock.monotonic()
+        self._forget_given(now)
         slots = self._slots.setdefault(deployment_id, deque())
         while slots and slots[0] <= now - self._window:
             slots.popleft()
@@ -148,7 +166,21 @@ class ConnectWindow:
         slots.append(slot)
         while len(slots) > self._limit:  # only the newest `limit` slots can constrain the next one
             slots.popleft()
+        if session_id is not None:
+            self._given.setdefault(session_id, deque(maxlen=RECENT_CONNECTS_KEPT)).append(slot)
+            self._given_order.append((slot, session_id))
         return slot - now
+
+    def _forget_given(self, now: float) -> None:
+        horizon = now - self._window
+        order = self._given_order
+        while order and order[0][0] <= horizon:
+            _, session_id = order.popleft()
+            slots = self._given.get(session_id)
+            while slots and slots[0] <= horizon:
+                slots.popleft()
+            if slots is not None and not slots:
+                del self._given[session_id]
 
 
 class Offer(enum.Enum):

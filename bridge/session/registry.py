@@ -350,7 +350,8 @@ class SessionRegistry:
         # is per deployment, whoever connects): a crash loop cannot exceed it.
         now = self._clock.now().timestamp()
         for record in pending:
-            self._deps.connects.restore(record.deployment_id, (now - t for t in record.recent_connects))
+            ages = (now - t for t in record.recent_connects)
+            self._deps.connects.restore(record.deployment_id, ages, session_id=record.session_id)
         self._recovery = RecoveryProgress(r.session_id for r in pending)
         self._metrics.recovery_pending.inc(len(pending))
         for record in pending:

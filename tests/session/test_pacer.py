@@ -73,3 +73,19 @@ def test_a_crash_loop_never_exceeds_the_limit() -> None:
     connects.sort()
     for i, start in enumerate(connects):
         assert sum(1 for t in connects[i:] if t < start + 60.0) <= limit
+
+
+def test_a_sessions_own_connects_are_not_counted_twice() -> None:
+    """A partition this process gave up and took back within the minute: the journal lists connects this
+    window counted already, which are skipped; a connect another replica made in between still counts."""
+    clock = ManualClock()
+    window = ConnectWindow(limit=2, clock=clock, window_s=60.0)
+    clock.t = 10.0
+    assert window.reserve("dep", "s1") == 0.0
+    clock.t = 20.0
+    window.restore("dep", [10.0], session_id="s1")  # the connect at t=10: ours, already counted
+    window.restore("dep", [4.6], session_id="s1")  # t=15.4: another replica's
+    assert window.reserve("dep") == 50.0  # two slots taken (t=10, t=15.4): wait for t=10 to leave
+    clock.t = 80.0
+    window.restore("dep", [70.0], session_id="s1")  # left the window
+    assert window.reserve("dep", "s2") == 0.0
