@@ -9,7 +9,7 @@ It finds the layout the broker holds, and moves it to ``BRIDGE_PARTITIONS`` part
    turn. A session's commands all sit in one source queue and are moved in order, one confirmed publish
    before each ack, so its order holds and nothing is lost (a crash in between leaves a duplicate, which
    the bridge answers from the session's idempotency record). Probes are dropped. Once every source is
-   empty, the marker queue ``<intake>.repartition.distributing`` is declared.
+   empty, the marker queue ``<intake>.repartition.to<N>`` is declared (N: the new count).
 2. **Distribute.** The topology and the new partition queues are declared, and the staging queue is
    emptied into them, each command into its session's partition (a message without a ``session_id`` goes
    to the intake queue, where the router rejects it as it would have). Then, with durable sessions, every
@@ -18,7 +18,8 @@ It finds the layout the broker holds, and moves it to ``BRIDGE_PARTITIONS`` part
    partitions and the marker are deleted.
 
 A run that stops anywhere can be run again. The marker tells a rerun that gathering is done, so commands
-already distributed are never gathered again behind the ones still staged.
+already distributed are never gathered again behind the ones still staged; a rerun with another count
+than the stopped run's is refused, naming the count to finish with.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from bridge.amqp.journal import StreamJournal
 from bridge.amqp.messages import copy_message
 from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology, intake_queue_arguments
 from bridge.config import Settings
-from bridge.errors import BrokerError
+from bridge.errors import BrokerError, ConfigError
 from bridge.partition.layout import PROBE_TYPE, journal_stream_of, partition_of, partition_queue, presence_queue
 from bridge.partition.rehome import Rehomer
 
@@ -49,7 +50,7 @@ __all__ = ["RepartitionReport", "distributing_marker", "repartition", "staging_q
 _LOOK_FOR: Final = 1025
 
 #: Messages taken from a source queue at a time.
-_PREFETCH: Final = 100
+_PREFETCH: Final = 10  # small: a failed run returns what it holds, and every return counts toward x-delivery-limit
 
 #: How long a source queue may stay silent while messages it counted are still due.
 _IDLE_TIMEOUT_S: Final = 30.0
@@ -63,9 +64,10 @@ def staging_queue(intake_queue: str) -> str:
     return f"{intake_queue}.repartition"
 
 
-def distributing_marker(intake_queue: str) -> str:
-    """The queue whose existence says a repartition has gathered every command and is distributing them."""
-    return f"{intake_queue}.repartition.distributing"
+def distributing_marker(intake_queue: str, partitions: int) -> str:
+    """The queue whose existence says a repartition to ``partitions`` partitions has gathered every command
+    and is distributing them: ``<intake>.repartition.to<N>``."""
+    return f"{intake_queue}.repartition.to{partitions}"
 
 
 @dataclass(slots=True)
@@ -125,7 +127,7 @@ class _Mover:
         self._say = say
         self._intake = settings.intake_queue
         self._staging = staging_queue(settings.intake_queue)
-        self._marker = distributing_marker(settings.intake_queue)
+        self._marker = distributing_marker(settings.intake_queue, settings.partitions)
 
     async def run(self) -> RepartitionReport:
         found = await self._count(lambda n: partition_queue(self._intake, n))
@@ -135,6 +137,8 @@ class _Mover:
             [presence_queue(self._intake), self._intake, self._staging, self._marker, *sources]
         )
         distributing = await self._forwarder.inspect(self._marker) is not None
+        if not distributing:
+            await self._refuse_other_target()
         if distributing:
             self._say("resuming: every command is gathered; distributing")
         else:
@@ -182,6 +186,18 @@ class _Mover:
         while found < _LOOK_FOR and await self._forwarder.inspect(name(found)) is not None:
             found += 1
         return found
+
+    async def _refuse_other_target(self) -> None:
+        """A run to another count stopped while distributing (its staging queue and marker remain): finishing
+        it with this count would split sessions between two layouts."""
+        if await self._forwarder.inspect(self._staging) is None:
+            return
+        for partitions in range(1, _LOOK_FOR):
+            if await self._forwarder.inspect(distributing_marker(self._intake, partitions)) is not None:
+                raise ConfigError(
+                    f"a repartition to {partitions} partitions stopped while distributing its commands: run it "
+                    f"again with BRIDGE_PARTITIONS={partitions} to finish it, then repartition again if need be"
+                )
 
     async def _refuse_consumers(self, queues: list[str]) -> None:
         for queue in queues:
@@ -304,12 +320,16 @@ class _Mover:
                 await journal.replay(planner.visitor(partition))
         plan = planner.plan()
         report.sessions_live = plan.live
-        for partition, bodies in sorted(plan.copies.items()):
+        # Every stream of the new count is declared, copies or not: a later run finds them all by counting
+        # up to the first one missing.
+        for partition in range(self._settings.partitions):
+            bodies = plan.copies.get(partition, [])
             async with StreamJournal.from_settings(self._connection, self._settings, partition=partition) as journal:
                 for body in bodies:
                     await journal.append(body)
-            report.records_copied += len(bodies)
-            self._say(f"copied {len(bodies)} session record(s) into {journal.stream}")
+            if bodies:
+                report.records_copied += len(bodies)
+                self._say(f"copied {len(bodies)} session record(s) into {journal.stream}")
         # Copied and confirmed: a stream no owner reads any more would only bring old states back later.
         for n in reversed(range(self._settings.partitions, found)):
             await self._delete_any(journal_stream_of(stream, n), report)

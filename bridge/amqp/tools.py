@@ -196,7 +196,7 @@ def deployment_queues(
         presence_queue(intake_queue),
         hunger_queue(intake_queue),
         staging_queue(intake_queue),
-        distributing_marker(intake_queue),
+        distributing_marker(intake_queue, partitions),
         dead_letter_queue,
         journal_stream,
         *(journal_stream_of(journal_stream, n) for n in range(partitions)),

@@ -8,9 +8,9 @@ record to the stream of its new partition. Nothing is decrypted: the envelope's 
 
 Within one stream the last record of a session is its state (stream order, as the journal folds it). A
 session can have records in two streams only after an earlier repartition copied it; then the record
-written last (``written_at``) wins. When that newest record says the session ended, and its home stream
-still holds an older live record of it (an earlier repartition's copy), the end is copied home too: an
-old copy never outlives the session's end.
+written last (``written_at``) wins. When that newest record says the session ended, the end is copied into
+every stream that stays and still holds an older live record of it (an earlier repartition's copy): an
+old copy never outlives the session's end, however many repartitions follow.
 
 The planner keeps only each stream's newest record per session while the streams are read, so its memory
 is bounded by the sessions, not by how many records the streams hold.
@@ -53,6 +53,14 @@ class _Newest:
     stream: StreamKey
 
 
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    """A stream's newest record of a session cannot be read: the journal then resumes the session from
+    nowhere (an older record may predate its end), and neither may a repartition."""
+
+    body: bytes
+
+
 class Rehomer:
     """Plans a repartition's journal copies for ``partitions`` partitions.
 
@@ -62,7 +70,7 @@ class Rehomer:
 
     def __init__(self, partitions: int) -> None:
         self._partitions = partitions
-        self._streams: dict[StreamKey, dict[str, _Newest]] = {}
+        self._streams: dict[StreamKey, dict[str, _Newest | _Unreadable]] = {}
         self._unreadable = 0
 
     def visitor(self, stream: StreamKey) -> Callable[[bytes], None]:
@@ -75,9 +83,7 @@ class Rehomer:
             except CorruptRecord as exc:
                 self._unreadable += 1
                 if exc.session_id is not None:
-                    # An unreadable last record hides the older ones, as in the journal's own fold: an older
-                    # record may predate the session's end.
-                    newest.pop(exc.session_id, None)
+                    newest[exc.session_id] = _Unreadable(body)
                 return
             if isinstance(envelope, SessionEnvelope):
                 newest[envelope.session_id] = _Newest(envelope, body, stream)
@@ -85,28 +91,50 @@ class Rehomer:
         return visit
 
     def plan(self) -> Rehoming:
-        """The copies that put every session's newest state into its partition's stream: a live session's
-        newest record where it is not there yet, and an end where the home stream still says live."""
+        """The copies that put every session's newest state into the streams that stay (those of partitions
+        below the new count): a live session's newest record into its home stream where it is not there yet;
+        a session's end into every stream that stays and still says it is live; and a session whose newest
+        record somewhere cannot be read, that record in the same places, so that no owner resumes it."""
         plan = Rehoming(unreadable=self._unreadable)
         winners: dict[str, _Newest] = {}
+        hidden: dict[str, bytes] = {}
         for newest in self._streams.values():
             for sid, found in newest.items():
+                if isinstance(found, _Unreadable):
+                    hidden[sid] = found.body
+                    continue
                 held = winners.get(sid)
                 if held is None or _later(found, held, partition_of(sid, self._partitions)):
                     winners[sid] = found
+        for sid, body in hidden.items():
+            winners.pop(sid, None)
+            for stream in self._still_live(sid, also=partition_of(sid, self._partitions)):
+                plan.copies.setdefault(stream, []).append(body)
         for sid, found in sorted(winners.items(), key=lambda item: item[1].envelope.written_at):
             home = partition_of(sid, self._partitions)
-            if found.stream == home:
-                plan.live += not found.envelope.closed
-                continue
-            if found.envelope.closed:
-                at_home = self._streams.get(home, {}).get(sid)
-                if at_home is None or at_home.envelope.closed:
-                    continue  # nothing at home to end
-            else:
+            if not found.envelope.closed:
                 plan.live += 1
-            plan.copies.setdefault(home, []).append(found.body)
+                if found.stream != home:
+                    plan.copies.setdefault(home, []).append(found.body)
+                continue
+            for stream in self._still_live(sid):
+                if stream != found.stream:
+                    plan.copies.setdefault(stream, []).append(found.body)
         return plan
+
+    def _still_live(self, sid: str, *, also: int | None = None) -> list[int]:
+        """The streams that stay whose newest record of ``sid`` says it is live (and ``also``, if given)."""
+        streams = {
+            stream
+            for stream, newest in self._streams.items()
+            if isinstance(stream, int)
+            and stream < self._partitions
+            and isinstance(found := newest.get(sid), _Newest)
+            and not found.envelope.closed
+        }
+        if also is not None:
+            streams.add(also)
+        return sorted(streams)
 
 
 def _later(found: _Newest, held: _Newest, home: int) -> bool:

@@ -16,6 +16,7 @@ from bridge.amqp.repartition import distributing_marker, repartition, staging_qu
 from bridge.amqp.tools import delete_deployment
 from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology
 from bridge.config import Settings
+from bridge.errors import ConfigError
 from bridge.partition.layout import partition_of, partition_queue
 from tests.amqp.conftest import make_settings
 from tests.conftest import BrokerNames
@@ -98,14 +99,14 @@ async def test_a_run_that_stopped_while_distributing_finishes_in_order(
         staging_queue(settings.intake_queue), durable=True, arguments={"x-queue-type": "quorum"}
     )
     await _put(channel, staging_queue(settings.intake_queue), "#2", "#3")
-    await channel.declare_queue(distributing_marker(settings.intake_queue), durable=True)
+    await channel.declare_queue(distributing_marker(settings.intake_queue, 4), durable=True)
 
     report = await repartition(settings)
 
     assert report.commands_moved == 2
     assert await _texts(connection, home) == ["#1", "#2", "#3"]
     assert await _gone(connection, staging_queue(settings.intake_queue))
-    assert await _gone(connection, distributing_marker(settings.intake_queue))
+    assert await _gone(connection, distributing_marker(settings.intake_queue, 4))
 
 
 async def test_a_run_that_stopped_while_gathering_finishes_in_order(
@@ -125,7 +126,7 @@ async def test_a_run_that_stopped_while_gathering_finishes_in_order(
     home = partition_queue(old.intake_queue, partition_of(SESSION, 3))
     assert await _texts(connection, home) == ["#1", "#2", "#3"]
     assert await _gone(connection, staging_queue(old.intake_queue))
-    assert await _gone(connection, distributing_marker(old.intake_queue))
+    assert await _gone(connection, distributing_marker(old.intake_queue, 3))
     assert not await _gone(connection, partition_queue(old.intake_queue, 2))
 
 
@@ -143,3 +144,20 @@ async def test_shrinking_deletes_the_queues_beyond_the_new_count(
     for n in (2, 3, 4):
         assert await _gone(connection, partition_queue(old.intake_queue, n))
     assert [q for q in report.deleted if ".p" in q] == [partition_queue(old.intake_queue, n) for n in (4, 3, 2)]
+
+
+async def test_a_run_to_another_count_is_refused_while_one_is_distributing(
+    connection: AbstractConnection, channel: AbstractChannel, broker_names: BrokerNames, amqp_url: str
+) -> None:
+    """Finishing a stopped run to 4 partitions with 3 would split sessions between two layouts."""
+    settings = _settings(broker_names, amqp_url, 4)
+    await _layout(channel, settings)
+    staged = staging_queue(settings.intake_queue)
+    await channel.declare_queue(staged, durable=True, arguments={"x-queue-type": "quorum"})
+    await _put(channel, staged, "#2")
+    await channel.declare_queue(distributing_marker(settings.intake_queue, 4), durable=True)
+
+    with pytest.raises(ConfigError, match="BRIDGE_PARTITIONS=4"):
+        await repartition(_settings(broker_names, amqp_url, 3))
+    assert await _texts(connection, staged) == ["#2"]
+    assert not await _gone(connection, partition_queue(settings.intake_queue, 3))

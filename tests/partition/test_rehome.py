@@ -87,8 +87,31 @@ def test_within_a_stream_the_last_record_wins_and_an_unreadable_last_record_hide
     # b's stream order says its last record is n=1, even though the earlier one claims a later time.
     unreadable = b'{"v": 1, "kind": "session", "session_id": "' + a.encode() + b'", "closed": "nope"}'
     plan = _plan((None, [_body(a, 1), unreadable, _body(b, 5, seconds=5), _body(b, 1, seconds=1), b"junk"]))
+    # a's unreadable newest goes home in its place, so a's new owner skips a as the journal would.
+    assert plan.copies.pop(0) == [unreadable]
     assert _copied(plan.copies) == {1: [(b, 1)]}
-    assert plan.unreadable == 2
+    assert (plan.unreadable, plan.live) == (2, 1)
+
+
+def test_an_unreadable_newest_record_in_one_stream_hides_the_session_in_every_other() -> None:
+    """Copied out of its home, then its newest record in the other stream is unreadable (a later release's
+    format, say): the older live copy at home must not bring it back."""
+    a = _sid_in(0)
+    unreadable = b'{"v": 2, "kind": "session", "session_id": "' + a.encode() + b'"}'
+    plan = _plan((0, [_body(a, 1)]), (4, [_body(a, 1), unreadable]))
+    assert plan.copies == {0: [unreadable]}
+    assert plan.live == 0
+
+
+def test_an_end_reaches_every_stream_that_stays_and_still_says_live() -> None:
+    """2 -> 4 -> 3 -> 2: a stale live copy can sit in a stream other than the next home; after the end's own
+    stream is gone, that copy must not be the newest record left."""
+    sid = next(f"s{i}" for i in range(1000) if partition_of(f"s{i}", 4) == 2 and partition_of(f"s{i}", NEW) == 1)
+    stale = (2, [_body(sid, 1)])  # stays under NEW = 3, but is not sid's home
+    ended = (4, [_body(sid, 1), _body(sid, 9, closed=True)])  # goes away under NEW = 3
+    plan = _plan(stale, ended)
+    assert _copied(plan.copies) == {2: [(sid, 9)]}
+    assert plan.live == 0
 
 
 def test_an_end_written_elsewhere_is_copied_home_over_an_older_live_copy() -> None:
