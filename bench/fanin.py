@@ -26,7 +26,7 @@ from bench.common import run_and_report
 from bench.loadgen import LoadGen
 from bench.procs import CpuSample, raise_nofile_limit
 from bench.stack import Stack, bridge_available
-from bench.stats import Spread, percentile, ratio, render_table, spread
+from bench.stats import percentile, ratio, render_table, shown, spread
 
 __all__ = ["main", "run"]
 
@@ -139,20 +139,17 @@ def render(doc: dict[str, Any]) -> str:
         return f"fan-in: {doc['status']}: {doc['reason']}"
     s = doc["summary"]
 
-    def sp(d: dict[str, Any], digits: int = 0) -> str:
-        return Spread.of(d).fmt(digits)
-
     lat = s["latency_at_50pct"]
     rows = [
-        ["baseline pipeline, events/s", sp(s["baseline_events_per_s"])],
-        ["bridge, message.received/s at saturation", sp(s["bridge_messages_per_s"])],
-        ["bridge / baseline (medians)", sp(s["ratio_to_baseline"], 2) + " (target ≥ 0.50)"],
-        ["bridge / baseline (interleaved pairs)", sp(s["pair_ratio"], 2)],
-        ["bridge CPU per message, µs", sp(s["bridge_cpu_us_per_message"])],
-        *([f"CPU at saturation, {k} (cores)", sp(d, 2)] for k, d in s["cpu_share_at_saturation"].items()),
+        ["baseline pipeline, events/s", shown(s["baseline_events_per_s"])],
+        ["bridge, message.received/s at saturation", shown(s["bridge_messages_per_s"])],
+        ["bridge / baseline (medians)", shown(s["ratio_to_baseline"], 2) + " (target ≥ 0.50)"],
+        ["bridge / baseline (interleaved pairs)", shown(s["pair_ratio"], 2)],
+        ["bridge CPU per message, µs", shown(s["bridge_cpu_us_per_message"])],
+        *([f"CPU at saturation, {k} (cores)", shown(d, 2)] for k, d in s["cpu_share_at_saturation"].items()),
         [
             f"latency at 50% ({lat['rate']['median']:.0f}/s) p50 / p99 / max, ms",
-            f"{sp(lat['p50_ms'], 1)} / {sp(lat['p99_ms'], 1)} / {sp(lat['max_ms'], 1)}",
+            f"{shown(lat['p50_ms'], 1)} / {shown(lat['p99_ms'], 1)} / {shown(lat['max_ms'], 1)}",
         ],
     ]
     return render_table(["inbound fan-in (1,000 sessions)", "median [min–max]"], rows)

@@ -58,7 +58,7 @@ from bench.loadgen import message_send
 from bench.procs import Child, CpuSample, find_rabbitmq_pid
 from bench.replica_stack import ReplicaStack, delete_names, metric_sum
 from bench.stack import LOG_DIR, bridge_available
-from bench.stats import Spread, ratio, render_table, spread
+from bench.stats import ratio, render_table, shown, spread
 from bridge.amqp.topology import TopologyNames, intake_queue_arguments
 from bridge.config import Settings
 
@@ -410,27 +410,29 @@ def render(doc: dict[str, Any]) -> str:
         return f"router: {doc['status']}: {doc['reason']}"
     s = doc["summary"]
 
-    def sp(d: dict[str, Any], digits: int = 0) -> str:
-        return Spread.of(d).fmt(digits)
-
     rows = [
-        ["bridge router (intake → partition queues), commands/s", sp(s["router_commands_per_s"])],
-        ["raw baseline, sequential forwarder, commands/s", sp(s["baseline_sequential_commands_per_s"])],
-        ["router / sequential baseline", sp(s["router_to_sequential"], 2)],
-        ["raw baseline, pipelined forwarder (256 in flight), commands/s", sp(s["baseline_pipelined_commands_per_s"])],
-        ["router / pipelined baseline", sp(s["router_to_pipelined"], 2)],
+        ["bridge router (intake → partition queues), commands/s", shown(s["router_commands_per_s"])],
+        ["raw baseline, sequential forwarder, commands/s", shown(s["baseline_sequential_commands_per_s"])],
+        ["router / sequential baseline", shown(s["router_to_sequential"], 2)],
+        [
+            "raw baseline, pipelined forwarder (256 in flight), commands/s",
+            shown(s["baseline_pipelined_commands_per_s"]),
+        ],
+        ["router / pipelined baseline", shown(s["router_to_pipelined"], 2)],
         [
             "CPU per command, µs: router process / its broker share",
-            f"{sp(s['router_cpu_us_per_command'])} / {sp(s['router_broker_cpu_us_per_command'])}",
+            f"{shown(s['router_cpu_us_per_command'])} / {shown(s['router_broker_cpu_us_per_command'])}",
         ],
         [
             "CPU per command, µs: sequential forwarder / its broker share",
-            f"{sp(s['sequential_cpu_us_per_command'])} / {sp(s['sequential_broker_cpu_us_per_command'])}",
+            f"{shown(s['sequential_cpu_us_per_command'])} / {shown(s['sequential_broker_cpu_us_per_command'])}",
         ],
-        ["CPU per command, µs: pipelined forwarder", sp(s["pipelined_cpu_us_per_command"])],
+        ["CPU per command, µs: pipelined forwarder", shown(s["pipelined_cpu_us_per_command"])],
     ]
     if "consistent_hash_commands_per_s" in s:
-        rows.append(["x-consistent-hash exchange (broker routes), commands/s", sp(s["consistent_hash_commands_per_s"])])
+        rows.append(
+            ["x-consistent-hash exchange (broker routes), commands/s", shown(s["consistent_hash_commands_per_s"])]
+        )
     else:
         rows.append(["x-consistent-hash exchange", f"not measured: {doc['consistent_hash_exchange']}"])
     o = doc["options"]

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Spread", "percentile", "ratio", "render_table", "spread"]
+__all__ = ["Spread", "percentile", "ratio", "render_table", "shown", "spread"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,11 @@ class Spread:
         """``"1234 [1100–1300]"`` (median, then min–max), with an optional unit after the median."""
         f = f"{{:,.{digits}f}}"
         return f"{f.format(self.median)}{unit} [{f.format(self.low)}–{f.format(self.high)}]"
+
+
+def shown(doc: Mapping[str, Any], digits: int = 0) -> str:
+    """A spread from a results file, formatted as :meth:`Spread.fmt` does."""
+    return Spread.of(doc).fmt(digits)
 
 
 def spread(values: Iterable[float]) -> Spread:

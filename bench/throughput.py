@@ -36,7 +36,7 @@ from bench.common import AMQP_URL, run_and_report
 from bench.loadgen import LoadGen, message_send
 from bench.procs import CpuSample, raise_nofile_limit
 from bench.stack import Stack, bridge_available
-from bench.stats import Spread, percentile, ratio, render_table, spread
+from bench.stats import percentile, ratio, render_table, shown, spread
 
 __all__ = ["main", "run"]
 
@@ -205,24 +205,21 @@ def render(doc: dict[str, Any]) -> str:
         return f"throughput: {doc['status']}: {doc['reason']}"
     s = doc["summary"]
 
-    def sp(d: dict[str, Any], digits: int = 0) -> str:
-        return Spread.of(d).fmt(digits)
-
     rows: list[list[str]] = [
-        ["baseline pipeline, commands/s", sp(s["baseline_commands_per_s"])],
-        ["bridge, commands/s at saturation", sp(s["bridge_commands_per_s"])],
-        ["bridge / baseline (medians)", sp(s["ratio_to_baseline"], 2) + " (target ≥ 0.50)"],
-        ["bridge / baseline (interleaved pairs)", sp(s["pair_ratio"], 2)],
-        ["bridge CPU per command, µs", sp(s["bridge_cpu_us_per_command"])],
+        ["baseline pipeline, commands/s", shown(s["baseline_commands_per_s"])],
+        ["bridge, commands/s at saturation", shown(s["bridge_commands_per_s"])],
+        ["bridge / baseline (medians)", shown(s["ratio_to_baseline"], 2) + " (target ≥ 0.50)"],
+        ["bridge / baseline (interleaved pairs)", shown(s["pair_ratio"], 2)],
+        ["bridge CPU per command, µs", shown(s["bridge_cpu_us_per_command"])],
     ]
     for who, d in s["cpu_share_at_saturation"].items():
-        rows.append([f"CPU at saturation, {who} (cores)", sp(d, 2)])
+        rows.append([f"CPU at saturation, {who} (cores)", shown(d, 2)])
     for name, d in s["latency"].items():
         rows.append(
             [
                 f"latency at {name} ({d['rate']['median']:.0f}/s; other load "
                 f"{d['cpu_share']['other']['median']:.2f} cores) p50 / p99 / max, ms",
-                f"{sp(d['p50_ms'], 1)} / {sp(d['p99_ms'], 1)} / {sp(d['max_ms'], 1)}",
+                f"{shown(d['p50_ms'], 1)} / {shown(d['p99_ms'], 1)} / {shown(d['max_ms'], 1)}",
             ]
         )
     return render_table(["throughput (1,000 sessions)", "median [min–max]"], rows)
