@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from bridge.amqp.connection import open_connection
 from bridge.amqp.repartition import distributing_marker, repartition, staging_queue
-from bridge.amqp.tools import delete_deployment
+from bridge.amqp.tools import delete_deployment, delete_names
 from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology
 from bridge.config import Settings
 from bridge.errors import ConfigError
@@ -35,6 +35,8 @@ async def connection(broker_names: BrokerNames, amqp_url: str) -> AsyncIterator[
     finally:
         await connection.close()
         await delete_deployment(amqp_url, settings.model_copy(update={"partitions": 8}))
+        # A marker names its count, and a deployment's clean-up knows only its own.
+        await delete_names(amqp_url, queues=tuple(distributing_marker(settings.intake_queue, n) for n in range(1, 9)))
 
 
 @pytest.fixture
