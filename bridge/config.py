@@ -17,6 +17,7 @@ from pydantic import AnyUrl, Field, SecretStr, ValidationError, field_validator,
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from bridge.errors import ConfigError
+from bridge.partition.layout import MAX_PARTITIONS
 
 __all__ = ["ENV_PREFIX", "Settings", "environment_unknowns", "settings_table", "unknown_variables"]
 
@@ -235,7 +236,7 @@ class Settings(BaseSettings):
     partitions: int = Field(
         default=16,
         ge=1,
-        le=1024,
+        le=MAX_PARTITIONS,
         description=(
             "Partition queues sessions are spread over (`<intake>.p<N>`), owned one replica each. Fixed for the "
             "life of a deployment: a bridge refuses to start with another value (docs/scaling.md, changing it)."

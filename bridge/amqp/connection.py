@@ -32,7 +32,7 @@ import aio_pika
 import aiormq.exceptions
 import stamina
 import structlog
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from bridge.backoff import backoff_delay
 from bridge.config import Settings
@@ -46,6 +46,7 @@ __all__ = [
     "ReconnectBackoff",
     "ReopeningConnection",
     "broker_error",
+    "close_channel_quietly",
     "close_quietly",
     "open_connection",
     "reconnect_attempts",
@@ -113,6 +114,15 @@ async def open_connection(settings: Settings, *, name: str) -> AbstractConnectio
             )
     except Exception as exc:
         raise broker_error(exc) from exc
+
+
+async def close_channel_quietly(channel: AbstractChannel | None) -> None:
+    """Close ``channel`` if it is open (what it holds unacked goes back to its queue); one on a connection
+    that is already gone is not an error here."""
+    if channel is None or channel.is_closed:
+        return
+    with suppress(aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError):
+        await channel.close()
 
 
 async def close_quietly(connection: AbstractConnection | None) -> None:

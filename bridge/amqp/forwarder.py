@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, NoReturn
@@ -26,7 +27,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 from bridge.amqp.connection import ReopeningConnection, broker_error
 from bridge.amqp.topology import PRESENCE_QUEUE_ARGUMENTS
 from bridge.errors import BrokerUnavailable, PublishTimeout
-from bridge.partition.layout import PROBE_TYPE
+from bridge.partition.layout import MAX_PARTITIONS, PROBE_TYPE
 
 __all__ = ["QueueForwarder", "QueueStats"]
 
@@ -111,6 +112,15 @@ class QueueForwarder:
             self._raise_mapped(exc, queue)
         result = declared.declaration_result
         return QueueStats(messages=result.message_count or 0, consumers=result.consumer_count or 0)
+
+    async def count(self, name: Callable[[int], str], *, start: int = 0) -> int:
+        """The first ``n >= start`` for which queue ``name(n)`` does not exist (looking no further than
+        :data:`~bridge.partition.layout.MAX_PARTITIONS`): with ``start=0``, how many of ``name(0)``,
+        ``name(1)``, ... exist before the first gap."""
+        found = start
+        while found <= MAX_PARTITIONS and await self.inspect(name(found)) is not None:
+            found += 1
+        return found
 
     async def hold(self, queue: str) -> None:
         """Keep one consumer of this replica on ``queue`` (declared here; presence and hunger queues hold no

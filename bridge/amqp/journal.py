@@ -34,7 +34,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from bridge.amqp.connection import Connect, ReopeningConnection, broker_error, open_connection
+from bridge.amqp.connection import Connect, ReopeningConnection, broker_error, close_channel_quietly, open_connection
 from bridge.config import Settings
 from bridge.errors import BrokerUnavailable, ConfigError, PublishTimeout, StoreError
 from bridge.partition.layout import journal_stream_of
@@ -127,7 +127,7 @@ class StreamJournal:
         """Close the append channel (awaiting nothing else: call ``JournalStore.flush`` first)."""
         self._open = False
         channel, self._channel = self._channel, None
-        await _close_channel(channel)
+        await close_channel_quietly(channel)
 
     async def __aenter__(self) -> StreamJournal:
         await self.open()
@@ -166,7 +166,7 @@ class StreamJournal:
         except Exception as exc:
             self._raise_mapped(exc, "cannot declare it")
         finally:
-            await _close_channel(channel)
+            await close_channel_quietly(channel)
 
     async def _append_channel(self) -> AbstractChannel:
         """The append channel; a new one, on a reopened connection if need be, once the last one was lost."""
@@ -301,15 +301,7 @@ class StreamJournal:
             self._raise_mapped(exc, "replay failed")
         finally:
             # Closing the channel cancels the consumer; unacked stream deliveries need no settling.
-            await _close_channel(channel)
-
-
-async def _close_channel(channel: AbstractChannel | None) -> None:
-    """Close ``channel`` if it is open; one on a connection that is already gone is not an error here."""
-    if channel is None or channel.is_closed:
-        return
-    with contextlib.suppress(aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError):
-        await channel.close()
+            await close_channel_quietly(channel)
 
 
 @contextlib.asynccontextmanager

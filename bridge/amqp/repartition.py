@@ -27,27 +27,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from bridge.amqp.connection import ReopeningConnection, broker_error
+from bridge.amqp.connection import ReopeningConnection, broker_error, close_channel_quietly
 from bridge.amqp.forwarder import QueueForwarder
 from bridge.amqp.journal import StreamJournal
 from bridge.amqp.messages import copy_message
 from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology, intake_queue_arguments
 from bridge.config import Settings
-from bridge.errors import BrokerError, ConfigError
-from bridge.partition.layout import PROBE_TYPE, journal_stream_of, partition_of, partition_queue, presence_queue
+from bridge.errors import BridgeError, BrokerError, ConfigError
+from bridge.partition.layout import (
+    MAX_PARTITIONS,
+    PROBE_TYPE,
+    journal_stream_of,
+    partition_of,
+    partition_queue,
+    presence_queue,
+)
 from bridge.partition.rehome import Rehomer
 
 __all__ = ["RepartitionReport", "distributing_marker", "repartition", "staging_queue"]
-
-#: Queues and streams looked for, at most: one more than the largest partition count the settings allow.
-_LOOK_FOR: Final = 1025
 
 #: Messages taken from a source queue at a time.
 _PREFETCH: Final = 10  # small: a failed run returns what it holds, and every return counts toward x-delivery-limit
@@ -130,18 +134,17 @@ class _Mover:
         self._marker = distributing_marker(settings.intake_queue, settings.partitions)
 
     async def run(self) -> RepartitionReport:
-        found = await self._count(lambda n: partition_queue(self._intake, n))
+        found = await self._forwarder.count(lambda n: partition_queue(self._intake, n))
         report = RepartitionReport(partitions_before=found, partitions_after=self._settings.partitions)
         sources = [partition_queue(self._intake, n) for n in range(found)]
         await self._refuse_consumers(
             [presence_queue(self._intake), self._intake, self._staging, self._marker, *sources]
         )
         distributing = await self._forwarder.inspect(self._marker) is not None
-        if not distributing:
-            await self._refuse_other_target()
         if distributing:
             self._say("resuming: every command is gathered; distributing")
         else:
+            await self._refuse_other_target()
             self._say(f"found {found} partition queue(s); moving to {self._settings.partitions}")
             distributing = await self._gather(sources, report)
         if distributing:
@@ -149,7 +152,7 @@ class _Mover:
             await self._distribute(report)
         if self._settings.durable_sessions:
             await self._rehome_journal(report)
-        now = await self._count(lambda n: partition_queue(self._intake, n))
+        now = await self._forwarder.count(lambda n: partition_queue(self._intake, n))
         for n in reversed(range(self._settings.partitions, now)):  # highest first: the count stays readable
             await self._delete(partition_queue(self._intake, n), report)
         await self._delete_any(self._marker, report, quiet=True)
@@ -180,19 +183,12 @@ class _Mover:
 
     # -- layout ----------------------------------------------------------------------------------------
 
-    async def _count(self, name: Callable[[int], str]) -> int:
-        """How many of ``name(0)``, ``name(1)``, ... exist, counting up to the first missing one."""
-        found = 0
-        while found < _LOOK_FOR and await self._forwarder.inspect(name(found)) is not None:
-            found += 1
-        return found
-
     async def _refuse_other_target(self) -> None:
         """A run to another count stopped while distributing (its staging queue and marker remain): finishing
         it with this count would split sessions between two layouts."""
         if await self._forwarder.inspect(self._staging) is None:
             return
-        for partitions in range(1, _LOOK_FOR):
+        for partitions in range(1, MAX_PARTITIONS + 1):
             if await self._forwarder.inspect(distributing_marker(self._intake, partitions)) is not None:
                 raise ConfigError(
                     f"a repartition to {partitions} partitions stopped while distributing its commands: run it "
@@ -212,27 +208,18 @@ class _Mover:
         """Whether the intake queue exists with the arguments of a release before partitions."""
         if await self._forwarder.inspect(self._intake) is None:
             return False
-        channel = await self._channel()
-        try:
-            await channel.declare_queue(self._intake, durable=True, arguments=intake_queue_arguments(self._names))
-        except aiormq.exceptions.ChannelPreconditionFailed:
-            return True
-        except Exception as exc:
-            raise broker_error(exc) from exc
-        finally:
-            await _close(channel)
+        async with self._channel() as channel:
+            try:
+                await channel.declare_queue(self._intake, durable=True, arguments=intake_queue_arguments(self._names))
+            except aiormq.exceptions.ChannelPreconditionFailed:
+                return True
         return False
 
     async def _declare(self) -> None:
-        channel = await self._channel()
-        try:
+        async with self._channel() as channel:
             await declare_topology(channel, self._names)
             for n in range(self._settings.partitions):
                 await declare_partition_queue(channel, self._names, partition_queue(self._intake, n))
-        except Exception as exc:
-            raise broker_error(exc) from exc
-        finally:
-            await _close(channel)
 
     async def _delete(self, queue: str, report: RepartitionReport) -> None:
         """Delete ``queue`` once it is empty. (Quorum queues refuse ``if-empty`` deletes: the count is read
@@ -248,13 +235,8 @@ class _Mover:
         await self._delete_any(queue, report)
 
     async def _declare_queue(self, queue: str, arguments: dict[str, Any]) -> None:
-        channel = await self._channel()
-        try:
+        async with self._channel() as channel:
             await channel.declare_queue(queue, durable=True, arguments=arguments)
-        except Exception as exc:
-            raise broker_error(exc) from exc
-        finally:
-            await _close(channel)
 
     # -- commands --------------------------------------------------------------------------------------
 
@@ -277,14 +259,19 @@ class _Mover:
         if not due:
             return moved
         self._say(f"moving {due} message(s) out of {source}")
-        channel = await self._channel()
-        try:
+        # Closing the channel at the end returns what was delivered but not moved, in order.
+        async with self._channel() as channel:
             await channel.set_qos(prefetch_count=_PREFETCH)
             queue = await channel.get_queue(source, ensure=False)
             async with queue.iterator() as messages:
                 while due:
-                    async with asyncio.timeout(_IDLE_TIMEOUT_S):
-                        message = await anext(messages)
+                    try:
+                        async with asyncio.timeout(_IDLE_TIMEOUT_S):
+                            message = await anext(messages)
+                    except TimeoutError as exc:
+                        raise BrokerError(
+                            f"{source!r}: {due} message(s) counted but not delivered within {_IDLE_TIMEOUT_S}s"
+                        ) from exc
                     due -= 1
                     if message.type == PROBE_TYPE:
                         moved.probes += 1
@@ -293,30 +280,19 @@ class _Mover:
                         await self._forwarder.forward(copy_message(message, headers=headers), destination(message))
                         moved.commands += 1
                     await message.ack()
-        except TimeoutError as exc:
-            raise BrokerError(
-                f"{source!r}: {due} message(s) counted but not delivered within {_IDLE_TIMEOUT_S}s"
-            ) from exc
-        except BrokerError:
-            raise
-        except Exception as exc:
-            raise broker_error(exc) from exc
-        finally:
-            await _close(channel)  # what was delivered but not moved goes back, in order
         return moved
 
     # -- journal ---------------------------------------------------------------------------------------
 
     async def _rehome_journal(self, report: RepartitionReport) -> None:
         stream = self._settings.journal_stream
-        found = await self._count(lambda n: journal_stream_of(stream, n))
-        readings: list[tuple[int | None, str]] = [(n, journal_stream_of(stream, n)) for n in range(found)]
+        found = await self._forwarder.count(lambda n: journal_stream_of(stream, n))
         old_stream = await self._forwarder.inspect(stream) is not None
-        if old_stream:
-            readings.insert(0, (None, stream))
+        readings: list[int | None] = [*([None] if old_stream else []), *range(found)]
         planner = Rehomer(self._settings.partitions)
-        for partition, name in readings:
-            async with self._journal(name) as journal:
+        for partition in readings:
+            # A replay appends its end marker to the stream it reads.
+            async with StreamJournal.from_settings(self._connection, self._settings, partition=partition) as journal:
                 await journal.replay(planner.visitor(partition))
         plan = planner.plan()
         report.sessions_live = plan.live
@@ -336,41 +312,29 @@ class _Mover:
         if old_stream:
             await self._delete_any(stream, report)
 
-    def _journal(self, name: str) -> StreamJournal:
-        """The journal stream ``name``, to read (a replay appends its end marker to the stream itself)."""
-        return StreamJournal(
-            self._connection,
-            stream=name,
-            max_age=self._settings.journal_max_age,
-            confirm_timeout_s=self._settings.publish_timeout_s,
-        )
-
     async def _delete_any(self, name: str, report: RepartitionReport, *, quiet: bool = False) -> None:
         """Delete queue or stream ``name`` (gone already is fine); ``quiet``: not reported."""
-        channel = await self._channel()
-        try:
-            await channel.queue_delete(name)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            return
-        except Exception as exc:
-            raise broker_error(exc) from exc
-        finally:
-            await _close(channel)
+        async with self._channel() as channel:
+            try:
+                await channel.queue_delete(name)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return
         if not quiet:
             report.deleted.append(name)
             self._say(f"deleted {name}")
 
-    async def _channel(self) -> AbstractChannel:
+    @contextlib.asynccontextmanager
+    async def _channel(self) -> AsyncIterator[AbstractChannel]:
+        """A channel of its own for each step (a refused declare closes its channel), closed after it;
+        broker and network errors come out mapped (:func:`broker_error`)."""
         connection = await self._connection.get()
+        channel: AbstractChannel | None = None
         try:
-            return await connection.channel(publisher_confirms=False)
+            channel = await connection.channel(publisher_confirms=False)
+            yield channel
+        except BridgeError:
+            raise
         except Exception as exc:
             raise broker_error(exc) from exc
-
-
-async def _close(channel: AbstractChannel) -> None:
-    if not channel.is_closed:
-        with contextlib.suppress(
-            aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError
-        ):
-            await channel.close()
+        finally:
+            await close_channel_quietly(channel)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
 
 import structlog
 
@@ -49,9 +48,6 @@ __all__ = ["Fleet", "Partition", "check_layout"]
 
 log = structlog.get_logger(__name__)
 
-#: The largest partition count the settings allow, plus one: how far :func:`check_layout` looks.
-_LOOK_FOR: Final = 1025
-
 
 async def check_layout(forwarder: QueueForwarder, *, intake_queue: str, partitions: int) -> None:
     """Refuse to start with a partition count other than the one the broker's queues were made with.
@@ -62,9 +58,7 @@ async def check_layout(forwarder: QueueForwarder, *, intake_queue: str, partitio
         BrokerError: the broker could not be asked.
     """
     if await forwarder.inspect(partition_queue(intake_queue, partitions)) is not None:
-        found = partitions + 1
-        while found < _LOOK_FOR and await forwarder.inspect(partition_queue(intake_queue, found)) is not None:
-            found += 1
+        found = await forwarder.count(lambda n: partition_queue(intake_queue, n), start=partitions + 1)
         raise _changed(partitions, f"at least {found}")
     first = await forwarder.inspect(partition_queue(intake_queue, 0)) if partitions > 1 else None
     if first is not None and await forwarder.inspect(partition_queue(intake_queue, partitions - 1)) is None:

@@ -12,6 +12,7 @@ import math
 from typing import Final
 
 __all__ = [
+    "MAX_PARTITIONS",
     "PROBE_TYPE",
     "fair_share",
     "floor_share",
@@ -22,6 +23,9 @@ __all__ = [
     "presence_queue",
     "surplus",
 ]
+
+#: The most partitions a deployment may have (``BRIDGE_PARTITIONS``): also how far tools look for queues.
+MAX_PARTITIONS: Final = 1024
 
 #: AMQP ``type`` of a probe message: it tells the active consumer of a queue that it is the active one.
 PROBE_TYPE: Final = "genesys-bridge.probe"
