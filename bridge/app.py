@@ -59,7 +59,7 @@ from bridge.partition.owner import PartitionOwner
 from bridge.partition.router import PartitionRouter, observe_lag
 from bridge.ports import Clock, Connector, LoopClock
 from bridge.session.actor import SessionActor
-from bridge.session.registry import Census, session_deps
+from bridge.session.registry import Census, SessionRegistry, session_deps
 from bridge.session.view import SessionView
 from bridge.store import JournalStore, load_keys
 
@@ -110,16 +110,19 @@ class Sessions:
 
     def get(self, session_id: str) -> SessionActor | None:
         """The session's actor, if its partition is owned here and the session is live."""
-        registry = self._fleet.partitions[partition_of(session_id, self._partitions)].owner.registry
+        registry = self._registry(partition_of(session_id, self._partitions))
         return registry.get(session_id) if registry is not None else None
 
     def describe(self, session_id: str) -> SessionView | None:
         """What the admin endpoint answers for the session (``None``: not held here), with its partition
         and this replica as its owner."""
         partition = partition_of(session_id, self._partitions)
-        registry = self._fleet.partitions[partition].owner.registry
+        registry = self._registry(partition)
         view = registry.describe(session_id) if registry is not None else None
         return dataclasses.replace(view, partition=partition, owner=self._replica) if view is not None else None
+
+    def _registry(self, partition: int) -> SessionRegistry | None:
+        return self._fleet.partitions[partition].owner.registry
 
 
 @dataclass
@@ -157,13 +160,11 @@ async def _watch_recovered(bridge: Bridge) -> None:
     and log ``recovery_finished`` with the sessions resumed and their results, summed over the partitions."""
     started = asyncio.get_running_loop().time()
     owners = [p.owner for p in bridge.fleet.partitions]
-    while not all(o.owned and o.recovered for o in owners):
-        waiting = [asyncio.ensure_future(o.changed()) for o in owners]
-        try:
-            await asyncio.wait(waiting, timeout=bridge.settings.probe_interval_s, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waiting:
-                w.cancel()
+    while True:
+        waiting = [o.next_change() for o in owners]  # before the check: no change goes unseen
+        if all(o.owned and o.recovered for o in owners):
+            break
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     bridge.recovered.set()
     results: Counter[str] = Counter()
     for owner in owners:

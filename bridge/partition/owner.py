@@ -96,7 +96,7 @@ class PartitionOwner:
         self._journal: PartitionJournal | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._watch: asyncio.Task[None] | None = None
-        self._changed = asyncio.Event()
+        self._next_change: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.recovered = False
 
     @property
@@ -117,10 +117,14 @@ class PartitionOwner:
     def __len__(self) -> int:
         return len(self._registry) if self._registry is not None else 0
 
-    async def changed(self) -> None:
-        """Return at the next gain, loss or finished recovery of this partition."""
-        self._changed.clear()
-        await self._changed.wait()
+    def next_change(self) -> asyncio.Future[None]:
+        """Done at the next gain, loss or finished recovery of this partition. Take it before looking at the
+        owner's state, so a change in between is not missed; never cancel it (it is shared)."""
+        return self._next_change
+
+    def _changed(self) -> None:
+        done, self._next_change = self._next_change, asyncio.get_running_loop().create_future()
+        done.set_result(None)
 
     # --- CommandHandler ------------------------------------------------------------------------------
 
@@ -163,7 +167,7 @@ class PartitionOwner:
         load_s = round(time.monotonic() - gained_at, 3)
         log.info("partition_gained", partition=self.index, sessions=len(records), load_s=load_s)
         self._watch = asyncio.create_task(self._watch_recovery(registry, waiting_since), name=f"recovery:p{self.index}")
-        self._changed.set()
+        self._changed()
         return True
 
     async def ended(self, *, link_lost: bool) -> None:
@@ -190,7 +194,7 @@ class PartitionOwner:
             self._metrics.ownership_changes.labels(change=change).inc()
             self._metrics.sessions_moved.labels(direction="out").inc(sessions)
             log.info(f"partition_{change}", partition=self.index, sessions=sessions)
-            self._changed.set()
+            self._changed()
 
     # --- helpers -------------------------------------------------------------------------------------
 
@@ -198,7 +202,7 @@ class PartitionOwner:
         """Once every resumed session is caught up or ended: record the failover duration."""
         await registry.recovered()
         self.recovered = True
-        self._changed.set()
+        self._changed()
         if waiting_since is not None and registry.recovery.total:
             if waiting_since.tzinfo is None:
                 waiting_since = waiting_since.replace(tzinfo=UTC)
