@@ -10,8 +10,9 @@ short settle, reads:
   the bridge keeps to it (``BRIDGE_GENESYS_CONNECTS_PER_MIN``), so one deployment would need 10 minutes.
 - at the largest N only, idle CPU of the bridge (and the simulator, and the rest of the machine) over a
   fixed window of one keepalive interval, opened once every session has passed its first interval, so
-  each connection pings and echoes once in the window. The run sets both the WebSocket ping and the
-  Genesys ``echo`` to 30 s (the echo default is 240 s), so the figure is an upper bound for the defaults.
+  each connection pings and echoes once in the window. By default the run sets both the WebSocket ping and
+  the Genesys ``echo`` to 30 s (the echo default is 240 s), so the figure is an upper bound for the
+  defaults; ``--ping 30 --echo 240`` measures the defaults themselves, over a 240 s window.
 
 WebSocket compression: off on both sides (the bridge's connector passes ``compression=None``; the
 simulator offers no permessage-deflate). With the library's default deflate a connection holds about
@@ -33,6 +34,7 @@ import math
 import os
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from bench.common import run_and_report
@@ -50,10 +52,27 @@ SETTLE_S = 3.0
 SESSIONS_PER_DEPLOYMENT = 1000
 
 
-async def one_rep(steps: list[int], keepalive_s: float, idle_window_s: float, windows: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class Keepalives:
+    """The run's WebSocket ping and Genesys echo intervals (the bridge's defaults are 30 s and 240 s)."""
+
+    ping_s: float
+    echo_s: float
+
+    @property
+    def longest(self) -> float:
+        """One whole keepalive cycle: every connection pings and echoes at least once in it."""
+        return max(self.ping_s, self.echo_s)
+
+    def env(self) -> dict[str, str]:
+        """The bridge's settings for these intervals."""
+        return {"BRIDGE_WS_PING_INTERVAL_S": f"{self.ping_s:g}", "BRIDGE_ECHO_INTERVAL_S": f"{self.echo_s:g}"}
+
+
+async def one_rep(steps: list[int], keepalives: Keepalives, idle_window_s: float, windows: int) -> list[dict[str, Any]]:
     """One repetition over all steps; returns one row per step (idle CPU on the last step only)."""
     rows: list[dict[str, Any]] = []
-    env = {"BRIDGE_WS_PING_INTERVAL_S": f"{keepalive_s:g}", "BRIDGE_ECHO_INTERVAL_S": f"{keepalive_s:g}"}
+    env = keepalives.env()
     deployments = math.ceil(steps[-1] / SESSIONS_PER_DEPLOYMENT)
     async with (
         Stack(NAME, max_sessions=steps[-1], extra_env=env) as stack,
@@ -86,7 +105,7 @@ async def one_rep(steps: list[int], keepalive_s: float, idle_window_s: float, wi
             }
             if n == steps[-1]:
                 # Steady state: every session has passed its first keepalive interval before the window opens.
-                await asyncio.sleep(max(0.0, keepalive_s - (loop.time() - last_open)))
+                await asyncio.sleep(max(0.0, keepalives.longest - (loop.time() - last_open)))
                 idle: list[dict[str, float]] = []
                 for _ in range(windows):  # consecutive windows: each is one full keepalive cycle
                     cpu0 = CpuSample.take(stack.pids)
@@ -110,7 +129,7 @@ async def one_rep(steps: list[int], keepalive_s: float, idle_window_s: float, wi
 
 
 async def run(
-    *, steps: list[int], reps: int, keepalive_s: float, idle_window_s: float, windows: int = 1
+    *, steps: list[int], reps: int, keepalives: Keepalives, idle_window_s: float, windows: int = 1
 ) -> dict[str, Any]:
     """The whole benchmark; returns the results document."""
     missing = bridge_available()
@@ -126,13 +145,13 @@ async def run(
     deadline = float(os.environ.get("BENCH_DEADLINE", "inf"))  # set by python -m bench (the 15-minute budget)
     for rep in range(reps):
         # A first repetition's length is guessed (opening at ~80/s, the keepalive wait, the window).
-        expected = max(rep_s) * 1.1 if rep_s else steps[-1] / 80 + keepalive_s + windows * idle_window_s + 20
+        expected = max(rep_s) * 1.1 if rep_s else steps[-1] / 80 + keepalives.longest + windows * idle_window_s + 20
         if time.time() + expected > deadline:
             print(f"capacity: {rep} repetitions: the next would overrun the suite's time budget", flush=True)
             break
         print(f"capacity rep {rep + 1}/{reps}", flush=True)
         started = time.time()
-        reps_rows.append(await one_rep(steps, keepalive_s, idle_window_s, windows))
+        reps_rows.append(await one_rep(steps, keepalives, idle_window_s, windows))
         rep_s.append(time.time() - started)
     by_n: dict[str, dict[str, Any]] = {}
     for i, n in enumerate(steps):
@@ -152,16 +171,17 @@ async def run(
             "reps": len(reps_rows),
             "reps_asked": reps,
             "rep_seconds": [round(x, 1) for x in rep_s],
-            "keepalive_interval_s": keepalive_s,
+            "ping_interval_s": keepalives.ping_s,
+            "echo_interval_s": keepalives.echo_s,
             "idle_window_s": idle_window_s,
             "idle_windows_per_rep": windows,
             "nofile": [soft, hard],
         },
         "deployments": math.ceil(steps[-1] / SESSIONS_PER_DEPLOYMENT),
         "keepalives": (
-            f"WebSocket ping and Genesys echo both every {keepalive_s:g} s (BRIDGE_WS_PING_INTERVAL_S, "
-            f"BRIDGE_ECHO_INTERVAL_S); the defaults are 30 s and 240 s, so the idle CPU measured is an upper "
-            "bound for the defaults. The window opens after every session passed its first interval."
+            f"WebSocket ping every {keepalives.ping_s:g} s and Genesys echo every {keepalives.echo_s:g} s "
+            "(BRIDGE_WS_PING_INTERVAL_S, BRIDGE_ECHO_INTERVAL_S; the defaults are 30 s and 240 s). The window "
+            "opens after every session passed its first interval of both."
         ),
         "websocket_compression": (
             "off: the bridge connects with compression=None and the simulator offers no permessage-deflate; "
@@ -219,16 +239,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", default="1000,5000,10000", help="cumulative session counts")
     parser.add_argument("--keepalive", type=float, default=30.0, help="ping and echo interval for the run, s")
-    parser.add_argument("--idle", type=float, default=30.0, help="idle CPU window at the largest N, s")
+    parser.add_argument("--ping", type=float, help="WebSocket ping interval, s (default: --keepalive)")
+    parser.add_argument("--echo", type=float, help="Genesys echo interval, s (default: --keepalive)")
+    parser.add_argument("--idle", type=float, help="idle CPU window at the largest N, s (default: the longest)")
     parser.add_argument("--windows", type=int, default=1, help="consecutive idle windows per repetition")
     parser.add_argument("--reps", type=int, default=3)
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
+    keepalives = Keepalives(ping_s=args.ping or args.keepalive, echo_s=args.echo or args.keepalive)
+    window = args.idle or keepalives.longest
     run_and_report(
         NAME,
-        lambda: run(
-            steps=steps, reps=args.reps, keepalive_s=args.keepalive, idle_window_s=args.idle, windows=args.windows
-        ),
+        lambda: run(steps=steps, reps=args.reps, keepalives=keepalives, idle_window_s=window, windows=args.windows),
         render,
     )
 

@@ -1,10 +1,11 @@
 """What one journal save costs in CPU: ``python -m bench.micro_journal [--saves N]``.
 
-Not part of ``python -m bench``; in-process, no broker, seconds. It encodes one realistic session record
-(a live session some way into its conversation: 200 recent Genesys ids, 32 recent outcomes, attributes,
-a token) N times (default 10,000) with ``bridge.store.codec.encode_record``, as every journal save does,
-and times each step of it apart on the same record: the ``model_dump``, the inner JSON, the Fernet seal
-(``KeyRing.seal``), the envelope JSON. Best of 3 runs, microseconds per save.
+Not part of ``python -m bench``; in-process, no broker, seconds. It encodes two realistic session records
+(a young session, and one some way into its conversation: 200 recent Genesys ids, 32 recent outcomes,
+attributes, a token) N times each (default 10,000) with ``bridge.store.codec.encode_record``, as every
+journal save does, and times its steps apart on the same record: pydantic's JSON with the secrets revealed,
+the Fernet seal (``KeyRing.seal``). Beside it, in the same run, the encoding it replaced: ``model_dump``, the
+inner JSON with ``json.dumps``, the seal, the envelope with ``json.dumps``. Best of 3 runs, µs per save.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import SecretStr
 from bench.common import write_result
 from bench.stats import render_table
 from bridge.contract.outcomes import SettledOutcome
-from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
+from bridge.record import RECENT_OUTCOMES_KEPT, REVEAL_SECRETS, SessionRecord
 from bridge.session.session import RECENT_IDS_KEPT
 from bridge.store.codec import _dumps, encode_record
 from bridge.store.crypto import KeyRing, generate_key
@@ -70,28 +71,47 @@ def _best_us(step: Callable[[], Any], n: int) -> float:
     return best / n * 1e6
 
 
+def _previous(rec: SessionRecord, keys: KeyRing, now: datetime) -> bytes:
+    """The encoding before pydantic's JSON: a ``model_dump``, ``json.dumps`` inside and around the seal."""
+    inner = rec.model_dump(mode="json")
+    for name, value in rec:
+        if isinstance(value, SecretStr):
+            inner[name] = value.get_secret_value()
+    envelope = {
+        "v": 1,
+        "kind": "session",
+        "session_id": rec.session_id,
+        "closed": rec.closed,
+        "written_at": now.isoformat(),
+        "sealed": keys.seal(_dumps(inner)),
+    }
+    return _dumps(envelope)
+
+
+def _steps(rec: SessionRecord, keys: KeyRing, now: datetime, n: int) -> dict[str, float]:
+    plain = rec.model_dump_json(context=REVEAL_SECRETS).encode()
+    return {
+        "encode_record (all of it)": _best_us(lambda: encode_record(rec, keys, written_at=now), n),
+        "  model_dump_json (secrets revealed)": _best_us(lambda: rec.model_dump_json(context=REVEAL_SECRETS), n),
+        "  KeyRing.seal (Fernet)": _best_us(lambda: keys.seal(plain), n),
+        "previous encoding (model_dump, json.dumps twice, seal)": _best_us(lambda: _previous(rec, keys, now), n),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--saves", type=int, default=10_000)
     n = parser.parse_args(argv).saves
-    rec = record()
     keys = KeyRing.of(generate_key())
     now = datetime.now(UTC)
-    inner = rec.model_dump(mode="json")
-    plain = _dumps(inner)
-    sealed = keys.seal(plain)
-    envelope = {"v": 1, "kind": "session", "session_id": rec.session_id, "closed": False, "sealed": sealed}
-    figures = {
-        "encode_record (all of it)": _best_us(lambda: encode_record(rec, keys, written_at=now), n),
-        "model_dump(mode='json')": _best_us(lambda: rec.model_dump(mode="json"), n),
-        "inner JSON (_dumps)": _best_us(lambda: _dumps(inner), n),
-        "KeyRing.seal (Fernet)": _best_us(lambda: keys.seal(plain), n),
-        "envelope JSON (_dumps)": _best_us(lambda: _dumps(envelope), n),
-    }
-    rows = [[name, f"{us:,.1f}"] for name, us in figures.items()]
-    print(f"record: {len(plain):,} bytes of JSON, {len(sealed):,} sealed; {n:,} saves, best of 3")
-    print(render_table(["step", "µs per save"], rows))
-    write_result("micro_journal", {"saves": n, "record_bytes": len(plain), "us_per_save": figures})
+    busy = record()
+    young = busy.model_copy(update={"recent_message_ids": (), "recent_outcomes": ()})
+    figures = {label: _steps(rec, keys, now, n) for label, rec in (("young", young), ("busy", busy))}
+    sizes = {label: len(rec.model_dump_json()) for label, rec in (("young", young), ("busy", busy))}
+    rows = [[step, *(f"{figures[label][step]:,.1f}" for label in figures)] for step in figures["young"]]
+    print(f"records of {sizes['young']:,} and {sizes['busy']:,} bytes of JSON; {n:,} saves each, best of 3")
+    print(render_table(["step", "µs per save, young", "µs per save, busy"], rows))
+    write_result("micro_journal", {"saves": n, "record_bytes": sizes, "us_per_save": figures})
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
 
 from bridge.contract.outcomes import SettledOutcome
 
@@ -18,6 +18,10 @@ RECENT_CONNECTS_KEPT: Final = 8
 #: How many settled outcomes a record keeps. Only commands still unacked at a crash are redelivered (the
 #: one in flight, plus any whose ack was lost), so a short tail suffices; it keeps every record save small.
 RECENT_OUTCOMES_KEPT = 32
+
+#: ``SessionRecord.model_dump_json(context=REVEAL_SECRETS)`` writes the secrets in clear. Only for the copy the
+#: journal seals (``bridge.store.codec``); every other dump masks them.
+REVEAL_SECRETS: Final = {"reveal_secrets": True}
 
 
 class SessionRecord(BaseModel):
@@ -106,3 +110,10 @@ class SessionRecord(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+
+    @field_serializer("token", "auth_jwt", "auth_refresh_token", when_used="json")
+    def _secret(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
+        """Masked, as pydantic masks a ``SecretStr``, unless the dump asked for :data:`REVEAL_SECRETS`."""
+        if value is None:
+            return None
+        return value.get_secret_value() if info.context and info.context.get("reveal_secrets") else str(value)

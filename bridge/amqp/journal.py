@@ -2,7 +2,8 @@
 
 The stream is a durable queue with ``x-queue-type: stream`` and retention by age (``x-max-age``), read over
 AMQP 0.9.1 (no stream plugin needed). Appends go to the default exchange with publisher confirms and
-``mandatory``, on a channel of their own. A replay publishes a unique *marker* (confirmed), then consumes
+``mandatory``, on a channel of their own; appends made while others are being written share one message and
+one confirm (:mod:`bridge.store.group_commit`). A replay publishes a unique *marker* (confirmed), then consumes
 from ``x-stream-offset: first`` on a fresh channel until that marker comes back: everything appended before
 the replay is then seen, and nothing waits on a timer. Stream consumers in AMQP 0.9.1 must ack manually and
 set a prefetch (the broker hands out credit as acks arrive); the replay acks in batches and closes its
@@ -39,12 +40,15 @@ from bridge.config import Settings
 from bridge.errors import BrokerUnavailable, ConfigError, PublishTimeout, StoreError
 from bridge.partition.layout import journal_stream_of
 from bridge.ports import Clock
-from bridge.store.codec import encode_marker
+from bridge.store.codec import encode_marker, frame_batch, unframe_batch
+from bridge.store.group_commit import BATCH_MAX_RECORDS, BATCHES_IN_FLIGHT, GroupCommit
 
 __all__ = ["StreamJournal", "open_stream_journal"]
 
-#: AMQP ``type`` property of the two kinds of journal message (the body says it too; this avoids parsing).
+#: AMQP ``type`` property of the kinds of journal message (the body says it too; this avoids parsing): one
+#: record, a batch of records (:func:`~bridge.store.codec.frame_batch`), and a replay's end marker.
 TYPE_SESSION: Final = "session"
+TYPE_BATCH: Final = "sessions"
 TYPE_MARKER: Final = "marker"
 
 #: Stream segment size. RabbitMQ applies retention by deleting whole segments, and its default segment is
@@ -75,6 +79,8 @@ class StreamJournal:
         confirm_timeout_s: float,
         replay_idle_timeout_s: float = 30.0,
         replay_prefetch: int = 1000,
+        batch_max_records: int = BATCH_MAX_RECORDS,
+        batches_in_flight: int = BATCHES_IN_FLIGHT,
     ) -> None:
         if not _MAX_AGE.match(max_age):
             raise ConfigError(
@@ -90,6 +96,7 @@ class StreamJournal:
         self._open = False
         self._channel: AbstractChannel | None = None
         self._channel_lock = asyncio.Lock()
+        self._commit = GroupCommit(self._write, max_records=batch_max_records, in_flight=batches_in_flight)
 
     @classmethod
     def from_settings(
@@ -110,6 +117,11 @@ class StreamJournal:
     def stream(self) -> str:
         """The stream's queue name."""
         return self._stream
+
+    @property
+    def messages_written(self) -> int:
+        """Stream messages appended so far (a batch of records is one; markers not counted)."""
+        return self._commit.writes
 
     async def open(self) -> None:
         """Declare the stream and open the append channel. Calling it again re-declares the stream (after
@@ -197,8 +209,17 @@ class StreamJournal:
     # -- JournalLog ----------------------------------------------------------------------------------
 
     async def append(self, body: bytes) -> None:
-        """Append one session record; return once the broker confirmed it."""
-        await self._publish(body, kind=TYPE_SESSION, message_id=uuid.uuid4().hex)
+        """Append one session record; return once the broker confirmed it (with the records written beside it:
+        :class:`~bridge.store.group_commit.GroupCommit`)."""
+        if not self._open:
+            raise StoreError(f"journal stream {self._stream!r} is not open")
+        await self._commit.append(body)
+
+    async def _write(self, bodies: list[bytes]) -> None:
+        if len(bodies) == 1:
+            await self._publish(bodies[0], kind=TYPE_SESSION, message_id=uuid.uuid4().hex)
+        else:
+            await self._publish(frame_batch(bodies), kind=TYPE_BATCH, message_id=uuid.uuid4().hex)
 
     async def _publish(self, body: bytes, *, kind: str, message_id: str) -> None:
         if not self._open:
@@ -265,7 +286,11 @@ class StreamJournal:
                 done.set_result(None)
             elif message.type != TYPE_MARKER:
                 try:
-                    visit(message.body)
+                    if message.type == TYPE_BATCH:
+                        for body in unframe_batch(message.body):
+                            visit(body)
+                    else:
+                        visit(message.body)
                 except Exception as exc:  # a bug in the visitor: end the replay with it, never hang
                     done.set_exception(exc)
                     return

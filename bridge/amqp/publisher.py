@@ -19,7 +19,8 @@ Two paths:
 queue bound returns everything, which is normal for events nobody subscribed to, and a vanished
 ``reply_to`` queue must not fail the command whose outcome is already on the event exchange. Returns
 are logged and counted in ``events_returned{destination}``. Dead-letter copies (:meth:`dead_letter`)
-are the exception: a return there means the DLQ is missing and raises ``PublishReturned``.
+are the exception: a return there means the DLQ is missing and raises ``PublishReturned``. An informational
+event whose routing key was just returned is not published again for a while (:mod:`bridge.amqp.unroutable`).
 
 The outage buffer itself (bounded FIFO, back-pressure, its gauge) is :mod:`bridge.amqp.outage`.
 """
@@ -41,10 +42,11 @@ from bridge.amqp.link import BrokerLink
 from bridge.amqp.messages import dead_letter_message, event_message
 from bridge.amqp.outage import OutageBuffer, PendingEvent
 from bridge.amqp.topology import TopologyNames, declare_topology
+from bridge.amqp.unroutable import UnroutableKeys
 from bridge.config import Settings
 from bridge.errors import BrokerError, BrokerUnavailable, PublishReturned, PublishTimeout
 from bridge.observability.metrics import Metrics
-from bridge.ports import TraceContext, event_routing_key
+from bridge.ports import Clock, LoopClock, TraceContext, event_routing_key
 from genesys_bridge_client.contract import Event
 
 __all__ = ["AmqpEventPublisher"]
@@ -89,6 +91,7 @@ class AmqpEventPublisher(BrokerLink[_Route]):
         links: shared broker-link health (one per process, also given to the intake).
         connection_name: shown by the broker (``rabbitmqctl list_connections client_properties``).
         connect: opens the connection; tests put a gate in front of :func:`open_connection`.
+        clock: times the hold of unroutable routing keys (:mod:`bridge.amqp.unroutable`).
     """
 
     def __init__(
@@ -99,6 +102,7 @@ class AmqpEventPublisher(BrokerLink[_Route]):
         links: BrokerLinks | None = None,
         connection_name: str = "genesys-bridge.publisher",
         connect: Connect = open_connection,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(
             settings, metrics, link=LINK_NAME, links=links, connection_name=connection_name, connect=connect
@@ -113,6 +117,7 @@ class AmqpEventPublisher(BrokerLink[_Route]):
         self._connected = asyncio.Event()
         self._closing = False  # publish() refuses new events
         self._closed = False  # the link's task ended: nothing buffered can be confirmed any more
+        self._unroutable = UnroutableKeys(clock or LoopClock())
 
     # --- lifecycle (start, __aenter__, __aexit__: BrokerLink) -----------------------------------
 
@@ -185,9 +190,13 @@ class AmqpEventPublisher(BrokerLink[_Route]):
         """
         if self._closing:
             raise BrokerUnavailable("the publisher is closed")
+        routing_key = event_routing_key(event.type, deployment_id, route)
+        if reply_to is None and self._unroutable.skips(event.type, routing_key):
+            self._metrics.events_skipped.labels(type=event.type).inc()
+            return
         pending = PendingEvent(
             message=event_message(event, correlation_id=correlation_id, trace=trace),
-            routing_key=event_routing_key(event.type, deployment_id, route),
+            routing_key=routing_key,
             reply_to=reply_to,
             event_type=event.type,
         )
@@ -277,6 +286,8 @@ class AmqpEventPublisher(BrokerLink[_Route]):
 
     def _returned(self, destination: str, pending: PendingEvent) -> None:
         self._metrics.events_returned.labels(destination=destination).inc()
+        if destination == "events":
+            self._unroutable.returned(pending.event_type, pending.routing_key)
         # An event nobody binds to is normal (debug); a reply_to queue that does not exist is the
         # integrator's bug (warning).
         (log.warning if destination == "reply_to" else log.debug)(

@@ -150,6 +150,12 @@ class Metrics:
             ["destination"],
             registry=r,
         )
+        self.events_skipped = Counter(
+            p + "events_skipped",
+            "Informational events not published: their routing key was returned unroutable in the last 30 s.",
+            ["type"],
+            registry=r,
+        )
         self.settle_failures = Counter(
             p + "delivery_settle_failures",
             "Acks/nacks that could not be sent (channel gone; the broker redelivers), by action.",

@@ -48,6 +48,7 @@ from bridge.session.link import GenesysLink
 from bridge.session.outcomes import tracing_id_for
 from bridge.session.ports import SessionDeps
 from bridge.session.session import RecordKeeper, Session, SessionEvents
+from bridge.session.signal import Signal
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger
 from genesys_bridge_client.contract.commands import SessionAuth
 from genesys_bridge_client.contract.events import EndReason, SessionStarted
@@ -119,7 +120,7 @@ class SessionActor:
         self._configured_once = False
         self._stopping = False
         self._current: Envelope | None = None
-        self._wake = asyncio.Event()  # cuts a backoff sleep short on stop
+        self._wake = Signal()  # cuts a backoff sleep short on stop
         self._idle_ending = False  # the idle timer is ending the session: let it finish
         self._outage_since: float | None = None
         self._delays: Iterator[float] | None = None
@@ -466,12 +467,17 @@ class SessionActor:
 
     async def _echo_loop(self) -> None:
         """Health check (§4.4): an ``echo`` every ``echo_interval_s``; no answer closes the socket, so the
-        connection loop reconnects. Never more often than Genesys' 2/min (the setting is >= 30 s)."""
+        connection loop reconnects. Never more often than Genesys' 2/min (the setting is >= 30 s).
+
+        The first echo waits a random part of the interval (``SessionDeps.echo_phase``): sessions opened or
+        resumed together would otherwise all echo in the same second, for as long as they live."""
         core = self._core
         interval = core.settings.echo_interval_s
         count = 0
+        delay = core.deps.echo_phase(interval)
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(delay)
+            delay = interval
             if not core.gate.ready:
                 continue
             count += 1

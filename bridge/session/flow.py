@@ -28,6 +28,7 @@ from typing import Final
 
 from bridge.ports import Clock, Envelope
 from bridge.record import RECENT_CONNECTS_KEPT
+from bridge.session.signal import Signal
 
 __all__ = ["ConnectPacer", "ConnectWindow", "Inbox", "Offer", "SendBudget"]
 
@@ -52,7 +53,7 @@ class SendBudget:
         self._limit = burst
         self._window_s = burst / rate_per_s + margin_s
         self._clock = clock
-        self._sent: deque[float] = deque(maxlen=burst)  # the last `burst` send times, oldest first
+        self._sent: list[float] = []  # the last `burst` send times, oldest first (a list: a deque costs 600 B)
 
     def __repr__(self) -> str:
         return f"SendBudget(limit={self._limit}, window_s={self._window_s:g}, recent={len(self._sent)})"
@@ -67,7 +68,7 @@ class SendBudget:
         """Take a slot if one is free now; never waits (typing is dropped, not queued)."""
         if self.delay() > 0.0:
             return False
-        self._sent.append(self._clock.monotonic())  # maxlen drops the oldest, which no longer constrains
+        self._took()
         return True
 
     async def acquire(self) -> float:
@@ -77,8 +78,14 @@ class SendBudget:
         while (wait := self.delay()) > 0.0:
             await asyncio.sleep(wait)
             waited += wait
-        self._sent.append(self._clock.monotonic())
+        self._took()
         return waited
+
+    def _took(self) -> None:
+        """A send goes now; the oldest time beyond ``burst`` no longer constrains anything."""
+        self._sent.append(self._clock.monotonic())
+        if len(self._sent) > self._limit:
+            del self._sent[0]
 
 
 class ConnectPacer:
@@ -118,7 +125,7 @@ class ConnectWindow:
         self._window = window_s
         self._clock = clock
         self._slots: dict[str, deque[float]] = {}
-        self._given: dict[str, deque[float]] = {}  # session -> its slots in the last window, oldest first
+        self._given: dict[str, tuple[float, ...]] = {}  # session -> its slots in the last window, oldest first
         self._given_order: deque[tuple[float, str]] = deque()
 
     @property
@@ -167,7 +174,8 @@ class ConnectWindow:
         while len(slots) > self._limit:  # only the newest `limit` slots can constrain the next one
             slots.popleft()
         if session_id is not None:
-            self._given.setdefault(session_id, deque(maxlen=RECENT_CONNECTS_KEPT)).append(slot)
+            # A tuple, not a deque: one per session with a recent connect, and a deque costs 600 bytes.
+            self._given[session_id] = (*self._given.get(session_id, ()), slot)[-RECENT_CONNECTS_KEPT:]
             self._given_order.append((slot, session_id))
         return slot - now
 
@@ -177,9 +185,12 @@ class ConnectWindow:
         while order and order[0][0] <= horizon:
             _, session_id = order.popleft()
             slots = self._given.get(session_id)
-            while slots and slots[0] <= horizon:
-                slots.popleft()
-            if slots is not None and not slots:
+            if slots is None:
+                continue
+            kept = tuple(slot for slot in slots if slot > horizon)
+            if kept:
+                self._given[session_id] = kept
+            else:
                 del self._given[session_id]
 
 
@@ -198,8 +209,10 @@ class Inbox:
 
     def __init__(self, maxsize: int) -> None:
         self._maxsize = maxsize
-        self._items: deque[Envelope] = deque()
-        self._wakeup = asyncio.Event()
+        # A list, not a deque: an inbox holds a few envelopes at most (``maxsize``, small), every session has
+        # one for its whole life, and an empty deque costs 600 bytes where an empty list costs 56.
+        self._items: list[Envelope] = []
+        self._wakeup = Signal()
         self._closed = False
 
     def __len__(self) -> int:
@@ -223,7 +236,7 @@ class Inbox:
         """The oldest envelope, waiting for one; ``None`` once closed (queued ones stay for :meth:`drain`)."""
         while not self._closed:
             if self._items:
-                return self._items.popleft()
+                return self._items.pop(0)
             self._wakeup.clear()
             await self._wakeup.wait()
         return None
@@ -235,6 +248,5 @@ class Inbox:
 
     def drain(self) -> list[Envelope]:
         """Remove and return every queued envelope (never started)."""
-        items = list(self._items)
-        self._items.clear()
+        items, self._items = self._items, []
         return items

@@ -6,6 +6,7 @@ pass small fakes. Only ``bridge.app`` wires the real ones.
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -32,6 +33,7 @@ __all__ = [
     "SessionDeps",
     "UploadClient",
     "jittered_backoff",
+    "spread_phase",
 ]
 
 
@@ -110,6 +112,12 @@ class FeatureSource(Protocol):
         ...
 
 
+def spread_phase(interval_s: float) -> float:
+    """A uniformly random delay in ``[0, interval_s)``: the first of a session's periodic checks waits it, so
+    sessions opened together do not all check in the same second (the real ``SessionDeps.echo_phase``)."""
+    return random.uniform(0.0, interval_s)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionDeps:
     """Everything an actor needs from outside. Built once by the registry (from ``bridge.app``)."""
@@ -130,3 +138,4 @@ class SessionDeps:
     store: SessionStore | None = None
     tracer: Tracer = NO_TRACER
     auth: AuthClient | None = None  # None: authenticated sessions end auth_failed (tests without REST)
+    echo_phase: Callable[[float], float] = spread_phase  # the first echo's delay, given the echo interval

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -48,6 +48,7 @@ from bridge.session.ports import (
     SessionDeps,
     UploadClient,
     jittered_backoff,
+    spread_phase,
 )
 from bridge.session.view import SessionView
 from genesys_bridge_client.contract import SessionStart
@@ -84,8 +85,10 @@ def session_deps(
     features: FeatureSource | None = None,
     tracer: Tracer = NO_TRACER,
     auth: AuthClient | None = None,
+    echo_phase: Callable[[float], float] | None = None,
 ) -> SessionDeps:
-    """The seams every session of a process uses, with one idempotency cache, connect pacer and connect window."""
+    """The seams every session of a process uses, with one idempotency cache, connect pacer and connect window.
+    ``echo_phase`` draws each session's first echo delay (default: uniform over the echo interval)."""
     clock = clock or LoopClock()
     return SessionDeps(
         settings=settings,
@@ -104,6 +107,7 @@ def session_deps(
         features=features,
         tracer=tracer,
         auth=auth,
+        echo_phase=echo_phase or spread_phase,
     )
 
 

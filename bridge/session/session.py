@@ -58,6 +58,7 @@ from bridge.session.auth import Credentials
 from bridge.session.flow import Inbox, SendBudget
 from bridge.session.link import GenesysLink
 from bridge.session.ports import Backoff, Endpoints, SessionDeps
+from bridge.session.signal import Signal
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger, transition
 from genesys_bridge_client.contract import Command, Event
 from genesys_bridge_client.contract.events import (
@@ -100,7 +101,7 @@ class SessionGate:
     __slots__ = ("_event", "opened_at", "over", "ready", "stopping")
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._event = Signal()
         self.ready = False
         self.over = False
         self.stopping = False

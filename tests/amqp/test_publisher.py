@@ -4,18 +4,22 @@ the outage buffer with back-pressure, and recovery from a killed connection with
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import aio_pika
 import pytest
 
 from bridge.amqp.connection import BrokerLinks
 from bridge.amqp.publisher import AmqpEventPublisher
+from bridge.amqp.unroutable import HOLD_S
 from bridge.config import Settings
 from bridge.errors import BrokerUnavailable, PublishTimeout
 from bridge.observability.metrics import Metrics
 from bridge.ports import TraceContext
 from genesys_bridge_client.contract.codec import decode_event
+from genesys_bridge_client.contract.events import SessionStateChanged
 from tests.amqp.conftest import (
     WAIT_S,
     Broker,
@@ -27,6 +31,7 @@ from tests.amqp.conftest import (
     sample,
 )
 from tests.conftest import BrokerNames
+from tests.session.fakes import ManualClock
 
 
 @pytest.fixture
@@ -116,6 +121,41 @@ async def test_unroutable_events_resolve_and_are_counted(publisher: AmqpEventPub
     assert sample(metrics, "genesys_bridge_events_returned_total", {"destination": "events"}) == 1
     assert sample(metrics, "genesys_bridge_events_returned_total", {"destination": "reply_to"}) == 1
     assert sample(metrics, "genesys_bridge_events_published_total", {"type": "command.outcome"}) == 1
+
+
+def state_changed(seq: int) -> SessionStateChanged:
+    return SessionStateChanged(
+        event_id=uuid.uuid4().hex,
+        session_id="s-1",
+        seq=seq,
+        occurred_at=datetime.now(UTC),
+        old="connecting",
+        new="active",
+    )
+
+
+async def test_a_state_change_nobody_binds_is_left_out_after_its_first_return(
+    settings: Settings, metrics: Metrics, broker: Broker
+) -> None:
+    clock = ManualClock()
+    name = f"{settings.intake_queue}.pub"
+    async with AmqpEventPublisher(settings, metrics, connection_name=name, clock=clock) as publisher:
+        async with asyncio.timeout(WAIT_S):
+            await publisher.wait_connected()
+        await publisher.publish(state_changed(1), deployment_id="dep-1")  # returned: nobody binds
+        await publisher.publish(state_changed(2), deployment_id="dep-1")  # left out
+        await publisher.publish(outcome(), deployment_id="dep-1")  # never left out, returned again
+        await publisher.publish(outcome(), deployment_id="dep-1")
+        assert sample(metrics, "genesys_bridge_events_skipped_total", {"type": "session.state_changed"}) == 1
+        assert sample(metrics, "genesys_bridge_events_returned_total", {"destination": "events"}) == 3
+
+        tap = await broker.tap("session.state_changed.#")  # a consumer binds: within the hold it still misses
+        await publisher.publish(state_changed(3), deployment_id="dep-1")
+        clock.t += HOLD_S
+        await publisher.publish(state_changed(4), deployment_id="dep-1")
+        [received] = await tap.take(1)
+    assert decode_event(received.body).seq == 4
+    assert sample(metrics, "genesys_bridge_events_skipped_total", {"type": "session.state_changed"}) == 2
 
 
 async def test_a_thousand_concurrent_publishes_are_all_confirmed(publisher: AmqpEventPublisher, broker: Broker) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,7 @@ def make_harness(
     features: FeatureSource | None = None,
     tracer: Tracer = NO_TRACER,
     auth: AuthClient | None = None,
+    echo_phase: Callable[[float], float] | None = None,
     **overrides: Any,
 ) -> tuple[Harness, SessionRegistry]:
     peer = FakeGenesys()
@@ -121,6 +122,7 @@ def make_harness(
             features=features,
             tracer=tracer,
             auth=auth,
+            echo_phase=echo_phase or (lambda interval: interval),
         )
     )
     return Harness(peer, sink, registry, metrics, store, history, uploads, clock), registry
@@ -132,9 +134,11 @@ async def running(
     features: FeatureSource | None = None,
     tracer: Tracer = NO_TRACER,
     auth: AuthClient | None = None,
+    echo_phase: Callable[[float], float] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
-    """A harness whose registry runs for the ``async with`` block (its TaskGroup lives in the test's task)."""
-    h, registry = make_harness(features=features, tracer=tracer, auth=auth, **overrides)
+    """A harness whose registry runs for the ``async with`` block (its TaskGroup lives in the test's task).
+    ``echo_phase`` draws the first echo's delay; by default a whole interval, as before the spread."""
+    h, registry = make_harness(features=features, tracer=tracer, auth=auth, echo_phase=echo_phase, **overrides)
     async with registry:
         yield h

@@ -7,15 +7,19 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
+from bridge.record import REVEAL_SECRETS
 from bridge.store.codec import (
     CorruptRecord,
     MarkerEnvelope,
     SessionEnvelope,
     encode_marker,
     encode_record,
+    frame_batch,
     open_record,
     parse_envelope,
+    unframe_batch,
 )
 from bridge.store.crypto import KeyRing, SealError, generate_key
 from tests.store.helpers import T0, make_record
@@ -124,3 +128,37 @@ def test_arbitrary_json_objects_parse_or_are_refused(data: dict[str, object]) ->
     if isinstance(envelope, SessionEnvelope):
         with pytest.raises((CorruptRecord, SealError)):
             open_record(envelope, KEYS)
+
+
+def test_a_batch_unframes_into_its_bodies_in_order() -> None:
+    bodies = [b'{"a":1}', b"", b"x" * 70_000]
+    assert list(unframe_batch(frame_batch(bodies))) == bodies
+
+
+def test_a_truncated_batch_ends_with_one_unreadable_body() -> None:
+    good = encode_record(make_record("a"), KEYS, written_at=T0)
+    data = frame_batch([good, encode_record(make_record("b"), KEYS, written_at=T0)])[:-10]
+    first, last = unframe_batch(data)
+    assert first == good
+    with pytest.raises(CorruptRecord, match="not_json"):
+        parse_envelope(last)
+
+
+def test_the_envelope_escapes_the_session_id_and_holds_the_clear_fields() -> None:
+    record = make_record('odd "id" ü\\n', closed=True)
+    body = encode_record(record, KEYS, written_at=T0)
+    data = json.loads(body)
+    assert data["session_id"] == 'odd "id" ü\\n'
+    assert data["closed"] is True
+    assert data["written_at"] == T0.isoformat()
+    envelope = parse_envelope(body)
+    assert isinstance(envelope, SessionEnvelope)
+    assert open_record(envelope, KEYS) == record
+
+
+def test_only_the_sealed_copy_reveals_the_secrets() -> None:
+    record = make_record("s-1", token="tok-secret", auth_jwt=SecretStr("jwt-secret"))
+    assert "tok-secret" not in record.model_dump_json()
+    assert "jwt-secret" not in json.dumps(record.model_dump(mode="json"))
+    revealed = json.loads(record.model_dump_json(context=REVEAL_SECRETS))
+    assert (revealed["token"], revealed["auth_jwt"]) == ("tok-secret", "jwt-secret")

@@ -15,6 +15,7 @@ from bridge.amqp.connection import ReopeningConnection, open_connection
 from bridge.amqp.journal import StreamJournal, open_stream_journal
 from bridge.config import Settings
 from bridge.errors import BrokerUnavailable, ConfigError, StateKeyError, StoreError
+from bridge.store.codec import encode_record, frame_batch, unframe_batch
 from bridge.store.crypto import KeyRing, generate_key
 from bridge.store.journal import JournalStore
 from tests.amqp.conftest import WAIT_S, kill_connection
@@ -130,6 +131,70 @@ async def test_corrupt_record_in_the_stream_is_skipped(connection: ReopeningConn
         reader = journal_store(log)
         live = await reader.load_live()
     assert [r.session_id for r in live] == ["a"]
+    assert corrupt_count(reader._metrics) == 1
+
+
+async def stream_messages(amqp_url: str, stream: str, records: int) -> list[tuple[str | None, int]]:
+    """The stream's messages from the first, as (AMQP type, records in it), until ``records`` were seen
+    (markers left out)."""
+    found: list[tuple[str | None, int]] = []
+    enough = asyncio.Event()
+    conn = await aio_pika.connect(amqp_url)
+    async with conn:
+        channel = await conn.channel()
+        await channel.set_qos(prefetch_count=100)
+        queue = await channel.get_queue(stream, ensure=False)
+
+        async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            await message.ack()
+            if message.type == "marker":
+                return
+            count = len(list(unframe_batch(message.body))) if message.type == "sessions" else 1
+            found.append((message.type, count))
+            if sum(n for _, n in found) >= records:
+                enough.set()
+
+        await queue.consume(on_message, arguments={"x-stream-offset": "first"})
+        async with asyncio.timeout(WAIT_S):
+            await enough.wait()
+    return found
+
+
+async def test_appends_made_together_share_stream_messages_and_replay_in_order(
+    connection: ReopeningConnection, stream: str, amqp_url: str
+) -> None:
+    bodies = [f"r{i}".encode() for i in range(50)]
+    async with journal(connection, stream) as log:
+        await asyncio.gather(*(log.append(body) for body in bodies))
+        seen: list[bytes] = []
+        await log.replay(seen.append)
+    assert seen == bodies
+    messages = await stream_messages(amqp_url, stream, len(bodies))
+    assert sum(n for _, n in messages) == len(bodies)
+    assert len(messages) < len(bodies)
+    assert {kind for kind, n in messages if n > 1} == {"sessions"}
+
+
+async def test_a_corrupt_record_in_a_batch_costs_that_record_only(
+    connection: ReopeningConnection, stream: str, amqp_url: str
+) -> None:
+    keys = KeyRing.of(KEY)
+    when = FixedClock().now()
+    batch = frame_batch(
+        [
+            encode_record(make_record("a"), keys, written_at=when),
+            b"{half a rec",
+            encode_record(make_record("b"), keys, written_at=when),
+        ]
+    )
+    async with journal(connection, stream) as log:
+        conn = await aio_pika.connect(amqp_url)
+        async with conn:
+            channel = await conn.channel()
+            await channel.default_exchange.publish(aio_pika.Message(batch, type="sessions"), routing_key=stream)
+        reader = journal_store(log)
+        live = await reader.load_live()
+    assert sorted(r.session_id for r in live) == ["a", "b"]
     assert corrupt_count(reader._metrics) == 1
 
 
