@@ -28,7 +28,7 @@ SCRIPTS: tuple[tuple[str, float, tuple[str, ...]], ...] = (
     ("bench.baseline_pipeline", 90, ()),
     ("bench.throughput", 240, ()),
     ("bench.fanin", 150, ()),
-    ("bench.recovery", 260, ()),
+    ("bench.recovery", 300, ()),  # 3 kills, each a minute after the last connects
     # Scale-out, at quick sizes (the full-size runs and their commands are in docs/performance.md).
     ("bench.router", 120, ("--commands", "5000")),
     ("bench.failover", 150, ("--sessions", "300", "--reps", "1", "--settle-s", "10")),

@@ -244,12 +244,13 @@ def main() -> None:
     parser.add_argument("--idle", type=float, help="idle CPU window at the largest N, s (default: the longest)")
     parser.add_argument("--windows", type=int, default=1, help="consecutive idle windows per repetition")
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--result", default=NAME, help="results file name (bench/results/<name>.json)")
     args = parser.parse_args()
     steps = [int(x) for x in args.steps.split(",")]
     keepalives = Keepalives(ping_s=args.ping or args.keepalive, echo_s=args.echo or args.keepalive)
     window = args.idle or keepalives.longest
     run_and_report(
-        NAME,
+        args.result,
         lambda: run(steps=steps, reps=args.reps, keepalives=keepalives, idle_window_s=window, windows=args.windows),
         render,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -27,7 +28,7 @@ REVEAL_SECRETS: Final = {"reveal_secrets": True}
 class SessionRecord(BaseModel):
     """Everything needed to resume a session after a restart (docs/durability.md).
 
-    Immutable: the actor replaces its record with ``record.model_copy(update=...)`` on every change, so a
+    Immutable: the actor replaces its record with ``record.replaced(...)`` on every change, so a
     store can persist a consistent snapshot without locks. ``token`` is the Genesys session secret: it is
     never logged (``SecretStr``) and is encrypted at rest by the store, like the JWT and refresh token of an
     authenticated session.
@@ -111,9 +112,39 @@ class SessionRecord(BaseModel):
     created_at: datetime
     updated_at: datetime
 
+    def replaced(self, changes: Mapping[str, Any]) -> SessionRecord:
+        """This record with ``changes``, as ``model_copy(update=changes)`` makes it: not validated (the
+        keeper's typed methods pass valid values), the unchanged values shared.
+
+        Unlike ``model_copy`` it does not copy the set of fields that were set: every copy shares one (of all
+        fields), which nothing here reads. That set is about 2 KiB per record, and every live session holds
+        one record (docs/performance.md, memory per session).
+
+        Raises:
+            ValueError: ``changes`` names a field the record does not have (a bug in the caller).
+        """
+        unknown = changes.keys() - _FIELDS.keys()
+        if unknown:
+            raise ValueError(f"SessionRecord has no field {sorted(unknown)}")
+        values = dict(self.__dict__)
+        values.update(changes)
+        record = SessionRecord.__new__(SessionRecord)
+        object.__setattr__(record, "__dict__", values)
+        object.__setattr__(record, "__pydantic_fields_set__", _FIELDS_SET)
+        object.__setattr__(record, "__pydantic_extra__", None)
+        object.__setattr__(record, "__pydantic_private__", None)
+        return record
+
     @field_serializer("token", "auth_jwt", "auth_refresh_token", when_used="json")
     def _secret(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
         """Masked, as pydantic masks a ``SecretStr``, unless the dump asked for :data:`REVEAL_SECRETS`."""
         if value is None:
             return None
         return value.get_secret_value() if info.context and info.context.get("reveal_secrets") else str(value)
+
+
+_FIELDS: Final = SessionRecord.model_fields
+#: Every field of a record: the one "fields set" that :meth:`SessionRecord.replaced` copies share. A ``set``,
+#: as pydantic expects (``model_copy`` copies it before adding to it); never changed in place: the record is
+#: frozen, so pydantic never adds to it.
+_FIELDS_SET: Final[set[str]] = set(_FIELDS)

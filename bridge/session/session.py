@@ -8,7 +8,7 @@ Genesys says into events, the command runner carries out and settles commands.
 
 **The record keeper.** Keeps one session's :class:`~bridge.record.SessionRecord` current and durable.
 
-The record is immutable; the keeper swaps in ``model_copy(update=...)`` snapshots, so a store always
+The record is immutable; the keeper swaps in ``replaced(...)`` snapshots, so a store always
 persists a consistent one. It also owns the two counters that must survive a restart:
 
 - **seq** is handed out in blocks (hi-lo): the record stores the *reserved* high-water mark, saved before
@@ -434,7 +434,7 @@ class RecordKeeper:
 
     def _update(self, **changes: Any) -> None:
         """Swap in a copy with ``changes`` (not saved yet). Only this class's typed methods call it."""
-        self._record = self._record.model_copy(update={**changes, "updated_at": self._clock.now()})
+        self._record = self._record.replaced({**changes, "updated_at": self._clock.now()})
 
     def note_state(self, state: str, *, closed: bool) -> None:
         """The session's state moved; ``closed`` records that it is over for good (not saved yet)."""

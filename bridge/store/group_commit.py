@@ -13,8 +13,9 @@ made while the log is busy are gathered into one *batch*, written as one stream 
   what the write raised. The journal store keeps one write per session in flight, so a batch never holds two
   records of one session and per-session order is the order of the saves.
 * A leader cancelled before its write went out (a session stopped mid-save) hands its batch on: the members
-  start over, and one of them leads. A leader cancelled during the write fails the members the same way, and
-  they write their records again: a record written twice is harmless (the newest record of a session wins).
+  start over, and one of them leads. A leader cancelled during the write cuts that write short (whether it
+  reached the broker is unknown), and the members write their records again: a record written twice is
+  harmless (the newest record of a session wins). A cancelled member never affects the write.
 
 Pure asyncio over an injected ``write``; no I/O here. ``bridge.amqp.journal.StreamJournal`` uses it.
 """
@@ -86,7 +87,8 @@ class GroupCommit:
     async def append(self, body: bytes) -> None:
         """Write ``body`` with whatever else is being appended; return once the write that held it succeeded.
 
-        Raises what ``write`` raised for its batch. Cancelling the caller never cancels another's write.
+        Raises what ``write`` raised for its batch. Cancelling the caller loses no other caller's record: a
+        cancelled member leaves the write alone, and a cancelled leader's members write again.
         """
         while True:
             batch = self._open

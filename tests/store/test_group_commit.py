@@ -4,6 +4,8 @@ result; cancelling one append never loses another's record."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -42,6 +44,28 @@ class GatedLog:
             await self._permits.acquire()
         if self.fail is not None:
             raise self.fail
+
+
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
+
+
+async def behind_a_busy_write(
+    commit: GroupCommit, log: GatedLog, bodies: tuple[bytes, ...], spawn: Spawn = asyncio.create_task
+) -> tuple[asyncio.Task[None], list[asyncio.Task[None]]]:
+    """A write that holds the only slot (``b"busy"``, held by ``log``), then appends of ``bodies``, which
+    gather behind it into the next batch. Returns the busy append and the others."""
+    busy = spawn(commit.append(b"busy"))
+    await log.started(1)
+    waiting = [spawn(commit.append(body)) for body in bodies]
+    await asyncio.sleep(0)  # let them join (a loop turn, not a wait on time)
+    return busy, waiting
+
+
+async def cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel ``task`` and see it end cancelled."""
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
 
 
 async def test_an_idle_log_writes_an_append_at_once_and_alone() -> None:
@@ -85,20 +109,14 @@ async def test_with_a_free_slot_an_append_is_written_at_once() -> None:
 async def test_a_batch_is_bounded_by_records_and_by_bytes() -> None:
     log = GatedLog()
     by_count = GroupCommit(log.write, max_records=2, in_flight=1)
-    busy = asyncio.create_task(by_count.append(b"busy"))
-    await log.started(1)
-    waiting = [asyncio.create_task(by_count.append(b)) for b in (b"1", b"2", b"3", b"4", b"5")]
-    await asyncio.sleep(0)
+    busy, waiting = await behind_a_busy_write(by_count, log, (b"1", b"2", b"3", b"4", b"5"))
     log.open()
     await asyncio.gather(busy, *waiting)
     assert log.batches == [[b"busy"], [b"1", b"2"], [b"3", b"4"], [b"5"]]
 
     log = GatedLog()
     by_size = GroupCommit(log.write, max_bytes=10, in_flight=1)
-    busy = asyncio.create_task(by_size.append(b"busy"))
-    await log.started(1)
-    waiting = [asyncio.create_task(by_size.append(b)) for b in (b"x" * 6, b"y" * 4, b"z" * 11)]
-    await asyncio.sleep(0)
+    busy, waiting = await behind_a_busy_write(by_size, log, (b"x" * 6, b"y" * 4, b"z" * 11))
     log.open()
     await asyncio.gather(busy, *waiting)
     assert log.batches == [[b"busy"], [b"x" * 6, b"y" * 4], [b"z" * 11]]  # a larger body goes alone
@@ -107,10 +125,7 @@ async def test_a_batch_is_bounded_by_records_and_by_bytes() -> None:
 async def test_a_failed_write_fails_every_append_it_held() -> None:
     log = GatedLog()
     commit = GroupCommit(log.write, in_flight=1)
-    busy = asyncio.create_task(commit.append(b"busy"))
-    await log.started(1)
-    held = [asyncio.create_task(commit.append(b)) for b in (b"a", b"b", b"c")]
-    await asyncio.sleep(0)
+    busy, held = await behind_a_busy_write(commit, log, (b"a", b"b", b"c"))
     log.fail = ConnectionError("broker away")
     log.open()
     results = await asyncio.gather(busy, *held, return_exceptions=True)
@@ -125,14 +140,8 @@ async def test_a_leader_cancelled_before_its_write_hands_the_batch_on() -> None:
     log = GatedLog()
     commit = GroupCommit(log.write, in_flight=1)
     async with asyncio.TaskGroup() as tg:
-        busy = tg.create_task(commit.append(b"busy"))
-        await log.started(1)
-        leader = tg.create_task(commit.append(b"leader"))
-        members = [tg.create_task(commit.append(b)) for b in (b"m1", b"m2")]
-        await asyncio.sleep(0)
-        leader.cancel()  # waiting for the slot, its batch not written yet
-        with pytest.raises(asyncio.CancelledError):
-            await leader
+        busy, (leader, *members) = await behind_a_busy_write(commit, log, (b"leader", b"m1", b"m2"), tg.create_task)
+        await cancelled(leader)  # waiting for the slot, its batch not written yet
         log.open()
         await asyncio.gather(busy, *members)
     assert log.batches == [[b"busy"], [b"m1", b"m2"]]
@@ -142,16 +151,10 @@ async def test_a_leader_cancelled_during_its_write_has_the_members_write_again()
     log = GatedLog()
     commit = GroupCommit(log.write, in_flight=1)
     async with asyncio.TaskGroup() as tg:
-        busy = tg.create_task(commit.append(b"busy"))
-        await log.started(1)
-        leader = tg.create_task(commit.append(b"leader"))
-        members = [tg.create_task(commit.append(b)) for b in (b"m1", b"m2")]
-        await asyncio.sleep(0)
+        busy, (leader, *members) = await behind_a_busy_write(commit, log, (b"leader", b"m1", b"m2"), tg.create_task)
         log.release()
         await log.started(2)
-        leader.cancel()  # the write of [leader, m1, m2] is cut short: whether it landed is unknown
-        with pytest.raises(asyncio.CancelledError):
-            await leader
+        await cancelled(leader)  # the write of [leader, m1, m2] is cut short: whether it landed is unknown
         log.open()
         await asyncio.gather(busy, *members)
     assert log.batches[:2] == [[b"busy"], [b"leader", b"m1", b"m2"]]
@@ -162,14 +165,8 @@ async def test_a_cancelled_member_does_not_cancel_the_write() -> None:
     log = GatedLog()
     commit = GroupCommit(log.write, in_flight=1)
     async with asyncio.TaskGroup() as tg:
-        busy = tg.create_task(commit.append(b"busy"))
-        await log.started(1)
-        leader = tg.create_task(commit.append(b"leader"))
-        member = tg.create_task(commit.append(b"member"))
-        await asyncio.sleep(0)
-        member.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await member
+        busy, (leader, member) = await behind_a_busy_write(commit, log, (b"leader", b"member"), tg.create_task)
+        await cancelled(member)
         log.open()
         await asyncio.gather(busy, leader)
     assert log.batches == [[b"busy"], [b"leader", b"member"]]
