@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.common import load_result
 from bench.stats import Spread, render_table
+from bridge.config import Settings
 
 __all__ = ["details", "machine_line", "main", "summary_table"]
 
@@ -130,7 +131,13 @@ def _keepalives(capacity: dict[str, Any]) -> str:
     options = capacity["options"]
     both = options.get("keepalive_interval_s")
     ping, echo = options.get("ping_interval_s", both), options.get("echo_interval_s", both)
-    note = "the defaults" if (ping, echo) == (30.0, 240.0) else "an upper bound for the defaults 30 s / 240 s"
+    fields = Settings.model_fields
+    defaults = (fields["ws_ping_interval_s"].default, fields["echo_interval_s"].default)
+    note = (
+        "the defaults"
+        if (ping, echo) == defaults
+        else f"an upper bound for the defaults {defaults[0]:g} s / {defaults[1]:g} s"
+    )
     return f"ping every {ping:g} s, echo every {echo:g} s: {note}"
 
 

@@ -123,7 +123,7 @@ class SessionRecord(BaseModel):
         Raises:
             ValueError: ``changes`` names a field the record does not have (a bug in the caller).
         """
-        unknown = changes.keys() - _FIELDS.keys()
+        unknown = changes.keys() - _FIELDS_SET
         if unknown:
             raise ValueError(f"SessionRecord has no field {sorted(unknown)}")
         values = dict(self.__dict__)
@@ -143,8 +143,7 @@ class SessionRecord(BaseModel):
         return value.get_secret_value() if info.context and info.context.get("reveal_secrets") else str(value)
 
 
-_FIELDS: Final = SessionRecord.model_fields
 #: Every field of a record: the one "fields set" that :meth:`SessionRecord.replaced` copies share. A ``set``,
 #: as pydantic expects (``model_copy`` copies it before adding to it); never changed in place: the record is
 #: frozen, so pydantic never adds to it.
-_FIELDS_SET: Final[set[str]] = set(_FIELDS)
+_FIELDS_SET: Final[set[str]] = set(SessionRecord.model_fields)

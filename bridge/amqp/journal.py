@@ -210,9 +210,7 @@ class StreamJournal:
 
     async def append(self, body: bytes) -> None:
         """Append one session record; return once the broker confirmed it (with the records written beside it:
-        :class:`~bridge.store.group_commit.GroupCommit`)."""
-        if not self._open:
-            raise StoreError(f"journal stream {self._stream!r} is not open")
+        :class:`~bridge.store.group_commit.GroupCommit`). A closed journal raises ``StoreError``."""
         await self._commit.append(body)
 
     async def _write(self, bodies: list[bytes]) -> None:

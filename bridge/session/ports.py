@@ -114,7 +114,8 @@ class FeatureSource(Protocol):
 
 def spread_phase(interval_s: float) -> float:
     """A uniformly random delay in ``[0, interval_s)``: the first of a session's periodic checks waits it, so
-    sessions opened together do not all check in the same second (the real ``SessionDeps.echo_phase``)."""
+    sessions opened together do not all check in the same second (``SessionDeps.echo_phase`` unless
+    ``session_deps`` is given another)."""
     return random.uniform(0.0, interval_s)
 
 
@@ -138,4 +139,4 @@ class SessionDeps:
     store: SessionStore | None = None
     tracer: Tracer = NO_TRACER
     auth: AuthClient | None = None  # None: authenticated sessions end auth_failed (tests without REST)
-    echo_phase: Callable[[float], float] = spread_phase  # the first echo's delay, given the echo interval
+    echo_phase: Callable[[float], float]  # the first echo's delay, given the echo interval (spread_phase)

@@ -113,13 +113,10 @@ class GroupCommit:
                 self._close(batch)
                 self._writes += 1
                 await self._write(batch.bodies)
-        except asyncio.CancelledError:
-            self._close(batch)
-            batch.fail(_Handover())
-            raise
         except BaseException as exc:
             self._close(batch)
-            batch.fail(exc)
+            # A cancelled leader's members append again; any other failure is theirs too.
+            batch.fail(_Handover() if isinstance(exc, asyncio.CancelledError) else exc)
             raise
         if len(batch.bodies) > 1:
             batch.done.set_result(None)

@@ -4,6 +4,7 @@ the outage buffer with back-pressure, and recovery from a killed connection with
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -34,11 +35,21 @@ from tests.conftest import BrokerNames
 from tests.session.fakes import ManualClock
 
 
-@pytest.fixture
-async def publisher(settings: Settings, metrics: Metrics, broker: Broker) -> AsyncIterator[AmqpEventPublisher]:
-    async with AmqpEventPublisher(settings, metrics, connection_name=f"{settings.intake_queue}.pub") as publisher:
+@contextlib.asynccontextmanager
+async def connected(
+    settings: Settings, metrics: Metrics, *, clock: ManualClock | None = None
+) -> AsyncIterator[AmqpEventPublisher]:
+    """A publisher named after the test's queues, once it is connected."""
+    name = f"{settings.intake_queue}.pub"
+    async with AmqpEventPublisher(settings, metrics, connection_name=name, clock=clock) as publisher:
         async with asyncio.timeout(WAIT_S):
             await publisher.wait_connected()
+        yield publisher
+
+
+@pytest.fixture
+async def publisher(settings: Settings, metrics: Metrics, broker: Broker) -> AsyncIterator[AmqpEventPublisher]:
+    async with connected(settings, metrics) as publisher:
         yield publisher
 
 
@@ -138,10 +149,7 @@ async def test_a_state_change_nobody_binds_is_left_out_after_its_first_return(
     settings: Settings, metrics: Metrics, broker: Broker
 ) -> None:
     clock = ManualClock()
-    name = f"{settings.intake_queue}.pub"
-    async with AmqpEventPublisher(settings, metrics, connection_name=name, clock=clock) as publisher:
-        async with asyncio.timeout(WAIT_S):
-            await publisher.wait_connected()
+    async with connected(settings, metrics, clock=clock) as publisher:
         await publisher.publish(state_changed(1), deployment_id="dep-1")  # returned: nobody binds
         await publisher.publish(state_changed(2), deployment_id="dep-1")  # left out
         await publisher.publish(outcome(), deployment_id="dep-1")  # never left out, returned again
