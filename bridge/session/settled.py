@@ -6,17 +6,20 @@ guarantees". Keeping the event itself costs about 2 KiB per entry (a pydantic mo
 datetime and a dozen strings, in an ``OrderedDict`` node), about 180 MiB for 100,000 entries. So an
 entry keeps only those fields, packed into one ``bytes`` record the event is rebuilt from when a duplicate
 comes (rare: a redelivery), and the key is an ``int`` when the ``command_id`` is a canonical UUID (the
-contract's recommendation). About 200 bytes per entry, key included (``bench/idempotency_memory.py``).
+contract's recommendation). Under 200 bytes per entry, key included (``bench/idempotency_memory.py``).
 
 The rare outcomes with field errors or an attachment part are kept as they are: they do not pack, and
 they are few.
 
-Record layout: a flags byte (which optional fields are absent or trivial), ``occurred_at`` (microseconds
-from the cache's first entry, zigzag varint: 6 bytes within weeks), ``seq`` (varint), the Genesys code when
-the flag says so (signed 4 bytes), then each other string field in a fixed order as a tag byte and a
-payload: absent, 32 hex digits or a UUID (16 raw bytes), an index
-into the cache's vocabulary of repeated words (command types, statuses, reasons, deployments, routes: at
-most 65,536 words, kept for the cache's life), or UTF-8 with its length.
+Record layout: a flags byte (which optional fields are absent, trivial or 32 hex digits), ``occurred_at``
+(microseconds from the cache's first entry, zigzag varint: 6 bytes within weeks), ``seq`` (varint), the
+Genesys code when the flag says so (signed 4 bytes), the outcome's shape (command type, status and reason
+together: one byte indexing the cache's list of shapes, at most 255 of them), then each other string field
+in a fixed order. ``event_id`` and ``genesys_message_id`` are 16 raw bytes when the flags say they are 32 hex
+digits (what the bridge and Genesys send); otherwise, as every other string, a tag byte and a payload:
+absent, 32 hex digits or a UUID (16 raw bytes), an index into the cache's vocabulary of repeated words
+(deployments, routes, and the parts of a shape past the 255th: at most 65,536 words, kept for the cache's
+life), or UTF-8 with its length, in the tag itself up to 127 bytes.
 """
 
 from __future__ import annotations
@@ -47,15 +50,23 @@ _NO_DETAIL: Final = 2  # detail is ""
 _CAUSED_BY_COMMAND: Final = 4  # causation_id is the command_id (every outcome a command settles)
 _NO_CORRELATION: Final = 8
 _NO_ROUTE: Final = 16
+_EVENT_HEX32: Final = 32  # event_id is 32 hex digits: its 16 bytes follow, untagged
+_MESSAGE_HEX32: Final = 64  # the same for genesys_message_id
 
-# String tags. Tags from _VOCAB_INLINE up are a vocabulary index in the tag byte itself.
+# String tags. Tags from _VOCAB_INLINE up to _SHORT_UTF8 are a vocabulary index in the tag byte itself;
+# tags from _SHORT_UTF8 up are UTF-8 of (tag - _SHORT_UTF8) bytes.
 _NONE: Final = 0
 _HEX32: Final = 1
 _UUID36: Final = 2
 _VOCAB: Final = 4
 _UTF8: Final = 5
 _VOCAB_INLINE: Final = 16
+_SHORT_UTF8: Final = 128
 _VOCAB_MAX: Final = 1 << 16
+
+# Shapes: (command_type, status, reason), by index in one byte; _SHAPES_MAX says "three words follow".
+_SHAPES_MAX: Final = 255
+Shape = tuple[str | None, str, str]
 
 
 def _uuid_form(text: str) -> str:
@@ -134,7 +145,7 @@ class SettledCache:
     eviction by counting how many newer positions a key has (``_refreshed``, as small as the hits).
     """
 
-    __slots__ = ("_base_us", "_entries", "_order", "_refreshed", "_size", "_vocab", "_words")
+    __slots__ = ("_base_us", "_entries", "_order", "_refreshed", "_shape_index", "_shapes", "_size", "_vocab", "_words")
 
     def __init__(self, size: int) -> None:
         self._size = size
@@ -143,6 +154,8 @@ class SettledCache:
         self._refreshed: dict[Key, int] = {}
         self._words: list[str] = []
         self._vocab: dict[str, int] = {}
+        self._shapes: list[Shape] = []
+        self._shape_index: dict[Shape, int] = {}
         self._base_us: int | None = None
 
     def __len__(self) -> int:
@@ -221,30 +234,38 @@ class SettledCache:
         micros = (occurred_at - _EPOCH) // _ONE_US
         if self._base_us is None:
             self._base_us = micros
+        event_raw = _hex32(outcome.event_id)
+        message_raw = _hex32(outcome.genesys_message_id) if outcome.genesys_message_id is not None else None
         flags = (
             (_HAS_CODE if outcome.genesys_code is not None else 0)
             | (_NO_DETAIL if not outcome.detail else 0)
             | (_CAUSED_BY_COMMAND if outcome.causation_id == command_id else 0)
             | (_NO_CORRELATION if outcome.correlation_id is None else 0)
             | (_NO_ROUTE if route is None else 0)
+            | (_EVENT_HEX32 if event_raw is not None else 0)
+            | (_MESSAGE_HEX32 if message_raw is not None else 0)
         )
         out = bytearray((flags,))
         _varint(_zigzag(micros - self._base_us), out)
         _varint(outcome.seq, out)
         if outcome.genesys_code is not None:
             out += _CODE.pack(outcome.genesys_code)
-        self._text(outcome.event_id, out)
+        self._shape((outcome.command_type, outcome.status, outcome.reason), out)
+        if event_raw is not None:
+            out += event_raw
+        else:
+            self._text(outcome.event_id, out)
         self._text(outcome.session_id, out)
         if outcome.correlation_id is not None:
             self._text(outcome.correlation_id, out)
         if outcome.causation_id != command_id:
             self._text(outcome.causation_id, out)
-        self._word(outcome.command_type, out)
-        self._word(outcome.status, out)
-        self._word(outcome.reason, out)
         if outcome.detail:
             self._text(outcome.detail, out)
-        self._text(outcome.genesys_message_id, out)
+        if message_raw is not None:
+            out += message_raw
+        else:
+            self._text(outcome.genesys_message_id, out)
         self._word(deployment_id, out)
         if route is not None:
             self._word(route, out)
@@ -265,9 +286,25 @@ class SettledCache:
             out += raw
             return
         data = text.encode("utf-8")
-        out.append(_UTF8)
-        _varint(len(data), out)
+        if len(data) < 256 - _SHORT_UTF8:
+            out.append(_SHORT_UTF8 + len(data))
+        else:
+            out.append(_UTF8)
+            _varint(len(data), out)
         out += data
+
+    def _shape(self, shape: Shape, out: bytearray) -> None:
+        """An outcome's command type, status and reason: one byte for the first 255 shapes, then three words."""
+        index = self._shape_index.get(shape)
+        if index is None and len(self._shapes) < _SHAPES_MAX:
+            index = self._shape_index[shape] = len(self._shapes)
+            self._shapes.append(shape)
+        if index is not None:
+            out.append(index)
+            return
+        out.append(_SHAPES_MAX)
+        for word in shape:
+            self._word(word, out)
 
     def _word(self, text: str | None, out: bytearray) -> None:
         """A string that repeats across entries (types, statuses, reasons, deployments, routes): by index."""
@@ -281,7 +318,7 @@ class SettledCache:
                 return
             index = self._vocab[text] = len(self._words)
             self._words.append(text)
-        if index < 256 - _VOCAB_INLINE:
+        if index < _SHORT_UTF8 - _VOCAB_INLINE:
             out.append(_VOCAB_INLINE + index)
         else:
             out.append(_VOCAB)
@@ -296,7 +333,22 @@ class SettledCache:
         if flags & _HAS_CODE:
             (code,) = _CODE.unpack_from(data, pos)
             pos += _CODE.size
-        event_id, pos = self._read_text(data, pos)
+        shape_index = data[pos]
+        pos += 1
+        command_type: str | None
+        status: str | None
+        reason: str | None
+        if shape_index < _SHAPES_MAX:
+            command_type, status, reason = self._shapes[shape_index]
+        else:
+            command_type, pos = self._read_text(data, pos)
+            status, pos = self._read_text(data, pos)
+            reason, pos = self._read_text(data, pos)
+        event_id: str | None
+        if flags & _EVENT_HEX32:
+            event_id, pos = data[pos : pos + 16].hex(), pos + 16
+        else:
+            event_id, pos = self._read_text(data, pos)
         session_id, pos = self._read_text(data, pos)
         correlation_id: str | None = None
         if not flags & _NO_CORRELATION:
@@ -304,13 +356,14 @@ class SettledCache:
         causation_id: str | None = command_id
         if not flags & _CAUSED_BY_COMMAND:
             causation_id, pos = self._read_text(data, pos)
-        command_type, pos = self._read_text(data, pos)
-        status, pos = self._read_text(data, pos)
-        reason, pos = self._read_text(data, pos)
         detail: str | None = ""
         if not flags & _NO_DETAIL:
             detail, pos = self._read_text(data, pos)
-        gid, pos = self._read_text(data, pos)
+        gid: str | None
+        if flags & _MESSAGE_HEX32:
+            gid, pos = data[pos : pos + 16].hex(), pos + 16
+        else:
+            gid, pos = self._read_text(data, pos)
         dep, pos = self._read_text(data, pos)
         route: str | None = None
         if not flags & _NO_ROUTE:
@@ -337,6 +390,9 @@ class SettledCache:
     def _read_text(self, data: bytes, pos: int) -> tuple[str | None, int]:
         tag = data[pos]
         pos += 1
+        if tag >= _SHORT_UTF8:
+            end = pos + tag - _SHORT_UTF8
+            return data[pos:end].decode("utf-8"), end
         if tag >= _VOCAB_INLINE:
             return self._words[tag - _VOCAB_INLINE], pos
         if tag == _NONE:

@@ -84,6 +84,21 @@ def test_outcomes_that_do_not_pack_are_kept_whole(original: CommandOutcome) -> N
     assert kept[0].model_dump_json() == original.model_dump_json()
 
 
+def test_shapes_and_words_past_their_one_byte_forms_still_come_back_equal() -> None:
+    """Past 255 shapes an outcome spells its three words; past 112 words a word takes a two-byte index."""
+    cache = SettledCache(1000)
+    kept = [
+        outcome(command_type=f"type.{n}", reason="ok" if n % 2 else "timeout", detail="d" * (n % 300))
+        for n in range(400)
+    ]
+    for n, o in enumerate(kept):
+        assert o.command_id is not None
+        cache.put(o.command_id, o, f"deployment-{n}", f"route-{n % 7}")
+    for n, o in enumerate(kept):
+        assert o.command_id is not None
+        assert cache.get(o.command_id) == (o, f"deployment-{n}", f"route-{n % 7}")
+
+
 def test_routing_none_and_unknown_ids() -> None:
     cache = SettledCache(10)
     first = outcome()
