@@ -134,9 +134,11 @@ class Settings(BaseSettings):
         default=240.0, ge=30.0, description="Health-check `echo` interval; Genesys allows 2/min per connection."
     )
     ws_ping_interval_s: float | None = Field(
-        default=30.0, description="WebSocket ping interval; empty disables pings (cost: see perf notes)."
+        default=30.0, gt=0, description="WebSocket ping interval; empty disables pings (cost: see perf notes)."
     )
-    ws_ping_timeout_s: float | None = Field(default=20.0, description="Close the socket if a ping is unanswered.")
+    ws_ping_timeout_s: float | None = Field(
+        default=20.0, gt=0, description="Close the socket if a ping is unanswered this long; empty waits forever."
+    )
     ws_connect_timeout_s: float = Field(default=10.0, gt=0, description="Upgrade plus `SessionResponse` timeout.")
     reconnect_initial_s: float = Field(default=0.5, gt=0, description="First reconnect backoff (jittered, doubling).")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Upper bound of reconnect backoff.")

@@ -181,6 +181,13 @@ class GenesysConnection(Protocol):
         """
         ...
 
+    async def ping(self, timeout_s: float | None) -> None:
+        """Send a WebSocket ping and wait up to ``timeout_s`` for its pong (``None``: send it, do not wait).
+
+        Raises ``TimeoutError`` when the pong did not come in time, ``GenesysUnavailable`` if the socket is gone.
+        """
+        ...
+
     async def close(self) -> None:
         """Close with 1000 without ending the Genesys session (protocol reference §4.9)."""
         ...

@@ -21,6 +21,7 @@ Callers decide retry or give up with :func:`bridge.errors.is_retryable`; nothing
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Literal
 
@@ -49,6 +50,9 @@ _log = structlog.get_logger(__name__)
 
 #: ``User-Agent`` on the upgrade. KMP sends its own too (§2.3); it helps Genesys support find us.
 DEFAULT_USER_AGENT = f"genesys-bridge/{bridge.__version__}"
+
+#: The handshake response every open connection keeps once its own is dropped (``_drop_handshake``).
+_UPGRADED = Response(101, "Switching Protocols", Headers())
 
 #: Java's close reason (§4.9). A plain close never ends the Genesys session.
 _CLOSE_REASON = "Guest client disconnect"
@@ -81,6 +85,23 @@ class WebsocketsConnection:
         except ConnectionClosed as exc:
             raise _closed_error(exc) from exc
 
+    async def ping(self, timeout_s: float | None) -> None:
+        """Send an RFC 6455 ping (§2.4) and wait up to ``timeout_s`` for its pong; ``None`` does not wait.
+
+        The session's keepalive calls it: websockets' own keepalive is off, as it holds a task per socket.
+
+        Raises:
+            TimeoutError: no pong within ``timeout_s``.
+            GenesysUnavailable: the socket is closed or closing (by either side).
+        """
+        try:
+            pong = await self._ws.ping()
+            if timeout_s is not None:
+                async with asyncio.timeout(timeout_s):
+                    await pong
+        except ConnectionClosed as exc:
+            raise _closed_error(exc) from exc
+
     async def frames(self) -> AsyncIterator[str]:
         """Yield received text frames until the socket closes (§3: frames are UTF-8 JSON text).
 
@@ -101,6 +122,7 @@ class WebsocketsConnection:
                 _log.warning("genesys_binary_frame_ignored", size=len(message))
                 continue
             yield message
+            del message  # not kept while the next frame is awaited (an idle socket would hold its last one)
 
     async def close(self) -> None:
         """Close with 1000 "Guest client disconnect" (§4.9). Never raises; idempotent.
@@ -118,10 +140,10 @@ class WebsocketsConnection:
 class WebsocketsConnector:
     """Opens Guest API WebSockets (:class:`bridge.ports.Connector`). Build one per process and share it.
 
+    websockets' own keepalive is off: the sessions ping (``WebsocketsConnection.ping``) on one timer for
+    the process (``bridge.session.keepalive``), instead of a task per socket.
+
     Args:
-        ping_interval_s: RFC 6455 ping period (§2.4; KMP uses 15 s). ``None`` disables pings. Each ping
-            costs ~150 µs of CPU per socket, so at 10k sessions the interval is a CPU budget.
-        ping_timeout_s: close the socket if a pong does not come back within this. ``None`` waits forever.
         open_timeout_s: TCP + TLS + HTTP upgrade must finish within this.
         close_timeout_s: how long :meth:`WebsocketsConnection.close` waits for the closing handshake.
         max_size: largest incoming message. Frames are small (text ≤ 4096 bytes + attributes ≤ 2048,
@@ -137,8 +159,6 @@ class WebsocketsConnector:
     def __init__(
         self,
         *,
-        ping_interval_s: float | None = 30.0,
-        ping_timeout_s: float | None = 20.0,
         open_timeout_s: float = 10.0,
         close_timeout_s: float = 5.0,
         max_size: int = 64 * 1024,
@@ -147,8 +167,6 @@ class WebsocketsConnector:
         user_agent: str = DEFAULT_USER_AGENT,
         proxy: str | Literal[True] | None = True,
     ) -> None:
-        self.ping_interval_s = ping_interval_s
-        self.ping_timeout_s = ping_timeout_s
         self.open_timeout_s = open_timeout_s
         self.close_timeout_s = close_timeout_s
         self.max_size = max_size
@@ -159,17 +177,13 @@ class WebsocketsConnector:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WebsocketsConnector:
-        """The production connector: ping and open timeouts from ``BRIDGE_WS_*`` settings."""
-        return cls(
-            ping_interval_s=settings.ws_ping_interval_s,
-            ping_timeout_s=settings.ws_ping_timeout_s,
-            open_timeout_s=settings.ws_connect_timeout_s,
-        )
+        """The production connector: the open timeout from ``BRIDGE_WS_CONNECT_TIMEOUT_S``."""
+        return cls(open_timeout_s=settings.ws_connect_timeout_s)
 
     def __repr__(self) -> str:
         return (
-            f"WebsocketsConnector(ping_interval_s={self.ping_interval_s}, ping_timeout_s={self.ping_timeout_s}, "
-            f"open_timeout_s={self.open_timeout_s}, max_size={self.max_size}, max_queue={self.max_queue})"
+            f"WebsocketsConnector(open_timeout_s={self.open_timeout_s}, max_size={self.max_size}, "
+            f"max_queue={self.max_queue})"
         )
 
     async def connect(self, url: str, *, origin: str | None) -> WebsocketsConnection:
@@ -198,8 +212,7 @@ class WebsocketsConnector:
                 user_agent_header=self.user_agent,
                 proxy=self.proxy,
                 open_timeout=self.open_timeout_s,
-                ping_interval=self.ping_interval_s,
-                ping_timeout=self.ping_timeout_s,
+                ping_interval=None,  # the session's keepalive pings (bridge.session.keepalive)
                 close_timeout=self.close_timeout_s,
                 max_size=self.max_size,
                 max_queue=self.max_queue,
@@ -224,12 +237,12 @@ def _drop_handshake(ws: ClientConnection) -> None:
     They are only needed during the handshake (about 2.5 KiB per live session, docs/performance.md) and
     nothing here reads them later. websockets 17 reads ``response`` once more only to tell the handshake
     response from later frames (``ClientConnection.process_event``: ``response is None`` means "still
-    handshaking"), so it is replaced by a bare response of the same status, not set to ``None``;
-    ``request`` is never read after the upgrade is sent.
+    handshaking"), so it is replaced by one bare 101 response that every connection shares, not set to
+    ``None``; ``request`` is never read after the upgrade is sent.
     """
     ws.request = None
     if ws.response is not None:
-        ws.response = Response(ws.response.status_code, ws.response.reason_phrase, Headers())
+        ws.response = _UPGRADED
 
 
 def _status_error(exc: InvalidStatus) -> GenesysUnavailable | GenesysRateLimited | GenesysRejected:
@@ -247,7 +260,7 @@ def _closed_error(exc: ConnectionClosed) -> GenesysUnavailable:
     """A socket we did not close is gone: report the server's close code and reason.
 
     No close frame received: 1006 when the TCP connection just dropped, or the code websockets sent
-    itself (e.g. 1011 "keepalive ping timeout" when pongs stopped coming, §2.4).
+    itself (e.g. 1009 when a frame was over ``max_size``).
     """
     if exc.rcvd is not None:
         code, reason = int(exc.rcvd.code), exc.rcvd.reason

@@ -2,9 +2,10 @@
 
 :meth:`SessionActor.run` is awaited by the registry inside its TaskGroup. Inside, a TaskGroup of its own
 holds its loops: the **connection loop** (connect, configure, pump frames, reconnect with jittered
-backoff and resume, §4.1, §6), the **command loop** (the bounded inbox, one command at a time), the
-**echo loop** (health checks every ``echo_interval_s``, within Genesys' 2/min, §4.4) and, when
-``BRIDGE_SESSION_IDLE_TIMEOUT_S`` is set, the **idle loop**.
+backoff and resume, §4.1, §6), the **command loop** (the bounded inbox, one command at a time) and, when
+``BRIDGE_SESSION_IDLE_TIMEOUT_S`` is set, the **idle loop**. Its pings and echoes
+(:class:`bridge.session.keepalive.Keepalive`) wait on the process's heartbeat, and run in that TaskGroup
+only while a round trip is in flight.
 
 Failure containment: ``run`` never raises except ``CancelledError``; a crash is reported
 as ``session.ended`` reason ``failed``, logged, and counted in ``session_failures``.
@@ -20,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
-from functools import partial
 from typing import Literal
 
 import structlog
@@ -35,7 +35,7 @@ from bridge.errors import (
     is_retryable,
 )
 from bridge.genesys.auth import UNAUTHORIZED, refuses_authentication
-from bridge.genesys.events import Configured, EchoReplied
+from bridge.genesys.events import Configured
 from bridge.genesys.protocol import GuestProtocol
 from bridge.genesys.urls import resolve_origin
 from bridge.ports import Envelope
@@ -44,6 +44,7 @@ from bridge.session.auth import Credentials
 from bridge.session.commands import CommandRunner
 from bridge.session.flow import Offer
 from bridge.session.inbound import InboundDispatcher
+from bridge.session.keepalive import Keepalive
 from bridge.session.link import GenesysLink
 from bridge.session.outcomes import tracing_id_for
 from bridge.session.ports import SessionDeps
@@ -73,6 +74,7 @@ class SessionActor:
         "_delays",
         "_idle_ending",
         "_inbound",
+        "_keepalive",
         "_on_recovered",
         "_outage_since",
         "_runner",
@@ -115,6 +117,7 @@ class SessionActor:
         self._core = Session(deps=deps, keeper=keeper, link=link, endpoints=endpoints, credentials=credentials)
         self._inbound = InboundDispatcher(self._core)
         self._runner = CommandRunner(self._core)
+        self._keepalive = Keepalive(self._core)
         self._cause = cause
         self._on_recovered = on_recovered
         self._configured_once = False
@@ -186,7 +189,7 @@ class SessionActor:
             try:
                 async with asyncio.TaskGroup() as tg:
                     connection = tg.create_task(self._connection_loop())
-                    echo = tg.create_task(self._echo_loop())
+                    self._keepalive.start(tg)
                     idle = (
                         tg.create_task(self._idle_loop(core.settings.session_idle_timeout_s))
                         if core.settings.session_idle_timeout_s is not None
@@ -196,7 +199,7 @@ class SessionActor:
                     if not core.gate.over:
                         await self._suspend()
                     self._wake.set()  # a connection loop waiting out a backoff returns now
-                    echo.cancel()
+                    self._keepalive.stop()
                     if idle is not None and not self._idle_ending:  # an idle end in progress finishes
                         idle.cancel()
                     await connection
@@ -204,6 +207,7 @@ class SessionActor:
                 log.exception("session_crashed", error=repr(exc))
                 await self._report_crash(exc)
             finally:
+                self._keepalive.stop()  # after a crash too: no beat may outlive the session
                 if core.end_reason is not None:
                     self._report_recovery(f"ended:{core.end_reason}")
                 try:
@@ -464,37 +468,6 @@ class SessionActor:
         await core.finish(
             "idle", detail=f"no agent activity for {timeout_s:g}s; the socket is closed, the conversation left open"
         )
-
-    async def _echo_loop(self) -> None:
-        """Health check (§4.4): an ``echo`` every ``echo_interval_s``; no answer closes the socket, so the
-        connection loop reconnects. Never more often than Genesys' 2/min (the setting is >= 30 s).
-
-        The first echo waits a random part of the interval (``SessionDeps.echo_phase``): sessions opened or
-        resumed together would otherwise all echo in the same second, for as long as they live."""
-        core = self._core
-        interval = core.settings.echo_interval_s
-        count = 0
-        delay = core.deps.echo_phase(interval)
-        while True:
-            await asyncio.sleep(delay)
-            delay = interval
-            if not core.gate.ready:
-                continue
-            count += 1
-            key = f"echo-{count}"
-            try:
-                reply = await core.link.request(
-                    "echo", key, partial(GuestProtocol.echo, tracing_id=key), timeout_s=min(30.0, interval)
-                )
-            except TimeoutError:
-                log.warning("genesys_echo_unanswered")
-                await core.link.close()
-                continue
-            except Exception:
-                continue
-            if isinstance(reply, EchoReplied) and reply.expires_at is not None:
-                log.debug("genesys_session_expiry", expires_at=reply.expires_at.isoformat())
-                core.keeper.note_configured(ttl_s=reply.duration_s, expires_at=reply.expires_at)
 
 
 def _first_leaf(exc: BaseException) -> BaseException:

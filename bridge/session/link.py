@@ -175,11 +175,17 @@ class GenesysLink:
         for event in early:
             await handler(event)
         while (frame := await self._next_frame()) is not None:
-            self._protocol.receive(frame)
-            await self.flush()
-            for event in self._protocol.events_received():
-                await handler(event)
-            self._resolve_silent()
+            await self._receive(frame, handler)
+            # Not kept while the next frame is awaited: an idle session would hold its last frame, and what
+            # was parsed from it, for as long as it stays idle (docs/performance.md, memory per session).
+            del frame
+
+    async def _receive(self, frame: str, handler: EventHandler) -> None:
+        self._protocol.receive(frame)
+        await self.flush()
+        for event in self._protocol.events_received():
+            await handler(event)
+        self._resolve_silent()
 
     def _resolve_silent(self) -> None:
         if not self._silent:
@@ -282,6 +288,18 @@ class GenesysLink:
         self._conn = None
         self._frames = None
         return self._protocol.connection_lost()
+
+    async def ping(self, timeout_s: float | None) -> None:
+        """A WebSocket ping on the open socket, waiting up to ``timeout_s`` for its pong (§2.4); nothing when
+        no socket is open.
+
+        Raises:
+            TimeoutError: no pong within ``timeout_s`` (the caller closes the socket).
+            GenesysUnavailable: the socket closed meanwhile (the pump sees it too).
+        """
+        conn = self._conn
+        if conn is not None:
+            await conn.ping(timeout_s)
 
     async def close(self) -> None:
         """Close the socket with 1000 and forget it; never ends the Genesys session (§4.9)."""

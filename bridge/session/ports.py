@@ -20,6 +20,7 @@ from bridge.observability.metrics import Metrics
 from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Clock, Connector, EventSink, SessionStore
 from bridge.session.flow import ConnectPacer, ConnectWindow
+from bridge.session.heartbeat import Heartbeat
 from bridge.session.outcomes import OutcomeBook
 from genesys_bridge_client.contract.commands import SessionAuth
 
@@ -113,9 +114,9 @@ class FeatureSource(Protocol):
 
 
 def spread_phase(interval_s: float) -> float:
-    """A uniformly random delay in ``[0, interval_s)``: the first of a session's periodic checks waits it, so
-    sessions opened together do not all check in the same second (``SessionDeps.echo_phase`` unless
-    ``session_deps`` is given another)."""
+    """A uniformly random delay in ``[0, interval_s)``: the first of a session's keepalives (ping, echo) waits
+    it, so sessions opened together do not all check in the same second (``SessionDeps.keepalive_phase``
+    unless ``session_deps`` is given another)."""
     return random.uniform(0.0, interval_s)
 
 
@@ -139,4 +140,5 @@ class SessionDeps:
     store: SessionStore | None = None
     tracer: Tracer = NO_TRACER
     auth: AuthClient | None = None  # None: authenticated sessions end auth_failed (tests without REST)
-    echo_phase: Callable[[float], float]  # the first echo's delay, given the echo interval (spread_phase)
+    heartbeat: Heartbeat  # the process's one timer for every session's pings and echoes
+    keepalive_phase: Callable[[float], float]  # a first ping's or echo's delay, given its interval (spread_phase)

@@ -38,6 +38,7 @@ from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
 from bridge.recovery import RecoveryProgress
 from bridge.session.actor import SessionActor
 from bridge.session.flow import ConnectPacer, ConnectWindow, Offer
+from bridge.session.heartbeat import Heartbeat
 from bridge.session.outcomes import OutcomeBook, rejected_reason
 from bridge.session.ports import (
     AuthClient,
@@ -85,10 +86,10 @@ def session_deps(
     features: FeatureSource | None = None,
     tracer: Tracer = NO_TRACER,
     auth: AuthClient | None = None,
-    echo_phase: Callable[[float], float] | None = None,
+    keepalive_phase: Callable[[float], float] | None = None,
 ) -> SessionDeps:
     """The seams every session of a process uses, with one idempotency cache, connect pacer and connect window.
-    ``echo_phase`` draws each session's first echo delay (default: uniform over the echo interval)."""
+    ``keepalive_phase`` draws each session's first ping and echo delay (default: uniform over the interval)."""
     clock = clock or LoopClock()
     return SessionDeps(
         settings=settings,
@@ -107,7 +108,8 @@ def session_deps(
         features=features,
         tracer=tracer,
         auth=auth,
-        echo_phase=echo_phase or spread_phase,
+        heartbeat=Heartbeat(),
+        keepalive_phase=keepalive_phase or spread_phase,
     )
 
 

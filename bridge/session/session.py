@@ -38,6 +38,7 @@ session's task is cancelled (the drain deadline). The publisher itself buffers w
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime, timedelta
@@ -193,8 +194,14 @@ class PendingSends:
         return self._found.pop(tracing_id, None)
 
 
+@functools.lru_cache(maxsize=256)
 def messenger_features(found: DeploymentFeatures) -> MessengerFeatures:
-    """The contract's view of a deployment's features (``session.started.features``)."""
+    """The contract's view of a deployment's features (``session.started.features``).
+
+    One object per distinct set of features, shared by every session of the deployments that have it
+    (about 1 KiB each, and a process holds thousands of sessions of a few deployments). Caller's duty:
+    never change it.
+    """
     disconnect: Literal["off", "read_only", "send"] | None = None
     if found.disconnect_enabled is False:
         disconnect = "off"

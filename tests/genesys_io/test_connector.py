@@ -34,7 +34,7 @@ async def ws_server(
 
 
 def connector() -> WebsocketsConnector:
-    return WebsocketsConnector(ping_interval_s=None, proxy=None)
+    return WebsocketsConnector(proxy=None)
 
 
 async def drain(conn: WebsocketsConnection, into: list[str] | None = None) -> None:
@@ -243,7 +243,7 @@ async def test_open_timeout_is_unavailable() -> None:
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        slow = WebsocketsConnector(ping_interval_s=None, open_timeout_s=5.0, proxy=None)
+        slow = WebsocketsConnector(open_timeout_s=5.0, proxy=None)
         loop = asyncio.get_running_loop()
         start = loop.time()
         with pytest.raises(GenesysUnavailable, match="timed out"):
@@ -263,7 +263,7 @@ async def test_frames_larger_than_max_size_drop_the_socket() -> None:
         await ws.wait_closed()
 
     async with ws_server(handler) as url:
-        small = WebsocketsConnector(ping_interval_s=None, max_size=1024, proxy=None)
+        small = WebsocketsConnector(max_size=1024, proxy=None)
         conn = await small.connect(url, origin=None)
         with pytest.raises(GenesysUnavailable) as info:
             await drain(conn)
@@ -272,8 +272,37 @@ async def test_frames_larger_than_max_size_drop_the_socket() -> None:
 
 
 async def test_from_settings_uses_the_ws_settings() -> None:
-    settings = Settings(ws_ping_interval_s=None, ws_ping_timeout_s=7.0, ws_connect_timeout_s=3.0)
+    settings = Settings(ws_connect_timeout_s=3.0)
     built = WebsocketsConnector.from_settings(settings)
-    assert (built.ping_interval_s, built.ping_timeout_s, built.open_timeout_s) == (None, 7.0, 3.0)
+    assert built.open_timeout_s == 3.0
     assert built.max_size == 64 * 1024
     assert "open_timeout_s=3.0" in repr(built)
+
+
+async def test_a_ping_returns_once_its_pong_came_back() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with ws_server(handler) as url:
+        conn = await connector().connect(url, origin=None)
+        await conn.ping(5.0)
+        await conn.ping(None)  # sent, not waited for
+        await conn.close()
+        with pytest.raises(GenesysUnavailable):
+            await conn.ping(5.0)
+
+
+@pytest.mark.looptime
+async def test_a_ping_to_a_peer_that_stopped_reading_times_out() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        ws.transport.pause_reading()  # a peer that hangs: our ping is never read, no pong comes
+        await ws.wait_closed()
+
+    async with ws_server(handler) as url:
+        conn = await connector().connect(url, origin=None)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(TimeoutError):
+            await conn.ping(20.0)
+        assert loop.time() - start == pytest.approx(20.0, abs=0.5)
+        await conn.close()  # no closing handshake either: it gives up after its close timeout

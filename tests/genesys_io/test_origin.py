@@ -60,7 +60,7 @@ def test_the_sdk_origins_behind_an_override() -> None:
 async def test_a_domain_restricted_deployment_needs_its_configured_origin() -> None:
     """The simulator refuses the upgrade (403, §2.3) unless the Origin is one of the allowed domains."""
     config = SimulatorConfig(agent_script=False, allowed_origins=frozenset({SHOP}), origin_match="exact")
-    connector = WebsocketsConnector(ping_interval_s=None, proxy=None)
+    connector = WebsocketsConnector(proxy=None)
     async with Simulator(config) as sim:
         url = endpoints_for("mypurecloud.com", override=sim.base_url).websocket_url(DEPLOYMENT)
         configured = Settings(genesys_base_url=sim.base_url, deployment_origins={DEPLOYMENT: SHOP})

@@ -15,6 +15,7 @@ from bridge.config import Settings
 from bridge.observability.metrics import Metrics
 from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Envelope, LoopClock
+from bridge.session.heartbeat import Heartbeat
 from bridge.session.ports import AuthClient, FeatureSource
 from bridge.session.registry import SessionRegistry, session_deps
 from bridge.store.memory import MemorySessionStore
@@ -47,6 +48,7 @@ class Harness:
     history: FakeHistory
     uploads: FakeUploads
     clock: LoopClock
+    heartbeat: Heartbeat
 
     def env(self, command: Any, **kw: Any) -> Envelope:
         kw.setdefault("received_at", self.clock.monotonic())
@@ -97,7 +99,7 @@ def make_harness(
     features: FeatureSource | None = None,
     tracer: Tracer = NO_TRACER,
     auth: AuthClient | None = None,
-    echo_phase: Callable[[float], float] | None = None,
+    keepalive_phase: Callable[[float], float] | None = None,
     **overrides: Any,
 ) -> tuple[Harness, SessionRegistry]:
     peer = FakeGenesys()
@@ -107,25 +109,24 @@ def make_harness(
     history = FakeHistory(peer)
     uploads = FakeUploads(peer, sources={"https://files.invalid/a.png": b"\x89PNG" + b"0" * 100})
     clock = LoopClock()
-    registry = SessionRegistry(
-        session_deps(
-            settings=settings(**overrides),
-            sink=sink,
-            connector=peer,
-            endpoints=resolve_endpoints,
-            history=history,
-            uploads=uploads,
-            metrics=metrics,
-            clock=clock,
-            store=store,
-            backoff=lambda: itertools.repeat(1.0),
-            features=features,
-            tracer=tracer,
-            auth=auth,
-            echo_phase=echo_phase or (lambda interval: interval),
-        )
+    deps = session_deps(
+        settings=settings(**overrides),
+        sink=sink,
+        connector=peer,
+        endpoints=resolve_endpoints,
+        history=history,
+        uploads=uploads,
+        metrics=metrics,
+        clock=clock,
+        store=store,
+        backoff=lambda: itertools.repeat(1.0),
+        features=features,
+        tracer=tracer,
+        auth=auth,
+        keepalive_phase=keepalive_phase or (lambda interval: interval),
     )
-    return Harness(peer, sink, registry, metrics, store, history, uploads, clock), registry
+    registry = SessionRegistry(deps)
+    return Harness(peer, sink, registry, metrics, store, history, uploads, clock, deps.heartbeat), registry
 
 
 @contextlib.asynccontextmanager
@@ -134,11 +135,13 @@ async def running(
     features: FeatureSource | None = None,
     tracer: Tracer = NO_TRACER,
     auth: AuthClient | None = None,
-    echo_phase: Callable[[float], float] | None = None,
+    keepalive_phase: Callable[[float], float] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Harness]:
     """A harness whose registry runs for the ``async with`` block (its TaskGroup lives in the test's task).
-    ``echo_phase`` draws the first echo's delay; by default a whole interval, as before the spread."""
-    h, registry = make_harness(features=features, tracer=tracer, auth=auth, echo_phase=echo_phase, **overrides)
+    ``keepalive_phase`` draws the first ping's and echo's delay; by default a whole interval."""
+    h, registry = make_harness(
+        features=features, tracer=tracer, auth=auth, keepalive_phase=keepalive_phase, **overrides
+    )
     async with registry:
         yield h

@@ -177,6 +177,17 @@ class FakeConnection:
                 raise item
             yield item
 
+    async def ping(self, timeout_s: float | None) -> None:
+        if not self.open:
+            raise GenesysUnavailable("fake: socket closed")
+        self._peer.pings.append(asyncio.get_running_loop().time())
+        self._peer._changed.set()
+        if self._peer.deaf_to_pings:
+            if timeout_s is None:
+                return
+            await asyncio.sleep(timeout_s)
+            raise TimeoutError
+
     async def close(self) -> None:
         if self.open:
             self.open = False
@@ -217,11 +228,14 @@ class FakeGenesys:
     allowed_media: Sequence[str] = ("image/png", "image/jpeg")
     max_custom_data_bytes: int = 2048
     connect_origins: list[str | None] = field(default_factory=list)
+    pings: list[float] = field(default_factory=list)  # loop time of each WebSocket ping, over every connection
+    deaf_to_pings: bool = False  # no pong ever comes back
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     # Connector
     async def connect(self, url: str, *, origin: str | None) -> FakeConnection:
         self.connect_origins.append(origin)
+        self._changed.set()
         if self.refuse_connects:
             self.refuse_connects -= 1
             raise GenesysUnavailable("fake: connection refused")
@@ -373,6 +387,17 @@ class FakeGenesys:
         while not predicate(self.received):
             self._changed.clear()
             await self._changed.wait()
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Once ``predicate`` holds, checked after every frame, ping and connect attempt."""
+        while not predicate():
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def wait_pings(self, count: int) -> list[float]:
+        """The loop times of the first ``count`` pings, once that many came."""
+        await self.wait_until(lambda: len(self.pings) >= count)
+        return self.pings[:count]
 
     def sent_texts(self) -> list[str]:
         return [

@@ -47,20 +47,19 @@ async def live(config: SimulatorConfig | None = None, **overrides: Any) -> Async
         sink = FakeSink()
         metrics = Metrics(CollectorRegistry(), process_metrics=False)
         overrides.setdefault("delivery_timeout_s", 10.0)
-        registry = SessionRegistry(
-            session_deps(
-                settings=settings(genesys_base_url=sim.base_url, **overrides),
-                sink=sink,
-                connector=WebsocketsConnector(ping_interval_s=None, proxy=None),
-                endpoints=functools.partial(endpoints_for, override=sim.base_url),
-                history=rest,
-                uploads=rest,
-                metrics=metrics,
-                store=MemorySessionStore(),
-                backoff=lambda: itertools.repeat(0.05),
-            )
+        deps = session_deps(
+            settings=settings(genesys_base_url=sim.base_url, **overrides),
+            sink=sink,
+            connector=WebsocketsConnector(proxy=None),
+            endpoints=functools.partial(endpoints_for, override=sim.base_url),
+            history=rest,
+            uploads=rest,
+            metrics=metrics,
+            store=MemorySessionStore(),
+            backoff=lambda: itertools.repeat(0.05),
         )
-        h = SimHarness(None, sink, registry, metrics, MemorySessionStore(), None, None, LoopClock())  # type: ignore[arg-type]
+        registry = SessionRegistry(deps)
+        h = SimHarness(None, sink, registry, metrics, MemorySessionStore(), None, None, LoopClock(), deps.heartbeat)  # type: ignore[arg-type]
         h.sim = sim
         async with registry:
             yield h
