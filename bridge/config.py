@@ -137,7 +137,9 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="WebSocket ping interval; empty disables pings (cost: see perf notes)."
     )
     ws_ping_timeout_s: float | None = Field(
-        default=20.0, gt=0, description="Close the socket if a ping is unanswered this long; empty waits forever."
+        default=20.0,
+        gt=0,
+        description="Close the socket if a ping is unanswered this long; empty: a missing pong never closes it.",
     )
     ws_connect_timeout_s: float = Field(default=10.0, gt=0, description="Upgrade plus `SessionResponse` timeout.")
     reconnect_initial_s: float = Field(default=0.5, gt=0, description="First reconnect backoff (jittered, doubling).")

@@ -188,26 +188,30 @@ class SessionActor:
         with structlog.contextvars.bound_contextvars(session_id=self.session_id):
             try:
                 async with asyncio.TaskGroup() as tg:
-                    connection = tg.create_task(self._connection_loop())
                     self._keepalive.start(tg)
-                    idle = (
-                        tg.create_task(self._idle_loop(core.settings.session_idle_timeout_s))
-                        if core.settings.session_idle_timeout_s is not None
-                        else None
-                    )
-                    await self._command_loop()
-                    if not core.gate.over:
-                        await self._suspend()
-                    self._wake.set()  # a connection loop waiting out a backoff returns now
-                    self._keepalive.stop()
-                    if idle is not None and not self._idle_ending:  # an idle end in progress finishes
-                        idle.cancel()
-                    await connection
+                    try:
+                        connection = tg.create_task(self._connection_loop())
+                        idle = (
+                            tg.create_task(self._idle_loop(core.settings.session_idle_timeout_s))
+                            if core.settings.session_idle_timeout_s is not None
+                            else None
+                        )
+                        await self._command_loop()
+                        if not core.gate.over:
+                            await self._suspend()
+                        self._wake.set()  # a connection loop waiting out a backoff returns now
+                        self._keepalive.stop()
+                        if idle is not None and not self._idle_ending:  # an idle end in progress finishes
+                            idle.cancel()
+                        await connection
+                    finally:
+                        # Before the group exits, whatever ends it (the end, a crash, a cancel): a beat due
+                        # while it winds down would start a task in a group that takes no more.
+                        self._keepalive.stop()
             except Exception as exc:
                 log.exception("session_crashed", error=repr(exc))
                 await self._report_crash(exc)
             finally:
-                self._keepalive.stop()  # after a crash too: no beat may outlive the session
                 if core.end_reason is not None:
                     self._report_recovery(f"ended:{core.end_reason}")
                 try:
@@ -339,7 +343,7 @@ class SessionActor:
                 log.info("genesys_socket_lost", error=str(exc))
             if self._done():
                 return
-            # Socket lost (or our echo check closed it): reconnect with jittered backoff (§6).
+            # Socket lost (or an unanswered ping or echo closed it): reconnect with jittered backoff (§6).
             core.gate.close()
             await core.link.close()  # idempotent: the socket may still be open (e.g. history failed), never leak it
             core.link.connection_lost()

@@ -47,7 +47,7 @@ class Beat:
         until the heap drops it."""
         if self._callback is not None:
             self._callback = None
-            self._heartbeat._dropped()
+            self._heartbeat._dropped(self)
 
 
 class Heartbeat:
@@ -56,11 +56,12 @@ class Heartbeat:
     Caller's duties: use it from the loop it first ran on; cancel every beat when its owner ends.
     """
 
-    __slots__ = ("_cancelled", "_heap", "_seq", "_timer", "_timer_at")
+    __slots__ = ("_cancelled", "_firing", "_heap", "_seq", "_timer", "_timer_at")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Beat]] = []
         self._cancelled = 0  # cancelled beats still in the heap
+        self._firing: Beat | None = None  # the beat whose callback runs: out of the heap meanwhile
         self._seq = itertools.count()  # ties keep their order, and beats are never compared
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
@@ -87,9 +88,11 @@ class Heartbeat:
         self._arm(loop)
         return beat
 
-    def _dropped(self) -> None:
+    def _dropped(self, beat: Beat) -> None:
         """A beat was cancelled. Sessions that end leave their beats behind until due (up to an echo interval):
         once they are most of the heap, it is rebuilt without them, so churn cannot grow it."""
+        if beat is self._firing:
+            return  # cancelled by its own callback: not in the heap, and not put back
         self._cancelled += 1
         if self._cancelled > 64 and self._cancelled * 2 > len(self._heap):
             self._heap[:] = [
@@ -119,13 +122,14 @@ class Heartbeat:
             if callback is None:
                 self._cancelled -= 1
                 continue
+            self._firing = beat
             try:
                 callback()
             except Exception:
                 log.exception("heartbeat_beat_failed")
-            if beat._callback is None:
-                self._cancelled -= 1  # cancelled by its own callback: already out of the heap
-            else:
+            finally:
+                self._firing = None
+            if beat._callback is not None:
                 due += beat._interval_s
                 heapq.heappush(heap, (due if due > now else now + beat._interval_s, next(self._seq), beat))
         self._arm(loop)

@@ -6,6 +6,9 @@ session only holds a task while a round trip is in flight, a few milliseconds pe
 trip runs in the session's TaskGroup, so the session owns it and its failure stays the session's.
 
 An unanswered ping or echo closes the socket; the connection loop then reconnects and configures again.
+The close is the ordinary one, which waits up to the connector's close timeout (5 s) for a closing
+handshake the silent peer will not send: a dead socket is found ``ws_ping_timeout_s`` plus that after
+the ping (websockets' own keepalive, when it pinged, dropped the socket at once).
 The first of each waits a random part of its interval (``SessionDeps.keepalive_phase``): sessions opened
 or resumed together would otherwise all ping and echo in the same second, for as long as they live.
 """
@@ -17,6 +20,7 @@ from functools import partial
 
 import structlog
 
+from bridge.errors import GenesysUnavailable
 from bridge.genesys.events import EchoReplied
 from bridge.genesys.protocol import GuestProtocol
 from bridge.session.heartbeat import Beat
@@ -66,12 +70,13 @@ class Keepalive:
                 task.cancel()
 
     def _ping_due(self) -> None:
-        if self._tg is not None and self._ping_task is None and self._core.link.connected:
+        # One ping at a time; a task cancelled before its first step never ran its ``finally``: done() says so.
+        if self._tg is not None and _idle(self._ping_task) and self._core.link.connected:
             self._ping_task = self._tg.create_task(self._ping())
 
     def _echo_due(self) -> None:
         # Never more often than Genesys' 2/min (§4.4): the setting is >= 30 s, and one echo at a time.
-        if self._tg is not None and self._echo_task is None and self._core.gate.ready:
+        if self._tg is not None and _idle(self._echo_task) and self._core.gate.ready:
             self._echo_task = self._tg.create_task(self._echo())
 
     async def _ping(self) -> None:
@@ -81,7 +86,7 @@ class Keepalive:
         except TimeoutError:
             log.warning("genesys_ping_unanswered")
             await link.close()
-        except Exception:
+        except GenesysUnavailable:
             pass  # the socket closed: the connection loop sees it and reconnects
         finally:
             self._ping_task = None
@@ -106,3 +111,7 @@ class Keepalive:
         if isinstance(reply, EchoReplied) and reply.expires_at is not None:
             log.debug("genesys_session_expiry", expires_at=reply.expires_at.isoformat())
             core.keeper.note_configured(ttl_s=reply.duration_s, expires_at=reply.expires_at)
+
+
+def _idle(task: asyncio.Task[None] | None) -> bool:
+    return task is None or task.done()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,8 +172,8 @@ class GenesysLink:
         Returns normally after our own :meth:`close`; raises ``GenesysUnavailable`` on any other close.
         """
         early, self._early = self._early, []
-        for event in early:
-            await handler(event)
+        await _deliver(early, handler)
+        del early
         while (frame := await self._next_frame()) is not None:
             await self._receive(frame, handler)
             # Not kept while the next frame is awaited: an idle session would hold its last frame, and what
@@ -183,8 +183,7 @@ class GenesysLink:
     async def _receive(self, frame: str, handler: EventHandler) -> None:
         self._protocol.receive(frame)
         await self.flush()
-        for event in self._protocol.events_received():
-            await handler(event)
+        await _deliver(self._protocol.events_received(), handler)
         self._resolve_silent()
 
     def _resolve_silent(self) -> None:
@@ -309,3 +308,10 @@ class GenesysLink:
         if conn is not None:
             with contextlib.suppress(Exception):
                 await conn.close()
+
+
+async def _deliver(events: Iterable[ProtocolEvent], handler: EventHandler) -> None:
+    """Hand ``events`` to ``handler`` in order. A function of its own, so that no caller's frame keeps the
+    last event alive while it awaits the next frame."""
+    for event in events:
+        await handler(event)

@@ -25,7 +25,8 @@ from genesys_bridge_client.contract.events import CommandOutcome
 
 
 class FakeSink:
-    """Records published events; ``block()`` holds publishes (back-pressure), ``fail_next`` raises."""
+    """Records published events; ``block()`` holds publishes (back-pressure), ``hold(type)`` holds those of
+    one type until ``unblock()`` (``held`` is set once one waits), ``fail_next`` raises."""
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -37,11 +38,20 @@ class FakeSink:
         self._open = asyncio.Event()
         self._open.set()
         self.fail_next = 0
+        self._held_type: str | None = None
+        self._released = asyncio.Event()
+        self.held = asyncio.Event()
 
     def block(self) -> None:
         self._open.clear()
 
+    def hold(self, event_type: str) -> None:
+        self._held_type = event_type
+        self._released.clear()
+
     def unblock(self) -> None:
+        self._held_type = None
+        self._released.set()
         self._open.set()
 
     async def publish(
@@ -55,6 +65,9 @@ class FakeSink:
         trace: TraceContext | None = None,
     ) -> None:
         await self._open.wait()
+        if event.type == self._held_type:
+            self.held.set()
+            await self._released.wait()
         if self.fail_next:
             self.fail_next -= 1
             raise PublishTimeout("fake: no confirm")
@@ -230,12 +243,17 @@ class FakeGenesys:
     connect_origins: list[str | None] = field(default_factory=list)
     pings: list[float] = field(default_factory=list)  # loop time of each WebSocket ping, over every connection
     deaf_to_pings: bool = False  # no pong ever comes back
+    deaf_to_echoes: bool = False  # no echo is ever answered
+    echo_expires_at: int | None = None  # an echo answer carries this expirationDate (epoch seconds)
+    connect_error: BaseException | None = None  # every connect raises it (e.g. a bug's RuntimeError)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     # Connector
     async def connect(self, url: str, *, origin: str | None) -> FakeConnection:
         self.connect_origins.append(origin)
         self._changed.set()
+        if self.connect_error is not None:
+            raise self.connect_error
         if self.refuse_connects:
             self.refuse_connects -= 1
             raise GenesysUnavailable("fake: connection refused")
@@ -271,7 +289,11 @@ class FakeGenesys:
         elif action == "onMessage":
             self._on_message(conn, token, tid, frame["message"])
         elif action == "echo":
+            if self.deaf_to_echoes:
+                return
             body = {"type": "Text", "direction": "Inbound", "id": uuid.uuid4().hex, "text": "ping"}
+            if self.echo_expires_at is not None:  # §4.4: newer servers tell the session's timing, as strings
+                body["metadata"] = {"durationSeconds": "259200", "expirationDate": str(self.echo_expires_at)}
             conn.push(_frame("StructuredMessage", body, kind="response", tracing_id=tid))
         elif action == "getJwt":
             conn.push(

@@ -118,3 +118,21 @@ async def test_many_ended_owners_do_not_grow_the_heap() -> None:
 async def test_an_interval_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         Heartbeat().every(0.0, Ticks(), first_s=0.0)
+
+
+async def test_a_callback_that_cancels_many_beats_and_its_own_keeps_the_count_right() -> None:
+    heartbeat = Heartbeat()
+    others = [heartbeat.every(60.0, Ticks(), first_s=60.0) for _ in range(100)]
+    keep = Ticks()
+    heartbeat.every(5.0, keep, first_s=2.0)
+
+    def shutdown() -> None:  # a drain: one callback ends many owners, its own among them
+        for beat in others:
+            beat.cancel()
+        own.cancel()
+
+    own = heartbeat.every(5.0, shutdown, first_s=1.0)
+    await keep.wait(1)
+    assert len(heartbeat) == 1
+    await keep.wait(20)  # past the cancelled beats' due time: the heap drops what is left of them
+    assert len(heartbeat) == 1

@@ -110,3 +110,51 @@ async def test_a_session_that_ends_leaves_no_beat_behind() -> None:
         await h.end("s1")
         await h.sink.wait_type("session.ended", session_id="s1")
         assert len(h.heartbeat) == 2
+
+
+async def test_an_unanswered_echo_closes_the_socket_and_the_session_reconnects() -> None:
+    async with running(echo_interval_s=60.0, ws_ping_interval_s=None, keepalive_phase=lambda i: 10.0) as h:
+        h.peer.deaf_to_echoes = True
+        await h.start("s1")
+        await h.peer.wait_received(lambda frames: echoes(frames) >= 1)
+        echoed = asyncio.get_running_loop().time()
+        await h.peer.wait_received(lambda frames: configures(frames) >= 2)
+        assert asyncio.get_running_loop().time() - echoed >= 30.0  # the echo's whole 30 s, not sooner
+        assert h.sink.of_type("session.ended") == []
+
+
+async def test_an_echo_answer_with_the_session_timing_moves_the_known_expiry() -> None:
+    expires = 1_900_000_000
+    async with running(echo_interval_s=60.0, ws_ping_interval_s=None, keepalive_phase=lambda i: 10.0) as h:
+        h.peer.echo_expires_at = expires
+        await h.start("s1")
+        actor = h.registry.get("s1")
+        assert actor is not None
+        await h.peer.wait_received(lambda frames: echoes(frames) >= 2)  # the first answer was read by then
+        assert actor.record.expires_at is not None
+        assert actor.record.expires_at.timestamp() == expires
+
+
+async def test_without_a_pong_timeout_an_unanswered_ping_never_closes_the_socket() -> None:
+    async with running(
+        ws_ping_interval_s=PING_S, ws_ping_timeout_s=None, keepalive_phase=phases(ping=5.0, echo=240.0)
+    ) as h:
+        h.peer.deaf_to_pings = True
+        await h.start("s1")
+        await h.peer.wait_pings(5)  # one each interval, none waiting for its pong
+        assert configures(h.peer.received) == 1
+
+
+async def test_a_crashed_session_cancels_its_beats_before_it_reports_the_crash() -> None:
+    async with running(ws_ping_interval_s=PING_S) as h:
+        await h.start("s2")
+        h.peer.connect_error = RuntimeError("a bug in the connector")
+        h.sink.hold("session.ended")
+        await h.submit(
+            SessionStart(command_id="start-s1", session_id="s1", deployment_id=DEPLOYMENT, region="mypurecloud.com")
+        )
+        await h.sink.held.wait()  # s1 crashed and is reporting it
+        assert len(h.heartbeat) == 2  # only s2's: s1's were cancelled before its group wound down
+        h.sink.unblock()
+        (ended,) = await h.sink.wait_type("session.ended", session_id="s1")
+        assert ended.reason == "failed"
