@@ -224,6 +224,10 @@ def configure_logging(
 
     structlog.configure(
         processors=[
+            # First: a record below the level is dropped before any other step runs. Otherwise every DEBUG
+            # call on a hot path (state changes, echo answers) paid for its timestamp and context, only for
+            # the stdlib logger to drop it at the end.
+            structlog.stdlib.filter_by_level,
             *_shared_chain(),
             structlog.stdlib.PositionalArgumentsFormatter(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,

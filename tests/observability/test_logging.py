@@ -217,3 +217,13 @@ async def test_redact_leaves_non_secrets_and_other_types_alone() -> None:
     }
     assert redact({"callback_url": "https://h/cb"}) == {"callback_url": "https://h/cb"}
     assert redact(("a", f"Bearer {TOKEN}")) == ["a", f"Bearer {MASK}"]
+
+
+async def test_records_below_the_level_are_dropped_before_any_processing(log_stream: io.StringIO) -> None:
+    # The hot paths log at DEBUG (state changes, echo answers): below the level that must cost a level check,
+    # not a timestamp, the bound context and a formatter wrap first.
+    assert structlog.get_config()["processors"][0] is structlog.stdlib.filter_by_level
+    log = structlog.get_logger("bridge.session")
+    log.debug("session_state_changed", old="starting", new="connecting")
+    log.info("session_ended", reason="idle")
+    assert [line["event"] for line in lines(log_stream)] == ["session_ended"]
