@@ -251,10 +251,7 @@ class SettledCache:
         if outcome.genesys_code is not None:
             out += _CODE.pack(outcome.genesys_code)
         self._shape((outcome.command_type, outcome.status, outcome.reason), out)
-        if event_raw is not None:
-            out += event_raw
-        else:
-            self._text(outcome.event_id, out)
+        self._id(outcome.event_id, event_raw, out)
         self._text(outcome.session_id, out)
         if outcome.correlation_id is not None:
             self._text(outcome.correlation_id, out)
@@ -262,14 +259,18 @@ class SettledCache:
             self._text(outcome.causation_id, out)
         if outcome.detail:
             self._text(outcome.detail, out)
-        if message_raw is not None:
-            out += message_raw
-        else:
-            self._text(outcome.genesys_message_id, out)
+        self._id(outcome.genesys_message_id, message_raw, out)
         self._word(deployment_id, out)
         if route is not None:
             self._word(route, out)
         return bytes(out)
+
+    def _id(self, text: str | None, raw: bytes | None, out: bytearray) -> None:
+        """An id as its 16 bytes when it is 32 hex digits (``raw``, flagged by the caller), else tagged."""
+        if raw is not None:
+            out += raw
+        else:
+            self._text(text, out)
 
     def _text(self, text: str | None, out: bytearray) -> None:
         if text is None:
@@ -344,11 +345,7 @@ class SettledCache:
             command_type, pos = self._read_text(data, pos)
             status, pos = self._read_text(data, pos)
             reason, pos = self._read_text(data, pos)
-        event_id: str | None
-        if flags & _EVENT_HEX32:
-            event_id, pos = data[pos : pos + 16].hex(), pos + 16
-        else:
-            event_id, pos = self._read_text(data, pos)
+        event_id, pos = self._read_id(data, pos, untagged=bool(flags & _EVENT_HEX32))
         session_id, pos = self._read_text(data, pos)
         correlation_id: str | None = None
         if not flags & _NO_CORRELATION:
@@ -359,11 +356,7 @@ class SettledCache:
         detail: str | None = ""
         if not flags & _NO_DETAIL:
             detail, pos = self._read_text(data, pos)
-        gid: str | None
-        if flags & _MESSAGE_HEX32:
-            gid, pos = data[pos : pos + 16].hex(), pos + 16
-        else:
-            gid, pos = self._read_text(data, pos)
+        gid, pos = self._read_id(data, pos, untagged=bool(flags & _MESSAGE_HEX32))
         dep, pos = self._read_text(data, pos)
         route: str | None = None
         if not flags & _NO_ROUTE:
@@ -386,6 +379,12 @@ class SettledCache:
             }
         )
         return outcome, dep, route
+
+    def _read_id(self, data: bytes, pos: int, *, untagged: bool) -> tuple[str | None, int]:
+        """An id the flags say is 32 hex digits (16 bytes, no tag), or else a tagged string."""
+        if untagged:
+            return data[pos : pos + 16].hex(), pos + 16
+        return self._read_text(data, pos)
 
     def _read_text(self, data: bytes, pos: int) -> tuple[str | None, int]:
         tag = data[pos]
