@@ -304,12 +304,15 @@ async def running_bridge(
             ),
             tracer=tracer,
         )
+        copier = await stack.enter_async_context(
+            PartitionRouter(
+                forwarder, intake_queue=settings.intake_queue, partitions=settings.partitions, metrics=metrics
+            )
+        )
         router = CommandIntake(
             settings,
             metrics,
-            handler=PartitionRouter(
-                forwarder, intake_queue=settings.intake_queue, partitions=settings.partitions, metrics=metrics
-            ),
+            handler=copier,
             sink=publisher,
             dead_letters=publisher,
             clock=clock,
@@ -403,6 +406,7 @@ async def running_bridge(
                 with contextlib.suppress(BridgeError):
                     await fleet.leave()
                 await router.stop_intake()
+                await copier.drain()  # the last copies are acked while the intake's channel is still open
                 # Every owned partition fences (settles, closes its sockets, flushes) before its consumer goes.
                 await asyncio.gather(*(p.intake.stop_intake() for p in fleet.partitions))
                 await asyncio.gather(*(intake.close() for intake in intakes))

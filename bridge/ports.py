@@ -161,7 +161,9 @@ class CommandHandler(Protocol):
 
     ``submit`` may wait (back-pressure) but should return quickly: the intake hands over the next
     command only after it returns. From then on the handler owns ``envelope.delivery`` and must
-    settle it exactly once.
+    settle it exactly once, or, where a requeue of it alone would let later commands overtake it, break
+    its link (``AmqpDelivery.break_link``). ``submit`` reports nothing by raising: an exception is a bug,
+    logged, and the command requeued.
     """
 
     async def submit(self, envelope: Envelope) -> None: ...

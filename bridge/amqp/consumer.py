@@ -42,7 +42,7 @@ from bridge.amqp.link import BrokerLink
 from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology
 from bridge.config import Settings
 from bridge.contract.outcomes import command_type_label, rejection_outcome
-from bridge.errors import BrokerError, BrokerUnavailable
+from bridge.errors import BrokerUnavailable
 from bridge.observability.metrics import Metrics
 from bridge.partition.layout import PROBE_TYPE
 from bridge.ports import Clock, CommandHandler, Envelope, EventSink, LoopClock, TraceContext
@@ -414,7 +414,14 @@ class CommandIntake(BrokerLink[_Generation]):
             self._on_probe(message.timestamp)
 
     def _delivery(self, message: AbstractIncomingMessage) -> AmqpDelivery:
-        return AmqpDelivery(message, dead_letters=self._dead_letters, metrics=self._metrics, hold=self._hold)
+        generation = self._current
+        return AmqpDelivery(
+            message,
+            dead_letters=self._dead_letters,
+            metrics=self._metrics,
+            hold=self._hold,
+            lost=generation.mark_lost if generation is not None else None,
+        )
 
     def _hold(self, delivery: AmqpDelivery) -> bool:
         """While draining, keep requeues back so they go to the broker in delivery order at close.
@@ -453,13 +460,6 @@ class CommandIntake(BrokerLink[_Generation]):
         )
         try:
             await self._handler.submit(envelope)
-        except BrokerError as exc:
-            # The handler could not pass the command on (the router's publish was not confirmed). Requeueing
-            # it alone would put it behind deliveries already in our window; breaking the link instead gives
-            # every unsettled delivery back at once, in delivery order.
-            log.warning("command_forward_failed", command_id=decoded.command_id, error=str(exc))
-            if self._current is not None:
-                self._current.mark_lost()
         except Exception:
             # A handler bug must not stop the intake. Requeue: x-delivery-limit ends a poison loop.
             log.exception("command_submit_failed", command_id=decoded.command_id, command_type=decoded.type)

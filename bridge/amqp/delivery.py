@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Protocol
 
+import aiormq.exceptions
 import structlog
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -45,7 +46,7 @@ class AmqpDelivery:
     one that must not kill the intake.
     """
 
-    __slots__ = ("_dead_letters", "_hold", "_message", "_metrics", "_settled")
+    __slots__ = ("_dead_letters", "_hold", "_lost", "_message", "_metrics", "_settled")
 
     def __init__(
         self,
@@ -54,12 +55,14 @@ class AmqpDelivery:
         dead_letters: DeadLetterSink,
         metrics: Metrics,
         hold: Callable[[AmqpDelivery], bool] | None = None,
+        lost: Callable[[], None] | None = None,
     ) -> None:
         self._message = message
         self._dead_letters = dead_letters
         self._metrics = metrics
         self._settled = False
         self._hold = hold  # returns True when it took the requeue over (drain: requeue in order later)
+        self._lost = lost  # breaks the link this delivery came on
 
     @property
     def settled(self) -> bool:
@@ -70,6 +73,19 @@ class AmqpDelivery:
     def message(self) -> AbstractIncomingMessage:
         """The delivered message, as it arrived (the router forwards it)."""
         return self._message
+
+    @property
+    def void(self) -> bool:
+        """True once the channel it came on is closed: its tag is dead, and the broker redelivers it."""
+        try:
+            return bool(self._message.channel.is_closed)
+        except aiormq.exceptions.ChannelInvalidStateError:
+            return True  # aio-pika's way of saying the channel is closed
+
+    @property
+    def consumer_tag(self) -> str | None:
+        """The tag of the consumer it came to: one per subscription, so it also tells links apart."""
+        return self._message.consumer_tag
 
     @property
     def delivery_tag(self) -> int | None:
@@ -110,6 +126,16 @@ class AmqpDelivery:
         self._metrics.dead_lettered.labels(reason=reason).inc()
         await self._settle(_ACK)
 
+    def break_link(self) -> None:
+        """Give back every unsettled delivery of this one's link, in delivery order, this one included.
+
+        For a handler that could not pass the command on and must not let a later one overtake it: a requeue
+        of this delivery alone would put it behind the deliveries already in the window. Returns at once;
+        the intake closes the link and consumes again. It leaves this delivery unsettled.
+        """
+        if self._lost is not None:
+            self._lost()
+
     def _claim(self, action: str) -> bool:
         if self._settled:
             log.warning("delivery_already_settled", action=action, delivery_tag=self.delivery_tag)
@@ -118,11 +144,17 @@ class AmqpDelivery:
         return True
 
     async def _settle(self, action: str) -> None:
+        tag = self._message.delivery_tag
+        if tag is None:
+            return  # consumed without acks: nothing to settle (the intake never consumes so)
         try:
+            # Handed to the connection's writer, not waited for on the socket: frames keep their order, and an
+            # ack lost with its connection is a redelivery, which the sessions' idempotency absorbs anyway.
+            channel = self._message.channel
             if action == _ACK:
-                await self._message.ack()
+                await channel.basic_ack(tag, wait=False)
             else:
-                await self._message.nack(requeue=True)
+                await channel.basic_nack(tag, requeue=True, wait=False)
         except Exception as exc:
             mapped = broker_error(exc)
             if mapped is exc:

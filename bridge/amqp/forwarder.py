@@ -20,13 +20,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal, NoReturn
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from bridge.amqp.confirm import publish_confirmed
 from bridge.amqp.connection import ReopeningConnection, broker_error
+from bridge.amqp.messages import Outbound
 from bridge.amqp.topology import PRESENCE_QUEUE_ARGUMENTS
-from bridge.errors import BrokerUnavailable, PublishTimeout
+from bridge.errors import BrokerUnavailable
 from bridge.partition.layout import MAX_PARTITIONS, PROBE_TYPE
 
 __all__ = ["QueueForwarder", "QueueStats"]
@@ -66,7 +67,7 @@ class QueueForwarder:
         self._channels.clear()
         self._held.clear()
 
-    async def forward(self, message: aio_pika.Message, queue: str) -> None:
+    async def forward(self, message: Outbound, queue: str) -> None:
         """Publish ``message`` into ``queue``; return once the broker confirmed it.
 
         Raises:
@@ -75,16 +76,18 @@ class QueueForwarder:
         """
         channel = await self._channel("confirm")
         try:
-            async with asyncio.timeout(self._confirm_timeout_s):
-                await channel.default_exchange.publish(message, routing_key=queue, mandatory=True)
-        except aiormq.exceptions.PublishError as exc:
-            raise BrokerUnavailable(f"queue {queue!r} is gone (publish returned unroutable)") from exc
-        except aiormq.exceptions.DeliveryError as exc:
-            raise BrokerUnavailable(f"queue {queue!r}: the broker refused the message (nack)") from exc
-        except TimeoutError as exc:
-            raise PublishTimeout(f"queue {queue!r}: no confirm within {self._confirm_timeout_s}s") from exc
+            routed = await publish_confirmed(
+                channel,
+                message,
+                exchange="",
+                routing_key=queue,
+                timeout_s=self._confirm_timeout_s,
+                what=f"queue {queue!r}",
+            )
         except Exception as exc:
             self._raise_mapped(exc, queue)
+        if not routed:
+            raise BrokerUnavailable(f"queue {queue!r} is gone (publish returned unroutable)")
 
     async def probe(self, queue: str, *, replica: str) -> None:
         """Publish one probe into ``queue``, for its active consumer to ack.
@@ -93,12 +96,7 @@ class QueueForwarder:
         queue, where operators look for bad commands. The active consumer acks each one, so they gather only
         while a queue has no consumer at all, a few per interval, and the next consumer drops them.
         """
-        probe = aio_pika.Message(
-            replica.encode(),
-            type=PROBE_TYPE,
-            timestamp=datetime.now(UTC),
-            delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT,
-        )
+        probe = Outbound.of(replica.encode(), message_type=PROBE_TYPE, timestamp=datetime.now(UTC), persistent=False)
         await self.forward(probe, queue)
 
     async def inspect(self, queue: str) -> QueueStats | None:

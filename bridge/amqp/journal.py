@@ -31,13 +31,14 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Final, NoReturn
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
+from bridge.amqp.confirm import publish_confirmed
 from bridge.amqp.connection import Connect, ReopeningConnection, broker_error, close_channel_quietly, open_connection
+from bridge.amqp.messages import Outbound
 from bridge.config import Settings
-from bridge.errors import BrokerUnavailable, ConfigError, PublishTimeout, StoreError
+from bridge.errors import BrokerUnavailable, ConfigError, StoreError
 from bridge.partition.layout import journal_stream_of
 from bridge.ports import Clock
 from bridge.store.codec import encode_marker, frame_batch, unframe_batch
@@ -223,30 +224,23 @@ class StreamJournal:
         if not self._open:
             raise StoreError(f"journal stream {self._stream!r} is not open")
         channel = await self._append_channel()
-        message = aio_pika.Message(
-            body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            type=kind,
-            message_id=message_id,
-            timestamp=datetime.now(UTC),
+        message = Outbound.of(
+            body, content_type="application/json", message_type=kind, message_id=message_id, timestamp=datetime.now(UTC)
         )
         try:
-            # Our deadline, not aio-pika's ``timeout=`` (``asyncio.wait_for``, which on Python 3.11 can drop a
-            # cancellation that arrives with the confirm).
-            async with asyncio.timeout(self._confirm_timeout_s):
-                await channel.default_exchange.publish(message, routing_key=self._stream, mandatory=True)
-        except aiormq.exceptions.PublishError as exc:
-            # Returned as unroutable: the stream was deleted while we run. Not retryable.
-            raise StoreError(f"journal stream {self._stream!r} is gone (publish returned unroutable)") from exc
-        except aiormq.exceptions.DeliveryError as exc:
-            raise BrokerUnavailable(f"journal stream {self._stream!r}: broker refused the record (nack)") from exc
-        except TimeoutError as exc:
-            raise PublishTimeout(
-                f"journal stream {self._stream!r}: no confirm within {self._confirm_timeout_s}s"
-            ) from exc
+            routed = await publish_confirmed(
+                channel,
+                message,
+                exchange="",
+                routing_key=self._stream,
+                timeout_s=self._confirm_timeout_s,
+                what=f"journal stream {self._stream!r}",
+            )
         except Exception as exc:
             self._raise_mapped(exc, "append failed")
+        if not routed:
+            # Returned as unroutable: the stream was deleted while we run. Not retryable.
+            raise StoreError(f"journal stream {self._stream!r} is gone (publish returned unroutable)")
 
     async def replay(self, visit: Callable[[bytes], None]) -> None:
         """Visit every session record appended before this call, in stream order (other markers skipped).

@@ -1,5 +1,8 @@
 """AMQP messages the bridge publishes: events, and dead-letter copies of rejected commands. Pure.
 
+Each is an :class:`Outbound`: a body and its AMQP properties, ready for
+:func:`bridge.amqp.confirm.publish_confirmed`.
+
 Event properties are filled as integrators expect (docs/rabbitmq.md, "Event message properties"):
 ``message_id`` = ``event_id`` (the dedupe key), ``correlation_id`` = the command's AMQP ``correlation_id``
 property for its outcome, else the body's correlation id (or, failing that, the command id the event
@@ -10,10 +13,12 @@ type, ``timestamp`` = ``occurred_at``, JSON content type, persistent delivery, `
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
-import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
+from aiormq import spec
 
 from bridge.ports import TraceContext
 from genesys_bridge_client.contract import Event
@@ -27,6 +32,7 @@ __all__ = [
     "REDACTED_HEADER",
     "REJECT_DETAIL_HEADER",
     "REJECT_REASON_HEADER",
+    "Outbound",
     "copy_message",
     "dead_letter_message",
     "event_message",
@@ -44,30 +50,77 @@ ORIGINAL_EXCHANGE_HEADER: Final = "x-bridge-original-exchange"
 ORIGINAL_ROUTING_KEY_HEADER: Final = "x-bridge-original-routing-key"
 #: Header values travel in the content header frame; keep a hostile detail from inflating it.
 MAX_HEADER_DETAIL_CHARS: Final = 1024
+PERSISTENT: Final = 2
+NOT_PERSISTENT: Final = 1
 
 
-def event_message(
-    event: Event, *, correlation_id: str | None = None, trace: TraceContext | None = None
-) -> aio_pika.Message:
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A message to publish: its body and its AMQP properties. The same one may go to several destinations."""
+
+    body: bytes
+    properties: spec.Basic.Properties
+
+    @classmethod
+    def of(
+        cls,
+        body: bytes,
+        *,
+        headers: dict[str, Any] | None = None,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        persistent: bool = True,
+        priority: int | None = None,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+        message_id: str | None = None,
+        timestamp: datetime | None = None,
+        message_type: str | None = None,
+        app_id: str | None = None,
+    ) -> Outbound:
+        """The message with these properties; those left ``None`` are not sent."""
+        return cls(
+            body,
+            spec.Basic.Properties(
+                headers=headers or {},
+                content_type=content_type,
+                content_encoding=content_encoding,
+                delivery_mode=PERSISTENT if persistent else NOT_PERSISTENT,
+                priority=priority or 0,
+                correlation_id=correlation_id,
+                reply_to=reply_to,
+                message_id=message_id,
+                timestamp=timestamp,
+                message_type=message_type,
+                app_id=app_id,
+            ),
+        )
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        """The message's headers (empty when it has none)."""
+        return dict(self.properties.headers or {})
+
+
+def event_message(event: Event, *, correlation_id: str | None = None, trace: TraceContext | None = None) -> Outbound:
     """The AMQP message for ``event``; the same object can be published to several destinations.
 
     ``correlation_id`` is the requester's own AMQP property, which request/reply clients match replies on:
     it wins over the ids in the body. ``trace`` becomes the ``traceparent``/``tracestate`` headers.
     """
-    return aio_pika.Message(
+    return Outbound.of(
         encode_event(event),
         headers=dict(trace.headers()) if trace is not None else None,
         content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=event.event_id,
         correlation_id=correlation_id or event.correlation_id or event.causation_id,
-        type=event.type,
+        message_type=event.type,
         timestamp=event.occurred_at,
         app_id=APP_ID,
     )
 
 
-def dead_letter_message(original: AbstractIncomingMessage, *, reason: str, detail: str) -> aio_pika.Message:
+def dead_letter_message(original: AbstractIncomingMessage, *, reason: str, detail: str) -> Outbound:
     """A copy of ``original`` (body and properties) with the rejection reason in headers.
 
     Dropped on purpose: ``expiration`` (the evidence must not expire in the DLQ) and ``user_id``
@@ -97,24 +150,23 @@ def origin_headers(original: AbstractIncomingMessage) -> dict[str, str]:
 
 def copy_message(
     original: AbstractIncomingMessage, *, headers: dict[str, Any] | None, body: bytes | None = None
-) -> aio_pika.Message:
+) -> Outbound:
     """A persistent copy of ``original``'s body (or ``body``) and properties with ``headers`` instead of its own.
 
     Dropped on purpose: ``expiration`` (a copy kept as evidence must not expire) and ``user_id`` (the broker
     refuses a ``user_id`` other than our own login and would close the channel).
     """
-    return aio_pika.Message(
+    return Outbound.of(
         original.body if body is None else body,
         headers=headers,
         content_type=original.content_type,
         content_encoding=original.content_encoding,
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         priority=original.priority,
         correlation_id=original.correlation_id,
         reply_to=original.reply_to,
         message_id=original.message_id,
         timestamp=original.timestamp,
-        type=original.type,
+        message_type=original.type,
         app_id=original.app_id,
     )
 

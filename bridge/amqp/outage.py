@@ -16,9 +16,9 @@ import asyncio
 from collections import deque
 from dataclasses import dataclass, field
 
-import aio_pika
 from prometheus_client import Gauge
 
+from bridge.amqp.messages import Outbound
 from bridge.errors import BrokerError
 
 __all__ = ["OutageBuffer", "PendingEvent"]
@@ -28,7 +28,7 @@ __all__ = ["OutageBuffer", "PendingEvent"]
 class PendingEvent:
     """One event being published: its message, destinations, and which of them are confirmed."""
 
-    message: aio_pika.Message
+    message: Outbound
     routing_key: str
     reply_to: str | None
     event_type: str

@@ -1,9 +1,9 @@
 """Publishing events with publisher confirms, a bounded outage buffer and its own reconnect loop.
 
 :class:`AmqpEventPublisher` implements :class:`bridge.ports.EventSink`. ``publish`` returns once the
-broker confirmed the event. Many ``publish`` calls may be in flight at once on the one channel: aiormq
-writes each publish under a lock (so frames keep call order) and waits for the confirm outside it, so
-confirms are pipelined (measured alone: one-by-one confirms cap at ~1.8k msg/s, pipelined ~4k).
+broker confirmed the event. Many ``publish`` calls may be in flight at once on the one channel: each
+queues its frames in call order and waits for its confirm (:func:`bridge.amqp.confirm.publish_confirmed`),
+so confirms are pipelined (measured alone: one-by-one confirms cap at ~1.8k msg/s, pipelined ~4k).
 
 Two paths:
 
@@ -32,19 +32,18 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final
 
-import aio_pika
-import aiormq.exceptions
 import structlog
-from aio_pika.abc import AbstractConnection, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
+from bridge.amqp.confirm import publish_confirmed
 from bridge.amqp.connection import BrokerLinks, Connect, broker_error, open_connection
 from bridge.amqp.link import BrokerLink
-from bridge.amqp.messages import dead_letter_message, event_message
+from bridge.amqp.messages import Outbound, dead_letter_message, event_message
 from bridge.amqp.outage import OutageBuffer, PendingEvent
 from bridge.amqp.topology import TopologyNames, declare_topology
 from bridge.amqp.unroutable import UnroutableKeys
 from bridge.config import Settings
-from bridge.errors import BrokerError, BrokerUnavailable, PublishReturned, PublishTimeout
+from bridge.errors import BrokerError, BrokerUnavailable, PublishReturned
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, LoopClock, TraceContext, event_routing_key
 from genesys_bridge_client.contract import Event
@@ -70,8 +69,8 @@ class _LinkLost(Exception):
 class _Route:
     """Where to publish on an open channel. ``lost`` completes when the link breaks."""
 
-    events: AbstractExchange
-    default: AbstractExchange
+    channel: AbstractChannel
+    events: str  # the event exchange's name ("" is the default exchange, by queue name)
     lost: asyncio.Future[None]
 
 
@@ -240,7 +239,7 @@ class AmqpEventPublisher(BrokerLink[_Route]):
         if route is None:
             raise BrokerUnavailable("no broker connection to dead-letter on")
         try:
-            routed = await self._publish_one(route.default, message, self._names.dead_letter_queue)
+            routed = await self._publish_one(route, "", message, self._names.dead_letter_queue)
         except _LinkLost as lost:
             self._lose(route, lost.error)
             raise lost.error from None
@@ -254,12 +253,12 @@ class AmqpEventPublisher(BrokerLink[_Route]):
         loop = asyncio.get_running_loop()
         started = loop.time()
         if pending.needs_topic:
-            routed = await self._publish_one(route.events, pending.message, pending.routing_key)
+            routed = await self._publish_one(route, route.events, pending.message, pending.routing_key)
             pending.needs_topic = False
             if not routed:
                 self._returned("events", pending)
         if pending.reply_to is not None and pending.needs_reply:
-            routed = await self._publish_one(route.default, pending.message, pending.reply_to)
+            routed = await self._publish_one(route, "", pending.message, pending.reply_to)
             pending.needs_reply = False
             if not routed:
                 self._returned("reply_to", pending)
@@ -267,22 +266,22 @@ class AmqpEventPublisher(BrokerLink[_Route]):
         self._metrics.events_published.labels(type=pending.event_type).inc()
         self._metrics.publish_confirm_latency.observe(loop.time() - started)
 
-    async def _publish_one(self, exchange: AbstractExchange, message: aio_pika.Message, routing_key: str) -> bool:
+    async def _publish_one(self, route: _Route, exchange: str, message: Outbound, routing_key: str) -> bool:
         """Publish with ``mandatory`` and wait for the confirm. True if routed, False if returned."""
         try:
-            async with asyncio.timeout(self._timeout_s):
-                result = await exchange.publish(message, routing_key, mandatory=True)
-        except TimeoutError as exc:
-            raise PublishTimeout(f"no confirm within {self._timeout_s}s for {routing_key!r}") from exc
-        except aiormq.exceptions.DeliveryError as exc:
-            # basic.nack: the broker could not take the message (e.g. a full reject-publish queue).
-            raise BrokerUnavailable(f"the broker nacked the publish to {routing_key!r}") from exc
+            return await publish_confirmed(
+                route.channel,
+                message,
+                exchange=exchange,
+                routing_key=routing_key,
+                timeout_s=self._timeout_s,
+                what=routing_key,
+            )
         except Exception as exc:
             mapped = broker_error(exc)
             if mapped is exc:
-                raise  # not a broker error: a bug, keep it as it is
+                raise  # ours already (a timeout, a nack), or a bug: keep it as it is
             raise _LinkLost(mapped) from exc
-        return isinstance(result, aiormq.spec.Basic.Ack)
 
     def _returned(self, destination: str, pending: PendingEvent) -> None:
         self._metrics.events_returned.labels(destination=destination).inc()
@@ -347,7 +346,7 @@ class AmqpEventPublisher(BrokerLink[_Route]):
 
         connection.close_callbacks.add(_closed)
         channel.close_callbacks.add(_closed)
-        return _Route(topology.event_exchange, channel.default_exchange, lost)
+        return _Route(channel, topology.event_exchange.name, lost)
 
     async def _serve(self, route: _Route) -> None:
         """Flush the backlog, open the fast path, wait for the loss."""

@@ -12,11 +12,12 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
+from bridge.amqp.confirm import publish_confirmed
 from bridge.amqp.connection import ReopeningConnection, broker_error, close_quietly, open_connection
 from bridge.amqp.journal import StreamJournal
 from bridge.amqp.messages import (
@@ -24,6 +25,7 @@ from bridge.amqp.messages import (
     ORIGINAL_ROUTING_KEY_HEADER,
     REJECT_DETAIL_HEADER,
     REJECT_REASON_HEADER,
+    Outbound,
     copy_message,
 )
 from bridge.amqp.repartition import distributing_marker, staging_queue
@@ -43,6 +45,9 @@ __all__ = [
     "deployment_queues",
     "follow_events",
 ]
+
+#: Seconds ``dlq replay`` waits for the broker to confirm one replayed command.
+REPLAY_CONFIRM_TIMEOUT_S: Final = 30.0
 
 
 class CommandPublisher:
@@ -542,7 +547,7 @@ class DeadLetterQueue:
         replayed: list[DeadLetter] = []
         unroutable: list[DeadLetter] = []
         try:
-            exchange = await confirmed.get_exchange(self._exchange_name, ensure=True)
+            await confirmed.get_exchange(self._exchange_name, ensure=True)  # NOT_FOUND when it does not exist
             queue = await self._queue(channel)
             while (message := await queue.get(no_ack=False, fail=False)) is not None:
                 letter = DeadLetter.of(message)
@@ -556,9 +561,15 @@ class DeadLetterQueue:
                     # Past the limit the scan goes on all the same, so that ``kept`` counts every command left.
                     held.append(message)
                     continue
-                try:
-                    await exchange.publish(_replayed(message), routing_key=letter.routing_key, mandatory=True)
-                except aio_pika.exceptions.DeliveryError:
+                routed = await publish_confirmed(
+                    confirmed,
+                    _replayed(message),
+                    exchange=self._exchange_name,
+                    routing_key=letter.routing_key,
+                    timeout_s=REPLAY_CONFIRM_TIMEOUT_S,
+                    what=f"exchange {self._exchange_name!r}",
+                )
+                if not routed:
                     unroutable.append(letter)
                     held.append(message)
                     continue
@@ -572,7 +583,7 @@ class DeadLetterQueue:
             await channel.close()
 
 
-def _replayed(message: AbstractIncomingMessage) -> aio_pika.Message:
+def _replayed(message: AbstractIncomingMessage) -> Outbound:
     """The command as it was first published: body and properties, without the dead-letter headers."""
     headers = {k: v for k, v in (message.headers or {}).items() if k not in _DEAD_LETTER_HEADERS}
     return copy_message(message, headers=headers or None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from bridge.amqp.confirm import publish_confirmed
 from bridge.amqp.messages import REJECT_REASON_HEADER, dead_letter_message
 from bridge.config import Settings
 from tests.amqp.conftest import Broker, command
@@ -19,11 +20,11 @@ async def _dead_letter(broker: Broker, rejections: list[tuple[bytes | dict[str, 
     """Publish each command, then move it from the intake queue to the DLQ as the intake does."""
     for body, _reason, _detail in rejections:
         await broker.send_command(body)
-    default = broker.channel.default_exchange
     originals = await broker.take(broker.settings.intake_queue, len(rejections))  # confirmed: each is there
     for original, (_body, reason, detail) in zip(originals, rejections, strict=True):
         copy = dead_letter_message(original, reason=reason, detail=detail)
-        await default.publish(copy, routing_key=broker.settings.dead_letter_queue)
+        dlq = broker.settings.dead_letter_queue
+        assert await publish_confirmed(broker.channel, copy, exchange="", routing_key=dlq, timeout_s=10, what=dlq)
         await original.ack()
 
 
@@ -112,6 +113,21 @@ async def test_list_leaves_everything_and_replay_moves_only_what_matches(broker:
     assert sorted(m.routing_key or "" for m in replayed) == ["message.send", "unknown"]
     assert await _listed(env) == []
     assert tap.messages.empty()
+
+
+async def test_a_replay_nothing_would_receive_stays_in_the_queue(broker: Broker, settings: Settings) -> None:
+    # The intake queue unbound: the command exchange routes nothing, so the broker returns the replayed copy.
+    env = cli_env(settings)
+    await _dead_letter(broker, [(command(command_id="bad-1", text=5), "schema_invalid", "text: not a string")])
+    intake = await broker.channel.get_queue(settings.intake_queue)
+    await intake.unbind(settings.command_exchange, routing_key="#")
+
+    done = await cli("dlq", "replay", env=env)
+
+    assert done.returncode == 1
+    assert "bad-1 returned unroutable, kept" in done.stderr
+    assert "0 replayed, 1 kept" in done.stdout
+    assert [e["command_id"] for e in await _listed(env)] == ["bad-1"]
 
 
 async def test_dlq_without_its_queue_fails_clearly(settings: Settings) -> None:

@@ -1,0 +1,72 @@
+"""One confirmed publish: the single way the bridge puts a message on the broker and waits for it to be taken.
+
+Every publish of the daemon goes through :func:`publish_confirmed`: events and dead letters
+(:mod:`bridge.amqp.publisher`), journal records (:mod:`bridge.amqp.journal`), the router's copies and probes
+(:mod:`bridge.amqp.forwarder`), and the dead-letter replay (:mod:`bridge.amqp.tools`). It hands the frames to
+the channel's writer and waits for the broker's confirm only, not for the socket write as well: several
+publishes on one channel then queue their frames back to back instead of taking turns behind the channel's
+lock, and no per-publish ``aio_pika.Message`` is built. Confirms keep the flow bounded: no caller has more
+publishes outstanding than it awaits.
+
+Outcomes, decided here once::
+
+    basic.ack                     -> True
+    basic.return (unroutable)     -> False   (whether the channel raises on returns or not)
+    basic.nack                    -> BrokerUnavailable  (retryable: the broker could not take it now)
+    no confirm within timeout_s   -> PublishTimeout     (retryable)
+    anything else                 -> raised as it is    (the caller maps it with ``broker_error``)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+import aiormq
+import aiormq.exceptions
+from aio_pika.abc import AbstractChannel
+from aiormq import spec
+
+from bridge.amqp.messages import Outbound
+from bridge.errors import BrokerUnavailable, PublishTimeout
+
+__all__ = ["publish_confirmed"]
+
+
+async def publish_confirmed(
+    channel: AbstractChannel, message: Outbound, *, exchange: str, routing_key: str, timeout_s: float, what: str
+) -> bool:
+    """Publish ``message`` with ``mandatory`` to ``exchange`` (``""``: the default exchange, by queue name) and
+    wait for the broker's confirm. True when it was routed, False when the broker returned it unroutable.
+
+    The caller passes a channel opened with publisher confirms, and ``what`` (the destination, for errors).
+    A caller cancelled after the frames were queued does not withdraw them: the broker may still take the
+    message.
+
+    Raises:
+        BrokerUnavailable: the broker nacked the message (retryable).
+        PublishTimeout: no confirm within ``timeout_s`` (retryable; the message may have been taken).
+        Exception: the channel's own errors (closed channel, lost connection), unmapped, for the caller's
+            ``broker_error``.
+    """
+    try:
+        # Our deadline, not aiormq's ``timeout=`` (``asyncio.wait_for``, which on Python 3.11 can drop a
+        # cancellation that arrives with the confirm).
+        async with asyncio.timeout(timeout_s):
+            # aio-pika's channels are aiormq's, whose abstract class does not declare ``wait``.
+            underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
+            result = await underlay.basic_publish(
+                message.body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=message.properties,
+                mandatory=True,
+                wait=False,
+            )
+    except aiormq.exceptions.PublishError:
+        return False  # returned, on a channel that raises on returns
+    except aiormq.exceptions.DeliveryError as exc:
+        raise BrokerUnavailable(f"{what}: the broker refused the message (nack)") from exc
+    except TimeoutError as exc:
+        raise PublishTimeout(f"{what}: no confirm within {timeout_s}s") from exc
+    return isinstance(result, spec.Basic.Ack)  # a returned message comes back as the message itself
