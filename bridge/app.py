@@ -319,6 +319,7 @@ async def running_bridge(
             links=links,
             connection_name=f"{connection_name}.intake",
             on_probe=partial(observe_lag, metrics),
+            settle=copier.drain,
         )
         fleet = Fleet(
             forwarder,
@@ -405,8 +406,7 @@ async def running_bridge(
                     rejournal.cancel()
                 with contextlib.suppress(BridgeError):
                     await fleet.leave()
-                await router.stop_intake()
-                await copier.drain()  # the last copies are acked while the intake's channel is still open
+                await router.stop_intake()  # the router's last copies land and are acked first
                 # Every owned partition fences (settles, closes its sockets, flushes) before its consumer goes.
                 await asyncio.gather(*(p.intake.stop_intake() for p in fleet.partitions))
                 await asyncio.gather(*(intake.close() for intake in intakes))

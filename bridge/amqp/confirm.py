@@ -20,6 +20,7 @@ Outcomes, decided here once::
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import cast
 
 import aiormq
@@ -32,6 +33,11 @@ from bridge.errors import BrokerUnavailable, PublishTimeout
 
 __all__ = ["publish_confirmed"]
 
+#: Per channel, the publish in flight for each message id. aiormq matches a ``basic.return`` to its publish by
+#: the message id, so two publishes with one id outstanding on one channel could swap outcomes: a returned
+#: copy would count as routed. A second publish with an id already in flight waits for the first.
+_IN_FLIGHT: weakref.WeakKeyDictionary[aiormq.Channel, dict[str, asyncio.Future[None]]] = weakref.WeakKeyDictionary()
+
 
 async def publish_confirmed(
     channel: AbstractChannel, message: Outbound, *, exchange: str, routing_key: str, timeout_s: float, what: str
@@ -41,7 +47,7 @@ async def publish_confirmed(
 
     The caller passes a channel opened with publisher confirms, and ``what`` (the destination, for errors).
     A caller cancelled after the frames were queued does not withdraw them: the broker may still take the
-    message.
+    message. Publishes that carry the same message id go out on one channel one at a time.
 
     Raises:
         BrokerUnavailable: the broker nacked the message (retryable).
@@ -49,12 +55,30 @@ async def publish_confirmed(
         Exception: the channel's own errors (closed channel, lost connection), unmapped, for the caller's
             ``broker_error``.
     """
+    # aio-pika's channels are aiormq's, whose abstract class does not declare ``wait``.
+    underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
+    message_id = message.properties.message_id
+    if message_id is None:
+        return await _publish(underlay, message, exchange, routing_key, timeout_s, what)
+    in_flight = _IN_FLIGHT.setdefault(underlay, {})
+    while (earlier := in_flight.get(message_id)) is not None:
+        await asyncio.wait({earlier})
+    mine = asyncio.get_running_loop().create_future()
+    in_flight[message_id] = mine
+    try:
+        return await _publish(underlay, message, exchange, routing_key, timeout_s, what)
+    finally:
+        del in_flight[message_id]
+        mine.set_result(None)
+
+
+async def _publish(
+    underlay: aiormq.Channel, message: Outbound, exchange: str, routing_key: str, timeout_s: float, what: str
+) -> bool:
     try:
         # Our deadline, not aiormq's ``timeout=`` (``asyncio.wait_for``, which on Python 3.11 can drop a
         # cancellation that arrives with the confirm).
         async with asyncio.timeout(timeout_s):
-            # aio-pika's channels are aiormq's, whose abstract class does not declare ``wait``.
-            underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
             result = await underlay.basic_publish(
                 message.body,
                 exchange=exchange,
@@ -69,4 +93,6 @@ async def publish_confirmed(
         raise BrokerUnavailable(f"{what}: the broker refused the message (nack)") from exc
     except TimeoutError as exc:
         raise PublishTimeout(f"{what}: no confirm within {timeout_s}s") from exc
+    if result is None:
+        raise RuntimeError(f"{what}: published on a channel without publisher confirms")
     return isinstance(result, spec.Basic.Ack)  # a returned message comes back as the message itself

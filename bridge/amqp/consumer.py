@@ -26,7 +26,7 @@ count at least one consumer. Only then is :attr:`consuming` true again (``intake
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -100,7 +100,11 @@ class _Generation:
 
     async def on_message(self, message: AbstractIncomingMessage) -> None:
         # Runs in aiormq's per-delivery task; put_nowait before any await keeps delivery order.
-        if self.inbox.qsize() >= self.prefetch or self.lost.done():
+        if self.lost.done():
+            # The link is being closed: the close gives this delivery back with the rest, in order. A nack now
+            # would put it back ahead of older deliveries still unsettled, and count toward the delivery limit.
+            return
+        if self.inbox.qsize() >= self.prefetch:
             # More than prefetch outstanding would be a broker bug; never grow past the bound.
             log.error("intake_inbox_overflow", delivery_tag=message.delivery_tag)
             with suppress(Exception):
@@ -130,6 +134,8 @@ class CommandIntake(BrokerLink[_Generation]):
         queue: the queue to consume: the intake queue (default), or a partition queue, declared too.
         tenure: a partition's ownership, told when this consumer becomes and stops being the active one.
         on_probe: called with each probe's publish time (if any), after the probe is acked.
+        settle: waits until the handler has settled every delivery it was given (the router's copies in
+            flight). A stop awaits it before it cancels the consumer, so the queue stays ours until then.
     """
 
     def __init__(
@@ -147,6 +153,7 @@ class CommandIntake(BrokerLink[_Generation]):
         queue: str | None = None,
         tenure: Tenure | None = None,
         on_probe: Callable[[datetime | None], None] | None = None,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._names = TopologyNames.from_settings(settings)
         self._queue = queue or self._names.intake_queue
@@ -154,6 +161,7 @@ class CommandIntake(BrokerLink[_Generation]):
         super().__init__(settings, metrics, link=link, links=links, connection_name=connection_name, connect=connect)
         self._tenure = tenure
         self._on_probe = on_probe
+        self._settle = settle
         self._handing_off = False
         self._handler = handler
         self._sink = sink
@@ -232,7 +240,18 @@ class CommandIntake(BrokerLink[_Generation]):
                 # replica becomes the owner while this one still holds the sockets.
                 generation.wake()
             elif generation is not None and generation.consumer_tag is not None and not generation.lost.done():
-                await self._cancel(generation)
+                if self._settle is None:
+                    await self._cancel(generation)
+                else:
+                    # What the handler holds settles while our consumer is still registered: cancelled first,
+                    # the queue would pass to the next consumer in line, which could copy a session's newer
+                    # commands before ours land. What arrives meanwhile is held, as in any drain.
+                    await self._settle()
+                    if not generation.lost.done():
+                        await self._cancel(generation)
+                        # Nothing of the handler's can come back any more, so the held deliveries go back now,
+                        # ahead of the queue's newer ones, not at the close.
+                        await self._release_held()
                 generation.wake()
             elif self._task is not None:
                 # Not consuming (connecting, or waiting to retry): nothing is outstanding; stop trying, and

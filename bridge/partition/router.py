@@ -49,8 +49,8 @@ class PartitionRouter:
     """Forwards commands into partition queues. Implements :class:`bridge.ports.CommandHandler`.
 
     Use as an async context manager: it owns the copies in flight. ``submit`` returns at once; the copy
-    acks the delivery after the confirm, or breaks the intake's link when it cannot be confirmed. Call
-    :meth:`drain` after the intake stopped and before its channel closes, so the last copies are acked.
+    acks the delivery after the confirm, or breaks the intake's link when it cannot be confirmed. The
+    intake awaits :meth:`drain` when it stops (its ``settle``), before it gives the queue up.
     """
 
     def __init__(self, forwarder: QueueForwarder, *, intake_queue: str, partitions: int, metrics: Metrics) -> None:
@@ -82,25 +82,33 @@ class PartitionRouter:
         self._lanes[lane] = copy
         copy.add_done_callback(lambda done: self._lanes.pop(lane) if self._lanes.get(lane) is done else None)
 
+    @property
+    def busy(self) -> bool:
+        """True while a copy is in flight."""
+        return bool(self._lanes)
+
     async def drain(self) -> None:
         """Wait until every copy in flight is acked or has given its delivery back. Call once no ``submit`` comes."""
         while self._lanes:
             await asyncio.wait(list(self._lanes.values()))
 
     async def _copy(self, envelope: Envelope, delivery: AmqpDelivery, *, after: asyncio.Task[bool] | None) -> bool:
-        """Copy one command once the lane's previous copy is done; True once it is confirmed and acked."""
+        """Copy one command once the lane's previous copy is done; True once it is confirmed and acked.
+
+        Never raises: a copy that fails, for whatever reason, breaks the link (and so stops its lane)."""
         if after is not None:
             await asyncio.wait({after})
             if after.cancelled() or not after.result():
                 return False  # an earlier command of the session was not copied: the link break gives both back
         if delivery.void:
             return False  # its link is gone: the broker redelivers it, and a copy now would only be a duplicate
-        message = delivery.message
-        queue = partition_queue(self._intake_queue, partition_of(envelope.command.session_id, self._partitions))
-        # The copy remembers where it was published, for a dead-letter of it and for `dlq replay`.
-        headers = {**(message.headers or {}), **origin_headers(message)}
         try:
+            message = delivery.message
+            queue = partition_queue(self._intake_queue, partition_of(envelope.command.session_id, self._partitions))
+            # The copy remembers where it was published, for a dead-letter of it and for `dlq replay`.
+            headers = {**(message.headers or {}), **origin_headers(message)}
             await self._forwarder.forward(copy_message(message, headers=headers), queue)
+            await delivery.ack()
         except BrokerError as exc:
             log.warning("command_forward_failed", command_id=envelope.command.command_id, error=str(exc))
             delivery.break_link()
@@ -110,7 +118,6 @@ class PartitionRouter:
             log.exception("command_forward_failed", command_id=envelope.command.command_id)
             delivery.break_link()
             return False
-        await delivery.ack()
         self._metrics.router_routed.inc()
         observe_lag(self._metrics, message.timestamp)
         return True

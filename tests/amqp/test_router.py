@@ -26,7 +26,6 @@ from bridge.observability.metrics import Metrics
 from bridge.partition.layout import partition_of, partition_queue
 from bridge.partition.router import PartitionRouter
 from bridge.ports import Envelope
-from genesys_bridge_client.contract.codec import decode_command
 from tests.amqp.conftest import WAIT_S, Broker, GatedConnect, Inbox, command, make_settings, sample
 from tests.conftest import BrokerNames
 
@@ -46,7 +45,7 @@ async def routing(
     connect: Connect = open_connection,
     forwarder_type: type[QueueForwarder] = QueueForwarder,
     router_type: type[PartitionRouter] = PartitionRouter,
-) -> AsyncIterator[None]:
+) -> AsyncIterator[CommandIntake]:
     """A router on the intake queue, as the daemon wires it; stopped and drained as the daemon drains it."""
     links = BrokerLinks(metrics)
     forwarding = ReopeningConnection(settings, name=f"{settings.intake_queue}.router")
@@ -66,15 +65,16 @@ async def routing(
                 links=links,
                 connect=connect,
                 connection_name=f"{settings.intake_queue}.intake",
+                settle=router.drain,
             ) as intake,
         ):
             async with asyncio.timeout(WAIT_S):
                 await sink.wait_connected()
                 await intake.wait_consuming()
-            yield
+            yield intake
             async with asyncio.timeout(WAIT_S):
                 await intake.stop_intake()
-                await router.drain()
+            assert not router.busy
     finally:
         await forwarder.close()
         await forwarding.close()
@@ -100,11 +100,11 @@ def sessions_in(partition: int, count: int) -> list[str]:
 
 async def command_ids_until(inbox: Inbox, expected: Iterable[str]) -> list[str]:
     """Command ids consumed from ``inbox``, in arrival order, until every one of ``expected`` has come."""
-    missing, seen = set(expected), []
+    missing, seen = set(expected), list[str]()
     async with asyncio.timeout(WAIT_S):
         while missing:
             message = await inbox.messages.get()
-            command_id = decode_command(message.body, max_bytes=65536).command_id  # type: ignore[union-attr]
+            command_id = str(json.loads(message.body)["command_id"])
             seen.append(command_id)
             missing.discard(command_id)
     return seen
@@ -126,12 +126,30 @@ class FirstCopyOfA1Fails(QueueForwarder):
 
 
 class WatchedRouter(PartitionRouter):
-    """The router, saying when ``A-3`` was handed to it."""
+    """The router, saying when ``A-3`` was handed to it and when its drain began."""
+
+    draining = asyncio.Event()
 
     async def submit(self, envelope: Envelope) -> None:
         await super().submit(envelope)
         if envelope.command.command_id == "A-3":
             FirstCopyOfA1Fails.a3_submitted.set()
+
+    async def drain(self) -> None:
+        self.draining.set()
+        await super().drain()
+
+
+class HeldCopies(QueueForwarder):
+    """The real forwarder, holding every copy until released."""
+
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def forward(self, message: Outbound, queue: str) -> None:
+        self.started.set()
+        await self.release.wait()
+        await super().forward(message, queue)
 
 
 def first_arrivals(ids: list[str]) -> list[str]:
@@ -203,3 +221,23 @@ async def test_a_failed_copy_stops_its_session_lane_so_no_later_command_overtake
         arrived = await command_ids_until(a_inbox, ["A-1", "A-2", "A-3"])
     assert FirstCopyOfA1Fails.failed
     assert arrived == ["A-1", "A-2", "A-3"]
+
+
+async def test_a_stop_keeps_the_queue_until_the_copies_in_flight_have_landed(
+    settings: Settings, metrics: Metrics, broker: Broker
+) -> None:
+    # Cancelled at once, the intake queue would pass to the next replica in line while this one still copies.
+    inbox = (await partition_queues(broker, partition_of("A", PARTITIONS)))[partition_of("A", PARTITIONS)]
+    HeldCopies.started, HeldCopies.release, WatchedRouter.draining = asyncio.Event(), asyncio.Event(), asyncio.Event()
+    async with routing(settings, metrics, forwarder_type=HeldCopies, router_type=WatchedRouter) as intake:
+        await broker.send_command(command(session_id="A", command_id="A-1"))
+        async with asyncio.timeout(WAIT_S):
+            await HeldCopies.started.wait()
+            stopping = asyncio.create_task(intake.stop_intake())
+            await WatchedRouter.draining.wait()
+        assert await broker.consumer_count(settings.intake_queue) == 1  # still ours while the copy is held
+        HeldCopies.release.set()
+        async with asyncio.timeout(WAIT_S):
+            await stopping
+        assert await broker.consumer_count(settings.intake_queue) == 0
+        assert await command_ids_until(inbox, ["A-1"]) == ["A-1"]
