@@ -58,7 +58,7 @@ async def publish_confirmed(
     # aio-pika's channels are aiormq's, whose abstract class does not declare ``wait``.
     underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
     message_id = message.properties.message_id
-    if message_id is None:
+    if not message_id:  # aiormq gives it a random id of its own
         return await _publish(underlay, message, exchange, routing_key, timeout_s, what)
     in_flight = _IN_FLIGHT.setdefault(underlay, {})
     while (earlier := in_flight.get(message_id)) is not None:

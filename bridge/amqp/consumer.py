@@ -74,7 +74,7 @@ class Tenure(Protocol):
 
 
 #: Why one generation's consuming ended.
-_Ending = Literal["lost", "stopped", "handed_off"]
+_Ending = Literal["lost", "stopped", "handed_off", "settled"]
 
 
 @dataclass(eq=False, slots=True)
@@ -89,6 +89,7 @@ class _Generation:
     consumer_tag: str | None = None
     cancelled: bool = False  # basic.cancel answered: nothing more will be delivered on this channel
     owned: bool = False  # a delivery arrived: this consumer is the queue's active one
+    settled: bool = False  # stopping, the handler settled all it was given: close the link, nothing to ack
 
     def mark_lost(self, *_: object) -> None:
         if not self.lost.done():
@@ -245,13 +246,11 @@ class CommandIntake(BrokerLink[_Generation]):
                 else:
                     # What the handler holds settles while our consumer is still registered: cancelled first,
                     # the queue would pass to the next consumer in line, which could copy a session's newer
-                    # commands before ours land. What arrives meanwhile is held, as in any drain.
+                    # commands before ours land. What arrives meanwhile is held, as in any drain. Then the
+                    # link closes, and the broker returns every delivery left, the held ones included, in
+                    # delivery order and in one step, before the next consumer is given anything.
                     await self._settle()
-                    if not generation.lost.done():
-                        await self._cancel(generation)
-                        # Nothing of the handler's can come back any more, so the held deliveries go back now,
-                        # ahead of the queue's newer ones, not at the close.
-                        await self._release_held()
+                    generation.settled = True
                 generation.wake()
             elif self._task is not None:
                 # Not consuming (connecting, or waiting to retry): nothing is outstanding; stop trying, and
@@ -336,6 +335,10 @@ class CommandIntake(BrokerLink[_Generation]):
             if self._tenure is not None:
                 await self._end_tenure(generation, ended)
                 return
+            if ended in ("settled", "lost"):
+                self._held.clear()  # their tags die with this link; its close returns them, in order
+            if ended == "settled":
+                return  # closed by the caller, which is stopping: not a loss
             if ended == "stopped":
                 # Keep the channel open for acks of handed-over commands until close() or loss.
                 await self._set_consuming(False)
@@ -423,6 +426,8 @@ class CommandIntake(BrokerLink[_Generation]):
                     await self._delivery(message).requeue()
                 elif generation.cancelled:
                     return "stopped"
+                elif generation.settled:
+                    return "settled"
                 continue
             if message is not None:
                 await self._dispatch(message)

@@ -235,9 +235,17 @@ async def test_a_stop_keeps_the_queue_until_the_copies_in_flight_have_landed(
             await HeldCopies.started.wait()
             stopping = asyncio.create_task(intake.stop_intake())
             await WatchedRouter.draining.wait()
-        assert await broker.consumer_count(settings.intake_queue) == 1  # still ours while the copy is held
+        # Commands that come meanwhile are held, not handed over; the queue is still ours.
+        for command_id in ("A-2", "A-3"):
+            await broker.send_command(command(session_id="A", command_id=command_id))
+        assert await broker.consumer_count(settings.intake_queue) == 1
         HeldCopies.release.set()
         async with asyncio.timeout(WAIT_S):
             await stopping
         assert await broker.consumer_count(settings.intake_queue) == 0
         assert await command_ids_until(inbox, ["A-1"]) == ["A-1"]
+    # What the stop held went back to the intake queue, in order, for the next router.
+    returned = await broker.take(settings.intake_queue, 2)
+    assert [json.loads(m.body)["command_id"] for m in returned] == ["A-2", "A-3"]
+    for message in returned:
+        await message.nack(requeue=True)
