@@ -242,9 +242,9 @@ async def test_a_stop_keeps_the_queue_until_the_copies_in_flight_have_landed(
         HeldCopies.release.set()
         async with asyncio.timeout(WAIT_S):
             await stopping
-        assert await broker.consumer_count(settings.intake_queue) == 0
         assert await command_ids_until(inbox, ["A-1"]) == ["A-1"]
-    # What the stop held went back to the intake queue, in order, for the next router.
+    # What the stop held went back to the intake queue, in order, for the next consumer in line: this take
+    # is given them only once the router's consumer is gone (the broker drops it a moment after the close).
     returned = await broker.take(settings.intake_queue, 2)
     assert [json.loads(m.body)["command_id"] for m in returned] == ["A-2", "A-3"]
     for message in returned:
