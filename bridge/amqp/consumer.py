@@ -136,7 +136,8 @@ class CommandIntake(BrokerLink[_Generation]):
         tenure: a partition's ownership, told when this consumer becomes and stops being the active one.
         on_probe: called with each probe's publish time (if any), after the probe is acked.
         settle: waits until the handler has settled every delivery it was given (the router's copies in
-            flight). A stop awaits it before it cancels the consumer, so the queue stays ours until then.
+            flight). A stop awaits it with the consumer still registered, then closes the link instead of
+            cancelling first, so the queue stays ours until what we held is back in it.
     """
 
     def __init__(

@@ -96,11 +96,6 @@ class Outbound:
             ),
         )
 
-    @property
-    def headers(self) -> dict[str, Any]:
-        """The message's headers (empty when it has none)."""
-        return dict(self.properties.headers or {})
-
 
 def event_message(event: Event, *, correlation_id: str | None = None, trace: TraceContext | None = None) -> Outbound:
     """The AMQP message for ``event``; the same object can be published to several destinations.
