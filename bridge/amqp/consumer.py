@@ -36,7 +36,7 @@ from typing import Final, Literal, Protocol
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from bridge.amqp.connection import BrokerLinks, Connect, broker_error, open_connection
+from bridge.amqp.connection import BrokerLinks, Connect, broker_error, close_channel_quietly, open_connection
 from bridge.amqp.delivery import AmqpDelivery, DeadLetterSink
 from bridge.amqp.link import BrokerLink
 from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology
@@ -353,21 +353,21 @@ class CommandIntake(BrokerLink[_Generation]):
         log.warning("broker_link_lost", link=self._link)
 
     async def _end_tenure(self, generation: _Generation, ended: _Ending) -> None:
-        """A partition's consuming ended: fence it if it was ours, then give back what was held, in order."""
+        """A partition's consuming ended: fence it if it was ours, then give everything held back, in order."""
         assert self._tenure is not None
         if generation.owned:
             generation.owned = False
             await self._tenure.ended(link_lost=ended == "lost")
-        if ended == "lost":
-            self._held.clear()  # the tags died with the channel; the broker returns those deliveries itself
-        else:
-            # Cancel first: while our consumer is registered, the broker would hand what we requeue straight
-            # back to us, behind newer deliveries still in our window, and the close would return those first.
-            # Once cancelled, the fenced sessions' commands (older) go back before the close returns the rest
-            # (newer): in order, to the next owner.
-            if not generation.lost.done():
-                await self._cancel(generation)
-            await self._release_held()
+        # Their tags die with the channel: lost, the broker returns those deliveries itself; otherwise the close
+        # below does.
+        self._held.clear()
+        if ended != "lost":
+            # Closed, not cancelled: a cancel makes the next consumer in line the active one at once, and the
+            # broker gives it the queue's newer ready commands before ours are back. The close returns every
+            # delivery of the channel (the fenced sessions' commands and those never handed over) in delivery
+            # order, in one step, before the next consumer is given anything. It goes after the fence's acks
+            # on the same channel, so they reach the broker first.
+            await close_channel_quietly(generation.channel)
             if self._stopping:
                 self._stopped.set()
             else:
