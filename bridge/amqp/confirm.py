@@ -2,11 +2,12 @@
 
 Every publish of the daemon goes through :func:`publish_confirmed`: events and dead letters
 (:mod:`bridge.amqp.publisher`), journal records (:mod:`bridge.amqp.journal`), the router's copies and probes
-(:mod:`bridge.amqp.forwarder`), and the dead-letter replay (:mod:`bridge.amqp.tools`). It hands the frames to
-the channel's writer and waits for the broker's confirm only, not for the socket write as well: several
-publishes on one channel then queue their frames back to back instead of taking turns behind the channel's
-lock, and no per-publish ``aio_pika.Message`` is built. Confirms keep the flow bounded: no caller has more
-publishes outstanding than it awaits.
+(:mod:`bridge.amqp.forwarder`), and the dead-letter replay (:mod:`bridge.amqp.tools`). It writes the frames
+with aiormq directly (no per-publish ``aio_pika.Message``), waits until they are written to the socket,
+then waits for the broker's confirm. The wait for the write keeps one publish per channel between the
+callers and the socket: handing the frames over without it let hundreds of publishes queue on a busy
+connection, and with 10,000 sessions opening a publisher connection stalled, its confirms not arriving for
+minutes while the broker sat idle, until aiormq gave the connection up as stuck (docs/performance.md).
 
 Outcomes, decided here once::
 
@@ -85,7 +86,7 @@ async def _publish(
                 routing_key=routing_key,
                 properties=message.properties,
                 mandatory=True,
-                wait=False,
+                wait=True,  # written before the confirm is awaited: see the module docstring
             )
     except aiormq.exceptions.PublishError:
         return False  # returned, on a channel that raises on returns
