@@ -14,6 +14,15 @@ No bridge code. Only aio-pika and websockets, written the way an efficient hand-
 Reported per repetition and as median [min–max]: commands/s, consume→ack latency p50/p99/max, CPU per
 command of this process, and the CPU share of this process, the echo server and RabbitMQ. Loopback only;
 bounded runtime (``--max-seconds``, default 60). Run ``python -m bench.baseline_pipeline``.
+
+``--durable`` adds, still without bridge code, the broker work the bridge's guarantees cost per command
+(docs/performance.md), each on a connection of its own as in the daemon, over the daemon's default layout
+of ``--partitions`` (16) quorum queues and as many streams: the commands wait in an intake quorum queue, a
+router in this process copies each one into its session's partition queue with a confirmed publish before
+it acks it (copies pipelined, up to ``P``); the pipeline consumes every partition queue, and writes two
+confirmed records of ``--record-bytes`` to the partition's stream, one before the frame is sent and one
+after the echo, before it publishes the event. What is left between this and the bridge is the bridge's
+own work.
 """
 
 from __future__ import annotations
@@ -130,6 +139,10 @@ class Options:
     reps: int
     prefetch: int
     max_seconds: float
+    durable: bool = False
+    record_bytes: int = 3072
+    partitions: int = 16
+    loop: str = "asyncio"
 
 
 @dataclass(frozen=True)
@@ -244,8 +257,10 @@ async def run_rep(
     events: AbstractExchange,
     prefill_channel: AbstractChannel,
     meters: dict[str, CpuMeter],
+    durable: Durable | None = None,
+    extra_queues: list[AbstractQueue] | None = None,
 ) -> RepResult:
-    await prefill(prefill_channel, command_queue.name, opts.commands, opts.sessions)
+    await prefill(prefill_channel, durable.intake if durable else command_queue.name, opts.commands, opts.sessions)
     latencies: list[float] = []
 
     async def handle(message: AbstractIncomingMessage) -> None:
@@ -260,7 +275,11 @@ async def run_rep(
                 "message": {"type": "Text", "text": command["text"]},
             }
         )
+        if durable is not None:
+            await durable.write_record(command["session"])  # the send, journalled before it leaves
         await link.roundtrip(command["command_id"], frame)
+        if durable is not None:
+            await durable.write_record(command["session"])  # its outcome, before the event and the ack
         event = {
             "type": "command.outcome",
             "event_id": uuid.uuid4().hex,
@@ -287,12 +306,21 @@ async def run_rep(
     cpu_start = time.process_time()
     started = time.perf_counter()
     received = 0
-    async with asyncio.TaskGroup() as tasks, command_queue.iterator() as deliveries:
-        async for message in deliveries:
+    every_one = asyncio.Event()
+    queues = [command_queue, *(extra_queues or ())]
+    async with asyncio.TaskGroup() as tasks:
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            nonlocal received
             tasks.create_task(handle(message))
             received += 1
             if received == opts.commands:
-                break
+                every_one.set()
+
+        tags = [await queue.consume(on_message) for queue in queues]
+        await every_one.wait()
+        for queue, tag in zip(queues, tags, strict=True):
+            await queue.cancel(tag)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_start
     echo_cpu = meters["echo"].stop()
@@ -344,13 +372,56 @@ async def run(opts: Options) -> dict[str, Any]:
     }
 
 
+class Durable:
+    """The broker work of the bridge's guarantees, without its code: a router hop and journal records, over
+    ``partitions`` quorum queues and as many streams, as the daemon lays them out."""
+
+    def __init__(self, intake: str, journal: AbstractChannel, streams: list[str], record_bytes: int) -> None:
+        self.intake = intake
+        self._journal = journal.default_exchange
+        self._streams = streams
+        self._body = os.urandom(record_bytes)  # a sealed record is random-looking bytes
+
+    async def write_record(self, session: int) -> None:
+        """One confirmed write to ``session``'s partition stream (the daemon's journal record)."""
+        await self._journal.publish(
+            aio_pika.Message(self._body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+            routing_key=self._streams[session % len(self._streams)],
+            mandatory=True,
+        )
+
+    @staticmethod
+    async def route(intake: AbstractQueue, forward: AbstractChannel, queues: list[str]) -> None:
+        """Copy every delivery of ``intake`` into its session's partition queue (confirmed, pipelined), then
+        ack it; runs until cancelled."""
+
+        async def copy(message: AbstractIncomingMessage) -> None:
+            session = json.loads(message.body)["session"]
+            await forward.default_exchange.publish(
+                aio_pika.Message(
+                    message.body,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    content_type=message.content_type,
+                    message_id=message.message_id,
+                ),
+                routing_key=queues[session % len(queues)],
+                mandatory=True,
+            )
+            await message.ack()
+
+        async with asyncio.TaskGroup() as copies, intake.iterator() as deliveries:
+            async for message in deliveries:
+                copies.create_task(copy(message))
+
+
 async def pipeline(opts: Options, results: list[RepResult]) -> None:
-    """Set up (echo process, two AMQP connections, queues, N WebSockets), run the repetitions, tear down."""
+    """Set up (echo process, AMQP connections, queues, N WebSockets), run the repetitions, tear down."""
     prefix = f"bench.baseline.{uuid.uuid4().hex[:8]}"
     async with (
         echo_process() as (port, echo_pid),
         await aio_pika.connect(opts.amqp_url) as consume_conn,
         await aio_pika.connect(opts.amqp_url) as publish_conn,
+        contextlib.AsyncExitStack() as durable_stack,
     ):
         consume_channel = await consume_conn.channel()
         await consume_channel.set_qos(prefetch_count=opts.prefetch)
@@ -362,6 +433,40 @@ async def pipeline(opts: Options, results: list[RepResult]) -> None:
         events = await publish_channel.declare_exchange(f"{prefix}.events", aio_pika.ExchangeType.TOPIC, durable=True)
         event_queue = await publish_channel.declare_queue(f"{prefix}.events", durable=True)
         await event_queue.bind(events, "#")
+        queues = [command_queue.name, event_queue.name]
+        durable: Durable | None = None
+        router: asyncio.Task[None] | None = None
+        extra_queues: list[AbstractQueue] = []
+        if opts.durable:
+            conns = [await durable_stack.enter_async_context(await aio_pika.connect(opts.amqp_url)) for _ in range(3)]
+            intake_channel, forward_channel, journal_channel = (
+                await conns[0].channel(),
+                await conns[1].channel(publisher_confirms=True),
+                await conns[2].channel(publisher_confirms=True),
+            )
+            await intake_channel.set_qos(prefetch_count=opts.prefetch)
+            intake = await intake_channel.declare_queue(
+                f"{prefix}.intake", durable=True, arguments={"x-queue-type": "quorum"}
+            )
+            partitions = [command_queue] + [
+                await consume_channel.declare_queue(
+                    f"{prefix}.commands.p{index}", durable=True, arguments={"x-queue-type": "quorum"}
+                )
+                for index in range(1, opts.partitions)
+            ]
+            streams = [
+                (
+                    await journal_channel.declare_queue(
+                        f"{prefix}.journal.p{index}", durable=True, arguments={"x-queue-type": "stream"}
+                    )
+                ).name
+                for index in range(opts.partitions)
+            ]
+            consumed = [queue.name for queue in partitions]
+            queues += [intake.name, *consumed[1:], *streams]
+            durable = Durable(intake.name, journal_channel, streams, opts.record_bytes)
+            router = asyncio.create_task(Durable.route(intake, forward_channel, consumed))
+            extra_queues = partitions[1:]
         links = await open_links(port, opts.sessions)
         meters = {"echo": CpuMeter([echo_pid]), "broker": CpuMeter(find_pids("beam.smp"))}
         try:
@@ -378,6 +483,8 @@ async def pipeline(opts: Options, results: list[RepResult]) -> None:
                             events=events,
                             prefill_channel=prefill_channel,
                             meters=meters,
+                            durable=durable,
+                            extra_queues=extra_queues,
                         )
                         results.append(result)
                         print_row(result)
@@ -385,7 +492,10 @@ async def pipeline(opts: Options, results: list[RepResult]) -> None:
                 finally:
                     await asyncio.gather(*(link.ws.close() for link in links))
         finally:
-            await cleanup(publish_conn, queues=(command_queue.name, event_queue.name), exchange=events.name)
+            if router is not None:
+                router.cancel()
+                await asyncio.gather(router, return_exceptions=True)
+            await cleanup(publish_conn, queues=tuple(queues), exchange=events.name)
 
 
 async def cleanup(connection: aio_pika.abc.AbstractConnection, *, queues: tuple[str, ...], exchange: str) -> None:
@@ -421,6 +531,17 @@ def print_summary(summary: dict[str, dict[str, float]]) -> None:
         print(f"  {key:<20} {s['median']:>10.1f}  [{s['min']:.1f}–{s['max']:.1f}]")
 
 
+def run_on_loop(opts: Options) -> dict[str, Any]:
+    """:func:`run` on the event loop ``opts.loop`` names."""
+    factory = asyncio.new_event_loop
+    if opts.loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(run(opts))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--amqp-url", default=os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
@@ -429,6 +550,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3, help="repetitions (at least 3 for a spread)")
     parser.add_argument("--prefetch", type=int, default=256, help="commands in flight (P)")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="hard bound on the whole run")
+    parser.add_argument("--durable", action="store_true", help="add the broker work of the bridge's guarantees")
+    parser.add_argument("--record-bytes", type=int, default=3072, help="journal record size with --durable")
+    parser.add_argument("--partitions", type=int, default=16, help="partition queues and streams with --durable")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop to run on")
     args = parser.parse_args()
     opts = Options(
         amqp_url=args.amqp_url,
@@ -437,13 +562,17 @@ def main() -> None:
         reps=args.reps,
         prefetch=args.prefetch,
         max_seconds=args.max_seconds,
+        durable=args.durable,
+        record_bytes=args.record_bytes,
+        partitions=args.partitions,
+        loop=args.loop,
     )
     print(
-        f"baseline pipeline: {opts.sessions} WebSockets, {opts.commands} commands x {opts.reps}, "
-        f"prefetch {opts.prefetch}"
+        f"baseline pipeline{' (durable)' if opts.durable else ''}: {opts.sessions} WebSockets, "
+        f"{opts.commands} commands x {opts.reps}, prefetch {opts.prefetch}, on {opts.loop}"
     )
     print(HEADER)
-    payload = asyncio.run(run(opts))
+    payload = run_on_loop(opts)
     print_summary(payload["summary"])
     print(f"\nwrote {write_results(payload)}")
 

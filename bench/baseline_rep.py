@@ -19,8 +19,18 @@ from bench.common import AMQP_URL
 __all__ = ["main", "measure"]
 
 
-async def measure(commands: int, sessions: int = 1000, prefetch: int = 256, timeout_s: float = 90.0) -> dict[str, Any]:
-    """Run one baseline repetition in a child process; returns its repetition dict (``commands_per_s`` …)."""
+async def measure(
+    commands: int,
+    sessions: int = 1000,
+    prefetch: int = 256,
+    timeout_s: float = 90.0,
+    *,
+    durable: bool = False,
+    loop: str = "asyncio",
+) -> dict[str, Any]:
+    """Run one baseline repetition in a child process; returns its repetition dict (``commands_per_s`` …).
+
+    ``durable``: with the broker work of the bridge's guarantees (``--durable``); ``loop``: the event loop."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -28,6 +38,8 @@ async def measure(commands: int, sessions: int = 1000, prefetch: int = 256, time
         f"--commands={commands}",
         f"--sessions={sessions}",
         f"--prefetch={prefetch}",
+        f"--loop={loop}",
+        *(["--durable"] if durable else []),
         stdout=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
@@ -46,12 +58,14 @@ async def measure(commands: int, sessions: int = 1000, prefetch: int = 256, time
 
 def main() -> None:
     """Run ``bench.baseline_pipeline`` once (one repetition) and print its repetition as JSON."""
-    from bench.baseline_pipeline import Options, run
+    from bench.baseline_pipeline import Options, run_on_loop
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--commands", type=int, default=4000)
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--prefetch", type=int, default=256)
+    parser.add_argument("--durable", action="store_true")
+    parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
     args = parser.parse_args()
     opts = Options(
         amqp_url=AMQP_URL,
@@ -60,8 +74,10 @@ def main() -> None:
         reps=1,
         prefetch=args.prefetch,
         max_seconds=60.0,
+        durable=args.durable,
+        loop=args.loop,
     )
-    payload = asyncio.run(run(opts))
+    payload = run_on_loop(opts)
     if not payload["repetitions"]:
         sys.exit("baseline repetition did not finish")
     print(json.dumps(payload["repetitions"][0]), flush=True)

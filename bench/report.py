@@ -46,6 +46,17 @@ def _rows(run_id: str | None) -> list[list[str]]:
                 _verdict(tp["targets"]["throughput_met"]),
             ]
         )
+        if "durable_baseline_commands_per_s" in s:
+            rows.append(
+                [
+                    "Durable baseline (the guarantees' broker work, no bridge code, uvloop)",
+                    "—",
+                    f"{_sp(s['durable_baseline_commands_per_s'], 0, ' cmds/s')} = "
+                    f"{_sp(s['durable_to_baseline_pairs'], 2)} × baseline; bridge = "
+                    f"{_sp(s['durable_pair_ratio'], 2)} × it",
+                    "—",
+                ]
+            )
         lat = s["latency"]["50%"]
         rows.append(
             [

@@ -15,6 +15,10 @@ per-session send budget (2 msg/s, Genesys' limit), which M/N = 4 commands per se
 below 2,000 commands/s. The machine is shared and noisy, so baseline and bridge repetitions alternate
 (baseline, bridge, baseline, bridge, ...; the baseline is ``bench/baseline_pipeline.py`` with the same M,
 N and prefetch, run once per pair by ``bench/baseline_rep.py``) and each pair's ratio is reported too.
+- **The durable baseline**, run beside each pair: the same raw pipeline on the daemon's event loop (uvloop),
+  doing the broker work of the bridge's guarantees too (``--durable``: a router hop through a second quorum
+  queue, two confirmed journal records per command). The bridge's ratio to it is what the bridge's own
+  code costs; the durable baseline's ratio to the baseline is what the guarantees cost on this broker.
 """
 
 from __future__ import annotations
@@ -44,13 +48,11 @@ NAME = "throughput"
 LEVELS = (0.25, 0.50, 0.75)
 
 
-async def _count(conn: aio_pika.abc.AbstractConnection, queue: str) -> int:
-    channel = await conn.channel()
-    try:
-        declared = await channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.message_count or 0)
-    finally:
-        await channel.close()
+async def _count(channel: aio_pika.abc.AbstractChannel, queue: str) -> int:
+    """Messages in ``queue`` (a passive declare on a channel kept open: opening one per poll cost RabbitMQ
+    about 1 ms of CPU each, 50 times a second, charged to the bridge's repetitions alone)."""
+    declared = await channel.declare_queue(queue, passive=True)
+    return int(declared.declaration_result.message_count or 0)
 
 
 async def drain_rep(stack: Stack, lg: LoadGen, sessions: list[str], commands: int) -> dict[str, Any]:
@@ -72,11 +74,13 @@ async def drain_rep(stack: Stack, lg: LoadGen, sessions: list[str], commands: in
             os.kill(stack.bridge.pid, signal.SIGCONT)
         t0 = loop.time()
         done = 0
+        counter = await conn.channel()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(30 + commands / 50):
                 while done < commands:
                     await asyncio.sleep(0.02)
-                    done = await _count(conn, drain.name)
+                    done = await _count(counter, drain.name)
+        await counter.close()
         elapsed = loop.time() - t0
         cpu = CpuSample.take(stack.pids).share_since(cpu0)
         statuses: dict[str, int] = {}
@@ -137,20 +141,25 @@ async def run(*, sessions: int, commands: int, reps: int, seconds: float) -> dic
         ids = [f"{stack.prefix}.s{i}" for i in range(sessions)]
         open_s = await lg.start_sessions(ids, timeout_s=120)
         print(f"{sessions} sessions live after {open_s:.1f} s", flush=True)
-        saturation, baseline_reps = [], []
-        for rep in range(reps):  # interleaved: baseline, bridge, baseline, bridge, ...
+        saturation, baseline_reps, durable_reps = [], [], []
+        for rep in range(reps):  # interleaved: baseline, durable baseline, bridge, baseline, ...
             base_rep = await measure(commands, sessions=sessions)
             baseline_reps.append(base_rep)
+            durable_rep = await measure(commands, sessions=sessions, durable=True, loop="uvloop")
+            durable_reps.append(durable_rep)
             result = await drain_rep(stack, lg, ids, commands)
             result["pair_ratio"] = round(result["commands_per_s"] / base_rep["commands_per_s"], 3)
+            result["durable_pair_ratio"] = round(result["commands_per_s"] / durable_rep["commands_per_s"], 3)
             print(
-                f"  rep {rep + 1}: baseline {base_rep['commands_per_s']:.0f} cmds/s, bridge "
-                f"{result['commands_per_s']:.0f} cmds/s {result['statuses']}",
+                f"  rep {rep + 1}: baseline {base_rep['commands_per_s']:.0f} cmds/s, durable baseline "
+                f"{durable_rep['commands_per_s']:.0f} cmds/s, bridge {result['commands_per_s']:.0f} cmds/s "
+                f"{result['statuses']}",
                 flush=True,
             )
             saturation.append(result)
         sat = spread(r["commands_per_s"] for r in saturation)
         base = spread(r["commands_per_s"] for r in baseline_reps)
+        durable = spread(r["commands_per_s"] for r in durable_reps)
         await lg.follow("command.outcome.#")
         levels: dict[str, list[dict[str, Any]]] = {}
         for level in LEVELS:
@@ -171,6 +180,13 @@ async def run(*, sessions: int, commands: int, reps: int, seconds: float) -> dic
         "baseline_commands_per_s": base.as_json(),
         "ratio_to_baseline": ratio(sat, base).as_json(),
         "pair_ratio": spread(r["pair_ratio"] for r in saturation).as_json(),
+        "durable_baseline_commands_per_s": durable.as_json(),
+        "durable_baseline_cpu_us_per_command": spread(r["cpu_us_per_command"] for r in durable_reps).as_json(),
+        "durable_baseline_rabbitmq_cores": spread(r["broker_cpu_pct"] / 100 for r in durable_reps).as_json(),
+        "durable_to_baseline_pairs": spread(
+            d["commands_per_s"] / b["commands_per_s"] for d, b in zip(durable_reps, baseline_reps, strict=True)
+        ).as_json(),
+        "durable_pair_ratio": spread(r["durable_pair_ratio"] for r in saturation).as_json(),
         "bridge_cpu_us_per_command": spread(r["bridge_cpu_us_per_command"] for r in saturation).as_json(),
         "cpu_share_at_saturation": {k: spread(r["cpu_share"][k] for r in saturation).as_json() for k in cpu_keys},
         "latency": {
@@ -195,6 +211,7 @@ async def run(*, sessions: int, commands: int, reps: int, seconds: float) -> dic
         },
         "saturation_reps": saturation,
         "baseline_reps": baseline_reps,
+        "durable_baseline_reps": durable_reps,
         "latency_reps": levels,
     }
 
@@ -212,6 +229,14 @@ def render(doc: dict[str, Any]) -> str:
         ["bridge / baseline (interleaved pairs)", shown(s["pair_ratio"], 2)],
         ["bridge CPU per command, µs", shown(s["bridge_cpu_us_per_command"])],
     ]
+    if "durable_baseline_commands_per_s" in s:  # results written before the durable baseline existed lack it
+        rows += [
+            ["durable baseline (uvloop), commands/s", shown(s["durable_baseline_commands_per_s"])],
+            ["durable baseline CPU per command, µs", shown(s["durable_baseline_cpu_us_per_command"])],
+            ["durable baseline, RabbitMQ (cores)", shown(s["durable_baseline_rabbitmq_cores"], 2)],
+            ["durable baseline / baseline (pairs)", shown(s["durable_to_baseline_pairs"], 2)],
+            ["bridge / durable baseline (pairs)", shown(s["durable_pair_ratio"], 2)],
+        ]
     for who, d in s["cpu_share_at_saturation"].items():
         rows.append([f"CPU at saturation, {who} (cores)", shown(d, 2)])
     for name, d in s["latency"].items():

@@ -232,7 +232,9 @@ class CommandIntake(BrokerLink[_Generation]):
 
         Cancels the consumer (the broker sends nothing more), requeues deliveries received but not yet
         handed over, and returns once no further ``submit`` will happen. The channel stays open, so
-        deliveries already handed over can still be acked, until :meth:`close`.
+        deliveries already handed over can still be acked, until :meth:`close`. A partition's intake
+        fences the partition instead (:meth:`Tenure.ended`), then closes its channel, which gives every
+        delivery it held back in order; the router's (``settle``) lets its copies land, then does the same.
         """
         if not self._stopping:
             self._stopping = True
