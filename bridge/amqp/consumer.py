@@ -341,7 +341,10 @@ class CommandIntake(BrokerLink[_Generation]):
             if ended in ("settled", "lost"):
                 self._held.clear()  # their tags die with this link; its close returns them, in order
             if ended == "settled":
-                return  # closed by the caller, which is stopping: not a loss
+                # Stopping, not a loss. The channel's close, an RPC behind the copies' acks on it, gets them to the
+                # broker first; a connection closed at once could drop acks still queued for its writer.
+                await close_channel_quietly(generation.channel)
+                return
             if ended == "stopped":
                 # Keep the channel open for acks of handed-over commands until close() or loss.
                 await self._set_consuming(False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -105,6 +105,18 @@ class Inbox:
     async def take(self, count: int) -> list[AbstractIncomingMessage]:
         async with asyncio.timeout(WAIT_S):
             return [await self.messages.get() for _ in range(count)]
+
+
+async def command_ids_until(inbox: Inbox, expected: Iterable[str]) -> list[str]:
+    """Command ids consumed from ``inbox``, in arrival order, until every one of ``expected`` has come."""
+    missing, seen = set(expected), list[str]()
+    async with asyncio.timeout(WAIT_S):
+        while missing:
+            message = await inbox.messages.get()
+            command_id = str(json.loads(message.body)["command_id"])
+            seen.append(command_id)
+            missing.discard(command_id)
+    return seen
 
 
 @dataclass

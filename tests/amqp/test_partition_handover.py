@@ -22,8 +22,7 @@ from bridge.amqp.topology import TopologyNames, declare_partition_queue
 from bridge.config import Settings
 from bridge.observability.metrics import Metrics
 from bridge.partition.layout import partition_queue
-from tests.amqp.conftest import WAIT_S, Broker, RecordingHandler, command, make_settings
-from tests.amqp.test_router import command_ids_until
+from tests.amqp.conftest import WAIT_S, Broker, RecordingHandler, command, command_ids_until, make_settings
 from tests.conftest import BrokerNames
 
 PREFETCH = 2

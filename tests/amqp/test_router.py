@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -26,7 +26,7 @@ from bridge.observability.metrics import Metrics
 from bridge.partition.layout import partition_of, partition_queue
 from bridge.partition.router import PartitionRouter
 from bridge.ports import Envelope
-from tests.amqp.conftest import WAIT_S, Broker, GatedConnect, Inbox, command, make_settings, sample
+from tests.amqp.conftest import WAIT_S, Broker, GatedConnect, Inbox, command, command_ids_until, make_settings, sample
 from tests.conftest import BrokerNames
 
 PARTITIONS = 2
@@ -96,18 +96,6 @@ def sessions_in(partition: int, count: int) -> list[str]:
     """``count`` session ids that fall into ``partition``."""
     ids = (f"s-{n}" for n in range(10_000))
     return [s for s in ids if partition_of(s, PARTITIONS) == partition][:count]
-
-
-async def command_ids_until(inbox: Inbox, expected: Iterable[str]) -> list[str]:
-    """Command ids consumed from ``inbox``, in arrival order, until every one of ``expected`` has come."""
-    missing, seen = set(expected), list[str]()
-    async with asyncio.timeout(WAIT_S):
-        while missing:
-            message = await inbox.messages.get()
-            command_id = str(json.loads(message.body)["command_id"])
-            seen.append(command_id)
-            missing.discard(command_id)
-    return seen
 
 
 class FirstCopyOfA1Fails(QueueForwarder):
