@@ -1,13 +1,16 @@
 """``python -m bench`` (``make bench``): run every benchmark in turn, unattended, in under 15 minutes.
 
-Each benchmark runs as its own process (``python -m bench.<name>``) with a time limit; on expiry its
-whole process group is killed (its own children die with it: see ``bench.procs``) and the suite goes
-on. The baseline runs first, so every ratio uses a baseline measured in the same run. At the end the
-summary table (targets vs figures) is printed and written to ``bench/results/summary.md``.
+Each benchmark runs as its own process (``python -m bench.<name>``) with a time limit. On expiry its
+whole process group is killed (its own children die with it: see ``bench.procs``), the exchanges,
+queues and streams it left on the broker are deleted (every benchmark names its own
+``bench.<name>.<run>.*``: ``bench.common.unique_prefix``), and the suite goes on. The baseline runs
+first, so every ratio uses a baseline measured in the same run. At the end the summary table (targets
+vs figures) is printed and written to ``bench/results/summary.md``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,8 +18,9 @@ import sys
 import time
 import uuid
 
-from bench.common import RESULTS_DIR
+from bench.common import AMQP_URL, RESULTS_DIR
 from bench.report import machine_line, summary_table
+from bridge.amqp.tools import delete_names
 
 __all__ = ["BUDGET_S", "SCRIPTS", "main"]
 
@@ -43,12 +47,34 @@ def _run(module: str, limit_s: float, args: tuple[str, ...], env: dict[str, str]
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        return f"killed after {limit_s:.0f} s"
+        swept = _sweep(env["BENCH_RUN_ID"])
+        return f"killed after {limit_s:.0f} s ({swept} broker objects it left deleted)"
     except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
     return "ok" if code == 0 else f"exit code {code}"
+
+
+def _sweep(run: str) -> int:
+    """Delete the exchanges and queues of run ``run`` that a killed benchmark could not clean up (its
+    clean-up runs on exit, and SIGKILL skips it). Benchmarks run one at a time, so only the killed one's
+    are left. Lists them with ``rabbitmqctl``: the benchmarks measure a broker on this machine. Returns how
+    many it deleted."""
+    mine = f".{run}."
+
+    def listed(kind: str) -> tuple[str, ...]:
+        out = subprocess.run(
+            ["rabbitmqctl", "-q", "--no-table-headers", f"list_{kind}", "name"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return tuple(name for name in out.split() if name.startswith("bench.") and mine in name)
+
+    queues, exchanges = listed("queues"), listed("exchanges")
+    asyncio.run(delete_names(AMQP_URL, exchanges=exchanges, queues=queues))
+    return len(queues) + len(exchanges)
 
 
 def main() -> int:

@@ -416,7 +416,9 @@ class Durable:
 
 async def pipeline(opts: Options, results: list[RepResult]) -> None:
     """Set up (echo process, AMQP connections, queues, N WebSockets), run the repetitions, tear down."""
-    prefix = f"bench.baseline.{uuid.uuid4().hex[:8]}"
+    # Named as bench.common.unique_prefix names (this script imports nothing of the bridge's), so that a
+    # killed run's queues are swept with the rest of its run.
+    prefix = f"bench.baseline.{os.environ.get('BENCH_RUN_ID', 'alone')}.{uuid.uuid4().hex[:6]}"
     async with (
         echo_process() as (port, echo_pid),
         await aio_pika.connect(opts.amqp_url) as consume_conn,

@@ -4,16 +4,20 @@ Every publish of the daemon goes through :func:`publish_confirmed`: events and d
 (:mod:`bridge.amqp.publisher`), journal records (:mod:`bridge.amqp.journal`), the router's copies and probes
 (:mod:`bridge.amqp.forwarder`), and the dead-letter replay (:mod:`bridge.amqp.tools`). It writes the frames
 with aiormq directly (no per-publish ``aio_pika.Message``), waits until they are written to the socket,
-then waits for the broker's confirm. The wait for the write keeps one publish per channel between the
-callers and the socket: handing the frames over without it let hundreds of publishes queue on a busy
-connection, and with 10,000 sessions opening a publisher connection stalled, its confirms not arriving for
-minutes while the broker sat idle, until aiormq gave the connection up as stuck (docs/performance.md).
+then waits for the broker's confirm. The publish itself runs in a task its channel owns, so a caller that
+gives up never cancels aiormq's confirm (:class:`_Unanswered` says why that matters).
+
+The wait for the write keeps one publish per channel between the callers and the socket. Handing the
+frames over without it let hundreds of publishes queue on a busy connection: with 10,000 sessions opening,
+many timed out after their frames had gone out, and (before the task above) the broker's returns for them
+met cancelled confirms and stalled the publisher connection for minutes (docs/performance.md).
 
 Outcomes, decided here once::
 
     basic.ack                     -> True
     basic.return (unroutable)     -> False   (whether the channel raises on returns or not)
     basic.nack                    -> BrokerUnavailable  (retryable: the broker could not take it now)
+    publish cancelled (shutdown)  -> BrokerUnavailable
     no confirm within timeout_s   -> PublishTimeout     (retryable)
     anything else                 -> raised as it is    (the caller maps it with ``broker_error``)
 """
@@ -21,6 +25,7 @@ Outcomes, decided here once::
 from __future__ import annotations
 
 import asyncio
+import functools
 import weakref
 from typing import cast
 
@@ -28,16 +33,19 @@ import aiormq
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel
 from aiormq import spec
+from aiormq.abc import ConfirmationFrameType
 
 from bridge.amqp.messages import Outbound
 from bridge.errors import BrokerUnavailable, PublishTimeout
 
 __all__ = ["publish_confirmed"]
 
-#: Per channel, the publish in flight for each message id. aiormq matches a ``basic.return`` to its publish by
-#: the message id, so two publishes with one id outstanding on one channel could swap outcomes: a returned
-#: copy would count as routed. A second publish with an id already in flight waits for the first.
-_IN_FLIGHT: weakref.WeakKeyDictionary[aiormq.Channel, dict[str, asyncio.Future[None]]] = weakref.WeakKeyDictionary()
+#: What aiormq answers a confirmed publish with (a returned message comes back as the message itself, which
+#: aiormq's annotation leaves out).
+_Answer = ConfirmationFrameType | None
+
+#: Per channel, its publishes not answered yet (see :class:`_Unanswered`).
+_UNANSWERED: weakref.WeakKeyDictionary[aiormq.Channel, _Unanswered] = weakref.WeakKeyDictionary()
 
 
 async def publish_confirmed(
@@ -47,8 +55,9 @@ async def publish_confirmed(
     wait for the broker's confirm. True when it was routed, False when the broker returned it unroutable.
 
     The caller passes a channel opened with publisher confirms, and ``what`` (the destination, for errors).
-    A caller cancelled after the frames were queued does not withdraw them: the broker may still take the
-    message. Publishes that carry the same message id go out on one channel one at a time.
+    Giving up does not withdraw the message: a caller cancelled, or past ``timeout_s``, stops waiting, and the
+    publish goes on until the broker answers it or the channel closes; the broker may still take it.
+    Publishes that carry the same message id go out on one channel one at a time, in call order.
 
     Raises:
         BrokerUnavailable: the broker nacked the message (retryable).
@@ -58,42 +67,78 @@ async def publish_confirmed(
     """
     # aio-pika's channels are aiormq's, whose abstract class does not declare ``wait``.
     underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
-    message_id = message.properties.message_id
-    if not message_id:  # aiormq gives it a random id of its own
-        return await _publish(underlay, message, exchange, routing_key, timeout_s, what)
-    in_flight = _IN_FLIGHT.setdefault(underlay, {})
-    while (earlier := in_flight.get(message_id)) is not None:
-        await asyncio.wait({earlier})
-    mine = asyncio.get_running_loop().create_future()
-    in_flight[message_id] = mine
+    unanswered = _UNANSWERED.get(underlay)
+    if unanswered is None:
+        unanswered = _UNANSWERED[underlay] = _Unanswered(underlay)
+    publish = unanswered.start(message, exchange, routing_key)
+    # Not ``asyncio.timeout``: a deadline or a cancel must stop only our wait, never reach the publish.
+    done, _ = await asyncio.wait((publish,), timeout=timeout_s)
+    if not done:
+        raise PublishTimeout(f"{what}: no confirm within {timeout_s}s")
+    if publish.cancelled():  # only the loop's own shutdown cancels it
+        raise BrokerUnavailable(f"{what}: the publish was cancelled before the broker answered")
     try:
-        return await _publish(underlay, message, exchange, routing_key, timeout_s, what)
-    finally:
-        del in_flight[message_id]
-        mine.set_result(None)
-
-
-async def _publish(
-    underlay: aiormq.Channel, message: Outbound, exchange: str, routing_key: str, timeout_s: float, what: str
-) -> bool:
-    try:
-        # Our deadline, not aiormq's ``timeout=`` (``asyncio.wait_for``, which on Python 3.11 can drop a
-        # cancellation that arrives with the confirm).
-        async with asyncio.timeout(timeout_s):
-            result = await underlay.basic_publish(
-                message.body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=message.properties,
-                mandatory=True,
-                wait=True,  # written before the confirm is awaited: see the module docstring
-            )
+        result = publish.result()
     except aiormq.exceptions.PublishError:
         return False  # returned, on a channel that raises on returns
     except aiormq.exceptions.DeliveryError as exc:
         raise BrokerUnavailable(f"{what}: the broker refused the message (nack)") from exc
-    except TimeoutError as exc:
-        raise PublishTimeout(f"{what}: no confirm within {timeout_s}s") from exc
     if result is None:
         raise RuntimeError(f"{what}: published on a channel without publisher confirms")
     return isinstance(result, spec.Basic.Ack)  # a returned message comes back as the message itself
+
+
+class _Unanswered:
+    """One channel's publishes that the broker has not answered yet, each in a task the channel owns.
+
+    Why a task per publish: aiormq resolves a publish's confirm future when the broker answers, and resolving
+    one that was cancelled raises inside the channel's frame reader (a ``basic.return`` for it does so
+    unguarded), which kills the reader: the channel's frames then pile up until the connection reader
+    blocks and aiormq gives the whole connection up as stuck, minutes later. A caller's deadline or cancel
+    would cancel that future if the caller awaited the publish itself; awaited in a task of its own, the
+    future is only ever resolved by the broker's answer or by the channel's close, which also ends the
+    task. A task therefore lives no longer than its channel, and nothing but the channel holds it.
+
+    aiormq matches a ``basic.return`` to its publish by the message id, so two publishes with one id
+    answered together could swap outcomes (a returned copy would count as routed). A publish waits for
+    the one before it with its id, until the broker has answered that one, not just until its caller left.
+    """
+
+    __slots__ = ("_channel", "_last_by_id", "_tasks")
+
+    def __init__(self, channel: aiormq.Channel) -> None:
+        self._channel = channel
+        self._tasks: set[asyncio.Task[_Answer]] = set()
+        self._last_by_id: dict[str, asyncio.Task[_Answer]] = {}
+
+    def start(self, message: Outbound, exchange: str, routing_key: str) -> asyncio.Task[_Answer]:
+        """Start publishing ``message``; the returned task ends with the broker's answer or the channel's close."""
+        message_id = message.properties.message_id
+        earlier = self._last_by_id.get(message_id) if message_id else None
+        task = asyncio.get_running_loop().create_task(self._publish(message, exchange, routing_key, earlier))
+        self._tasks.add(task)
+        if message_id:  # without one, aiormq gives the publish a random id of its own
+            self._last_by_id[message_id] = task
+        task.add_done_callback(functools.partial(self._answered, message_id))
+        return task
+
+    async def _publish(
+        self, message: Outbound, exchange: str, routing_key: str, earlier: asyncio.Task[_Answer] | None
+    ) -> _Answer:
+        if earlier is not None:
+            await asyncio.wait((earlier,))
+        return await self._channel.basic_publish(
+            message.body,
+            exchange=exchange,
+            routing_key=routing_key,
+            properties=message.properties,
+            mandatory=True,
+            wait=True,  # written before the confirm is awaited: see the module docstring
+        )
+
+    def _answered(self, message_id: str | None, task: asyncio.Task[_Answer]) -> None:
+        self._tasks.discard(task)
+        if message_id and self._last_by_id.get(message_id) is task:
+            del self._last_by_id[message_id]
+        if not task.cancelled():
+            task.exception()  # read here: a caller that gave up will not, and asyncio would log it as lost
