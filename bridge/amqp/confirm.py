@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
-from typing import cast
+from typing import Final, cast
 
 import aiormq
 import aiormq.exceptions
@@ -38,11 +38,15 @@ from aiormq.abc import ConfirmationFrameType
 from bridge.amqp.messages import Outbound
 from bridge.errors import BrokerUnavailable, PublishTimeout
 
-__all__ = ["publish_confirmed"]
+__all__ = ["ABANDONED_MAX", "publish_confirmed"]
 
 #: What aiormq answers a confirmed publish with (a returned message comes back as the message itself, which
 #: aiormq's annotation leaves out).
 _Answer = ConfirmationFrameType | None
+
+#: Publishes on one channel whose callers gave up and that the broker has not answered, at most: a channel
+#: with that many is stalled, and more would only hold their messages in memory (:class:`_Unanswered`).
+ABANDONED_MAX: Final = 1024
 
 #: Per channel, its publishes not answered yet (see :class:`_Unanswered`).
 _UNANSWERED: weakref.WeakKeyDictionary[aiormq.Channel, _Unanswered] = weakref.WeakKeyDictionary()
@@ -62,6 +66,8 @@ async def publish_confirmed(
     Raises:
         BrokerUnavailable: the broker nacked the message (retryable).
         PublishTimeout: no confirm within ``timeout_s`` (retryable; the message may have been taken).
+        BrokerUnavailable: also when ``ABANDONED_MAX`` publishes on the channel are unanswered past their
+            callers' deadlines (retryable: the channel is stalled; see :class:`_Unanswered`).
         Exception: the channel's own errors (closed channel, lost connection), unmapped, for the caller's
             ``broker_error``.
     """
@@ -69,13 +75,18 @@ async def publish_confirmed(
     underlay = cast(aiormq.Channel, await channel.get_underlay_channel())
     unanswered = _UNANSWERED.get(underlay)
     if unanswered is None:
-        unanswered = _UNANSWERED[underlay] = _Unanswered(underlay)
-    publish = unanswered.start(message, exchange, routing_key)
+        unanswered = _UNANSWERED[underlay] = _Unanswered()
+    publish = unanswered.start(underlay, message, exchange, routing_key, what)
     # Not ``asyncio.timeout``: a deadline or a cancel must stop only our wait, never reach the publish.
-    done, _ = await asyncio.wait((publish,), timeout=timeout_s)
+    try:
+        done, _ = await asyncio.wait((publish,), timeout=timeout_s)
+    except asyncio.CancelledError:
+        unanswered.abandon(publish)
+        raise
     if not done:
+        unanswered.abandon(publish)
         raise PublishTimeout(f"{what}: no confirm within {timeout_s}s")
-    if publish.cancelled():  # only the loop's own shutdown cancels it
+    if publish.cancelled():  # the loop's shutdown, or the channel's close passing a cancel as its reason
         raise BrokerUnavailable(f"{what}: the publish was cancelled before the broker answered")
     try:
         result = publish.result()
@@ -97,48 +108,76 @@ class _Unanswered:
     blocks and aiormq gives the whole connection up as stuck, minutes later. A caller's deadline or cancel
     would cancel that future if the caller awaited the publish itself; awaited in a task of its own, the
     future is only ever resolved by the broker's answer or by the channel's close, which also ends the
-    task. A task therefore lives no longer than its channel, and nothing but the channel holds it.
+    task. A task therefore lives no longer than its channel, and nothing but this object holds it; this
+    object holds no reference to the channel, so a closed channel and its entry go once its tasks are done.
+
+    The price: a publish whose caller gave up is still written, later, where aiormq's own deadline would have
+    withdrawn an unwritten one. On a stalled channel every retry would then add a publish, so at most
+    ``ABANDONED_MAX`` given-up publishes wait per channel, and past that new ones are refused at once.
 
     aiormq matches a ``basic.return`` to its publish by the message id, so two publishes with one id
     answered together could swap outcomes (a returned copy would count as routed). A publish waits for
     the one before it with its id, until the broker has answered that one, not just until its caller left.
     """
 
-    __slots__ = ("_channel", "_last_by_id", "_tasks")
+    __slots__ = ("_abandoned", "_last_by_id", "_tasks")
 
-    def __init__(self, channel: aiormq.Channel) -> None:
-        self._channel = channel
+    def __init__(self) -> None:
         self._tasks: set[asyncio.Task[_Answer]] = set()
+        self._abandoned: set[asyncio.Task[_Answer]] = set()
         self._last_by_id: dict[str, asyncio.Task[_Answer]] = {}
 
-    def start(self, message: Outbound, exchange: str, routing_key: str) -> asyncio.Task[_Answer]:
-        """Start publishing ``message``; the returned task ends with the broker's answer or the channel's close."""
+    def start(
+        self, channel: aiormq.Channel, message: Outbound, exchange: str, routing_key: str, what: str
+    ) -> asyncio.Task[_Answer]:
+        """Start publishing ``message`` on ``channel`` (the one this object belongs to); the returned task ends
+        with the broker's answer or the channel's close.
+
+        Raises:
+            BrokerUnavailable: ``ABANDONED_MAX`` publishes on the channel were given up and are unanswered.
+        """
+        if len(self._abandoned) >= ABANDONED_MAX:
+            raise BrokerUnavailable(
+                f"{what}: {len(self._abandoned)} earlier publishes on this channel are unanswered past their "
+                "deadlines; the channel is stalled"
+            )
         message_id = message.properties.message_id
         earlier = self._last_by_id.get(message_id) if message_id else None
-        task = asyncio.get_running_loop().create_task(self._publish(message, exchange, routing_key, earlier))
+        task = asyncio.get_running_loop().create_task(_publish(channel, message, exchange, routing_key, earlier))
         self._tasks.add(task)
         if message_id:  # without one, aiormq gives the publish a random id of its own
             self._last_by_id[message_id] = task
         task.add_done_callback(functools.partial(self._answered, message_id))
         return task
 
-    async def _publish(
-        self, message: Outbound, exchange: str, routing_key: str, earlier: asyncio.Task[_Answer] | None
-    ) -> _Answer:
-        if earlier is not None:
-            await asyncio.wait((earlier,))
-        return await self._channel.basic_publish(
-            message.body,
-            exchange=exchange,
-            routing_key=routing_key,
-            properties=message.properties,
-            mandatory=True,
-            wait=True,  # written before the confirm is awaited: see the module docstring
-        )
+    def abandon(self, task: asyncio.Task[_Answer]) -> None:
+        """``task``'s caller stopped waiting for it before the broker answered."""
+        if not task.done():
+            self._abandoned.add(task)
 
     def _answered(self, message_id: str | None, task: asyncio.Task[_Answer]) -> None:
         self._tasks.discard(task)
+        self._abandoned.discard(task)
         if message_id and self._last_by_id.get(message_id) is task:
             del self._last_by_id[message_id]
         if not task.cancelled():
             task.exception()  # read here: a caller that gave up will not, and asyncio would log it as lost
+
+
+async def _publish(
+    channel: aiormq.Channel,
+    message: Outbound,
+    exchange: str,
+    routing_key: str,
+    earlier: asyncio.Task[_Answer] | None,
+) -> _Answer:
+    if earlier is not None:
+        await asyncio.wait((earlier,))
+    return await channel.basic_publish(
+        message.body,
+        exchange=exchange,
+        routing_key=routing_key,
+        properties=message.properties,
+        mandatory=True,
+        wait=True,  # written before the confirm is awaited: see the module docstring
+    )

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import cast
 
+import aio_pika
 import aiormq
 import pytest
 from aio_pika.abc import AbstractChannel
 
+from bridge.amqp import confirm
 from bridge.amqp.confirm import publish_confirmed
 from bridge.amqp.messages import Outbound
+from bridge.errors import BrokerUnavailable, PublishTimeout
 from tests.amqp.conftest import WAIT_S, Broker
+from tests.amqp.held_answers import HeldAnswers
 
 
 @pytest.fixture
@@ -57,9 +61,8 @@ async def test_publishes_with_one_message_id_in_flight_together_keep_their_own_o
     assert (missing, routed) == (False, True)
 
 
-@pytest.mark.parametrize("returned", [True, False], ids=["returned", "routed"])
-async def test_a_caller_giving_up_as_the_broker_answers_leaves_the_channel_working(
-    broker: Broker, confirmed: AbstractChannel, returned: bool
+async def test_a_caller_giving_up_as_the_broker_returns_its_message_leaves_the_channel_working(
+    broker: Broker, confirmed: AbstractChannel
 ) -> None:
     # A publish's deadline or a stopping caller cancels the caller's wait. If that lands in the loop turn
     # that reads the broker's return for it, the answer must still find somewhere to go: had the cancel
@@ -67,21 +70,45 @@ async def test_a_caller_giving_up_as_the_broker_answers_leaves_the_channel_worki
     # later publish on the channel (the way a publisher connection once stalled under load).
     queue = await queue_of(broker, "exists")
     underlay = cast(aiormq.Channel, await confirmed.get_underlay_channel())
-    caller = asyncio.create_task(publish(confirmed, f"{queue}.missing" if returned else queue, message_id="gives-up"))
-    answered = asyncio.get_running_loop().create_future()
+    caller = asyncio.create_task(publish(confirmed, f"{queue}.missing", message_id="gives-up"))
+    returned = asyncio.get_running_loop().create_future()
 
     def give_up(_: object) -> None:  # runs inside aiormq's handling of the return, before it resolves the publish
         caller.cancel()
-        answered.set_result(None)
+        returned.set_result(None)
 
     underlay.on_return_callbacks.add(give_up)
-    if returned:
-        async with asyncio.timeout(WAIT_S):
-            await answered
-    else:
-        caller.cancel()  # the routed case: cancelled while its confirm is still to come
+    async with asyncio.timeout(WAIT_S):
+        await returned
     with pytest.raises(asyncio.CancelledError):
         await caller
     underlay.on_return_callbacks.discard(give_up)
     assert await publish(confirmed, queue) is True
     assert await publish(confirmed, f"{queue}.missing") is False
+
+
+async def test_publishes_given_up_on_a_stalled_channel_still_go_out_and_are_bounded(
+    broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A broker that stops answering: each caller's deadline passes, the publishes stay under way (they
+    # are not withdrawn), and past the bound the channel refuses more at once instead of holding every
+    # retry in memory. The relay holds only the broker's answers, so the given-up ones reach the queue.
+    monkeypatch.setattr(confirm, "ABANDONED_MAX", 2)
+    queue = await queue_of(broker, "stalled")
+    async with HeldAnswers(broker.settings.amqp_url.get_secret_value()) as relay:
+        connection = await aio_pika.connect(relay.url)
+        async with connection:
+            stalled = await connection.channel(publisher_confirms=True, on_return_raises=False)
+            relay.hold()
+            for n in range(2):
+                with pytest.raises(PublishTimeout):
+                    await publish_confirmed(
+                        stalled, Outbound.of(b"{}", message_id=f"m-{n}"), exchange="", routing_key=queue,
+                        timeout_s=0.05, what="stalled",
+                    )  # fmt: skip
+            with pytest.raises(BrokerUnavailable, match=r"2 earlier publishes .* unanswered"):
+                await publish(stalled, queue)
+            assert [m.message_id for m in await broker.take(queue, 2)] == ["m-0", "m-1"]
+            relay.release()
+            fresh = await connection.channel(publisher_confirms=True, on_return_raises=False)
+            assert await publish(fresh, queue, message_id="m-2") is True
