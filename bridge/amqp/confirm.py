@@ -25,7 +25,6 @@ Outcomes, decided here once::
 from __future__ import annotations
 
 import asyncio
-import functools
 import weakref
 from typing import Final, cast
 
@@ -77,14 +76,7 @@ async def publish_confirmed(
     if unanswered is None:
         unanswered = _UNANSWERED[underlay] = _Unanswered()
     publish = unanswered.start(underlay, message, exchange, routing_key, what)
-    # Not ``asyncio.timeout``: a deadline or a cancel must stop only our wait, never reach the publish.
-    try:
-        done, _ = await asyncio.wait((publish,), timeout=timeout_s)
-    except asyncio.CancelledError:
-        unanswered.abandon(publish)
-        raise
-    if not done:
-        unanswered.abandon(publish)
+    if not await unanswered.answered_within(publish, timeout_s):
         raise PublishTimeout(f"{what}: no confirm within {timeout_s}s")
     if publish.cancelled():  # the loop's shutdown, or the channel's close passing a cancel as its reason
         raise BrokerUnavailable(f"{what}: the publish was cancelled before the broker answered")
@@ -108,8 +100,9 @@ class _Unanswered:
     blocks and aiormq gives the whole connection up as stuck, minutes later. A caller's deadline or cancel
     would cancel that future if the caller awaited the publish itself; awaited in a task of its own, the
     future is only ever resolved by the broker's answer or by the channel's close, which also ends the
-    task. A task therefore lives no longer than its channel, and nothing but this object holds it; this
-    object holds no reference to the channel, so a closed channel and its entry go once its tasks are done.
+    task. A task therefore lives no longer than its channel. Its caller holds it while waiting, and this
+    object once the caller gave up; this object holds no reference to the channel, so a closed channel and
+    its entry go once its tasks are done.
 
     The price: a publish whose caller gave up is still written, later, where aiormq's own deadline would have
     withdrawn an unwritten one. On a stalled channel every retry would then add a publish, so at most
@@ -120,10 +113,10 @@ class _Unanswered:
     the one before it with its id, until the broker has answered that one, not just until its caller left.
     """
 
-    __slots__ = ("_abandoned", "_last_by_id", "_tasks")
+    __slots__ = ("_abandoned", "_last_by_id")
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[_Answer]] = set()
+        #: Given up by their callers, not answered yet: held here, as nothing else holds them.
         self._abandoned: set[asyncio.Task[_Answer]] = set()
         self._last_by_id: dict[str, asyncio.Task[_Answer]] = {}
 
@@ -131,7 +124,8 @@ class _Unanswered:
         self, channel: aiormq.Channel, message: Outbound, exchange: str, routing_key: str, what: str
     ) -> asyncio.Task[_Answer]:
         """Start publishing ``message`` on ``channel`` (the one this object belongs to); the returned task ends
-        with the broker's answer or the channel's close.
+        with the broker's answer or the channel's close. The caller holds the task until it ends or
+        :meth:`answered_within` gave it up.
 
         Raises:
             BrokerUnavailable: ``ABANDONED_MAX`` publishes on the channel were given up and are unanswered.
@@ -143,41 +137,61 @@ class _Unanswered:
             )
         message_id = message.properties.message_id
         earlier = self._last_by_id.get(message_id) if message_id else None
-        task = asyncio.get_running_loop().create_task(_publish(channel, message, exchange, routing_key, earlier))
-        self._tasks.add(task)
+        task = asyncio.get_running_loop().create_task(self._publish(channel, message, exchange, routing_key, earlier))
         if message_id:  # without one, aiormq gives the publish a random id of its own
             self._last_by_id[message_id] = task
-        task.add_done_callback(functools.partial(self._answered, message_id))
         return task
 
-    def abandon(self, task: asyncio.Task[_Answer]) -> None:
-        """``task``'s caller stopped waiting for it before the broker answered."""
-        if not task.done():
-            self._abandoned.add(task)
+    async def answered_within(self, publish: asyncio.Task[_Answer], timeout_s: float) -> bool:
+        """Wait for ``publish`` to end, at most ``timeout_s``; False past it. Past it, or when the caller is
+        cancelled, the publish is given up: it goes on, held here. (The same as ``asyncio.wait``, at about
+        half its cost per publish.)"""
+        loop = asyncio.get_running_loop()
+        woken = loop.create_future()
 
-    def _answered(self, message_id: str | None, task: asyncio.Task[_Answer]) -> None:
-        self._tasks.discard(task)
-        self._abandoned.discard(task)
-        if message_id and self._last_by_id.get(message_id) is task:
-            del self._last_by_id[message_id]
-        if not task.cancelled():
-            task.exception()  # read here: a caller that gave up will not, and asyncio would log it as lost
+        def wake(_: object) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        publish.add_done_callback(wake)
+        deadline = loop.call_later(timeout_s, wake, None)
+        try:
+            await woken  # a cancel of the caller cancels this future, never the publish
+        finally:
+            deadline.cancel()
+            publish.remove_done_callback(wake)
+            if not publish.done():
+                self._abandoned.add(publish)
+                publish.add_done_callback(self._abandoned.discard)
+                publish.add_done_callback(_read_outcome)
+        return publish.done()
+
+    async def _publish(
+        self,
+        channel: aiormq.Channel,
+        message: Outbound,
+        exchange: str,
+        routing_key: str,
+        earlier: asyncio.Task[_Answer] | None,
+    ) -> _Answer:
+        try:
+            if earlier is not None:
+                await asyncio.wait((earlier,))
+            return await channel.basic_publish(
+                message.body,
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=message.properties,
+                mandatory=True,
+                wait=True,  # written before the confirm is awaited: see the module docstring
+            )
+        finally:
+            message_id = message.properties.message_id
+            if message_id and self._last_by_id.get(message_id) is asyncio.current_task():
+                del self._last_by_id[message_id]
 
 
-async def _publish(
-    channel: aiormq.Channel,
-    message: Outbound,
-    exchange: str,
-    routing_key: str,
-    earlier: asyncio.Task[_Answer] | None,
-) -> _Answer:
-    if earlier is not None:
-        await asyncio.wait((earlier,))
-    return await channel.basic_publish(
-        message.body,
-        exchange=exchange,
-        routing_key=routing_key,
-        properties=message.properties,
-        mandatory=True,
-        wait=True,  # written before the confirm is awaited: see the module docstring
-    )
+def _read_outcome(task: asyncio.Task[_Answer]) -> None:
+    """Read a given-up publish's outcome: no caller will, and asyncio would log an error as never retrieved."""
+    if not task.cancelled():
+        task.exception()
