@@ -25,8 +25,11 @@ Outcomes, decided here once::
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import weakref
-from typing import Final, cast
+from collections.abc import Coroutine
+from typing import Any, Final, cast
 
 import aiormq
 import aiormq.exceptions
@@ -104,9 +107,9 @@ class _Unanswered:
     object once the caller gave up; this object holds no reference to the channel, so a closed channel and
     its entry go once its tasks are done.
 
-    The price: a publish whose caller gave up is still written, later, where aiormq's own deadline would have
-    withdrawn an unwritten one. On a stalled channel every retry would then add a publish, so at most
-    ``ABANDONED_MAX`` given-up publishes wait per channel, and past that new ones are refused at once.
+    A publish given up before its frames are queued is withdrawn (:meth:`_give_up`); one given up after
+    goes on, held here. On a channel that stopped answering, every retry could add one more of those, so at
+    most ``ABANDONED_MAX`` given-up publishes wait per channel, and past that new ones are refused at once.
 
     aiormq matches a ``basic.return`` to its publish by the message id, so two publishes with one id
     answered together could swap outcomes (a returned copy would count as routed). A publish waits for
@@ -137,9 +140,16 @@ class _Unanswered:
             )
         message_id = message.properties.message_id
         earlier = self._last_by_id.get(message_id) if message_id else None
-        task = asyncio.get_running_loop().create_task(self._publish(channel, message, exchange, routing_key, earlier))
+        # Most publishes have no earlier one with their id: their task runs aiormq's coroutine itself, with
+        # no frame of ours around it (thousands are in flight while sessions open).
+        task = asyncio.get_running_loop().create_task(
+            _publish(channel, message, exchange, routing_key)
+            if earlier is None
+            else _after(earlier, channel, message, exchange, routing_key)
+        )
         if message_id:  # without one, aiormq gives the publish a random id of its own
             self._last_by_id[message_id] = task
+            task.add_done_callback(functools.partial(self._forget, message_id))
         return task
 
     async def answered_within(self, publish: asyncio.Task[_Answer], timeout_s: float) -> bool:
@@ -161,34 +171,68 @@ class _Unanswered:
             deadline.cancel()
             publish.remove_done_callback(wake)
             if not publish.done():
-                self._abandoned.add(publish)
-                publish.add_done_callback(self._abandoned.discard)
-                publish.add_done_callback(_read_outcome)
+                self._give_up(publish)
         return publish.done()
 
-    async def _publish(
-        self,
-        channel: aiormq.Channel,
-        message: Outbound,
-        exchange: str,
-        routing_key: str,
-        earlier: asyncio.Task[_Answer] | None,
-    ) -> _Answer:
-        try:
-            if earlier is not None:
-                await asyncio.wait((earlier,))
-            return await channel.basic_publish(
-                message.body,
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=message.properties,
-                mandatory=True,
-                wait=True,  # written before the confirm is awaited: see the module docstring
-            )
-        finally:
-            message_id = message.properties.message_id
-            if message_id and self._last_by_id.get(message_id) is asyncio.current_task():
-                del self._last_by_id[message_id]
+    def _give_up(self, publish: asyncio.Task[_Answer]) -> None:
+        """Withdraw ``publish`` if its frames are not on their way yet; otherwise leave it to finish, held here.
+
+        aiormq's publish suspends on a future only once its frames are queued for the socket (the write's
+        drain, then the confirm); before that it waits for the channel's lock, for room in the connection's
+        write queue, or (ours) for an earlier publish with its id. Cancelled there, aiormq rolls it back
+        cleanly and the broker never sees it, so an overloaded channel sheds the publishes nobody waits for.
+        Cancelled on a future, it could cancel the confirm (see the class docstring), so it is left alone.
+        """
+        if not _frames_queued(publish):
+            publish.cancel()
+            return
+        self._abandoned.add(publish)
+        publish.add_done_callback(self._abandoned.discard)
+        publish.add_done_callback(_read_outcome)
+
+    def _forget(self, message_id: str, task: asyncio.Task[_Answer]) -> None:
+        if self._last_by_id.get(message_id) is task:
+            del self._last_by_id[message_id]
+
+
+def _publish(
+    channel: aiormq.Channel, message: Outbound, exchange: str, routing_key: str
+) -> Coroutine[Any, Any, _Answer]:
+    return channel.basic_publish(
+        message.body,
+        exchange=exchange,
+        routing_key=routing_key,
+        properties=message.properties,
+        mandatory=True,
+        wait=True,  # written before the confirm is awaited: see the module docstring
+    )
+
+
+async def _after(
+    earlier: asyncio.Task[_Answer], channel: aiormq.Channel, message: Outbound, exchange: str, routing_key: str
+) -> _Answer:
+    """Publish once the broker answered ``earlier`` (a publish with the same message id)."""
+    await asyncio.wait((earlier,))
+    return await _publish(channel, message, exchange, routing_key)
+
+
+#: aiormq's publish, to find it among the coroutines a publish's task is suspended in.
+_BASIC_PUBLISH = aiormq.Channel.basic_publish.__code__
+
+
+def _frames_queued(publish: asyncio.Task[_Answer]) -> bool:
+    """Whether ``publish``'s frames are queued for the socket. aiormq's publish awaits a future in its own
+    frame only once they are (its write's drain, then its confirm); before, it is inside a coroutine (the
+    lock's, the write queue's ``put``) or not started, and ours may still wait for an earlier publish. Read
+    from inspect's ``cr_await`` chain, from the task's coroutine down to aiormq's: a coroutine awaiting a
+    future holds the future's iterator there, one awaiting a coroutine holds that coroutine."""
+    coroutine: Any = publish.get_coro()
+    while coroutine is not None and getattr(coroutine, "cr_code", None) is not _BASIC_PUBLISH:
+        coroutine = getattr(coroutine, "cr_await", None)
+    if coroutine is None:
+        return False
+    awaiting = coroutine.cr_await
+    return awaiting is not None and not inspect.iscoroutine(awaiting)
 
 
 def _read_outcome(task: asyncio.Task[_Answer]) -> None:

@@ -30,11 +30,11 @@ async def queue_of(broker: Broker, suffix: str) -> str:
     return name
 
 
-async def publish(channel: AbstractChannel, queue: str, *, message_id: str | None = None) -> bool:
+async def publish(channel: AbstractChannel, queue: str, *, message_id: str | None = None, body: bytes = b"{}") -> bool:
     async with asyncio.timeout(WAIT_S):
         return await publish_confirmed(
             channel,
-            Outbound.of(b"{}", message_id=message_id),
+            Outbound.of(body, message_id=message_id),
             exchange="",
             routing_key=queue,
             timeout_s=WAIT_S,
@@ -112,3 +112,27 @@ async def test_publishes_given_up_on_a_stalled_channel_still_go_out_and_are_boun
             relay.release()
             fresh = await connection.channel(publisher_confirms=True, on_return_raises=False)
             assert await publish(fresh, queue, message_id="m-2") is True
+
+
+async def test_a_publish_given_up_before_its_frames_left_is_withdrawn(broker: Broker) -> None:
+    # The second publish with one message id waits until the broker answered the first. Its caller gives
+    # up meanwhile: nothing of it was written, so it is withdrawn, and the broker never sees it.
+    queue = await queue_of(broker, "withdrawn")
+    async with HeldAnswers(broker.settings.amqp_url.get_secret_value()) as relay:
+        connection = await aio_pika.connect(relay.url)
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
+            relay.hold()
+            first = asyncio.create_task(publish(channel, queue, message_id="same", body=b"first"))
+            assert [m.body for m in await broker.take(queue, 1)] == [b"first"]  # written; its answer held
+            with pytest.raises(PublishTimeout):
+                await publish_confirmed(
+                    channel, Outbound.of(b"second", message_id="same"), exchange="", routing_key=queue,
+                    timeout_s=0.05, what="withdrawn",
+                )  # fmt: skip
+            relay.release()
+            assert await first is True
+            assert await publish(channel, queue, message_id="third", body=b"third") is True
+    assert [m.body for m in await broker.take(queue, 1)] == [b"third"]
+    ready = await broker.channel.declare_queue(queue, passive=True)
+    assert ready.declaration_result.message_count == 0
