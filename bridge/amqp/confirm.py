@@ -4,8 +4,9 @@ Every publish of the daemon goes through :func:`publish_confirmed`: events and d
 (:mod:`bridge.amqp.publisher`), journal records (:mod:`bridge.amqp.journal`), the router's copies and probes
 (:mod:`bridge.amqp.forwarder`), and the dead-letter replay (:mod:`bridge.amqp.tools`). It writes the frames
 with aiormq directly (no per-publish ``aio_pika.Message``), waits until they are written to the socket,
-then waits for the broker's confirm. The publish itself runs in a task its channel owns, so a caller that
-gives up never cancels aiormq's confirm (:class:`_Unanswered` says why that matters).
+then waits for the broker's confirm. The publish itself runs in a task of its own, so a caller that gives
+up never cancels aiormq's confirm (:class:`_Unanswered` says why that matters, and what becomes of a
+publish given up).
 
 The wait for the write keeps one publish per channel between the callers and the socket. Handing the
 frames over without it let hundreds of publishes queue on a busy connection: with 10,000 sessions opening,
@@ -61,8 +62,9 @@ async def publish_confirmed(
     wait for the broker's confirm. True when it was routed, False when the broker returned it unroutable.
 
     The caller passes a channel opened with publisher confirms, and ``what`` (the destination, for errors).
-    Giving up does not withdraw the message: a caller cancelled, or past ``timeout_s``, stops waiting, and the
-    publish goes on until the broker answers it or the channel closes; the broker may still take it.
+    A caller cancelled, or past ``timeout_s``, stops waiting; its publish is withdrawn if its frames are not
+    queued for the socket yet, and otherwise goes on until the broker answers it or the channel closes (the
+    broker may still take it).
     Publishes that carry the same message id go out on one channel one at a time, in call order.
 
     Raises:
@@ -95,7 +97,7 @@ async def publish_confirmed(
 
 
 class _Unanswered:
-    """One channel's publishes that the broker has not answered yet, each in a task the channel owns.
+    """One channel's publishes that the broker has not answered yet, each in a task of its own.
 
     Why a task per publish: aiormq resolves a publish's confirm future when the broker answers, and resolving
     one that was cancelled raises inside the channel's frame reader (a ``basic.return`` for it does so

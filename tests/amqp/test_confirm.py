@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import cast
 
 import aio_pika
 import aiormq
 import pytest
-from aio_pika.abc import AbstractChannel
+from aio_pika.abc import AbstractChannel, AbstractConnection
 
 from bridge.amqp import confirm
 from bridge.amqp.confirm import publish_confirmed
@@ -87,52 +88,58 @@ async def test_a_caller_giving_up_as_the_broker_returns_its_message_leaves_the_c
     assert await publish(confirmed, f"{queue}.missing") is False
 
 
+@pytest.fixture
+async def held(broker: Broker) -> AsyncIterator[tuple[HeldAnswers, AbstractConnection]]:
+    """A connection through a relay that can hold the broker's answers back."""
+    async with HeldAnswers(broker.settings.amqp_url.get_secret_value()) as relay:
+        connection = await aio_pika.connect(relay.url)
+        async with connection:
+            yield relay, connection
+
+
+async def give_up_on(channel: AbstractChannel, queue: str, *, message_id: str, body: bytes = b"{}") -> None:
+    """Publish with a deadline that passes (the broker's answers are held): PublishTimeout."""
+    message = Outbound.of(body, message_id=message_id)
+    with pytest.raises(PublishTimeout):
+        await publish_confirmed(channel, message, exchange="", routing_key=queue, timeout_s=0.05, what=queue)
+
+
 async def test_publishes_given_up_on_a_stalled_channel_still_go_out_and_are_bounded(
-    broker: Broker, monkeypatch: pytest.MonkeyPatch
+    broker: Broker, held: tuple[HeldAnswers, AbstractConnection], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A broker that stops answering: each caller's deadline passes, the publishes stay under way (they
-    # are not withdrawn), and past the bound the channel refuses more at once instead of holding every
-    # retry in memory. The relay holds only the broker's answers, so the given-up ones reach the queue.
+    # were written, so they are not withdrawn), and past the bound the channel refuses more at once instead
+    # of holding every retry in memory. The relay holds only the broker's answers: they reach the queue.
     monkeypatch.setattr(confirm, "ABANDONED_MAX", 2)
+    relay, connection = held
     queue = await queue_of(broker, "stalled")
-    async with HeldAnswers(broker.settings.amqp_url.get_secret_value()) as relay:
-        connection = await aio_pika.connect(relay.url)
-        async with connection:
-            stalled = await connection.channel(publisher_confirms=True, on_return_raises=False)
-            relay.hold()
-            for n in range(2):
-                with pytest.raises(PublishTimeout):
-                    await publish_confirmed(
-                        stalled, Outbound.of(b"{}", message_id=f"m-{n}"), exchange="", routing_key=queue,
-                        timeout_s=0.05, what="stalled",
-                    )  # fmt: skip
-            with pytest.raises(BrokerUnavailable, match=r"2 earlier publishes .* unanswered"):
-                await publish(stalled, queue)
-            assert [m.message_id for m in await broker.take(queue, 2)] == ["m-0", "m-1"]
-            relay.release()
-            fresh = await connection.channel(publisher_confirms=True, on_return_raises=False)
-            assert await publish(fresh, queue, message_id="m-2") is True
+    stalled = await connection.channel(publisher_confirms=True, on_return_raises=False)
+    relay.hold()
+    for n in range(2):
+        await give_up_on(stalled, queue, message_id=f"m-{n}")
+    with pytest.raises(BrokerUnavailable, match=r"2 earlier publishes .* unanswered"):
+        await publish(stalled, queue)
+    assert [m.message_id for m in await broker.take(queue, 2)] == ["m-0", "m-1"]
+    relay.release()
+    fresh = await connection.channel(publisher_confirms=True, on_return_raises=False)
+    assert await publish(fresh, queue, message_id="m-2") is True
 
 
-async def test_a_publish_given_up_before_its_frames_left_is_withdrawn(broker: Broker) -> None:
+async def test_a_publish_given_up_before_its_frames_left_is_withdrawn(
+    broker: Broker, held: tuple[HeldAnswers, AbstractConnection]
+) -> None:
     # The second publish with one message id waits until the broker answered the first. Its caller gives
     # up meanwhile: nothing of it was written, so it is withdrawn, and the broker never sees it.
+    relay, connection = held
     queue = await queue_of(broker, "withdrawn")
-    async with HeldAnswers(broker.settings.amqp_url.get_secret_value()) as relay:
-        connection = await aio_pika.connect(relay.url)
-        async with connection:
-            channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
-            relay.hold()
-            first = asyncio.create_task(publish(channel, queue, message_id="same", body=b"first"))
-            assert [m.body for m in await broker.take(queue, 1)] == [b"first"]  # written; its answer held
-            with pytest.raises(PublishTimeout):
-                await publish_confirmed(
-                    channel, Outbound.of(b"second", message_id="same"), exchange="", routing_key=queue,
-                    timeout_s=0.05, what="withdrawn",
-                )  # fmt: skip
-            relay.release()
-            assert await first is True
-            assert await publish(channel, queue, message_id="third", body=b"third") is True
+    channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
+    relay.hold()
+    first = asyncio.create_task(publish(channel, queue, message_id="same", body=b"first"))
+    assert [m.body for m in await broker.take(queue, 1)] == [b"first"]  # written; its answer held
+    await give_up_on(channel, queue, message_id="same", body=b"second")
+    relay.release()
+    assert await first is True
+    assert await publish(channel, queue, message_id="third", body=b"third") is True
     assert [m.body for m in await broker.take(queue, 1)] == [b"third"]
     ready = await broker.channel.declare_queue(queue, passive=True)
     assert ready.declaration_result.message_count == 0
