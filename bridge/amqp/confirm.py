@@ -115,15 +115,17 @@ class _Unanswered:
 
     aiormq matches a ``basic.return`` to its publish by the message id, so two publishes with one id
     answered together could swap outcomes (a returned copy would count as routed). A publish waits for
-    the one before it with its id, until the broker has answered that one, not just until its caller left.
+    every one before it with its id, until the broker has answered them, not just until their callers left
+    (one of them withdrawn does not free the ones behind it).
     """
 
-    __slots__ = ("_abandoned", "_last_by_id")
+    __slots__ = ("_abandoned", "_by_id")
 
     def __init__(self) -> None:
         #: Given up by their callers, not answered yet: held here, as nothing else holds them.
         self._abandoned: set[asyncio.Task[_Answer]] = set()
-        self._last_by_id: dict[str, asyncio.Task[_Answer]] = {}
+        #: Per message id, its publishes not finished yet, oldest first.
+        self._by_id: dict[str, list[asyncio.Task[_Answer]]] = {}
 
     def start(
         self, channel: aiormq.Channel, message: Outbound, exchange: str, routing_key: str, what: str
@@ -141,23 +143,23 @@ class _Unanswered:
                 "deadlines; the channel is stalled"
             )
         message_id = message.properties.message_id
-        earlier = self._last_by_id.get(message_id) if message_id else None
+        same_id = self._by_id.get(message_id) if message_id else None
         # Most publishes have no earlier one with their id: their task runs aiormq's coroutine itself, with
         # no frame of ours around it (thousands are in flight while sessions open).
         task = asyncio.get_running_loop().create_task(
-            _publish(channel, message, exchange, routing_key)
-            if earlier is None
-            else _after(earlier, channel, message, exchange, routing_key)
+            _after(tuple(same_id), channel, message, exchange, routing_key)
+            if same_id
+            else _publish(channel, message, exchange, routing_key)
         )
         if message_id:  # without one, aiormq gives the publish a random id of its own
-            self._last_by_id[message_id] = task
+            self._by_id.setdefault(message_id, []).append(task)
             task.add_done_callback(functools.partial(self._forget, message_id))
         return task
 
     async def answered_within(self, publish: asyncio.Task[_Answer], timeout_s: float) -> bool:
         """Wait for ``publish`` to end, at most ``timeout_s``; False past it. Past it, or when the caller is
-        cancelled, the publish is given up: it goes on, held here. (The same as ``asyncio.wait``, at about
-        half its cost per publish.)"""
+        cancelled, the publish is given up (:meth:`_give_up`). (The same as ``asyncio.wait``, at about half
+        its cost per publish.)"""
         loop = asyncio.get_running_loop()
         woken = loop.create_future()
 
@@ -193,8 +195,10 @@ class _Unanswered:
         publish.add_done_callback(_read_outcome)
 
     def _forget(self, message_id: str, task: asyncio.Task[_Answer]) -> None:
-        if self._last_by_id.get(message_id) is task:
-            del self._last_by_id[message_id]
+        same_id = self._by_id[message_id]
+        same_id.remove(task)
+        if not same_id:
+            del self._by_id[message_id]
 
 
 def _publish(
@@ -211,28 +215,38 @@ def _publish(
 
 
 async def _after(
-    earlier: asyncio.Task[_Answer], channel: aiormq.Channel, message: Outbound, exchange: str, routing_key: str
+    earlier: tuple[asyncio.Task[_Answer], ...],
+    channel: aiormq.Channel,
+    message: Outbound,
+    exchange: str,
+    routing_key: str,
 ) -> _Answer:
-    """Publish once the broker answered ``earlier`` (a publish with the same message id)."""
-    await asyncio.wait((earlier,))
+    """Publish once the broker answered every one of ``earlier`` (the publishes with the same message id)."""
+    await asyncio.wait(earlier)
     return await _publish(channel, message, exchange, routing_key)
 
 
-#: aiormq's publish, to find it among the coroutines a publish's task is suspended in.
+#: aiormq's publish and ours waiting for earlier ones, to find them among a publish task's coroutines.
 _BASIC_PUBLISH = aiormq.Channel.basic_publish.__code__
+_AFTER = _after.__code__
 
 
 def _frames_queued(publish: asyncio.Task[_Answer]) -> bool:
-    """Whether ``publish``'s frames are queued for the socket. aiormq's publish awaits a future in its own
-    frame only once they are (its write's drain, then its confirm); before, it is inside a coroutine (the
-    lock's, the write queue's ``put``) or not started, and ours may still wait for an earlier publish. Read
-    from inspect's ``cr_await`` chain, from the task's coroutine down to aiormq's: a coroutine awaiting a
-    future holds the future's iterator there, one awaiting a coroutine holds that coroutine."""
-    coroutine: Any = publish.get_coro()
+    """Whether ``publish``'s frames may be queued for the socket (True unless they certainly are not).
+
+    aiormq's publish awaits a future in its own frame only once they are (its write's drain, then its
+    confirm); before, it is inside a coroutine (the lock's, the write queue's ``put``) or not started, and
+    ours may still wait in :func:`_after`. Read from inspect's ``cr_await`` chain, from the task's coroutine
+    down to aiormq's: a coroutine awaiting a future holds the future's iterator there, one awaiting a
+    coroutine holds that coroutine. A chain of another shape (another aiormq) counts as queued: holding a
+    publish is safe, cancelling one that awaits its confirm is not.
+    """
+    top: Any = publish.get_coro()
+    coroutine = top
     while coroutine is not None and getattr(coroutine, "cr_code", None) is not _BASIC_PUBLISH:
         coroutine = getattr(coroutine, "cr_await", None)
-    if coroutine is None:
-        return False
+    if coroutine is None:  # not inside aiormq's publish: queued unless still waiting in _after
+        return getattr(top, "cr_code", None) is not _AFTER
     awaiting = coroutine.cr_await
     return awaiting is not None and not inspect.iscoroutine(awaiting)
 

@@ -129,7 +129,8 @@ async def test_a_publish_given_up_before_its_frames_left_is_withdrawn(
     broker: Broker, held: tuple[HeldAnswers, AbstractConnection]
 ) -> None:
     # The second publish with one message id waits until the broker answered the first. Its caller gives
-    # up meanwhile: nothing of it was written, so it is withdrawn, and the broker never sees it.
+    # up meanwhile: nothing of it was written, so it is withdrawn, and the broker never sees it. A third
+    # with that id still waits for the first, unanswered: the withdrawn one does not free its turn.
     relay, connection = held
     queue = await queue_of(broker, "withdrawn")
     channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
@@ -137,9 +138,10 @@ async def test_a_publish_given_up_before_its_frames_left_is_withdrawn(
     first = asyncio.create_task(publish(channel, queue, message_id="same", body=b"first"))
     assert [m.body for m in await broker.take(queue, 1)] == [b"first"]  # written; its answer held
     await give_up_on(channel, queue, message_id="same", body=b"second")
+    await give_up_on(channel, queue, message_id="same", body=b"third")
     relay.release()
     assert await first is True
-    assert await publish(channel, queue, message_id="third", body=b"third") is True
-    assert [m.body for m in await broker.take(queue, 1)] == [b"third"]
+    assert await publish(channel, queue, message_id="fourth", body=b"fourth") is True
+    assert [m.body for m in await broker.take(queue, 1)] == [b"fourth"]
     ready = await broker.channel.declare_queue(queue, passive=True)
     assert ready.declaration_result.message_count == 0
