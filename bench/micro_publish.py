@@ -3,7 +3,7 @@
 - ``aio-pika``: ``Exchange.publish`` with ``mandatory`` (the raw library, the reference);
 - ``in caller``: aiormq's ``basic_publish`` awaited by the caller's own task under its deadline (how
   :func:`bridge.amqp.confirm.publish_confirmed` published before its publishes got a task of their own);
-- ``publish_confirmed``: the daemon's one confirmed publish, each publish in a task its channel owns.
+- ``publish_confirmed``: the daemon's one confirmed publish, each publish in a task of its own.
 
 Each repetition publishes ``--publishes`` small persistent messages to one classic queue, ``--in-flight`` at
 a time, on uvloop; the three ways alternate, repetition by repetition, so they see the same machine. Prints

@@ -16,9 +16,10 @@ below 2,000 commands/s. The machine is shared and noisy, so baseline and bridge 
 (baseline, bridge, baseline, bridge, ...; the baseline is ``bench/baseline_pipeline.py`` with the same M,
 N and prefetch, run once per pair by ``bench/baseline_rep.py``) and each pair's ratio is reported too.
 - **The durable baseline**, run beside each pair: the same raw pipeline on the daemon's event loop (uvloop),
-  doing the broker work of the bridge's guarantees too (``--durable``: a router hop through a second quorum
-  queue, two confirmed journal records per command). The bridge's ratio to it is what the bridge's own
-  code costs; the durable baseline's ratio to the baseline is what the guarantees cost on this broker.
+  doing the broker work of the bridge's guarantees too (``--durable``: a router hop into 16 partition quorum
+  queues, two confirmed journal records per command in the partitions' streams). The bridge's ratio to it
+  is what the bridge's own code costs; the durable baseline's ratio to the baseline is what the guarantees
+  cost on this broker.
 """
 
 from __future__ import annotations
