@@ -21,8 +21,13 @@ of ``--partitions`` (16) quorum queues and as many streams: the commands wait in
 router in this process copies each one into its session's partition queue with a confirmed publish before
 it acks it (copies pipelined, up to ``P``); the pipeline consumes every partition queue, and writes two
 confirmed records of ``--record-bytes`` to the partition's stream, one before the frame is sent and one
-after the echo, before it publishes the event. What is left between this and the bridge is the bridge's
-own work.
+after the echo, before it publishes the event. The router starts with the clock, as the bridge's own does
+when the benchmark resumes the paused daemon, so its copies are inside the measured window. What is left
+between this and the bridge is the bridge's own work.
+
+``--paced RATE`` publishes the commands during each repetition, at ``RATE`` per second in 5 ms steps (as
+``bench/throughput.py`` paces the bridge's), instead of before it: latency is then each command's send →
+ack under that load. The publisher runs in this process, so its CPU counts in this process's figure.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from websockets.asyncio.client import ClientConnection, connect
 
 NAME = "baseline_pipeline"
+#: A file this script creates when the first repetition's clock starts (set by ``python -m bench.profile``).
+CLOCK_STARTED_ENV = "BENCH_CLOCK_STARTED_FILE"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -121,9 +128,9 @@ def machine_info() -> dict[str, Any]:
     }
 
 
-def write_results(payload: dict[str, Any]) -> Path:
+def write_results(payload: dict[str, Any], name: str = NAME) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    path = RESULTS_DIR / f"{NAME}.json"
+    path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return path
 
@@ -143,6 +150,7 @@ class Options:
     record_bytes: int = 3072
     partitions: int = 16
     loop: str = "asyncio"
+    paced: float = 0.0  # commands/s published during the repetition instead of before it; 0: drain a full queue
 
 
 @dataclass(frozen=True)
@@ -222,27 +230,44 @@ async def open_links(port: int, count: int) -> list[EchoLink]:
     return links
 
 
+def command_message(i: int, sessions: int, sent_at: float | None = None) -> aio_pika.Message:
+    """The ``i``-th command, for session ``i % sessions``; ``sent_at`` (``perf_counter``) when paced."""
+    command: dict[str, Any] = {
+        "type": "message.send",
+        "command_id": uuid.uuid4().hex,
+        "session": i % sessions,
+        "text": "hello from the benchmark",
+    }
+    if sent_at is not None:
+        command["sent_at"] = sent_at
+    return aio_pika.Message(
+        json.dumps(command).encode(), delivery_mode=aio_pika.DeliveryMode.PERSISTENT, content_type="application/json"
+    )
+
+
+async def publish_paced(channel: AbstractChannel, queue_name: str, opts: Options) -> None:
+    """Open loop: ``opts.commands`` commands at ``opts.paced`` per second, in 5 ms steps, confirms pipelined
+    (as the bridge's load generator paces them). Each carries its send time, so latency is send → ack."""
+    exchange = channel.default_exchange
+    start = time.perf_counter()
+    sent = 0
+    async with asyncio.TaskGroup() as publishes:
+        while sent < opts.commands:
+            due = min(opts.commands, int((time.perf_counter() - start) * opts.paced) + 1)
+            while sent < due:
+                message = command_message(sent, opts.sessions, sent_at=time.perf_counter())
+                publishes.create_task(exchange.publish(message, routing_key=queue_name))
+                sent += 1
+            await asyncio.sleep(0.005)
+
+
 async def prefill(channel: AbstractChannel, queue_name: str, count: int, sessions: int) -> None:
     """Put ``count`` commands in the queue (pipelined confirms); not timed."""
     exchange = channel.default_exchange
     for start in range(0, count, 500):
         await asyncio.gather(
             *(
-                exchange.publish(
-                    aio_pika.Message(
-                        json.dumps(
-                            {
-                                "type": "message.send",
-                                "command_id": uuid.uuid4().hex,
-                                "session": i % sessions,
-                                "text": "hello from the benchmark",
-                            }
-                        ).encode(),
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        content_type="application/json",
-                    ),
-                    routing_key=queue_name,
-                )
+                exchange.publish(command_message(i, sessions), routing_key=queue_name)
                 for i in range(start, min(count, start + 500))
             )
         )
@@ -260,12 +285,15 @@ async def run_rep(
     durable: Durable | None = None,
     extra_queues: list[AbstractQueue] | None = None,
 ) -> RepResult:
-    await prefill(prefill_channel, durable.intake if durable else command_queue.name, opts.commands, opts.sessions)
+    first_queue = durable.intake.name if durable else command_queue.name
+    if not opts.paced:
+        await prefill(prefill_channel, first_queue, opts.commands, opts.sessions)
     latencies: list[float] = []
 
     async def handle(message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         command = json.loads(message.body)
+        started = command.get("sent_at", started)
         link = links[command["session"] % len(links)]
         frame = json.dumps(
             {
@@ -303,6 +331,8 @@ async def run_rep(
 
     for meter in meters.values():
         meter.start()
+    if rep == 1 and (signal_path := os.environ.get(CLOCK_STARTED_ENV)):
+        os.close(os.open(signal_path, os.O_CREAT | os.O_WRONLY, 0o644))  # a profiler samples from here on
     cpu_start = time.process_time()
     started = time.perf_counter()
     received = 0
@@ -317,7 +347,11 @@ async def run_rep(
             if received == opts.commands:
                 every_one.set()
 
+        if durable is not None:
+            tasks.create_task(durable.route(opts.commands))
         tags = [await queue.consume(on_message) for queue in queues]
+        if opts.paced:
+            tasks.create_task(publish_paced(prefill_channel, first_queue, opts))
         await every_one.wait()
         for queue, tag in zip(queues, tags, strict=True):
             await queue.cancel(tag)
@@ -376,8 +410,18 @@ class Durable:
     """The broker work of the bridge's guarantees, without its code: a router hop and journal records, over
     ``partitions`` quorum queues and as many streams, as the daemon lays them out."""
 
-    def __init__(self, intake: str, journal: AbstractChannel, streams: list[str], record_bytes: int) -> None:
+    def __init__(
+        self,
+        intake: AbstractQueue,
+        forward: AbstractChannel,
+        partitions: list[str],
+        journal: AbstractChannel,
+        streams: list[str],
+        record_bytes: int,
+    ) -> None:
         self.intake = intake
+        self._forward = forward.default_exchange
+        self._partitions = partitions
         self._journal = journal.default_exchange
         self._streams = streams
         self._body = os.urandom(record_bytes)  # a sealed record is random-looking bytes
@@ -390,28 +434,34 @@ class Durable:
             mandatory=True,
         )
 
-    @staticmethod
-    async def route(intake: AbstractQueue, forward: AbstractChannel, queues: list[str]) -> None:
-        """Copy every delivery of ``intake`` into its session's partition queue (confirmed, pipelined), then
-        ack it; runs until cancelled."""
+    async def route(self, count: int) -> None:
+        """Copy ``count`` deliveries of the intake into their sessions' partition queues (confirmed,
+        pipelined), acking each once its copy is confirmed; returns when all are.
+
+        The caller starts it with the repetition's clock, as the bridge's router only runs once the paused
+        daemon resumes: copies made while the queue is filled would be work outside the measured window."""
 
         async def copy(message: AbstractIncomingMessage) -> None:
             session = json.loads(message.body)["session"]
-            await forward.default_exchange.publish(
+            await self._forward.publish(
                 aio_pika.Message(
                     message.body,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     content_type=message.content_type,
                     message_id=message.message_id,
                 ),
-                routing_key=queues[session % len(queues)],
+                routing_key=self._partitions[session % len(self._partitions)],
                 mandatory=True,
             )
             await message.ack()
 
-        async with asyncio.TaskGroup() as copies, intake.iterator() as deliveries:
+        copied = 0
+        async with asyncio.TaskGroup() as copies, self.intake.iterator() as deliveries:
             async for message in deliveries:
                 copies.create_task(copy(message))
+                copied += 1
+                if copied == count:
+                    break
 
 
 async def pipeline(opts: Options, results: list[RepResult]) -> None:
@@ -437,7 +487,6 @@ async def pipeline(opts: Options, results: list[RepResult]) -> None:
         await event_queue.bind(events, "#")
         queues = [command_queue.name, event_queue.name]
         durable: Durable | None = None
-        router: asyncio.Task[None] | None = None
         extra_queues: list[AbstractQueue] = []
         if opts.durable:
             conns = [await durable_stack.enter_async_context(await aio_pika.connect(opts.amqp_url)) for _ in range(3)]
@@ -466,8 +515,7 @@ async def pipeline(opts: Options, results: list[RepResult]) -> None:
             ]
             consumed = [queue.name for queue in partitions]
             queues += [intake.name, *consumed[1:], *streams]
-            durable = Durable(intake.name, journal_channel, streams, opts.record_bytes)
-            router = asyncio.create_task(Durable.route(intake, forward_channel, consumed))
+            durable = Durable(intake, forward_channel, consumed, journal_channel, streams, opts.record_bytes)
             extra_queues = partitions[1:]
         links = await open_links(port, opts.sessions)
         meters = {"echo": CpuMeter([echo_pid]), "broker": CpuMeter(find_pids("beam.smp"))}
@@ -494,9 +542,6 @@ async def pipeline(opts: Options, results: list[RepResult]) -> None:
                 finally:
                     await asyncio.gather(*(link.ws.close() for link in links))
         finally:
-            if router is not None:
-                router.cancel()
-                await asyncio.gather(router, return_exceptions=True)
             await cleanup(publish_conn, queues=tuple(queues), exchange=events.name)
 
 
@@ -556,6 +601,13 @@ def main() -> None:
     parser.add_argument("--record-bytes", type=int, default=3072, help="journal record size with --durable")
     parser.add_argument("--partitions", type=int, default=16, help="partition queues and streams with --durable")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio", help="event loop to run on")
+    parser.add_argument("--result", default=NAME, help="results file name under bench/results (no .json)")
+    parser.add_argument(
+        "--paced",
+        type=float,
+        default=0.0,
+        help="publish the commands at this rate during each repetition (latency at a load), not before it",
+    )
     args = parser.parse_args()
     opts = Options(
         amqp_url=args.amqp_url,
@@ -568,15 +620,17 @@ def main() -> None:
         record_bytes=args.record_bytes,
         partitions=args.partitions,
         loop=args.loop,
+        paced=args.paced,
     )
     print(
         f"baseline pipeline{' (durable)' if opts.durable else ''}: {opts.sessions} WebSockets, "
         f"{opts.commands} commands x {opts.reps}, prefetch {opts.prefetch}, on {opts.loop}"
+        + (f", published at {opts.paced:g}/s during each repetition" if opts.paced else "")
     )
     print(HEADER)
     payload = run_on_loop(opts)
     print_summary(payload["summary"])
-    print(f"\nwrote {write_results(payload)}")
+    print(f"\nwrote {write_results(payload, args.result)}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import tracemalloc
 from collections import Counter
@@ -40,6 +41,17 @@ _GROUPS: tuple[tuple[str, str], ...] = (
     ("bridge/", "bridge (other)"),
     ("ssl.py", "ssl"),
 )
+
+
+def _tasks_by_coroutine() -> Counter[str]:
+    """Live tasks by the qualified name of their coroutine (the long-lived ones are what a session holds)."""
+    return Counter(getattr(t.get_coro(), "__qualname__", "?") for t in asyncio.all_tasks())
+
+
+def _objects_by_type() -> Counter[str]:
+    """Objects the cyclic collector tracks, by type: what a session is made of, in counts rather than bytes."""
+    gc.collect()
+    return Counter(type(o).__qualname__ for o in gc.get_objects())
 
 
 def group_of(filename: str) -> str:
@@ -73,10 +85,12 @@ async def _measure(sessions: int) -> dict[str, Any]:
             await asyncio.sleep(1)
             before = tracemalloc.take_snapshot()
             rss0 = rss_bytes(os.getpid())
+            tasks0, objects0 = _tasks_by_coroutine(), _objects_by_type()
             await lg.start_sessions([f"{stack.prefix}.s{i}" for i in range(sessions)], timeout_s=60 + sessions / 10)
             await asyncio.sleep(3)
             after = tracemalloc.take_snapshot()
             rss1 = rss_bytes(os.getpid())
+            tasks, objects = _tasks_by_coroutine() - tasks0, _objects_by_type() - objects0
         tracemalloc.stop()
     diff = after.compare_to(before, "filename")
     groups: Counter[str] = Counter()
@@ -91,6 +105,8 @@ async def _measure(sessions: int) -> dict[str, Any]:
         "by_group_kib_per_session": {
             g: round(v / sessions / 1024, 2) for g, v in groups.most_common() if abs(v) >= sessions * 64
         },
+        "tasks_per_session": {k: round(v / sessions, 2) for k, v in tasks.most_common() if v >= sessions / 10},
+        "objects_per_session": {k: round(v / sessions, 2) for k, v in objects.most_common(25)},
         "top_lines_kib_per_session": [
             (
                 f"{s.traceback[0].filename.split('site-packages/')[-1].split('main/')[-1]}:{s.traceback[0].lineno}",
@@ -114,6 +130,10 @@ def main() -> None:
     print(render_table(["group", "KiB/session"], list(doc["by_group_kib_per_session"].items())))
     print()
     print(render_table(["line", "KiB/session"], doc["top_lines_kib_per_session"]))
+    print()
+    print(render_table(["task (coroutine)", "per session"], list(doc["tasks_per_session"].items())))
+    print()
+    print(render_table(["tracked object type", "per session"], list(doc["objects_per_session"].items())))
     print(f"wrote {write_result('memprofile', doc)}")
 
 

@@ -1,4 +1,4 @@
-"""Where the bridge's CPU goes under load: ``python -m bench.profile throughput|fanin|idle|open``.
+"""Where the bridge's CPU goes under load: ``python -m bench.profile throughput|fanin|idle|open|durable``.
 
 Not part of ``python -m bench`` (a profiler perturbs what it measures). It sets up the same stack as the
 benchmark, attaches ``py-spy record`` (sampling, 100 Hz, no code change) to the bridge process for the
@@ -10,6 +10,12 @@ loaded phase, and prints two views of the samples:
   charged to the bridge code that called it;
 - by function, self time (the innermost frame; time in C code counts for its Python caller).
 
+``durable`` profiles the durable baseline instead (``bench/baseline_pipeline.py --durable`` on uvloop, no
+bridge code), over its first repetition's measured window only: the same broker work as ``throughput``
+without the bridge, so the two profiles side by side say which layers the bridge's code adds to. Both
+``durable`` and ``throughput`` also turn each layer's share into CPU per command: the pipeline's own CPU per
+command in its repetition, and the bridge's CPU over the outcomes that arrived in the profiled window.
+
 Writes the raw collapsed stacks to ``$BENCH_LOG_DIR/profile-<scenario>.txt`` (large) and the summary to
 ``bench/results/profile-<scenario>.json``.
 """
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -27,9 +34,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from bench.baseline_pipeline import CLOCK_STARTED_ENV, RESULTS_DIR
 from bench.common import write_result
 from bench.loadgen import LoadGen, message_send
-from bench.procs import Child, raise_nofile_limit
+from bench.procs import Child, cpu_seconds, raise_nofile_limit
 from bench.stack import LOG_DIR, Stack, bridge_available
 from bench.stats import render_table
 
@@ -47,6 +55,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("logging (structlog)", ("structlog/", "logging/")),
     ("metrics (prometheus_client)", ("prometheus_client/",)),
     ("our code (bridge/)", ("bridge/",)),
+    ("the durable baseline's own code (bench/)", ("bench/",)),
     ("event loop (asyncio/selectors/ssl/socket)", ("asyncio/", "selectors.py", "socket.py", "ssl.py", "uvloop")),
 )
 
@@ -90,14 +99,56 @@ def summarize(collapsed: str) -> dict[str, Any]:
     return {"samples": total, "by_layer": share, "by_bridge_function_inclusive": top, "self_time": self_time}
 
 
-async def _profile(scenario: str, seconds: float, sessions: int) -> dict[str, Any]:
+def _py_spy(pid: int, seconds: float, out: Path) -> list[str]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    options = ["--duration", str(int(seconds)), "--rate", "100", "--format", "raw", "--output", str(out)]
+    return [py_spy, "record", "--pid", str(pid), *options]
+
+
+async def _profile_durable(seconds: float, sessions: int, commands: int, out: Path) -> dict[str, Any]:
+    """py-spy on the durable baseline, from its first repetition's clock start for ``seconds``."""
+    started = Path(LOG_DIR) / "profile-durable.clock-started"
+    started.unlink(missing_ok=True)
+    result = "profile-durable-pipeline"
+    argv = [sys.executable, "-m", "bench.baseline_pipeline", "--durable", "--loop", "uvloop", "--reps", "1"]
+    argv += ["--sessions", str(sessions), "--commands", str(commands), "--result", result, "--max-seconds", "300"]
+    env = {**os.environ, CLOCK_STARTED_ENV: str(started)}
+    async with Child(argv, name="durable-baseline", env=env, log_path=str(out) + ".pipeline.log") as pipeline:
+        async with asyncio.timeout(240):
+            # The signal is a file another process makes, so it is polled; the pipeline's output stays as is.
+            while not started.exists():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        async with Child(_py_spy(pipeline.pid, seconds, out), name="py-spy", log_path=str(out) + ".log") as spy:
+            assert spy.proc is not None
+            async with asyncio.timeout(seconds + 30):
+                await spy.proc.wait()
+        assert pipeline.proc is not None
+        async with asyncio.timeout(300):
+            await pipeline.proc.wait()
+    return _durable_summary(out, RESULTS_DIR / f"{result}.json", seconds, sessions)
+
+
+def _durable_summary(out: Path, figures_path: Path, seconds: float, sessions: int) -> dict[str, Any]:
+    figures = json.loads(figures_path.read_text(encoding="utf-8"))
+    figures_path.unlink()  # a profiled run: its figures are perturbed, not results
+    rep = figures["repetitions"][0]
+    doc = summarize(out.read_text(encoding="utf-8") if out.exists() else "")
+    cpu_us = float(rep["cpu_us_per_command"])
+    doc["pipeline"] = {k: rep[k] for k in ("commands", "seconds", "commands_per_s", "cpu_us_per_command")}
+    doc["by_layer_us_per_command"] = {k: round(v * cpu_us) for k, v in doc["by_layer"].items()}
+    return {"scenario": "durable", "sessions": sessions, "seconds": seconds, **doc}
+
+
+async def _profile(scenario: str, seconds: float, sessions: int, commands: int) -> dict[str, Any]:
     raise_nofile_limit()
     os.makedirs(LOG_DIR, exist_ok=True)
     out = Path(LOG_DIR) / f"profile-{scenario}.txt"  # raw stacks are large: kept out of bench/results
+    if scenario == "durable":
+        return await _profile_durable(seconds, sessions, commands, out)
     # idle: keepalives as bench/capacity.py runs them (ping and echo every 30 s), sampled over one full
     # interval once every session has passed its first one.
     env = {"BRIDGE_WS_PING_INTERVAL_S": "30", "BRIDGE_ECHO_INTERVAL_S": "30"} if scenario == "idle" else {}
+    per_command: float | None = None
     async with (
         Stack(f"profile-{scenario}", max_sessions=sessions, extra_env=env) as stack,
         LoadGen.of(stack.names) as lg,
@@ -108,14 +159,15 @@ async def _profile(scenario: str, seconds: float, sessions: int) -> dict[str, An
         if scenario == "idle":
             await asyncio.sleep(30)
         assert stack.bridge is not None
-        argv = [py_spy, "record", "--pid", str(stack.bridge.pid), "--duration", str(int(seconds))]
-        argv += ["--rate", "100", "--format", "raw", "--output", str(out)]
-        async with Child(argv, name="py-spy", log_path=str(out) + ".log") as spy:
+        async with Child(_py_spy(stack.bridge.pid, seconds, out), name="py-spy", log_path=str(out) + ".log") as spy:
             await asyncio.sleep(0.5)  # py-spy attaches
             if scenario == "throughput":
                 await lg.follow("command.outcome.#")
+                tally, cpu_before = lg.new_tally(), cpu_seconds(stack.bridge.pid)
                 # Saturate: far more than the bridge can do in the window; the profile covers the window only.
                 await lg.publish_paced(lambda i: message_send(ids[i % len(ids)]), 3000, seconds)
+                if tally.arrived:
+                    per_command = (cpu_seconds(stack.bridge.pid) - cpu_before) / tally.arrived * 1e6
             elif scenario == "open":
                 with contextlib.suppress(TimeoutError):  # the profile covers the first ``seconds`` only
                     await lg.start_sessions(ids, timeout_s=seconds)
@@ -128,23 +180,38 @@ async def _profile(scenario: str, seconds: float, sessions: int) -> dict[str, An
             async with asyncio.timeout(seconds + 30):
                 await spy.proc.wait()
     collapsed = out.read_text(encoding="utf-8") if out.exists() else ""
-    return {"scenario": scenario, "sessions": sessions, "seconds": seconds, **summarize(collapsed)}
+    doc = summarize(collapsed)
+    if per_command is not None:  # throughput: the bridge's CPU per outcome in the window, split by layer
+        doc["bridge_cpu_us_per_command"] = round(per_command)
+        doc["by_layer_us_per_command"] = {k: round(v * per_command) for k, v in doc["by_layer"].items()}
+    return {"scenario": scenario, "sessions": sessions, "seconds": seconds, **doc}
 
 
 def main() -> None:
     """``python -m bench.profile <scenario>``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("scenario", choices=("throughput", "fanin", "idle", "open"))
+    parser.add_argument("scenario", choices=("throughput", "fanin", "idle", "open", "durable"))
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--commands", type=int, default=20000, help="durable: commands in its repetition")
     args = parser.parse_args()
     missing = bridge_available()
     if missing is not None:
         print(f"profile: not available yet: {missing}")
         return
-    doc = asyncio.run(_profile(args.scenario, args.seconds, args.sessions))
+    doc = asyncio.run(_profile(args.scenario, args.seconds, args.sessions, args.commands))
     print(f"{doc['samples']} samples")
-    print(render_table(["layer (innermost frame)", "share"], [[k, f"{v:.1%}"] for k, v in doc["by_layer"].items()]))
+    per_command = doc.get("by_layer_us_per_command", {})
+    print(
+        render_table(
+            ["layer (innermost frame)", "share", "µs per command"],
+            [[k, f"{v:.1%}", per_command.get(k, "—")] for k, v in doc["by_layer"].items()],
+        )
+    )
+    if "pipeline" in doc:
+        print(f"durable baseline in the window: {doc['pipeline']}")
+    if "bridge_cpu_us_per_command" in doc:
+        print(f"bridge CPU per command in the window: {doc['bridge_cpu_us_per_command']} µs")
     print()
     print(
         render_table(

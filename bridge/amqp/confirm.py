@@ -191,8 +191,14 @@ class _Unanswered:
             publish.cancel()
             return
         self._abandoned.add(publish)
-        publish.add_done_callback(self._abandoned.discard)
-        publish.add_done_callback(_read_outcome)
+        publish.add_done_callback(self._answered_late)
+
+    def _answered_late(self, publish: asyncio.Task[_Answer]) -> None:
+        """A held publish finished: let it go, and read its outcome (no caller will; asyncio would log an
+        error nobody retrieved)."""
+        self._abandoned.discard(publish)
+        if not publish.cancelled():
+            publish.exception()
 
     def _forget(self, message_id: str, task: asyncio.Task[_Answer]) -> None:
         same_id = self._by_id[message_id]
@@ -249,9 +255,3 @@ def _frames_queued(publish: asyncio.Task[_Answer]) -> bool:
         return getattr(top, "cr_code", None) is not _AFTER
     awaiting = coroutine.cr_await
     return awaiting is not None and not inspect.iscoroutine(awaiting)
-
-
-def _read_outcome(task: asyncio.Task[_Answer]) -> None:
-    """Read a given-up publish's outcome: no caller will, and asyncio would log an error as never retrieved."""
-    if not task.cancelled():
-        task.exception()

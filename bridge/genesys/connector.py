@@ -238,10 +238,15 @@ def _drop_handshake(ws: ClientConnection) -> None:
     nothing here reads them later. websockets 17 reads ``response`` once more only to tell the handshake
     response from later frames (``ClientConnection.process_event``: ``response is None`` means "still
     handshaking"), so it is replaced by one bare 101 response that every connection shares, not set to
-    ``None``; ``request`` is never read after the upgrade is sent.
+    ``None``; ``request`` is never read after the upgrade is sent. The response object itself stays
+    referenced by the protocol's frame parser (a generator that parsed the handshake and keeps parsing
+    frames in the same call), so its headers and body are emptied in place as well.
     """
     ws.request = None
-    if ws.response is not None:
+    response = ws.response
+    if response is not None:
+        response.headers.clear()
+        response.body = b""
         ws.response = _UPGRADED
 
 

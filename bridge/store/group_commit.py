@@ -13,9 +13,10 @@ made while the log is busy are gathered into one *batch*, written as one stream 
   what the write raised. The journal store keeps one write per session in flight, so a batch never holds two
   records of one session and per-session order is the order of the saves.
 * A leader cancelled before its write went out (a session stopped mid-save) hands its batch on: the members
-  start over, and one of them leads. A leader cancelled during the write cuts that write short (whether it
-  reached the broker is unknown), and the members write their records again: a record written twice is
-  harmless (the newest record of a session wins). A cancelled member never affects the write.
+  start over, and one of them leads. A leader cancelled during the write stops waiting for it: whether it
+  reaches the broker is unknown to the members (a publish already written goes on), so they write their
+  records again. A record written twice is harmless (the newest record of a session wins). A cancelled
+  member never affects the write.
 
 Pure asyncio over an injected ``write``; no I/O here. ``bridge.amqp.journal.StreamJournal`` uses it.
 """

@@ -191,7 +191,7 @@ class Broker:
 
     async def consumer_count(self, queue: str) -> int:
         declared = await self.channel.declare_queue(queue, passive=True)
-        return int(declared.declaration_result.consumer_count)
+        return declared.declaration_result.consumer_count or 0
 
     async def cleanup(self) -> None:
         channel = await self.connection.channel()

@@ -145,3 +145,19 @@ async def test_a_publish_given_up_before_its_frames_left_is_withdrawn(
     assert [m.body for m in await broker.take(queue, 1)] == [b"fourth"]
     ready = await broker.channel.declare_queue(queue, passive=True)
     assert ready.declaration_result.message_count == 0
+
+
+async def test_a_publish_given_up_while_waiting_for_its_channel_is_withdrawn(
+    broker: Broker, confirmed: AbstractChannel
+) -> None:
+    # aiormq writes one publish at a time per channel, under the channel's lock. A publish waiting for that
+    # lock has written nothing: given up there, it is withdrawn and the broker never sees it (held as
+    # written, it would go out once the lock is free, ahead of the publish below).
+    queue = await queue_of(broker, "locked")
+    underlay = cast(aiormq.Channel, await confirmed.get_underlay_channel())
+    async with underlay.lock:  # as an earlier publish on the channel holds it
+        await give_up_on(confirmed, queue, message_id="waits", body=b"waits")
+    assert await publish(confirmed, queue, message_id="after", body=b"after") is True
+    assert [m.body for m in await broker.take(queue, 1)] == [b"after"]
+    ready = await broker.channel.declare_queue(queue, passive=True)
+    assert ready.declaration_result.message_count == 0

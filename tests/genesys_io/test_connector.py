@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -102,6 +103,30 @@ async def test_frames_yield_text_skip_binary_and_end_on_our_close() -> None:
                 await conn.close()
         assert frames == ['{"class":"A"}', '{"class":"B"}']
         assert await closed == (1000, "Guest client disconnect")
+
+
+async def test_no_handshake_response_keeps_its_headers() -> None:
+    """Memory: every response object of the upgrade is emptied, wherever websockets still holds one."""
+    marker = "x-handshake-marker"
+
+    sent: asyncio.Future[Response | None] = asyncio.get_running_loop().create_future()
+
+    def mark(_: ServerConnection, __: Request, response: Response) -> Response:
+        response.headers[marker] = "held"
+        return response
+
+    async def handler(ws: ServerConnection) -> None:
+        sent.set_result(ws.response)  # the server's own copy, which this test does not judge
+        await ws.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, process_response=mark) as server:
+        port = server.sockets[0].getsockname()[1]
+        conn = await connector().connect(f"ws://127.0.0.1:{port}/v1", origin="https://app.example.com")
+        server_copy = await sent
+        gc.collect()
+        held = [o for o in gc.get_objects() if isinstance(o, Response) and o is not server_copy and marker in o.headers]
+        await conn.close()
+    assert held == []
 
 
 async def test_handshake_headers_are_dropped_and_the_connection_still_works() -> None:
