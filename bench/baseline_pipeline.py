@@ -55,8 +55,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from websockets.asyncio.client import ClientConnection, connect
 
 NAME = "baseline_pipeline"
-#: A file this script creates when the first repetition's clock starts (set by ``python -m bench.profile``).
-CLOCK_STARTED_ENV = "BENCH_CLOCK_STARTED_FILE"
+#: A file that exists while the first repetition's clock runs (named by ``python -m bench.profile``).
+CLOCK_FILE_ENV = "BENCH_CLOCK_FILE"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -331,8 +331,9 @@ async def run_rep(
 
     for meter in meters.values():
         meter.start()
-    if rep == 1 and (signal_path := os.environ.get(CLOCK_STARTED_ENV)):
-        os.close(os.open(signal_path, os.O_CREAT | os.O_WRONLY, 0o644))  # a profiler samples from here on
+    clock_file = os.environ.get(CLOCK_FILE_ENV) if rep == 1 else None
+    if clock_file:
+        os.close(os.open(clock_file, os.O_CREAT | os.O_WRONLY, 0o644))  # a profiler samples from here on
     cpu_start = time.process_time()
     started = time.perf_counter()
     received = 0
@@ -357,6 +358,8 @@ async def run_rep(
             await queue.cancel(tag)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_start
+    if clock_file:
+        os.unlink(clock_file)  # ... and stops here
     echo_cpu = meters["echo"].stop()
     broker_cpu = meters["broker"].stop()
     return RepResult(

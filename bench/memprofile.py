@@ -83,14 +83,15 @@ async def _measure(sessions: int) -> dict[str, Any]:
             LoadGen.of(stack.names) as lg,
         ):
             await asyncio.sleep(1)
+            # Counted first: the count collects garbage, which must not be freed between the two snapshots.
+            tasks0, objects0 = _tasks_by_coroutine(), _objects_by_type()
             before = tracemalloc.take_snapshot()
             rss0 = rss_bytes(os.getpid())
-            tasks0, objects0 = _tasks_by_coroutine(), _objects_by_type()
             await lg.start_sessions([f"{stack.prefix}.s{i}" for i in range(sessions)], timeout_s=60 + sessions / 10)
             await asyncio.sleep(3)
+            tasks, objects = _tasks_by_coroutine() - tasks0, _objects_by_type() - objects0
             after = tracemalloc.take_snapshot()
             rss1 = rss_bytes(os.getpid())
-            tasks, objects = _tasks_by_coroutine() - tasks0, _objects_by_type() - objects0
         tracemalloc.stop()
     diff = after.compare_to(before, "filename")
     groups: Counter[str] = Counter()

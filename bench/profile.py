@@ -11,8 +11,9 @@ loaded phase, and prints two views of the samples:
 - by function, self time (the innermost frame; time in C code counts for its Python caller).
 
 ``durable`` profiles the durable baseline instead (``bench/baseline_pipeline.py --durable`` on uvloop, no
-bridge code), over its first repetition's measured window only: the same broker work as ``throughput``
-without the bridge, so the two profiles side by side say which layers the bridge's code adds to. Both
+bridge code), over its repetition's whole measured window (``--commands``, not ``--seconds``, sizes it):
+the same broker work as ``throughput`` without the bridge, so the two profiles side by side say which
+layers the bridge's code adds to. Both
 ``durable`` and ``throughput`` also turn each layer's share into CPU per command: the pipeline's own CPU per
 command in its repetition, and the bridge's CPU over the outcomes that arrived in the profiled window.
 
@@ -29,12 +30,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.baseline_pipeline import CLOCK_STARTED_ENV, RESULTS_DIR
+from bench.baseline_pipeline import CLOCK_FILE_ENV, RESULTS_DIR
 from bench.common import write_result
 from bench.loadgen import LoadGen, message_send
 from bench.procs import Child, cpu_seconds, raise_nofile_limit
@@ -105,38 +107,48 @@ def _py_spy(pid: int, seconds: float, out: Path) -> list[str]:
     return [py_spy, "record", "--pid", str(pid), *options]
 
 
-async def _profile_durable(seconds: float, sessions: int, commands: int, out: Path) -> dict[str, Any]:
-    """py-spy on the durable baseline, from its first repetition's clock start for ``seconds``."""
-    started = Path(LOG_DIR) / "profile-durable.clock-started"
-    started.unlink(missing_ok=True)
-    result = "profile-durable-pipeline"
+async def _profile_durable(sessions: int, commands: int, out: Path) -> dict[str, Any]:
+    """py-spy on the durable baseline over its first repetition's whole measured window, so the samples
+    and the pipeline's CPU per command cover the same commands."""
+    clock = Path(LOG_DIR) / "profile-durable.clock"  # exists while the first repetition's clock runs
+    figures = RESULTS_DIR / "profile-durable-pipeline.json"
+    clock.unlink(missing_ok=True)
+    figures.unlink(missing_ok=True)
     argv = [sys.executable, "-m", "bench.baseline_pipeline", "--durable", "--loop", "uvloop", "--reps", "1"]
-    argv += ["--sessions", str(sessions), "--commands", str(commands), "--result", result, "--max-seconds", "300"]
-    env = {**os.environ, CLOCK_STARTED_ENV: str(started)}
+    argv += ["--sessions", str(sessions), "--commands", str(commands), "--result", figures.stem]
+    argv += ["--max-seconds", "300"]
+    env = {**os.environ, CLOCK_FILE_ENV: str(clock)}
     async with Child(argv, name="durable-baseline", env=env, log_path=str(out) + ".pipeline.log") as pipeline:
-        async with asyncio.timeout(240):
-            # The signal is a file another process makes, so it is polled; the pipeline's output stays as is.
-            while not started.exists():  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-        async with Child(_py_spy(pipeline.pid, seconds, out), name="py-spy", log_path=str(out) + ".log") as spy:
-            assert spy.proc is not None
-            async with asyncio.timeout(seconds + 30):
-                await spy.proc.wait()
         assert pipeline.proc is not None
+        # The signal is a file the other process makes and removes, so it is polled; its output stays as is.
+        async with asyncio.timeout(240):
+            while not clock.exists():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        async with Child(_py_spy(pipeline.pid, 300, out), name="py-spy", log_path=str(out) + ".log") as spy:
+            assert spy.proc is not None
+            async with asyncio.timeout(300):
+                while clock.exists():  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            spy.proc.send_signal(signal.SIGINT)  # py-spy writes what it sampled and exits
+            async with asyncio.timeout(30):
+                await spy.proc.wait()
         async with asyncio.timeout(300):
-            await pipeline.proc.wait()
-    return _durable_summary(out, RESULTS_DIR / f"{result}.json", seconds, sessions)
+            if await pipeline.proc.wait() != 0:
+                raise RuntimeError(f"the durable baseline failed: see {out}.pipeline.log")
+    return _durable_summary(out, figures, sessions)
 
 
-def _durable_summary(out: Path, figures_path: Path, seconds: float, sessions: int) -> dict[str, Any]:
+def _durable_summary(out: Path, figures_path: Path, sessions: int) -> dict[str, Any]:
     figures = json.loads(figures_path.read_text(encoding="utf-8"))
     figures_path.unlink()  # a profiled run: its figures are perturbed, not results
+    if not figures["repetitions"]:
+        raise RuntimeError("the durable baseline finished no repetition")
     rep = figures["repetitions"][0]
     doc = summarize(out.read_text(encoding="utf-8") if out.exists() else "")
     cpu_us = float(rep["cpu_us_per_command"])
     doc["pipeline"] = {k: rep[k] for k in ("commands", "seconds", "commands_per_s", "cpu_us_per_command")}
     doc["by_layer_us_per_command"] = {k: round(v * cpu_us) for k, v in doc["by_layer"].items()}
-    return {"scenario": "durable", "sessions": sessions, "seconds": seconds, **doc}
+    return {"scenario": "durable", "sessions": sessions, "seconds": rep["seconds"], **doc}
 
 
 async def _profile(scenario: str, seconds: float, sessions: int, commands: int) -> dict[str, Any]:
@@ -144,7 +156,7 @@ async def _profile(scenario: str, seconds: float, sessions: int, commands: int) 
     os.makedirs(LOG_DIR, exist_ok=True)
     out = Path(LOG_DIR) / f"profile-{scenario}.txt"  # raw stacks are large: kept out of bench/results
     if scenario == "durable":
-        return await _profile_durable(seconds, sessions, commands, out)
+        return await _profile_durable(sessions, commands, out)
     # idle: keepalives as bench/capacity.py runs them (ping and echo every 30 s), sampled over one full
     # interval once every session has passed its first one.
     env = {"BRIDGE_WS_PING_INTERVAL_S": "30", "BRIDGE_ECHO_INTERVAL_S": "30"} if scenario == "idle" else {}
@@ -193,7 +205,7 @@ def main() -> None:
     parser.add_argument("scenario", choices=("throughput", "fanin", "idle", "open", "durable"))
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--sessions", type=int, default=1000)
-    parser.add_argument("--commands", type=int, default=20000, help="durable: commands in its repetition")
+    parser.add_argument("--commands", type=int, default=8000, help="durable: commands in its repetition")
     args = parser.parse_args()
     missing = bridge_available()
     if missing is not None:
