@@ -13,9 +13,9 @@ loaded phase, and prints two views of the samples:
 ``durable`` profiles the durable baseline instead (``bench/baseline_pipeline.py --durable`` on uvloop, no
 bridge code), over its repetition's whole measured window (``--commands``, not ``--seconds``, sizes it):
 the same broker work as ``throughput`` without the bridge, so the two profiles side by side say which
-layers the bridge's code adds to. Both
-``durable`` and ``throughput`` also turn each layer's share into CPU per command: the pipeline's own CPU per
-command in its repetition, and the bridge's CPU over the outcomes that arrived in the profiled window.
+layers the bridge's code adds to. Both ``durable`` and ``throughput`` also turn each layer's share into CPU
+per command: the pipeline's own CPU per command in its repetition, and the bridge's CPU over the outcomes
+that arrived in the profiled window.
 
 Writes the raw collapsed stacks to ``$BENCH_LOG_DIR/profile-<scenario>.txt`` (large) and the summary to
 ``bench/results/profile-<scenario>.json``.
@@ -101,6 +101,11 @@ def summarize(collapsed: str) -> dict[str, Any]:
     return {"samples": total, "by_layer": share, "by_bridge_function_inclusive": top, "self_time": self_time}
 
 
+def _split_per_command(doc: dict[str, Any], cpu_us: float) -> None:
+    """Add each layer's share of ``cpu_us`` (CPU per command, µs) to a :func:`summarize` result."""
+    doc["by_layer_us_per_command"] = {k: round(v * cpu_us) for k, v in doc["by_layer"].items()}
+
+
 def _py_spy(pid: int, seconds: float, out: Path) -> list[str]:
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     options = ["--duration", str(int(seconds)), "--rate", "100", "--format", "raw", "--output", str(out)]
@@ -145,9 +150,8 @@ def _durable_summary(out: Path, figures_path: Path, sessions: int) -> dict[str, 
         raise RuntimeError("the durable baseline finished no repetition")
     rep = figures["repetitions"][0]
     doc = summarize(out.read_text(encoding="utf-8") if out.exists() else "")
-    cpu_us = float(rep["cpu_us_per_command"])
     doc["pipeline"] = {k: rep[k] for k in ("commands", "seconds", "commands_per_s", "cpu_us_per_command")}
-    doc["by_layer_us_per_command"] = {k: round(v * cpu_us) for k, v in doc["by_layer"].items()}
+    _split_per_command(doc, float(rep["cpu_us_per_command"]))
     return {"scenario": "durable", "sessions": sessions, "seconds": rep["seconds"], **doc}
 
 
@@ -195,7 +199,7 @@ async def _profile(scenario: str, seconds: float, sessions: int, commands: int) 
     doc = summarize(collapsed)
     if per_command is not None:  # throughput: the bridge's CPU per outcome in the window, split by layer
         doc["bridge_cpu_us_per_command"] = round(per_command)
-        doc["by_layer_us_per_command"] = {k: round(v * per_command) for k, v in doc["by_layer"].items()}
+        _split_per_command(doc, per_command)
     return {"scenario": scenario, "sessions": sessions, "seconds": seconds, **doc}
 
 

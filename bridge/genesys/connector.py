@@ -27,7 +27,6 @@ from typing import Literal
 
 import structlog
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.datastructures import Headers
 from websockets.exceptions import (
     ConnectionClosed,
     InvalidStatus,
@@ -35,7 +34,6 @@ from websockets.exceptions import (
     WebSocketException,
 )
 from websockets.frames import CloseCode
-from websockets.http11 import Response
 from websockets.typing import Origin
 
 import bridge
@@ -50,9 +48,6 @@ _log = structlog.get_logger(__name__)
 
 #: ``User-Agent`` on the upgrade. KMP sends its own too (§2.3); it helps Genesys support find us.
 DEFAULT_USER_AGENT = f"genesys-bridge/{bridge.__version__}"
-
-#: The handshake response every open connection keeps once its own is dropped (``_drop_handshake``).
-_UPGRADED = Response(101, "Switching Protocols", Headers())
 
 #: Java's close reason (§4.9). A plain close never ends the Genesys session.
 _CLOSE_REASON = "Guest client disconnect"
@@ -234,20 +229,17 @@ class WebsocketsConnector:
 def _drop_handshake(ws: ClientConnection) -> None:
     """Let go of the upgrade's request and response headers, kept by the connection for its whole life.
 
-    They are only needed during the handshake (about 2.5 KiB per live session, docs/performance.md) and
-    nothing here reads them later. websockets 17 reads ``response`` once more only to tell the handshake
-    response from later frames (``ClientConnection.process_event``: ``response is None`` means "still
-    handshaking"), so it is replaced by one bare 101 response that every connection shares, not set to
-    ``None``; ``request`` is never read after the upgrade is sent. The response object itself stays
-    referenced by the protocol's frame parser (a generator that parsed the handshake and keeps parsing
-    frames in the same call), so its headers and body are emptied in place as well.
+    They are only needed during the handshake (about 2 KiB per live session, docs/performance.md) and
+    nothing here reads them later. The request is dropped. The response cannot be: websockets 17 reads
+    ``response`` once more to tell the handshake response from later frames (``ClientConnection.
+    process_event``: ``response is None`` means "still handshaking"), and its frame parser, a generator
+    that parsed the handshake and keeps parsing frames in the same call, holds it as a local anyway. So it
+    is emptied in place: a bare 101 response, without headers or body.
     """
     ws.request = None
-    response = ws.response
-    if response is not None:
-        response.headers.clear()
-        response.body = b""
-        ws.response = _UPGRADED
+    if ws.response is not None:
+        ws.response.headers.clear()
+        ws.response.body = b""
 
 
 def _status_error(exc: InvalidStatus) -> GenesysUnavailable | GenesysRateLimited | GenesysRejected:
