@@ -27,7 +27,9 @@ between this and the bridge is the bridge's own work.
 
 ``--paced RATE`` publishes the commands during each repetition, at ``RATE`` per second in 5 ms steps (as
 ``bench/throughput.py`` paces the bridge's), instead of before it: latency is then each command's send →
-ack under that load. The publisher runs in this process, so its CPU counts in this process's figure.
+its outcome event's arrival at a consumer of the event queue, the bridge's latency as ``bench/throughput.py``
+measures it (publish → ``command.outcome`` arrival). The publisher and that consumer run in this process, so
+their CPU counts in this process's figure (the bridge's load generator is a process of its own).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -55,6 +57,10 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from websockets.asyncio.client import ClientConnection, connect
 
 NAME = "baseline_pipeline"
+#: A paced command's steps, timed one after the other: send → handed to the pipeline (the queues and, with
+#: ``--durable``, the router's copy), each journal record, the echo, the outcome's publish → confirm, and its
+#: publish → arrival at the event queue's consumer (which overlaps the confirm).
+STEPS = ("way in", "first record", "echo", "second record", "outcome confirm", "outcome arrival")
 #: A file that exists while the first repetition's clock runs (named by ``python -m bench.profile``).
 CLOCK_FILE_ENV = "BENCH_CLOCK_FILE"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -166,6 +172,8 @@ class RepResult:
     pipeline_cpu_pct: float
     echo_cpu_pct: float
     broker_cpu_pct: float
+    #: Paced only: the mean of each step of a command, ms (see :data:`STEPS`).
+    steps_ms: dict[str, float] = field(default_factory=dict)
 
 
 class EchoLink:
@@ -247,7 +255,8 @@ def command_message(i: int, sessions: int, sent_at: float | None = None) -> aio_
 
 async def publish_paced(channel: AbstractChannel, queue_name: str, opts: Options) -> None:
     """Open loop: ``opts.commands`` commands at ``opts.paced`` per second, in 5 ms steps, confirms pipelined
-    (as the bridge's load generator paces them). Each carries its send time, so latency is send → ack."""
+    (as the bridge's load generator paces them). Each carries its send time, which its outcome event
+    carries on, so latency is send → the outcome's arrival."""
     exchange = channel.default_exchange
     start = time.perf_counter()
     sent = 0
@@ -284,16 +293,27 @@ async def run_rep(
     meters: dict[str, CpuMeter],
     durable: Durable | None = None,
     extra_queues: list[AbstractQueue] | None = None,
+    outcomes: AbstractQueue | None = None,
 ) -> RepResult:
+    """One repetition. ``outcomes`` (the event queue) is consumed when paced: each outcome's arrival ends its
+    command's latency."""
     first_queue = durable.intake.name if durable else command_queue.name
     if not opts.paced:
         await prefill(prefill_channel, first_queue, opts.commands, opts.sessions)
     latencies: list[float] = []
+    steps: dict[str, list[float]] = {step: [] for step in STEPS}
+
+    def timed(step: str, since: float) -> float:
+        now = time.perf_counter()
+        if opts.paced:
+            steps[step].append(now - since)
+        return now
 
     async def handle(message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()
         command = json.loads(message.body)
         started = command.get("sent_at", started)
+        mark = timed("way in", started)
         link = links[command["session"] % len(links)]
         frame = json.dumps(
             {
@@ -305,15 +325,21 @@ async def run_rep(
         )
         if durable is not None:
             await durable.write_record(command["session"])  # the send, journalled before it leaves
+            mark = timed("first record", mark)
         await link.roundtrip(command["command_id"], frame)
+        mark = timed("echo", mark)
         if durable is not None:
             await durable.write_record(command["session"])  # its outcome, before the event and the ack
+            mark = timed("second record", mark)
         event = {
             "type": "command.outcome",
             "event_id": uuid.uuid4().hex,
             "causation_id": command["command_id"],
             "status": "delivered",
         }
+        if opts.paced:
+            event["sent_at"] = started  # the latency ends where the outcome arrives (on_outcome)
+            event["published_at"] = mark
         await events.publish(
             aio_pika.Message(
                 json.dumps(event).encode(),
@@ -326,8 +352,10 @@ async def run_rep(
             routing_key="command.outcome.bench",
             mandatory=True,
         )
+        timed("outcome confirm", mark)
         await message.ack()
-        latencies.append(time.perf_counter() - started)
+        if not opts.paced:
+            latencies.append(time.perf_counter() - started)
 
     for meter in meters.values():
         meter.start()
@@ -338,6 +366,7 @@ async def run_rep(
     started = time.perf_counter()
     received = 0
     every_one = asyncio.Event()
+    every_outcome = asyncio.Event()
     queues = [command_queue, *(extra_queues or ())]
     async with asyncio.TaskGroup() as tasks:
 
@@ -348,14 +377,26 @@ async def run_rep(
             if received == opts.commands:
                 every_one.set()
 
+        async def on_outcome(message: AbstractIncomingMessage) -> None:
+            outcome = json.loads(message.body)
+            latencies.append(timed("outcome arrival", outcome["published_at"]) - outcome["sent_at"])
+            if len(latencies) == opts.commands:
+                every_outcome.set()
+
         if durable is not None:
             tasks.create_task(durable.route(opts.commands))
         tags = [await queue.consume(on_message) for queue in queues]
+        outcome_tag = None
         if opts.paced:
+            assert outcomes is not None, "a paced repetition times each command to its outcome's arrival"
+            outcome_tag = await outcomes.consume(on_outcome, no_ack=True)
             tasks.create_task(publish_paced(prefill_channel, first_queue, opts))
         await every_one.wait()
         for queue, tag in zip(queues, tags, strict=True):
             await queue.cancel(tag)
+        if outcomes is not None and outcome_tag is not None:
+            await every_outcome.wait()
+            await outcomes.cancel(outcome_tag)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_start
     if clock_file:
@@ -374,6 +415,7 @@ async def run_rep(
         pipeline_cpu_pct=round(cpu / elapsed * 100, 1),
         echo_cpu_pct=round(echo_cpu / elapsed * 100, 1),
         broker_cpu_pct=round(broker_cpu / elapsed * 100, 1),
+        steps_ms={step: round(statistics.mean(values) * 1000, 2) for step, values in steps.items() if values},
     )
 
 
@@ -398,6 +440,11 @@ async def run(opts: Options) -> dict[str, Any]:
         "broker_cpu_pct",
     )
     summary = {key: spread([getattr(r, key) for r in results]) for key in keys} if results else {}
+    summary |= {
+        f"{step} ms (mean)": spread([r.steps_ms[step] for r in results])
+        for step in STEPS
+        if results and all(step in r.steps_ms for r in results)
+    }
     return {
         "benchmark": NAME,
         "machine": machine_info(),
@@ -488,6 +535,9 @@ async def pipeline(opts: Options, results: list[RepResult]) -> None:
         events = await publish_channel.declare_exchange(f"{prefix}.events", aio_pika.ExchangeType.TOPIC, durable=True)
         event_queue = await publish_channel.declare_queue(f"{prefix}.events", durable=True)
         await event_queue.bind(events, "#")
+        # Paced, the outcomes are consumed as the bridge's load generator consumes them: not on a publishing
+        # connection.
+        outcome_queue = await consume_channel.declare_queue(event_queue.name, passive=True)
         queues = [command_queue.name, event_queue.name]
         durable: Durable | None = None
         extra_queues: list[AbstractQueue] = []
@@ -538,6 +588,7 @@ async def pipeline(opts: Options, results: list[RepResult]) -> None:
                             meters=meters,
                             durable=durable,
                             extra_queues=extra_queues,
+                            outcomes=outcome_queue,
                         )
                         results.append(result)
                         print_row(result)
@@ -578,7 +629,7 @@ def print_row(r: RepResult) -> None:
 def print_summary(summary: dict[str, dict[str, float]]) -> None:
     print("\nmedian [min–max]")
     for key, s in summary.items():
-        print(f"  {key:<20} {s['median']:>10.1f}  [{s['min']:.1f}–{s['max']:.1f}]")
+        print(f"  {key:<26} {s['median']:>10.1f}  [{s['min']:.1f}–{s['max']:.1f}]")
 
 
 def run_on_loop(opts: Options) -> dict[str, Any]:

@@ -6,6 +6,7 @@ file carries it, so the summary only ever puts figures of one run side by side.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -17,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.machine import describe_machine
+from bench.stats import against
 
 __all__ = [
     "AMQP_URL",
     "RESULTS_DIR",
     "free_port",
     "load_result",
+    "micro_main",
     "run_id",
     "unique_prefix",
     "write_result",
@@ -83,3 +86,21 @@ def run_and_report(
     print(f"wrote {write_result(name, doc)}")
     if doc["status"] == "failed":
         sys.exit(1)
+
+
+#: An alternating micro-benchmark: its options' values in order → per way, its samples.
+MicroRun = Callable[..., Coroutine[Any, Any, dict[str, list[float]]]]
+
+
+def micro_main(description: str, options: dict[str, int], run: MicroRun, *, reference: str, unit: str) -> None:
+    """The command line of a micro-benchmark that alternates ways in one process: parse ``options`` (each
+    ``--name`` with its default), run ``run(*values)`` on uvloop, print each way against ``reference``."""
+    from bridge.eventloop import choose_loop  # here: the other scripts import this module without the daemon
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, default in options.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
+    args = vars(parser.parse_args())
+    with asyncio.Runner(loop_factory=choose_loop("uvloop").factory) as runner:
+        samples = runner.run(run(*(args[name.replace("-", "_")] for name in options)))
+    print("\n".join(against(samples, reference, unit)))

@@ -15,7 +15,6 @@ broker's CPU is not counted (it does the same work for all three).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
@@ -25,12 +24,10 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel
 
-from bench.common import AMQP_URL, unique_prefix
-from bench.stats import spread
+from bench.common import AMQP_URL, micro_main, unique_prefix
 from bridge.amqp.confirm import publish_confirmed
 from bridge.amqp.messages import Outbound
 from bridge.amqp.tools import delete_names
-from bridge.eventloop import choose_loop
 
 BODY = b'{"type":"message.send","text":"hello"}'
 TIMEOUT_S = 30.0
@@ -95,17 +92,9 @@ async def _run(reps: int, count: int, width: int) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--publishes", type=int, default=20_000)
-    parser.add_argument("--in-flight", type=int, default=64)
-    args = parser.parse_args()
-    with asyncio.Runner(loop_factory=choose_loop("uvloop").factory) as runner:
-        samples = runner.run(_run(args.reps, args.publishes, args.in_flight))
-    reference = spread(samples["in caller"]).median
-    for name, values in samples.items():
-        figure = spread(values)
-        print(f"{name:18} {figure.fmt(1)} µs/publish   {figure.median / reference:.2f}x the in-caller way")
+    micro_main(
+        __doc__ or "", {"reps": 5, "publishes": 20_000, "in-flight": 64}, _run, reference="in caller", unit="µs/publish"
+    )
 
 
 if __name__ == "__main__":

@@ -53,6 +53,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def syscalls(pid: int) -> tuple[int, int]:
+    """``write()``-family and ``read()``-family system calls ``pid`` made so far (``syscw``, ``syscr`` of
+    ``/proc/<pid>/io``; every socket send and receive counts, whatever its size)."""
+    with open(f"/proc/{pid}/io", encoding="ascii") as fh:
+        fields = dict(line.split(": ", 1) for line in fh.read().splitlines())
+    return int(fields["syscw"]), int(fields["syscr"])
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of ``pid`` (VmRSS) in bytes."""
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:

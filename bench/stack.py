@@ -58,8 +58,18 @@ def bridge_available() -> str | None:
 class Stack:
     """Simulator + bridge for one benchmark repetition. Attributes are valid inside ``async with``."""
 
-    def __init__(self, name: str, *, max_sessions: int, agent: bool = False, extra_env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        max_sessions: int,
+        agent: bool = False,
+        extra_env: dict[str, str] | None = None,
+        bridge_argv: list[str] | None = None,
+    ):
+        """``bridge_argv`` runs another build of the daemon (default: ``BENCH_BRIDGE_CMD``, or this one)."""
         self.name = name
+        self.bridge_argv = bridge_argv or _bridge_argv()
         self.prefix = unique_prefix(name)
         self.names = DeploymentNames(self.prefix)
         self.max_sessions = max_sessions
@@ -132,7 +142,7 @@ class Stack:
         """Start (or restart, after :meth:`kill_bridge`) the daemon and wait until /readyz says 200."""
         self.bridge = await self._stack.enter_async_context(
             Child(
-                _bridge_argv(),
+                self.bridge_argv,
                 name="bridge",
                 env=self.env,
                 log_path=f"{LOG_DIR}/{self.prefix}.bridge.log",

@@ -86,3 +86,14 @@ def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> st
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(lines)
+
+
+def against(samples: Mapping[str, Sequence[float]], reference: str, unit: str) -> list[str]:
+    """One line per way of a micro-benchmark: its median [min–max] in ``unit`` and its ratio to the median of
+    ``reference`` (one of the ways)."""
+    base = spread(samples[reference]).median
+    width = max(map(len, samples))
+    return [
+        f"{way:{width}} {spread(values).fmt(1)} {unit}   {spread(values).median / base:.2f}x {reference}"
+        for way, values in samples.items()
+    ]

@@ -9,6 +9,9 @@
   (open-loop) rate for ``--seconds`` and times each command from its publish to its ``command.outcome
   delivered`` arriving. Commands are spread round-robin over the sessions.
 - **CPU split** from ``/proc/<pid>/stat`` deltas: bridge, simulator, RabbitMQ (beam.smp), load generator.
+- **System calls**: the daemon's ``write()`` and ``read()`` calls per command at saturation, from
+  ``/proc/<pid>/io`` (``syscw``, ``syscr``): every socket send and receive counts, whatever its size, so
+  this says how many of its frames went out or came in alone. Unlike the CPU figures it hardly drifts.
 
 The simulator runs in its own process with its Genesys rate limits off; the bridge keeps its own
 per-session send budget (2 msg/s, Genesys' limit), which M/N = 4 commands per session does not bind
@@ -39,7 +42,7 @@ import aio_pika
 from bench.baseline_rep import measure
 from bench.common import AMQP_URL, run_and_report
 from bench.loadgen import LoadGen, message_send
-from bench.procs import CpuSample, raise_nofile_limit
+from bench.procs import CpuSample, raise_nofile_limit, syscalls
 from bench.stack import Stack, bridge_available
 from bench.stats import percentile, ratio, render_table, shown, spread
 
@@ -71,6 +74,7 @@ async def drain_rep(stack: Stack, lg: LoadGen, sessions: list[str], commands: in
             await lg.publish_many([message_send(sessions[i % len(sessions)]) for i in range(commands)], timed=False)
             loop = asyncio.get_running_loop()
             cpu0 = CpuSample.take(stack.pids)
+            calls0 = syscalls(stack.bridge.pid)
         finally:
             os.kill(stack.bridge.pid, signal.SIGCONT)
         t0 = loop.time()
@@ -84,6 +88,7 @@ async def drain_rep(stack: Stack, lg: LoadGen, sessions: list[str], commands: in
         await counter.close()
         elapsed = loop.time() - t0
         cpu = CpuSample.take(stack.pids).share_since(cpu0)
+        writes, reads = (now - before for now, before in zip(syscalls(stack.bridge.pid), calls0, strict=True))
         statuses: dict[str, int] = {}
         # Read back the outcomes only to count their statuses; aio-pika warns about prefetched messages
         # "lost" when the iterator closes, which is intended here (the queue is deleted next).
@@ -104,6 +109,9 @@ async def drain_rep(stack: Stack, lg: LoadGen, sessions: list[str], commands: in
         "commands_per_s": round(done / elapsed, 1),
         "bridge_cpu_us_per_command": round(cpu["bridge"] * elapsed / max(done, 1) * 1e6, 1),
         "cpu_share": {k: round(v, 3) for k, v in cpu.items()},
+        # Includes the drain's tail of keepalives and the count's polling window: a few calls per second.
+        "bridge_writes_per_command": round(writes / max(done, 1), 2),
+        "bridge_reads_per_command": round(reads / max(done, 1), 2),
     }
 
 
@@ -190,6 +198,9 @@ async def run(*, sessions: int, commands: int, reps: int, seconds: float) -> dic
         "durable_pair_ratio": spread(r["durable_pair_ratio"] for r in saturation).as_json(),
         "bridge_cpu_us_per_command": spread(r["bridge_cpu_us_per_command"] for r in saturation).as_json(),
         "cpu_share_at_saturation": {k: spread(r["cpu_share"][k] for r in saturation).as_json() for k in cpu_keys},
+        "bridge_syscalls_per_command": {
+            kind: spread(r[f"bridge_{kind}_per_command"] for r in saturation).as_json() for kind in ("writes", "reads")
+        },
         "latency": {
             name: {
                 "rate": spread(r["target_rate"] for r in runs).as_json(),
@@ -230,6 +241,11 @@ def render(doc: dict[str, Any]) -> str:
         ["bridge / baseline (interleaved pairs)", shown(s["pair_ratio"], 2)],
         ["bridge CPU per command, µs", shown(s["bridge_cpu_us_per_command"])],
     ]
+    if "bridge_syscalls_per_command" in s:  # results written before it was counted lack it
+        calls = s["bridge_syscalls_per_command"]
+        rows.append(
+            ["bridge write() / read() calls per command", f"{shown(calls['writes'], 2)} / {shown(calls['reads'], 2)}"]
+        )
     if "durable_baseline_commands_per_s" in s:  # results written before the durable baseline existed lack it
         rows += [
             ["durable baseline (uvloop), commands/s", shown(s["durable_baseline_commands_per_s"])],

@@ -220,6 +220,18 @@ class Metrics:
         self.router_backlog = Gauge(
             p + "router_backlog", "Commands waiting in the intake queue, as this replica last saw.", registry=r
         )
+        self.journal_write_latency = Histogram(
+            p + "journal_write_seconds",
+            "A session record's write to the journal: encoded, appended (with others saved at once) and confirmed.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.genesys_echo_latency = Histogram(
+            p + "genesys_echo_seconds",
+            "A message.send written to Genesys to its echo (a delivered send's Genesys round trip).",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.record_save_failures = Counter(
             p + "session_record_save_failures",
             "Session record saves that failed (the record stays pending; the next save or re-journal writes it).",

@@ -399,6 +399,7 @@ class CommandRunner:
                 core.metrics.rate_limit.delayed("message", waited)
             if not core.gate.ready:
                 continue  # the socket went while we waited for budget
+            sent_at = core.deps.clock.monotonic()
             try:
                 reply = await link.request(
                     "send message",
@@ -435,6 +436,7 @@ class CommandRunner:
                 continue
             match reply:
                 case MessageEchoed(message=message):
+                    core.metrics.genesys_echo_latency.observe(core.deps.clock.monotonic() - sent_at)
                     self._attributes = {}
                     return self._delivered(command, message)
                 case RateLimited(retry_after_s=after, code=code, detail=detail):

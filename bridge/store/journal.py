@@ -217,6 +217,7 @@ class JournalStore:
                 assert slot.pending is not None
                 taken_gen, taken = slot.pending
                 slot.pending = None
+                started = self._clock.monotonic()
                 try:
                     await self._journal.append(encode_record(taken, self._keys, written_at=self._clock.now()))
                 except BaseException:
@@ -225,6 +226,7 @@ class JournalStore:
                     # With no waiter the slot (and this pending record) goes below; _latest still holds the
                     # newest record, and the next save or rejournal() writes it (a closed one included).
                     raise
+                self._metrics.journal_write_latency.observe(self._clock.monotonic() - started)
                 slot.confirmed = taken_gen
                 if taken.closed:
                     self._written.pop(sid, None)

@@ -12,21 +12,26 @@ import os
 import pytest
 
 from bench import profile, report, stats
-from bench.procs import cpu_seconds, rss_bytes
+from bench.ab import worktree
+from bench.latency_split import mean_between
+from bench.procs import cpu_seconds, rss_bytes, syscalls
 
 MODULES = [
     "bench.__main__",
+    "bench.ab",
     "bench.baseline_rep",
     "bench.capacity",
     "bench.common",
     "bench.failover",
     "bench.fanin",
     "bench.keepalive_split",
+    "bench.latency_split",
     "bench.loadgen",
     "bench.machine",
     "bench.memprofile",
     "bench.micro_events",
     "bench.micro_gc",
+    "bench.micro_consume",
     "bench.micro_loop",
     "bench.procs",
     "bench.profile",
@@ -90,6 +95,16 @@ def test_render_table_aligns_columns() -> None:
 def test_proc_readers_see_this_process() -> None:
     assert cpu_seconds(os.getpid()) >= 0
     assert rss_bytes(os.getpid()) > 0
+    writes, reads = syscalls(os.getpid())
+    assert writes >= 0
+    assert reads > 0  # reading /proc is itself a read()
+
+
+def test_ab_checks_the_other_build_out_and_removes_it() -> None:
+    with worktree("HEAD") as (path, commit):
+        assert (path / "bridge" / "app.py").is_file()
+        assert len(commit) == 40
+    assert not path.exists()
 
 
 def test_summary_table_renders_without_results_of_this_run() -> None:
@@ -113,3 +128,22 @@ def test_profile_summary_charges_layers_and_bridge_functions() -> None:
     assert doc["by_bridge_function_inclusive"][0] == ("send (genesys/connector.py)", 0.6)
     assert profile.classify("/v/site-packages/aiormq/channel.py").startswith("AMQP")
     assert profile.classify("/somewhere/else.py") == "other"
+
+
+def test_latency_split_takes_a_histograms_mean_between_two_pages() -> None:
+    name = "genesys_bridge_command_duration_seconds"
+    before = f'{name}_sum{{type="message.send"}} 1.0\n{name}_count{{type="message.send"}} 10.0\n'
+    after = (
+        f'{name}_sum{{type="message.send"}} 1.5\n{name}_count{{type="message.send"}} 20.0\n'
+        f'{name}_sum{{type="typing.send"}} 9.0\n{name}_count{{type="typing.send"}} 1.0\n'
+    )
+    assert mean_between(before, after, name, 'type="message.send"') == 0.05
+    assert math.isnan(mean_between(before, before, name, ""))
+
+
+def test_micro_benchmark_ways_print_against_the_reference() -> None:
+    lines = stats.against({"intake": [100.0, 110.0, 90.0], "raw": [80.0]}, "intake", "µs/delivery")
+    assert lines == [
+        "intake 100.0 [90.0–110.0] µs/delivery   1.00x intake",
+        "raw    80.0 [80.0–80.0] µs/delivery   0.80x intake",
+    ]

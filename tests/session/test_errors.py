@@ -205,3 +205,12 @@ async def test_clear_forbidden_leaves_the_conversation_to_the_agent() -> None:
         assert "stays open for the agent" in ended.detail
         assert not any(f["action"] == "closeSession" for f in h.peer.received)
         assert h.store.records["s1"].closed
+
+
+async def test_only_a_delivered_send_counts_as_a_genesys_round_trip() -> None:
+    async with running() as h:
+        await h.start()
+        assert (await h.say("s1", "hello")).status == "delivered"
+        h.peer.errors["refused"] = 400
+        assert (await h.say("s1", "refused")).status == "failed"
+        assert h.sample("genesys_bridge_genesys_echo_seconds_count") == 1

@@ -346,3 +346,14 @@ async def test_a_close_failing_again_stays_pending_until_a_pass_confirms_it() ->
     assert await writer.rejournal() == 1
     assert await store(log).load_live() == []
     assert await writer.rejournal() == 0
+
+
+async def test_each_confirmed_write_is_timed_and_a_failed_one_is_not() -> None:
+    log = MemoryJournalLog()
+    metrics = new_metrics()
+    writer = JournalStore(log, KeyRing.of(KEY), metrics=metrics, clock=FixedClock())
+    await writer.save(make_record("a", n=1))
+    log.fail_appends = 1
+    with pytest.raises(BrokerUnavailable):
+        await writer.save(make_record("a", n=2))
+    assert metrics.registry.get_sample_value("genesys_bridge_journal_write_seconds_count") == 1
