@@ -4,20 +4,22 @@
 git ``REF`` (B: a commit, a branch, ``HEAD`` for "without my uncommitted changes"). This machine drifts by
 tens of per cent over minutes, so two ``bench.throughput`` runs one after the other cannot tell a change of
 a few per cent; here both daemons run at once, each with its own simulator and ``--sessions`` live
-sessions, and each pair measures A and B back to back (A first in even pairs, B first in odd ones), so
-each pair's ratio sees one state of the machine. A repetition is ``bench.throughput``'s saturation
+sessions, and each pair measures A and B back to back (A first in the first pair, B first in the next, and
+so on; an even number of pairs gives each side the lead equally often), so each pair's ratio sees one state
+of the machine. A repetition is ``bench.throughput``'s saturation
 repetition: ``--commands`` ``message.send`` waiting in the intake while the daemon is paused, then timed
 to the last outcome.
 
 Per pair it prints both daemons' commands/s, CPU per command and ``write()``/``read()`` calls per
-command, and the summary gives B/A per pair, median [min–max]. ``python -m bench.ab HEAD`` on a clean
-tree compares a build with itself: the spread of that run is the noise floor a change must clear. B is
+command, and the summary gives B/A per pair, median [min–max]. ``python -m bench.ab HEAD`` with no change
+under ``bridge/`` compares a build with itself: the spread of that run is the noise floor a change must
+clear. The results file records A's commit and whether its ``bridge/`` differed from it. B is
 checked out into a temporary git worktree (removed at the end) and runs with this environment's
 packages, the message-contract package included; only its ``bridge/`` differs. The simulator and the
 load generator are this checkout's for both. While one daemon is measured the other idles with its
 sessions open (keepalives only).
 
-    python -m bench.ab REF [--pairs 5] [--commands 4000] [--sessions 1000] [--result ab]
+    python -m bench.ab REF [--pairs 6] [--commands 4000] [--sessions 1000] [--result ab]
 """
 
 from __future__ import annotations
@@ -64,6 +66,17 @@ def worktree(ref: str) -> Iterator[tuple[Path, str]]:
             yield path, commit
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO, check=False)
+            # Whatever the remove managed, the directory goes with its parent: drop git's record of it too.
+            subprocess.run(["git", "worktree", "prune"], cwd=REPO, check=True)
+
+
+def this_build() -> tuple[str, bool]:
+    """A's commit, and whether its ``bridge/`` differs from that commit (uncommitted changes are measured)."""
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "bridge"], cwd=REPO, check=False).returncode
+    return head, changed != 0
 
 
 async def run(*, ref: str, pairs: int, commands: int, sessions: int) -> dict[str, Any]:
@@ -72,6 +85,8 @@ async def run(*, ref: str, pairs: int, commands: int, sessions: int) -> dict[str
     if missing is not None:
         return {"status": "not available yet", "reason": missing}
     raise_nofile_limit()
+    a_commit, a_changed = this_build()
+    print(f"A: {a_commit[:10]}{' with uncommitted changes under bridge/' if a_changed else ''}", flush=True)
     with worktree(ref) as (path, commit):
         # Both launched alike. -P: not the current directory first on the path; PYTHONPATH puts the build's
         # bridge/ before the one this environment has installed.
@@ -112,6 +127,8 @@ async def run(*, ref: str, pairs: int, commands: int, sessions: int) -> dict[str
     return {
         "status": "ok",
         "ref": ref,
+        "a_commit": a_commit,
+        "a_bridge_changed": a_changed,
         "b_commit": commit,
         "sessions": sessions,
         "commands": commands,
@@ -133,7 +150,8 @@ def render(doc: dict[str, Any]) -> str:
         ]
         for key, label in FIGURES.items()
     ]
-    title = f"A: this checkout; B: {doc['ref']} ({doc['b_commit'][:10]})"
+    changed = " + changes" if doc.get("a_bridge_changed") else ""
+    title = f"A: {doc.get('a_commit', 'this checkout')[:10]}{changed}; B: {doc['ref']} ({doc['b_commit'][:10]})"
     return render_table([title, "A", "B", "B / A in pairs"], rows)
 
 
@@ -141,7 +159,7 @@ def main() -> None:
     """``python -m bench.ab REF``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("ref", help="the git commit or branch to compare this checkout with (B)")
-    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--pairs", type=int, default=6)
     parser.add_argument("--commands", type=int, default=4000, help="commands per repetition")
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--result", default=NAME, help="results file name (bench/results/<name>.json)")

@@ -61,6 +61,8 @@ NAME = "baseline_pipeline"
 #: ``--durable``, the router's copy), each journal record, the echo, the outcome's publish → confirm, and its
 #: publish → arrival at the event queue's consumer (which overlaps the confirm).
 STEPS = ("way in", "first record", "echo", "second record", "outcome confirm", "outcome arrival")
+#: Paced: how long the outcomes may still take once every command was handed to the pipeline.
+OUTCOMES_WAIT_S = 30.0
 #: A file that exists while the first repetition's clock runs (named by ``python -m bench.profile``).
 CLOCK_FILE_ENV = "BENCH_CLOCK_FILE"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -395,7 +397,14 @@ async def run_rep(
         for queue, tag in zip(queues, tags, strict=True):
             await queue.cancel(tag)
         if outcomes is not None and outcome_tag is not None:
-            await every_outcome.wait()
+            try:
+                async with asyncio.timeout(OUTCOMES_WAIT_S):
+                    await every_outcome.wait()
+            except TimeoutError:
+                raise RuntimeError(
+                    f"{opts.commands - len(latencies)} of {opts.commands} outcomes did not arrive within "
+                    f"{OUTCOMES_WAIT_S:g} s of the last command"
+                ) from None
             await outcomes.cancel(outcome_tag)
     elapsed = time.perf_counter() - started
     cpu = time.process_time() - cpu_start
@@ -451,6 +460,7 @@ async def run(opts: Options) -> dict[str, Any]:
         "options": {k: v for k, v in asdict(opts).items() if k != "amqp_url"},
         "websocket_compression": "off (permessage-deflate triples memory per connection)",
         "timed_out": timed_out,
+        "latency": "send → outcome arrival" if opts.paced else "consume → ack",
         "repetitions": [asdict(r) for r in results],
         "summary": summary,
     }

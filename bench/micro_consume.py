@@ -118,6 +118,7 @@ async def _run(reps: int, count: int, prefetch: int) -> dict[str, list[float]]:
 
 
 def main() -> None:
+    """``python -m bench.micro_consume``."""
     micro_main(
         __doc__ or "", {"reps": 9, "messages": 20_000, "prefetch": 256}, _run, reference="intake", unit="µs/delivery"
     )

@@ -92,6 +92,7 @@ async def _run(reps: int, count: int, width: int) -> dict[str, list[float]]:
 
 
 def main() -> None:
+    """``python -m bench.micro_publish``."""
     micro_main(
         __doc__ or "", {"reps": 5, "publishes": 20_000, "in-flight": 64}, _run, reference="in caller", unit="µs/publish"
     )

@@ -55,7 +55,8 @@ def cpu_seconds(pid: int) -> float:
 
 def syscalls(pid: int) -> tuple[int, int]:
     """``write()``-family and ``read()``-family system calls ``pid`` made so far (``syscw``, ``syscr`` of
-    ``/proc/<pid>/io``; every socket send and receive counts, whatever its size)."""
+    ``/proc/<pid>/io``), whatever their size: files and sockets written with ``write``/``writev`` and read
+    with ``read``, as uvloop does; ``send``/``recv`` (asyncio's own loop) are not counted."""
     with open(f"/proc/{pid}/io", encoding="ascii") as fh:
         fields = dict(line.split(": ", 1) for line in fh.read().splitlines())
     return int(fields["syscw"]), int(fields["syscr"])

@@ -10,8 +10,10 @@
   delivered`` arriving. Commands are spread round-robin over the sessions.
 - **CPU split** from ``/proc/<pid>/stat`` deltas: bridge, simulator, RabbitMQ (beam.smp), load generator.
 - **System calls**: the daemon's ``write()`` and ``read()`` calls per command at saturation, from
-  ``/proc/<pid>/io`` (``syscw``, ``syscr``): every socket send and receive counts, whatever its size, so
-  this says how many of its frames went out or came in alone. Unlike the CPU figures it hardly drifts.
+  ``/proc/<pid>/io`` (``syscw``, ``syscr``), whatever their size, so this says how many of its frames went
+  out or came in alone. They count the sockets because the daemon runs on uvloop, which writes and reads
+  them with ``write``/``writev``/``read`` (asyncio's own loop uses ``send``/``recv``, not counted); the log
+  file's writes count too. Unlike the CPU figures they hardly drift.
 
 The simulator runs in its own process with its Genesys rate limits off; the bridge keeps its own
 per-session send budget (2 msg/s, Genesys' limit), which M/N = 4 commands per session does not bind
@@ -35,6 +37,7 @@ import logging
 import math
 import os
 import signal
+import statistics
 from typing import Any
 
 import aio_pika
@@ -130,6 +133,7 @@ async def paced_rep(stack: Stack, lg: LoadGen, sessions: list[str], rate: float,
         "failures": dict(tally.failures),
         "missing": sent - tally.arrived - sum(tally.failures.values()),
         "complete": complete,
+        "mean_ms": round(statistics.fmean(lat) * 1000, 2) if lat else math.nan,
         "p50_ms": round(percentile(lat, 50) * 1000, 2),
         "p99_ms": round(percentile(lat, 99) * 1000, 2),
         "max_ms": round(max(lat, default=math.nan) * 1000, 2),

@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# One broker or Genesys round trip: typically under a millisecond on a quiet network, so finer at the bottom.
+_ROUND_TRIP_BUCKETS = (0.00025, 0.0005, *_LATENCY_BUCKETS)
 # Rate-limit delays run from milliseconds (the send budget) to a minute (the per-minute connect window).
 _DELAY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
@@ -223,13 +225,13 @@ class Metrics:
         self.journal_write_latency = Histogram(
             p + "journal_write_seconds",
             "A session record's write to the journal: encoded, appended (with others saved at once) and confirmed.",
-            buckets=_LATENCY_BUCKETS,
+            buckets=_ROUND_TRIP_BUCKETS,
             registry=r,
         )
         self.genesys_echo_latency = Histogram(
             p + "genesys_echo_seconds",
             "A message.send written to Genesys to its echo (a delivered send's Genesys round trip).",
-            buckets=_LATENCY_BUCKETS,
+            buckets=_ROUND_TRIP_BUCKETS,
             registry=r,
         )
         self.record_save_failures = Counter(

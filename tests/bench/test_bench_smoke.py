@@ -8,11 +8,12 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import subprocess
 
 import pytest
 
 from bench import profile, report, stats
-from bench.ab import worktree
+from bench.ab import REPO, worktree
 from bench.latency_split import mean_between
 from bench.procs import cpu_seconds, rss_bytes, syscalls
 
@@ -100,11 +101,18 @@ def test_proc_readers_see_this_process() -> None:
     assert reads > 0  # reading /proc is itself a read()
 
 
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="bench.ab compares git commits: not a git checkout")
 def test_ab_checks_the_other_build_out_and_removes_it() -> None:
+    def worktrees() -> str:
+        return subprocess.run(
+            ["git", "worktree", "list", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout
+
     with worktree("HEAD") as (path, commit):
         assert (path / "bridge" / "app.py").is_file()
         assert len(commit) == 40
-    assert not path.exists()
+        assert f"worktree {path}" in worktrees()
+    assert f"worktree {path}" not in worktrees()
 
 
 def test_summary_table_renders_without_results_of_this_run() -> None:
