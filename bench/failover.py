@@ -43,9 +43,9 @@ from aio_pika.abc import AbstractIncomingMessage
 from bench.common import AMQP_URL, run_and_report
 from bench.loadgen import LoadGen
 from bench.procs import raise_nofile_limit
-from bench.replica_stack import Replica, ReplicaStack, log_time, metric_sum
+from bench.replica_stack import Replica, ReplicaStack, log_time
 from bench.stack import bridge_available
-from bench.stats import Spread, render_table, spread
+from bench.stats import Spread, metric_sum, render_table, spread
 from bridge.config import Settings
 from bridge.partition.layout import partition_of
 

@@ -23,14 +23,13 @@ time). A histogram's sum and count give an exact mean, not quantiles: the split 
 from __future__ import annotations
 
 import argparse
-import re
 from typing import Any
 
 from bench.common import run_and_report
 from bench.loadgen import LoadGen
 from bench.procs import raise_nofile_limit
 from bench.stack import Stack, bridge_available
-from bench.stats import render_table, shown, spread
+from bench.stats import metric_sum, render_table, shown, spread
 from bench.throughput import paced_rep
 
 __all__ = ["main", "mean_between", "run"]
@@ -57,25 +56,11 @@ ROWS = {
 }
 
 
-def histogram_totals(metrics: str, name: str, labels: str) -> tuple[float, float]:
-    """The ``_sum`` and ``_count`` of histogram ``name`` on a /metrics page, over its series whose labels
-    contain ``labels`` (all series when empty)."""
-    total = count = 0.0
-    pattern = rf"^{name}_(sum|count)(?:\{{([^}}]*)\}})? (\S+)$"
-    for kind, series, value in re.findall(pattern, metrics, re.MULTILINE):
-        if labels and labels not in series:
-            continue
-        if kind == "sum":
-            total += float(value)
-        else:
-            count += float(value)
-    return total, count
-
-
 def mean_between(before: str, after: str, name: str, labels: str) -> float:
     """The mean of what histogram ``name`` observed between two /metrics pages, in seconds (NaN if nothing)."""
-    (sum0, count0), (sum1, count1) = histogram_totals(before, name, labels), histogram_totals(after, name, labels)
-    return (sum1 - sum0) / (count1 - count0) if count1 > count0 else float("nan")
+    total = metric_sum(after, f"{name}_sum", labels) - metric_sum(before, f"{name}_sum", labels)
+    count = metric_sum(after, f"{name}_count", labels) - metric_sum(before, f"{name}_count", labels)
+    return total / count if count > 0 else float("nan")
 
 
 async def run(*, rate: float, reps: int, seconds: float) -> dict[str, Any]:

@@ -39,7 +39,7 @@ from bench.stack import LOG_DIR
 from bridge.amqp.tools import DeploymentNames
 from bridge.partition.layout import partition_of
 
-__all__ = ["Replica", "ReplicaStack", "delete_names", "log_time", "metric_sum"]
+__all__ = ["Replica", "ReplicaStack", "delete_names", "log_time"]
 
 _BANNER = re.compile(r"listening on (\S+) bench (\d+)")
 
@@ -56,15 +56,6 @@ def log_time(entry: dict[str, Any]) -> float:
     if not isinstance(stamp, str):
         return float("nan")
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def metric_sum(text: str, name: str) -> float:
-    """The sum of every sample of metric ``name`` (any labels) in a Prometheus text page (0.0 if none)."""
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and (line[len(name)] in " {"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 @dataclass

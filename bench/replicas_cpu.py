@@ -28,9 +28,9 @@ from typing import Any
 from bench.common import run_and_report
 from bench.loadgen import LoadGen, message_send
 from bench.procs import CpuSample, raise_nofile_limit
-from bench.replica_stack import ReplicaStack, metric_sum
+from bench.replica_stack import ReplicaStack
 from bench.stack import bridge_available
-from bench.stats import Spread, render_table, spread
+from bench.stats import Spread, metric_sum, render_table, spread
 
 __all__ = ["main", "run"]
 

@@ -56,9 +56,9 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from bench.common import AMQP_URL, run_and_report, unique_prefix
 from bench.loadgen import message_send
 from bench.procs import Child, CpuSample, find_rabbitmq_pid
-from bench.replica_stack import ReplicaStack, delete_names, metric_sum
+from bench.replica_stack import ReplicaStack, delete_names
 from bench.stack import LOG_DIR, bridge_available
-from bench.stats import ratio, render_table, shown, spread
+from bench.stats import metric_sum, ratio, render_table, shown, spread
 from bridge.amqp.topology import TopologyNames, intake_queue_arguments
 from bridge.config import Settings
 

@@ -1,4 +1,4 @@
-"""Pure statistics and table helpers: no I/O, no clocks, so the smoke test can run them.
+"""Pure statistics, table and metrics-page helpers: no I/O, no clocks, so the smoke test can run them.
 
 Every figure of the suite is a :class:`Spread` (median of the repetitions, with min and max); latencies
 are percentiles of the raw samples of one repetition (:func:`percentile`, nearest-rank).
@@ -97,3 +97,15 @@ def against(samples: Mapping[str, Sequence[float]], reference: str, unit: str) -
         f"{way:{width}} {spread(values).fmt(1)} {unit}   {spread(values).median / base:.2f}x {reference}"
         for way, values in samples.items()
     ]
+
+
+def metric_sum(text: str, name: str, labels: str = "") -> float:
+    """The sum of every sample of metric ``name`` in a Prometheus text page (0.0 if none), over the series
+    whose labels contain ``labels`` (e.g. ``'type="message.send"'``; all series when empty)."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (line[len(name)] in " {"):
+            series, value = line.rsplit(" ", 1)
+            if labels in series:
+                total += float(value)
+    return total
