@@ -56,9 +56,7 @@ FIGURES = {
 @contextlib.contextmanager
 def worktree(ref: str) -> Iterator[tuple[Path, str]]:
     """``ref`` checked out (detached) in a temporary git worktree; yields its path and commit, removes it."""
-    commit = subprocess.run(
-        ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
+    commit = _commit(ref)
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as parent:
         path = Path(parent) / "build"
         subprocess.run(["git", "worktree", "add", "--detach", "-q", str(path), commit], cwd=REPO, check=True)
@@ -72,11 +70,15 @@ def worktree(ref: str) -> Iterator[tuple[Path, str]]:
 
 def this_build() -> tuple[str, bool]:
     """A's commit, and whether its ``bridge/`` differs from that commit (uncommitted changes are measured)."""
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
     changed = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "bridge"], cwd=REPO, check=False).returncode
-    return head, changed != 0
+    return _commit("HEAD"), changed != 0
+
+
+def _commit(ref: str) -> str:
+    """The full commit id ``ref`` names in this repository (raises if it names none)."""
+    return subprocess.run(
+        ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 async def run(*, ref: str, pairs: int, commands: int, sessions: int) -> dict[str, Any]:
