@@ -43,7 +43,7 @@ from bench.procs import Child, cpu_seconds, raise_nofile_limit
 from bench.stack import LOG_DIR, Stack, bridge_available
 from bench.stats import render_table
 
-__all__ = ["classify", "main", "summarize"]
+__all__ = ["classify", "main", "short_path", "summarize"]
 
 #: Entry frames at the bottom of every stack: they say nothing about where the time goes.
 _ENTRY_POINTS = ("bridge/cli.py", "bridge/__main__.py")
@@ -70,6 +70,15 @@ def classify(path: str) -> str:
     return "other"
 
 
+def short_path(path: str) -> str:
+    """A source file's path from its package down (``aiormq/channel.py``, ``asyncio/queues.py``,
+    ``bridge/amqp/confirm.py``), without the machine's directories."""
+    short = path.split("site-packages/")[-1].split("python3.11/")[-1]
+    if short.startswith("/") and "/bridge/" in short:  # a checkout of the daemon, wherever it lies
+        short = short[short.rindex("/bridge/") + 1 :]
+    return short
+
+
 def summarize(collapsed: str) -> dict[str, Any]:
     """Layer shares and the top inclusive bridge functions from py-spy's raw (collapsed) output."""
     layers: Counter[str] = Counter()
@@ -86,7 +95,7 @@ def summarize(collapsed: str) -> dict[str, Any]:
             continue
         total += count
         layers[classify(frames[-1].group("file"))] += count
-        leaf_file = frames[-1].group("file").split("site-packages/")[-1].split("python3.11/")[-1]
+        leaf_file = short_path(frames[-1].group("file"))
         leaves[f"{frames[-1].group('func')} ({leaf_file})"] += count
         for frame in reversed(frames):
             path = frame.group("file")

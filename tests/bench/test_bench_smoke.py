@@ -9,12 +9,16 @@ import importlib
 import math
 import os
 import subprocess
+import sys
+from types import FrameType
 
 import pytest
 
 from bench import profile, report, stats
 from bench.ab import REPO, worktree
+from bench.instructions import by_object
 from bench.latency_split import mean_between
+from bench.opcode_tracer import Tally
 from bench.procs import cpu_seconds, rss_bytes, syscalls
 
 MODULES = [
@@ -25,6 +29,7 @@ MODULES = [
     "bench.common",
     "bench.failover",
     "bench.fanin",
+    "bench.instructions",
     "bench.keepalive_split",
     "bench.latency_split",
     "bench.loadgen",
@@ -34,6 +39,7 @@ MODULES = [
     "bench.micro_gc",
     "bench.micro_consume",
     "bench.micro_loop",
+    "bench.opcode_tracer",
     "bench.procs",
     "bench.profile",
     "bench.recovery",
@@ -155,3 +161,68 @@ def test_micro_benchmark_ways_print_against_the_reference() -> None:
         "intake 100.0 [90.0–110.0] µs/delivery   1.00x intake",
         "raw    80.0 [80.0–80.0] µs/delivery   0.80x intake",
     ]
+
+
+def test_callgrind_output_is_split_by_the_object_that_executed_it() -> None:
+    dump = "\n".join(
+        [
+            "version: 1",
+            "positions: line",
+            "events: Ir",
+            "summary: 175",
+            "ob=(1) /usr/bin/python3.11",
+            "fl=(1) ceval.c",
+            "fn=(1) _PyEval_EvalFrameDefault",
+            "10 100",
+            "cob=(2) /venv/site-packages/pydantic_core/_pydantic_core.so",
+            "cfn=(2) serialize",
+            "calls=1 0",
+            "11 40",  # the call's inclusive cost: counted where the callee's own lines are
+            "fi=(2) object.h",  # an inlined file changes the file, not the object
+            "+1 5",
+            "fe=(1)",
+            "-1",  # a position without a cost
+            "ob=(2)",
+            "fn=(2)",
+            "0 30",
+            "ob=/usr/lib/x86_64-linux-gnu/libc.so.6",  # not compressed (--compress-strings=no)
+            "fn=memcpy",
+            "* 20",
+            "ob=(3) ???",
+            "fn=(3) 0x1234",
+            "0 20",
+            "totals: 175",
+        ]
+    )
+    assert by_object(dump) == {
+        "CPython (interpreter: the bridge's and the libraries' Python)": 105,
+        "pydantic-core": 30,
+        "C library (memcpy, malloc)": 20,
+        "other": 20,
+    }
+    with pytest.raises(ValueError, match="Ir"):
+        by_object("events: Ir Dr\n")
+
+
+def test_source_paths_are_shown_from_their_package_down() -> None:
+    assert profile.short_path("/v/lib/python3.11/site-packages/aiormq/channel.py") == "aiormq/channel.py"
+    assert profile.short_path("/usr/lib/python3.11/asyncio/queues.py") == "asyncio/queues.py"
+    assert profile.short_path("/tmp/bench-ab-1/build/bridge/amqp/confirm.py") == "bridge/amqp/confirm.py"
+    assert profile.short_path("<string>") == "<string>"
+
+
+def test_opcode_tally_counts_by_source_file_only_while_on() -> None:
+    def finished() -> FrameType:
+        return sys._getframe()
+
+    tally = Tally()
+    frame = finished()  # a frame no tracer of the test run still visits
+    assert tally.trace(frame, "call", None) is None  # off: frames entered are not traced
+    tally.on = True
+    local = tally.trace(frame, "call", None)
+    assert local is not None
+    assert frame.f_trace_opcodes
+    local(frame, "opcode", None)
+    local(frame, "line", None)
+    assert tally.opcodes == {__file__: 1}
+    assert profile.classify("/x/site-packages/aiormq/channel.py").startswith("AMQP")
