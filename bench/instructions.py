@@ -420,9 +420,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each window")
     parser.add_argument("--reps", type=int, default=3, help="paced windows per phase")
     parser.add_argument("--busy", type=int, default=200, help="sends per session between the two phases")
+    parser.add_argument("--result", help="results file name (default: instructions, or opcodes)")
     args = parser.parse_args()
     run_and_report(
-        COUNTERS[args.count].result,
+        args.result or COUNTERS[args.count].result,
         lambda: run(
             count=args.count,
             ref=args.ref,

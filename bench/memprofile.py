@@ -3,7 +3,10 @@
 Not part of ``python -m bench``. It runs the bridge *in this process* (``bridge.app.running_bridge``, the
 same composition the daemon runs) with ``tracemalloc`` on, the simulator in its own process, opens N
 sessions, and compares two snapshots (before the sessions, after them): the allocation growth per
-session, grouped by package and by source line. The RSS of a real daemon is the figure that counts
+session, grouped by package and by source line. With ``--busy M`` each session first gets M
+``message.send`` (at 1.8/s per session, under the bridge's budget of 2/s), so its record carries the
+history of a session some way into its conversation (M ≥ 200: the full tails of recent ids and outcomes);
+the results then go to ``memprofile-busy.json``. The RSS of a real daemon is the figure that counts
 (``bench/capacity.py``); this says what that RSS is made of. tracemalloc sees Python allocations only
 (not the allocator's fragmentation or free lists), so its total is below the RSS delta.
 """
@@ -19,8 +22,9 @@ from collections import Counter
 from typing import Any
 
 from bench.common import write_result
-from bench.loadgen import LoadGen
+from bench.loadgen import LoadGen, message_send
 from bench.procs import raise_nofile_limit, rss_bytes
+from bench.profile import short_path
 from bench.stack import Stack
 from bench.stats import render_table
 
@@ -62,7 +66,11 @@ def group_of(filename: str) -> str:
     return "other: " + filename.rsplit("/", 2)[-1]
 
 
-async def _measure(sessions: int) -> dict[str, Any]:
+#: Sends per session and second for ``--busy``: under the bridge's per-session budget of 2/s.
+BUSY_RATE_PER_SESSION = 1.8
+
+
+async def _measure(sessions: int, busy: int) -> dict[str, Any]:
     from bridge.app import running_bridge
     from bridge.config import Settings
     from bridge.observability.logging import configure_logging
@@ -87,7 +95,17 @@ async def _measure(sessions: int) -> dict[str, Any]:
             tasks0, objects0 = _tasks_by_coroutine(), _objects_by_type()
             before = tracemalloc.take_snapshot()
             rss0 = rss_bytes(os.getpid())
-            await lg.start_sessions([f"{stack.prefix}.s{i}" for i in range(sessions)], timeout_s=60 + sessions / 10)
+            ids = [f"{stack.prefix}.s{i}" for i in range(sessions)]
+            await lg.start_sessions(ids, timeout_s=60 + sessions / 10)
+            if busy:
+                await lg.follow("command.outcome.#")
+                sent = await lg.publish_paced(
+                    lambda i: message_send(ids[i % sessions]),
+                    sessions * BUSY_RATE_PER_SESSION,
+                    busy / BUSY_RATE_PER_SESSION,
+                )
+                if not await lg.wait_arrived(sent, timeout_s=120):
+                    raise RuntimeError(f"not every outcome of the {sent} sends arrived")
             await asyncio.sleep(3)
             tasks, objects = _tasks_by_coroutine() - tasks0, _objects_by_type() - objects0
             after = tracemalloc.take_snapshot()
@@ -101,6 +119,7 @@ async def _measure(sessions: int) -> dict[str, Any]:
     total = sum(groups.values())
     return {
         "sessions": sessions,
+        "busy_sends_per_session": busy,
         "rss_delta_kib_per_session": round((rss1 - rss0) / sessions / 1024, 2),
         "traced_kib_per_session": round(total / sessions / 1024, 2),
         "by_group_kib_per_session": {
@@ -110,7 +129,7 @@ async def _measure(sessions: int) -> dict[str, Any]:
         "objects_per_session": {k: round(v / sessions, 2) for k, v in objects.most_common(25)},
         "top_lines_kib_per_session": [
             (
-                f"{s.traceback[0].filename.split('site-packages/')[-1].split('main/')[-1]}:{s.traceback[0].lineno}",
+                f"{short_path(s.traceback[0].filename)}:{s.traceback[0].lineno}",
                 round(s.size_diff / sessions / 1024, 2),
             )
             for s in lines
@@ -122,8 +141,9 @@ def main() -> None:
     """``python -m bench.memprofile``."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--busy", type=int, default=0, help="message.send per session before the snapshot")
     args = parser.parse_args()
-    doc = asyncio.run(_measure(args.sessions))
+    doc = asyncio.run(_measure(args.sessions, args.busy))
     print(
         f"{doc['sessions']} sessions: RSS +{doc['rss_delta_kib_per_session']} KiB/session "
         f"(tracemalloc on), traced +{doc['traced_kib_per_session']} KiB/session"
@@ -135,7 +155,7 @@ def main() -> None:
     print(render_table(["task (coroutine)", "per session"], list(doc["tasks_per_session"].items())))
     print()
     print(render_table(["tracked object type", "per session"], list(doc["objects_per_session"].items())))
-    print(f"wrote {write_result('memprofile', doc)}")
+    print(f"wrote {write_result('memprofile-busy' if args.busy else 'memprofile', doc)}")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ from bench.stats import render_table
 
 __all__ = ["classify", "main", "short_path", "summarize"]
 
+_REPO = Path(__file__).resolve().parents[1]
 #: Entry frames at the bottom of every stack: they say nothing about where the time goes.
 _ENTRY_POINTS = ("bridge/cli.py", "bridge/__main__.py")
 _FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^()]*?)(?::\d+)?\)$")
@@ -73,8 +74,8 @@ def classify(path: str) -> str:
 def short_path(path: str) -> str:
     """A source file's path from its package down (``aiormq/channel.py``, ``asyncio/queues.py``,
     ``bridge/amqp/confirm.py``), without the machine's directories."""
-    short = path.split("site-packages/")[-1].split("python3.11/")[-1]
-    if short.startswith("/") and "/bridge/" in short:  # a checkout of the daemon, wherever it lies
+    short = path.split("site-packages/")[-1].split("python3.11/")[-1].removeprefix(f"{_REPO}/")
+    if short.startswith("/") and "/bridge/" in short:  # another checkout of the daemon, wherever it lies
         short = short[short.rindex("/bridge/") + 1 :]
     return short
 

@@ -209,6 +209,10 @@ def test_source_paths_are_shown_from_their_package_down() -> None:
     assert profile.short_path("/usr/lib/python3.11/asyncio/queues.py") == "asyncio/queues.py"
     assert profile.short_path("/tmp/bench-ab-1/build/bridge/amqp/confirm.py") == "bridge/amqp/confirm.py"
     assert profile.short_path("<string>") == "<string>"
+    assert (
+        profile.short_path(f"{REPO}/client/src/genesys_bridge_client/codec.py")
+        == "client/src/genesys_bridge_client/codec.py"
+    )
 
 
 def test_opcode_tally_counts_by_source_file_only_while_on() -> None:
