@@ -33,13 +33,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from bench import profile
 from bench.ab import REPO, this_build, worktree
 from bench.common import run_and_report
-from bench.loadgen import LoadGen, message_send
+from bench.loadgen import LoadGen
 from bench.procs import raise_nofile_limit
 from bench.stack import Stack, bridge_available
 from bench.stats import render_table, shown, spread
@@ -48,8 +49,6 @@ from bench.throughput import paced_rep
 __all__ = ["by_object", "main", "run"]
 
 NAME = "instructions"
-#: The daemon's per-session send budget is Genesys' 2 messages/s; the warm-up stays under it.
-WARM_RATE_PER_SESSION = 1.8
 #: Who executed an instruction, by the shared object's path (first match wins).
 LIBRARIES = (
     ("pydantic-core", re.compile(r"pydantic_core")),
@@ -259,37 +258,28 @@ async def _phase(
         paced.append((ended - began, counts, result))
     idle.append(await _idle(counter, seconds))
     idle_s = sum(length for length, _ in idle)
-
-    def idle_rate(key: str, label: str) -> float:
-        return float(sum(counts[key].get(label, 0) for _, counts in idle)) / idle_s
-
-    idle_per_s = sum(counts["total"] for _, counts in idle) / idle_s
+    idle_total = sum(counts["total"] for _, counts in idle)
+    idle_by = {key: _summed(counts.get(key, {}) for _, counts in idle) for key in ("by_library", "by_file")}
     windows: list[dict[str, Any]] = []
     for rep, (length, counts, result) in enumerate(paced, start=1):
         sent = result["sent"]
-        per_command = (counts["total"] - idle_per_s * length) / sent
+        share = length / idle_s  # of the idle windows' counts, what this window's length holds
+        total = (counts["total"] - idle_total * share) / sent
         window = {
             "sent": sent,
             "complete": result["complete"],
             "mean_ms": result["mean_ms"],
             "seconds": round(length, 2),
-            "per_command": round(per_command),
-            "idle_share": round(idle_per_s * length / counts["total"], 3),
-            "by_library": _ranked(
-                {
-                    label: (n - idle_rate("by_library", label) * length) / sent
-                    for label, n in counts["by_library"].items()
-                }
-            ),
+            "per_command": round(total),
+            "idle_share": round(idle_total * share / counts["total"], 3),
+            "by_library": _less_idle(counts["by_library"], idle_by["by_library"], share, sent),
         }
         if "by_file" in counts:  # the opcode tracer's: the source files that execute the most
-            files = {
-                source: (n - idle_rate("by_file", source) * length) / sent for source, n in counts["by_file"].items()
-            }
-            window["top_files"] = dict(list(_ranked(files).items())[:TOP_FILES])
+            files = _less_idle(counts["by_file"], idle_by["by_file"], share, sent)
+            window["top_files"] = dict(list(files.items())[:TOP_FILES])
         windows.append(window)
         print(
-            f"    window {rep}: {per_command / 1e6:.3f} M {counter.unit} per command "
+            f"    window {rep}: {total / 1e6:.3f} M {counter.unit} per command "
             f"({sent} sent, mean {result['mean_ms']} ms, idle share {window['idle_share']:.0%})",
             flush=True,
         )
@@ -298,7 +288,7 @@ async def _phase(
         raise RuntimeError(f"no window got all its outcomes at {rate:g}/s: the slowed daemon did not keep up")
     labels = {label for w in complete for label in w["by_library"]}
     return {
-        f"idle_{counter.unit}_per_s": round(idle_per_s),
+        f"idle_{counter.unit}_per_s": round(idle_total / idle_s),
         "idle_seconds": round(idle_s, 2),
         "windows": windows,
         "per_command": spread(w["per_command"] for w in complete).as_json(),
@@ -309,8 +299,18 @@ async def _phase(
     }
 
 
-def _ranked(per_command: dict[str, float]) -> dict[str, int]:
-    """Rounded, largest first."""
+def _summed(counts: Iterable[dict[str, int]]) -> Counter[str]:
+    """Several windows' counts, label by label."""
+    summed: Counter[str] = Counter()
+    for one in counts:
+        summed.update(one)
+    return summed
+
+
+def _less_idle(counted: dict[str, int], idle: Counter[str], share: float, sent: int) -> dict[str, int]:
+    """Per label, a paced window's count less ``share`` of the idle windows', per command sent: rounded,
+    largest first."""
+    per_command = {label: (n - idle[label] * share) / sent for label, n in counted.items()}
     return {label: round(v) for label, v in sorted(per_command.items(), key=lambda kv: -kv[1])}
 
 
@@ -343,12 +343,8 @@ async def _build(
                 print(f"  {label}: young sessions", flush=True)
                 young = await _phase(stack, lg, counter, ids, rate=rate, seconds=seconds, reps=reps)
                 await counter.counting(False)
-                warm_rate = sessions * WARM_RATE_PER_SESSION
-                print(f"  {label}: {busy} sends per session at {warm_rate:g}/s, not counted", flush=True)
-                sent = await lg.publish_paced(
-                    lambda i: message_send(ids[i % sessions]), warm_rate, busy / WARM_RATE_PER_SESSION
-                )
-                await lg.wait_arrived(sent, timeout_s=300)
+                print(f"  {label}: {busy} sends per session, not counted", flush=True)
+                await lg.make_busy(ids, busy, timeout_s=300)
                 await counter.counting(True)
                 print(f"  {label}: busy sessions", flush=True)
                 busy_phase = await _phase(stack, lg, counter, ids, rate=rate, seconds=seconds, reps=reps)

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Final, Self
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage, AbstractQueue
@@ -31,6 +31,10 @@ __all__ = ["DEPLOYMENT", "LoadGen", "Tally", "message_send"]
 
 DEPLOYMENT = "bench-deployment"
 _PUBLISH_WINDOW = 2000  # publishes awaiting their confirm at once: bounds the load generator's memory
+
+
+#: Sends per session and second in :meth:`LoadGen.make_busy`: under the bridge's per-session budget of 2/s.
+BUSY_RATE_PER_SESSION: Final = 1.8
 
 
 @dataclass
@@ -232,6 +236,22 @@ class LoadGen:
         return True
 
     # --- sessions ---------------------------------------------------------------------------------------
+    async def make_busy(self, session_ids: list[str], sends: int, timeout_s: float) -> None:
+        """Send each session ``sends`` ``message.send`` (round-robin, ``BUSY_RATE_PER_SESSION`` per session and
+        second) and wait for every outcome, so each record carries that much history. The caller follows
+        ``command.outcome.#`` first.
+
+        Raises:
+            RuntimeError: not every outcome arrived within ``timeout_s`` after the last send.
+        """
+        sent = await self.publish_paced(
+            lambda i: message_send(session_ids[i % len(session_ids)]),
+            len(session_ids) * BUSY_RATE_PER_SESSION,
+            sends / BUSY_RATE_PER_SESSION,
+        )
+        if not await self.wait_arrived(sent, timeout_s=timeout_s):
+            raise RuntimeError(f"not every outcome of the {sent} sends arrived within {timeout_s:g}s")
+
     def started_count(self) -> int:
         """How many distinct sessions reported ``session.started`` so far."""
         return len(self._started)

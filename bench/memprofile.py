@@ -22,7 +22,7 @@ from collections import Counter
 from typing import Any
 
 from bench.common import write_result
-from bench.loadgen import LoadGen, message_send
+from bench.loadgen import LoadGen
 from bench.procs import raise_nofile_limit, rss_bytes
 from bench.profile import short_path
 from bench.stack import Stack
@@ -66,10 +66,6 @@ def group_of(filename: str) -> str:
     return "other: " + filename.rsplit("/", 2)[-1]
 
 
-#: Sends per session and second for ``--busy``: under the bridge's per-session budget of 2/s.
-BUSY_RATE_PER_SESSION = 1.8
-
-
 async def _measure(sessions: int, busy: int) -> dict[str, Any]:
     from bridge.app import running_bridge
     from bridge.config import Settings
@@ -99,13 +95,7 @@ async def _measure(sessions: int, busy: int) -> dict[str, Any]:
             await lg.start_sessions(ids, timeout_s=60 + sessions / 10)
             if busy:
                 await lg.follow("command.outcome.#")
-                sent = await lg.publish_paced(
-                    lambda i: message_send(ids[i % sessions]),
-                    sessions * BUSY_RATE_PER_SESSION,
-                    busy / BUSY_RATE_PER_SESSION,
-                )
-                if not await lg.wait_arrived(sent, timeout_s=120):
-                    raise RuntimeError(f"not every outcome of the {sent} sends arrived")
+                await lg.make_busy(ids, busy, timeout_s=120)
             await asyncio.sleep(3)
             tasks, objects = _tasks_by_coroutine() - tasks0, _objects_by_type() - objects0
             after = tracemalloc.take_snapshot()
