@@ -22,8 +22,8 @@ from pydantic import SecretStr
 from bench.common import write_result
 from bench.stats import render_table
 from bridge.contract.outcomes import SettledOutcome
-from bridge.record import RECENT_OUTCOMES_KEPT, REVEAL_SECRETS, SessionRecord
-from bridge.session.session import RECENT_IDS_KEPT
+from bridge.recent_ids import RECENT_IDS_KEPT, RecentIds
+from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
 from bridge.store.codec import _dumps, encode_record
 from bridge.store.crypto import KeyRing, generate_key
 
@@ -52,7 +52,7 @@ def record() -> SessionRecord:
         state="active",
         last_message_id=uuid.uuid4().hex,
         last_message_time=now,
-        recent_message_ids=tuple(uuid.uuid4().hex for _ in range(RECENT_IDS_KEPT)),
+        recent_message_ids=RecentIds(uuid.uuid4().hex for _ in range(RECENT_IDS_KEPT)),
         seq=412,
         recent_outcomes=outcomes,
         start_command_id=str(uuid.uuid4()),
@@ -89,10 +89,10 @@ def _previous(rec: SessionRecord, keys: KeyRing, now: datetime) -> bytes:
 
 
 def _steps(rec: SessionRecord, keys: KeyRing, now: datetime, n: int) -> dict[str, float]:
-    plain = rec.model_dump_json(context=REVEAL_SECRETS).encode()
+    plain = rec.sealed_json()
     return {
         "encode_record (all of it)": _best_us(lambda: encode_record(rec, keys, written_at=now), n),
-        "  model_dump_json (secrets revealed)": _best_us(lambda: rec.model_dump_json(context=REVEAL_SECRETS), n),
+        "  SessionRecord.sealed_json (secrets revealed)": _best_us(rec.sealed_json, n),
         "  KeyRing.seal (Fernet)": _best_us(lambda: keys.seal(plain), n),
         "previous encoding (model_dump, json.dumps twice, seal)": _best_us(lambda: _previous(rec, keys, now), n),
     }
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     keys = KeyRing.of(generate_key())
     now = datetime.now(UTC)
     busy = record()
-    young = busy.model_copy(update={"recent_message_ids": (), "recent_outcomes": ()})
+    young = busy.model_copy(update={"recent_message_ids": RecentIds(), "recent_outcomes": ()})
     figures = {label: _steps(rec, keys, now, n) for label, rec in (("young", young), ("busy", busy))}
     sizes = {label: len(rec.model_dump_json()) for label, rec in (("young", young), ("busy", busy))}
     rows = [[step, *(f"{figures[label][step]:,.1f}" for label in figures)] for step in figures["young"]]

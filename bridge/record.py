@@ -9,6 +9,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
 
 from bridge.contract.outcomes import SettledOutcome
+from bridge.recent_ids import RecentIds
 
 __all__ = ["RECENT_CONNECTS_KEPT", "RECENT_OUTCOMES_KEPT", "SessionRecord"]
 
@@ -55,8 +56,9 @@ class SessionRecord(BaseModel):
     closed: bool = False
     last_message_id: str | None = Field(default=None, description="Newest Genesys message id published (confirmed).")
     last_message_time: datetime | None = None
-    recent_message_ids: tuple[str, ...] = Field(
-        default=(), description="Bounded tail of published Genesys ids, for dedupe across reconnects/restarts."
+    recent_message_ids: RecentIds = Field(
+        default=RecentIds(),
+        description="Bounded tail of published Genesys ids, for dedupe across reconnects/restarts (a JSON list).",
     )
     genesys_ttl_s: int | None = Field(
         default=None, description="Genesys' inactivity TTL (SessionResponse durationSeconds, §5.1)."
@@ -135,6 +137,16 @@ class SessionRecord(BaseModel):
         object.__setattr__(record, "__pydantic_private__", None)
         return record
 
+    def sealed_json(self) -> bytes:
+        """The JSON the journal seals (``bridge.store.codec``): what ``model_dump_json(context=REVEAL_SECRETS)``
+        writes, the secrets in clear, as UTF-8. Only for that copy: the caller encrypts it before it leaves.
+
+        The recent ids are written from their packed form rather than re-encoded one by one: a busy session's
+        200 ids are half of its record, and a record is saved for every command.
+        """
+        body = self.model_dump_json(context=REVEAL_SECRETS, exclude=_PACKED)
+        return f'{body[:-1]},"recent_message_ids":[{self.recent_message_ids.json_items()}]}}'.encode()
+
     @field_serializer("token", "auth_jwt", "auth_refresh_token", when_used="json")
     def _secret(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
         """Masked, as pydantic masks a ``SecretStr``, unless the dump asked for :data:`REVEAL_SECRETS`."""
@@ -147,3 +159,6 @@ class SessionRecord(BaseModel):
 #: as pydantic expects (``model_copy`` copies it before adding to it); never changed in place: the record is
 #: frozen, so pydantic never adds to it.
 _FIELDS_SET: Final[set[str]] = set(SessionRecord.model_fields)
+
+#: The fields :meth:`SessionRecord.sealed_json` writes itself, from their packed form. Never changed.
+_PACKED: Final[set[str]] = {"recent_message_ids"}

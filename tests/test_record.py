@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.recent_ids import RecentIds
 from bridge.record import REVEAL_SECRETS, SessionRecord
 from tests.store.helpers import T0, make_record
 
 
 def test_replaced_is_what_model_copy_makes() -> None:
     record = make_record("s-1", n=1)
-    changes = {"seq": 99, "state": "active", "recent_message_ids": ("m-1",), "updated_at": T0}
+    changes = {"seq": 99, "state": "active", "recent_message_ids": RecentIds(("m-1",)), "updated_at": T0}
     replaced = record.replaced(changes)
     copied = record.model_copy(update=changes)
     assert replaced == copied

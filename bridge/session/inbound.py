@@ -81,6 +81,7 @@ from bridge.genesys.events import (
 from bridge.genesys.frames import StructuredMessage
 from bridge.genesys.normalize import normalize_message, parse_genesys_time, sender_of
 from bridge.genesys.urls import resolve_origin
+from bridge.recent_ids import RecentIds
 from bridge.session.outcomes import END_KEY, JWT_KEY, REAUTH_KEY, attachment_key
 from bridge.session.ports import HistoryClient
 from bridge.session.session import Session
@@ -113,7 +114,7 @@ class InboundDispatcher:
     def __init__(self, core: Session) -> None:
         self._core = core
         self._held: HeldEvents | None = None
-        self._known: frozenset[str] | None = None
+        self._known: RecentIds | None = None
         self._tasks: asyncio.TaskGroup | None = None
         window = core.settings.reorder_window_s
         #: Live agent messages held to be published in ``channel.time`` order (§10); None: as they arrive.
@@ -147,7 +148,7 @@ class InboundDispatcher:
         until :meth:`catch_up` releases them, and snapshot the ids known now, before the resume."""
         self.disconnecting = False  # a final check cut short by a lost socket is done again by the resume
         self._held = HeldEvents()
-        self._known = frozenset(self._core.keeper.seen.snapshot())
+        self._known = self._core.keeper.seen
         if self._reorder is not None:
             self._reorder.drain()  # not seen yet, so the backfill publishes them, in order
 
@@ -309,7 +310,7 @@ class InboundDispatcher:
         Disconnect may overtake the last message). Best effort: a failed check is logged, never fatal."""
         core = self._core
         try:
-            missed = await self._fetch(frozenset(core.keeper.seen.snapshot()))
+            missed = await self._fetch(core.keeper.seen)
         except (GenesysUnavailable, TimeoutError) as exc:
             log.warning("final_history_check_failed", error=str(exc))
             missed = []
@@ -355,7 +356,7 @@ class InboundDispatcher:
         """
         core = self._core
         if self._known is None:
-            self._known = frozenset(core.keeper.seen.snapshot())
+            self._known = core.keeper.seen
         missed = await self._fetch(self._known)
         publish: list[StructuredMessage] = []
         agent_left: set[str | None] = set()  # Send-mode Disconnects, published as presence in their place
@@ -399,7 +400,7 @@ class InboundDispatcher:
             return
         await self._release()
 
-    async def _fetch(self, known: frozenset[str]) -> list[StructuredMessage]:
+    async def _fetch(self, known: RecentIds) -> list[StructuredMessage]:
         core = self._core
         s = core.settings
         for attempt in range(_BACKFILL_RATE_LIMIT_RETRIES + 1):

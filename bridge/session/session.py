@@ -53,6 +53,7 @@ from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, EventSink, SessionStore, TraceContext
+from bridge.recent_ids import RecentIds
 from bridge.record import RECENT_CONNECTS_KEPT, RECENT_OUTCOMES_KEPT, SessionRecord
 from bridge.session.auth import Credentials
 from bridge.session.flow import Inbox, SendBudget
@@ -70,10 +71,8 @@ from genesys_bridge_client.contract.events import (
 )
 
 __all__ = [
-    "RECENT_IDS_KEPT",
     "SEQ_BLOCK",
     "PendingSends",
-    "RecentIds",
     "RecordKeeper",
     "Session",
     "SessionEvents",
@@ -382,47 +381,10 @@ class Session:
 SEQ_BLOCK = 64
 
 
-#: How many ids a session remembers. Backfill stops at the first one it meets, so a few dozen suffice.
-RECENT_IDS_KEPT = 200
-
-
-class RecentIds:
-    """Insertion-ordered, bounded, drop-oldest. ``in`` is O(1).
-
-    A plain dict (ordered by insertion), not an ``OrderedDict``: a busy session holds 200 ids, which an
-    ``OrderedDict`` keeps in 16.6 KiB and a dict in about half (docs/performance.md, memory per busy session).
-    """
-
-    __slots__ = ("_ids", "_size")
-
-    def __init__(self, initial: Iterable[str] = (), *, size: int = RECENT_IDS_KEPT) -> None:
-        self._size = size
-        self._ids: dict[str, None] = {}
-        for message_id in initial:
-            self.add(message_id)
-
-    def __contains__(self, message_id: object) -> bool:
-        return message_id in self._ids
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    def add(self, message_id: str) -> None:
-        """Remember ``message_id`` as the newest; forget the oldest past the bound."""
-        self._ids.pop(message_id, None)  # a known id moves to the newest end
-        self._ids[message_id] = None
-        while len(self._ids) > self._size:
-            del self._ids[next(iter(self._ids))]
-
-    def snapshot(self) -> tuple[str, ...]:
-        """Oldest first, for ``SessionRecord.recent_message_ids``."""
-        return tuple(self._ids)
-
-
 class RecordKeeper:
-    """The live record of one session, its seq counter and its recent-id set."""
+    """The live record of one session and its seq counter."""
 
-    __slots__ = ("_clock", "_metrics", "_record", "_seq", "_store", "seen")
+    __slots__ = ("_clock", "_metrics", "_record", "_seq", "_store")
 
     def __init__(
         self, record: SessionRecord, *, clock: Clock, store: SessionStore | None, metrics: Metrics | None = None
@@ -432,7 +394,6 @@ class RecordKeeper:
         self._store = store
         self._metrics = metrics
         self._seq = record.seq  # last number handed out; the record holds the reserved mark
-        self.seen = RecentIds(record.recent_message_ids)
 
     @property
     def record(self) -> SessionRecord:
@@ -528,7 +489,12 @@ class RecordKeeper:
         return next((o for o in reversed(self._record.recent_outcomes) if o.command_id == command_id), None)
 
     def is_seen(self, message_id: str | None) -> bool:
-        return message_id is not None and message_id in self.seen
+        return message_id is not None and message_id in self._record.recent_message_ids
+
+    @property
+    def seen(self) -> RecentIds:
+        """The ids published now (an immutable value: later ones do not change it)."""
+        return self._record.recent_message_ids
 
     def is_older_than_checkpoint(self, when: datetime | None) -> bool:
         """True when ``when`` is before the newest message published (a replayed frame, §11.3 / issue)."""
@@ -558,8 +524,10 @@ class RecordKeeper:
 
         A message is activity, which moves Genesys' expiry on by the TTL (§7, as KMP's SessionDurationHandler).
         """
-        self.seen.add(message_id)
-        changes: dict[str, Any] = {"last_message_id": message_id, "recent_message_ids": self.seen.snapshot()}
+        changes: dict[str, Any] = {
+            "last_message_id": message_id,
+            "recent_message_ids": self._record.recent_message_ids.with_added(message_id),
+        }
         if self._record.genesys_ttl_s is not None:
             changes["expires_at"] = self._clock.now() + timedelta(seconds=self._record.genesys_ttl_s)
         last = self._record.last_message_time

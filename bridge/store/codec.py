@@ -32,7 +32,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from bridge.record import REVEAL_SECRETS, SessionRecord
+from bridge.record import SessionRecord
 from bridge.store.crypto import KeyRing
 
 __all__ = [
@@ -97,9 +97,9 @@ def _dumps(obj: Any) -> bytes:
 
 def encode_record(record: SessionRecord, keys: KeyRing, *, written_at: datetime) -> bytes:
     """The journal body for ``record``: every field sealed under the current key, the secrets included."""
-    # pydantic's own JSON (in Rust), secrets revealed for the sealed copy only; the envelope is assembled around
-    # the sealed text, which is base64url and needs no escaping. The same JSON as _dumps would write, faster.
-    sealed = keys.seal(record.model_dump_json(context=REVEAL_SECRETS).encode("utf-8"))
+    # The envelope is assembled around the sealed text, which is base64url and needs no escaping: the same JSON
+    # as _dumps would write, faster.
+    sealed = keys.seal(record.sealed_json())
     return b"".join(
         (
             b'{"v":%d,"kind":"session","session_id":' % VERSION,

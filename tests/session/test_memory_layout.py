@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from bridge.recent_ids import RecentIds
 from bridge.session.actor import SessionActor
 from bridge.session.auth import Credentials
 from bridge.session.commands import CommandRunner
 from bridge.session.flow import Inbox, SendBudget
 from bridge.session.inbound import HeldEvents, InboundDispatcher, ReorderBuffer
 from bridge.session.link import GenesysLink
-from bridge.session.session import PendingSends, RecentIds, RecordKeeper, Session, SessionEvents, SessionGate
+from bridge.session.session import PendingSends, RecordKeeper, Session, SessionEvents, SessionGate
 from tests.session.conftest import running
 
 pytestmark = pytest.mark.looptime

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
+from bridge.recent_ids import RecentIds
 from bridge.record import REVEAL_SECRETS
 from bridge.store.codec import (
     CorruptRecord,
@@ -28,7 +29,7 @@ KEYS = KeyRing.of(generate_key())
 
 
 def test_round_trip_keeps_every_field_and_the_token() -> None:
-    record = make_record("s-1", n=3, closed=False, recent_message_ids=("m-1", "m-2"))
+    record = make_record("s-1", n=3, closed=False, recent_message_ids=RecentIds(("m-1", "m-2")))
     envelope = parse_envelope(encode_record(record, KEYS, written_at=T0))
     assert isinstance(envelope, SessionEnvelope)
     opened = open_record(envelope, KEYS)
