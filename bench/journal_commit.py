@@ -27,6 +27,7 @@ from bridge.amqp.connection import ReopeningConnection
 from bridge.amqp.journal import StreamJournal
 from bridge.config import Settings
 from bridge.recent_ids import RecentIds
+from bridge.recent_outcomes import RecentOutcomes
 from bridge.store.codec import encode_record
 from bridge.store.crypto import KeyRing, generate_key
 
@@ -80,7 +81,8 @@ async def _run(writers: int, saves: int, reps: int) -> dict[str, Any]:
     stream = unique_prefix("journal_commit")
     settings = Settings(amqp_url=SecretStr(AMQP_URL), journal_stream=stream)
     now = datetime.now(UTC)
-    rec = record().model_copy(update={"recent_message_ids": RecentIds(), "recent_outcomes": ()})  # a young session
+    young = {"recent_message_ids": RecentIds(), "recent_outcomes": RecentOutcomes()}
+    rec = record().model_copy(update=young)
     body = encode_record(rec, KeyRing.of(generate_key()), written_at=now)
     results: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in CONFIGS}
     try:

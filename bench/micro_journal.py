@@ -23,7 +23,8 @@ from bench.common import write_result
 from bench.stats import render_table
 from bridge.contract.outcomes import SettledOutcome
 from bridge.recent_ids import RECENT_IDS_KEPT, RecentIds
-from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
+from bridge.recent_outcomes import RECENT_OUTCOMES_KEPT, RecentOutcomes
+from bridge.record import SessionRecord
 from bridge.store.codec import _dumps, encode_record
 from bridge.store.crypto import KeyRing, generate_key
 
@@ -33,7 +34,7 @@ __all__ = ["main", "record"]
 def record() -> SessionRecord:
     """A session record as it stands after a few hundred messages."""
     now = datetime.now(UTC)
-    outcomes = tuple(
+    outcomes = RecentOutcomes(
         SettledOutcome(
             command_id=str(uuid.uuid4()),
             command_type="message.send",
@@ -105,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
     keys = KeyRing.of(generate_key())
     now = datetime.now(UTC)
     busy = record()
-    young = busy.model_copy(update={"recent_message_ids": RecentIds(), "recent_outcomes": ()})
+    young = busy.model_copy(update={"recent_message_ids": RecentIds(), "recent_outcomes": RecentOutcomes()})
     figures = {label: _steps(rec, keys, now, n) for label, rec in (("young", young), ("busy", busy))}
     sizes = {label: len(rec.model_dump_json()) for label, rec in (("young", young), ("busy", busy))}
     rows = [[step, *(f"{figures[label][step]:,.1f}" for label in figures)] for step in figures["young"]]

@@ -8,18 +8,14 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
 
-from bridge.contract.outcomes import SettledOutcome
 from bridge.recent_ids import RecentIds
+from bridge.recent_outcomes import RECENT_OUTCOMES_KEPT, RecentOutcomes
 
-__all__ = ["RECENT_CONNECTS_KEPT", "RECENT_OUTCOMES_KEPT", "SessionRecord"]
+__all__ = ["RECENT_CONNECTS_KEPT", "SessionRecord"]
 
 #: How many recent connect times a record keeps: more connects of one session in one minute than this
 #: would already have spent most of its reconnect budget.
 RECENT_CONNECTS_KEPT: Final = 8
-
-#: How many settled outcomes a record keeps. Only commands still unacked at a crash are redelivered (the
-#: one in flight, plus any whose ack was lost), so a short tail suffices; it keeps every record save small.
-RECENT_OUTCOMES_KEPT = 32
 
 #: ``SessionRecord.model_dump_json(context=REVEAL_SECRETS)`` writes the secrets in clear. Only for the copy the
 #: journal seals (``bridge.store.codec``); every other dump masks them.
@@ -75,8 +71,8 @@ class SessionRecord(BaseModel):
             "the backfill can recognise a message that reached Genesys and it is not sent twice."
         ),
     )
-    recent_outcomes: tuple[SettledOutcome, ...] = Field(
-        default=(),
+    recent_outcomes: RecentOutcomes = Field(
+        default=RecentOutcomes(),
         description=(
             f"Bounded tail (at most {RECENT_OUTCOMES_KEPT}, oldest first) of settled command outcomes, saved "
             "before the command is acked: a command redelivered to the next process is answered, not re-run."
@@ -141,11 +137,13 @@ class SessionRecord(BaseModel):
         """The JSON the journal seals (``bridge.store.codec``): what ``model_dump_json(context=REVEAL_SECRETS)``
         writes, the secrets in clear, as UTF-8. Only for that copy: the caller encrypts it before it leaves.
 
-        The recent ids are written from their packed form rather than re-encoded one by one: a busy session's
-        200 ids are half of its record, and a record is saved for every command.
+        The recent ids and outcomes are written from their packed form rather than encoded anew item by item:
+        a busy session's 200 ids and 32 outcomes are most of its record, and a record is saved for every
+        command.
         """
         body = self.model_dump_json(context=REVEAL_SECRETS, exclude=_PACKED)
-        return f'{body[:-1]},"recent_message_ids":[{self.recent_message_ids.json_items()}]}}'.encode()
+        ids, outcomes = self.recent_message_ids.json_items(), self.recent_outcomes.json_items()
+        return f'{body[:-1]},"recent_message_ids":[{ids}],"recent_outcomes":[{outcomes}]}}'.encode()
 
     @field_serializer("token", "auth_jwt", "auth_refresh_token", when_used="json")
     def _secret(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
@@ -161,4 +159,4 @@ class SessionRecord(BaseModel):
 _FIELDS_SET: Final[set[str]] = set(SessionRecord.model_fields)
 
 #: The fields :meth:`SessionRecord.sealed_json` writes itself, from their packed form. Never changed.
-_PACKED: Final[set[str]] = {"recent_message_ids"}
+_PACKED: Final[set[str]] = {"recent_message_ids", "recent_outcomes"}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict
 
@@ -61,15 +61,6 @@ class SettledOutcome(BaseModel):
     genesys_code: int | None = None
     attachment: AttachmentPart | None = None
 
-    def model_post_init(self, context: Any, /) -> None:
-        """Share one "fields set" among the outcomes that set every field (all that :meth:`of` makes, and
-        those read back from a record). Each would otherwise hold its own set of the eight names, about
-        700 bytes, and a session record keeps up to 32 outcomes (docs/performance.md, memory per session).
-        A ``set``, as pydantic expects (``model_copy`` copies it before adding to it); the model is frozen,
-        so pydantic never adds to it in place."""
-        if self.__pydantic_fields_set__ == _ALL_FIELDS:
-            object.__setattr__(self, "__pydantic_fields_set__", _ALL_FIELDS)
-
     @classmethod
     def of(
         cls,
@@ -107,10 +98,6 @@ class SettledOutcome(BaseModel):
             genesys_code=self.genesys_code,
             attachment=self.attachment,
         )
-
-
-#: Every field of a :class:`SettledOutcome`: the one "fields set" its complete instances share.
-_ALL_FIELDS: Final[set[str]] = set(SettledOutcome.model_fields)
 
 
 def rejection_outcome(rejection: Rejection, *, occurred_at: datetime) -> CommandOutcome:

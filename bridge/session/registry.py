@@ -34,7 +34,8 @@ from bridge.genesys.actions import journey_context_of
 from bridge.observability.metrics import Metrics
 from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
-from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
+from bridge.recent_outcomes import RECENT_OUTCOMES_KEPT
+from bridge.record import SessionRecord
 from bridge.recovery import RecoveryProgress
 from bridge.session.actor import SessionActor
 from bridge.session.flow import ConnectPacer, ConnectWindow, Offer

@@ -54,7 +54,7 @@ from bridge.genesys.frames import StructuredMessage
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, EventSink, SessionStore, TraceContext
 from bridge.recent_ids import RecentIds
-from bridge.record import RECENT_CONNECTS_KEPT, RECENT_OUTCOMES_KEPT, SessionRecord
+from bridge.record import RECENT_CONNECTS_KEPT, SessionRecord
 from bridge.session.auth import Credentials
 from bridge.session.flow import Inbox, SendBudget
 from bridge.session.link import GenesysLink
@@ -480,13 +480,11 @@ class RecordKeeper:
 
     def remember_outcome(self, outcome: SettledOutcome) -> None:
         """Add ``outcome`` to the record's bounded tail (not saved yet; call :meth:`save` before the ack)."""
-        kept = [o for o in self._record.recent_outcomes if o.command_id != outcome.command_id]
-        kept.append(outcome)
-        self._update(recent_outcomes=tuple(kept[-RECENT_OUTCOMES_KEPT:]))
+        self._update(recent_outcomes=self._record.recent_outcomes.with_added(outcome))
 
     def settled(self, command_id: str) -> SettledOutcome | None:
         """The settled outcome of ``command_id`` kept in the record (perhaps by a previous process)."""
-        return next((o for o in reversed(self._record.recent_outcomes) if o.command_id == command_id), None)
+        return self._record.recent_outcomes.get(command_id)
 
     def is_seen(self, message_id: str | None) -> bool:
         return message_id is not None and message_id in self._record.recent_message_ids

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bridge.recent_ids import RecentIds
+from bridge.recent_outcomes import RecentOutcomes
 from bridge.session.actor import SessionActor
 from bridge.session.auth import Credentials
 from bridge.session.commands import CommandRunner
@@ -23,6 +24,7 @@ PER_SESSION = (
     SessionGate,
     PendingSends,
     RecentIds,
+    RecentOutcomes,
     RecordKeeper,
     SessionEvents,
     Inbox,

@@ -12,7 +12,8 @@ import pytest
 
 from bridge.contract.outcomes import SettledOutcome
 from bridge.ports import Envelope
-from bridge.record import RECENT_OUTCOMES_KEPT, SessionRecord
+from bridge.recent_outcomes import RECENT_OUTCOMES_KEPT, RecentOutcomes
+from bridge.record import SessionRecord
 from bridge.store.codec import encode_record, open_record, parse_envelope
 from bridge.store.crypto import KeyRing
 from bridge.store.memory import MemorySessionStore
@@ -52,7 +53,7 @@ async def test_command_settled_before_a_crash_is_answered_not_resent_after_resta
         await snoop.settled.wait()
         # Saved before the ack: in the same snapshot the send is no longer journalled as pending.
         assert snoop.record_at_ack is not None
-        kept = snoop.record_at_ack.recent_outcomes[-1]
+        kept = list(snoop.record_at_ack.recent_outcomes)[-1]
         assert (kept.command_id, kept.status, kept.genesys_message_id) == (
             "once",
             "delivered",
@@ -87,7 +88,7 @@ async def test_recent_outcomes_are_bounded() -> None:
             await h.say("s1", f"m{i}", command_id=f"m{i}")
         kept = h.store.records["s1"].recent_outcomes
         assert len(kept) == RECENT_OUTCOMES_KEPT
-        assert kept[-1].command_id == f"m{RECENT_OUTCOMES_KEPT + 4}"
+        assert list(kept)[-1].command_id == f"m{RECENT_OUTCOMES_KEPT + 4}"
 
 
 def test_recent_outcomes_survive_the_journal_codec() -> None:
@@ -123,7 +124,7 @@ def test_records_written_before_the_field_existed_still_load() -> None:
     old = SessionRecord.model_validate(
         {"session_id": "s1", "token": "t", "deployment_id": "d", "region": "r", "created_at": now, "updated_at": now}
     )
-    assert old.recent_outcomes == ()
+    assert old.recent_outcomes == RecentOutcomes()
 
 
 @pytest.mark.parametrize("reached_genesys", [True, False], ids=["configured", "never-configured"])
@@ -138,7 +139,9 @@ async def test_a_start_its_owner_never_announced_is_announced_by_the_next_one(re
         await h.start("s1", command_id=start.command_id)
         assert h.store.records["s1"].unannounced_start is None, "announced, and saved with the start's outcome"
         # What the journal held while the start was still in flight.
-        record = h.store.records["s1"].model_copy(update={"unannounced_start": "new", "recent_outcomes": ()})
+        record = h.store.records["s1"].model_copy(
+            update={"unannounced_start": "new", "recent_outcomes": RecentOutcomes()}
+        )
         await h.registry.drain(10.0)
     async with running() as h2:
         if reached_genesys:
