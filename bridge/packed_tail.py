@@ -4,19 +4,23 @@ record's histories (``bridge.recent_ids``, ``bridge.recent_outcomes``). Pure, no
 A busy session's record holds 200 recent Genesys ids and 32 settled outcomes, and the journal writes the
 record for every command. As Python objects (a string per id, a model per outcome, a dict and tuples
 around them) they took about 35 KiB per busy session, and were encoded to JSON again at every save
-(docs/performance.md, memory per busy session). Packed, a tail is one string: its values as JSON, each
-after a comma (``,"a","b"``; ``,{"command_id":"c1",...},{"command_id":"c2",...}``). The journal writes it
-into the record's JSON as it is (:meth:`PackedTail.json_items`), and a value is found by its key with one
-substring search for how its item starts (:meth:`PackedTail._needle`). A subclass chooses that start so
-that it occurs only where an item starts: within a JSON string every ``"`` is escaped, so a needle made of
-JSON structure around a complete JSON string cannot match inside a value.
+(docs/performance.md, memory per busy session). Packed, a tail is one string: its values' compact JSON,
+each after a comma and a newline (``,\\n"a",\\n"b"``). The journal writes it into the record's JSON as it
+is (:meth:`PackedTail.json_items`; JSON allows the newline between items).
+
+A value is found by its key with one substring search: the comma and newline, then the value's JSON up to
+the end of its key's JSON string (:meth:`PackedTail._head`). That matches the item of that key and no
+other. Compact JSON never holds a raw newline (a string escapes it), so the newline stands only where an
+item starts; from there the needle and the item read alike, and a JSON string ends at the same place in
+both, so the key's string matches whole. (A comma alone would not do: ``,"`` also ends an id that ends
+with a comma.)
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar, Generic, Self, TypeVar
+from typing import Any, Final, Generic, Self, TypeVar
 
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
@@ -24,6 +28,9 @@ from pydantic_core import core_schema
 __all__ = ["PackedTail"]
 
 V = TypeVar("V")
+
+#: Where an item starts, and nowhere else in the packed string (see the module's docstring).
+_START: Final = ",\n"
 
 
 class PackedTail(Generic[V]):
@@ -35,10 +42,6 @@ class PackedTail(Generic[V]):
     """
 
     __slots__ = ("_count", "_packed", "_size")
-
-    #: How every item starts, and where nothing else in the packed string does: the leading comma and the
-    #: JSON up to where the key's string starts.
-    _START: ClassVar[str]
 
     def __init__(self, values: Iterable[V] = (), *, size: int) -> None:
         newest: dict[str, V] = {}
@@ -58,13 +61,17 @@ class PackedTail(Generic[V]):
         raise NotImplementedError
 
     @classmethod
-    def _item(cls, value: V) -> str:
-        """The value's item: a comma, then its JSON, starting with :attr:`_START` and its key's string."""
+    def _json(cls, value: V) -> str:
+        """The value's compact JSON, as pydantic-core writes it (it reads the record back).
+
+        Raises:
+            ValueError: JSON cannot hold the value (a lone surrogate in a string).
+        """
         raise NotImplementedError
 
     @classmethod
-    def _needle(cls, key: str) -> str:
-        """How the item of ``key`` starts, up to and including the end of the key's JSON string."""
+    def _head(cls, key: str) -> str:
+        """How the JSON of the value keyed ``key`` starts, up to and including the end of the key's string."""
         raise NotImplementedError
 
     @classmethod
@@ -79,7 +86,7 @@ class PackedTail(Generic[V]):
     # The tail.
 
     def __contains__(self, key: object) -> bool:
-        return isinstance(key, str) and self._needle(key) in self._packed
+        return isinstance(key, str) and self._find(key) >= 0
 
     def __len__(self) -> int:
         return self._count
@@ -91,10 +98,10 @@ class PackedTail(Generic[V]):
         if type(other) is not type(self):
             return NotImplemented
         assert isinstance(other, PackedTail)
-        return self._packed == other._packed
+        return (self._packed, self._size) == (other._packed, other._size)
 
     def __hash__(self) -> int:
-        return hash(self._packed)
+        return hash((self._packed, self._size))
 
     def __copy__(self) -> Self:
         return self  # immutable
@@ -107,16 +114,21 @@ class PackedTail(Generic[V]):
 
     def with_added(self, value: V) -> Self:
         """This tail with ``value`` as the newest; the oldest is dropped past the bound. A value whose key
-        is already here replaces it, at the newest end."""
+        is already here replaces it, at the newest end.
+
+        Raises:
+            ValueError: JSON cannot hold the value (a lone surrogate in a string); this tail is unchanged.
+        """
+        item = self._item(value)
         packed, count = self._packed, self._count
         start = packed.find(self._needle(self._key(value)))
         if start >= 0:
-            packed = packed[:start] + packed[self._end_of(packed, start) :]
+            packed = packed[:start] + packed[_end_of(packed, start) :]
             count -= 1
-        packed += self._item(value)
+        packed += item
         count += 1
         while count > self._size:
-            packed = packed[self._end_of(packed, 0) :]
+            packed = packed[_end_of(packed, 0) :]
             count -= 1
         added = object.__new__(type(self))
         added._packed, added._count, added._size = packed, count, self._size
@@ -129,14 +141,23 @@ class PackedTail(Generic[V]):
 
     def _item_json(self, key: str) -> str | None:
         """The JSON of the value keyed ``key``, or None."""
-        start = self._packed.find(self._needle(key))
-        return None if start < 0 else self._packed[start + 1 : self._end_of(self._packed, start)]
+        start = self._find(key)
+        return None if start < 0 else self._packed[start + len(_START) : _end_of(self._packed, start)]
+
+    def _find(self, key: str) -> int:
+        """Where the item of ``key`` starts, or -1."""
+        try:
+            return self._packed.find(self._needle(key))
+        except ValueError:  # a key JSON cannot hold (a lone surrogate) was never added
+            return -1
 
     @classmethod
-    def _end_of(cls, packed: str, start: int) -> int:
-        """Where the item starting at ``start`` ends: where the next one starts, or the end."""
-        end = packed.find(cls._START, start + 1)
-        return len(packed) if end < 0 else end
+    def _item(cls, value: V) -> str:
+        return _START + cls._json(value)
+
+    @classmethod
+    def _needle(cls, key: str) -> str:
+        return _START + cls._head(key)
 
     @classmethod
     def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
@@ -152,6 +173,12 @@ class PackedTail(Generic[V]):
                 _as_json_values, return_schema=core_schema.list_schema()
             ),
         )
+
+
+def _end_of(packed: str, start: int) -> int:
+    """Where the item starting at ``start`` ends: where the next one starts, or the end."""
+    end = packed.find(_START, start + 1)
+    return len(packed) if end < 0 else end
 
 
 def _as_json_values(tail: PackedTail[Any]) -> list[Any]:

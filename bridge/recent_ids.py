@@ -1,11 +1,7 @@
 """A session's recent Genesys message ids: the bounded, oldest-first tail that the session record keeps
 (``recent_message_ids``) so that a message is published once, across reconnects and restarts. Pure, no I/O.
 
-Packed in one string (``bridge.packed_tail``): the ids' JSON string literals, as :func:`json.dumps` writes
-them (ASCII only), each after a comma: ``,"a","b"``. ``in`` is one substring search for ``,"<literal>"``,
-which can only match a whole id: inside a literal every ``"`` is escaped, so ``,"`` occurs only where a
-literal starts; and since the needle is itself a complete literal, the ``"`` it ends with stands where the
-matched literal ends too.
+Packed in one string of the ids' JSON strings (``bridge.packed_tail``); ``in`` is one substring search.
 """
 
 from __future__ import annotations
@@ -15,7 +11,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from pydantic import GetCoreSchemaHandler
-from pydantic_core import core_schema
+from pydantic_core import core_schema, to_json
 
 from bridge.packed_tail import PackedTail
 
@@ -30,8 +26,6 @@ class RecentIds(PackedTail[str]):
 
     __slots__ = ()
 
-    _START = ',"'
-
     def __init__(self, ids: Iterable[str] = (), *, size: int = RECENT_IDS_KEPT) -> None:
         super().__init__(ids, size=size)
 
@@ -40,12 +34,12 @@ class RecentIds(PackedTail[str]):
         return value
 
     @classmethod
-    def _item(cls, value: str) -> str:
-        return cls._needle(value)
+    def _json(cls, value: str) -> str:
+        return to_json(value).decode()
 
     @classmethod
-    def _needle(cls, key: str) -> str:
-        return "," + json.dumps(key)
+    def _head(cls, key: str) -> str:
+        return cls._json(key)
 
     @classmethod
     def _decode(cls, array: str) -> list[str]:

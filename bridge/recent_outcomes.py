@@ -2,11 +2,9 @@
 keeps (``recent_outcomes``), saved before a command is acked, so that a command redelivered to the next
 process is answered with its outcome instead of being run again. Pure, no I/O.
 
-Packed in one string (``bridge.packed_tail``): each outcome's JSON, as pydantic writes it, after a comma.
-The JSON of a :class:`SettledOutcome` starts with its ``command_id`` (its first field), so the outcome of a
-command is found with one substring search for ``,{"command_id":<its JSON string>,``. That can only match
-where an outcome starts: ``"`` is escaped inside a JSON string, and no object inside an outcome (its
-attachment part) has a ``command_id``.
+Packed in one string of the outcomes' JSON (``bridge.packed_tail``). The JSON of a :class:`SettledOutcome`
+starts with its ``command_id`` (its first field), so the outcome of a command is found with one substring
+search for ``{"command_id":<its JSON string>`` after an item's start.
 """
 
 from __future__ import annotations
@@ -34,8 +32,6 @@ class RecentOutcomes(PackedTail[SettledOutcome]):
 
     __slots__ = ()
 
-    _START = ',{"command_id":'
-
     def __init__(self, outcomes: Iterable[SettledOutcome] = (), *, size: int = RECENT_OUTCOMES_KEPT) -> None:
         super().__init__(outcomes, size=size)
 
@@ -49,14 +45,13 @@ class RecentOutcomes(PackedTail[SettledOutcome]):
         return value.command_id
 
     @classmethod
-    def _item(cls, value: SettledOutcome) -> str:
-        return "," + value.model_dump_json()
+    def _json(cls, value: SettledOutcome) -> str:
+        return value.model_dump_json()
 
     @classmethod
-    def _needle(cls, key: str) -> str:
-        # pydantic-core's encoder, so the needle spells the id as the outcome's own JSON does (non-ASCII
-        # characters as they are, not escaped).
-        return f"{cls._START}{to_json(key).decode()},"
+    def _head(cls, key: str) -> str:
+        # pydantic-core's encoder, as in the outcome's own JSON (non-ASCII characters as they are).
+        return '{"command_id":' + to_json(key).decode()
 
     @classmethod
     def _decode(cls, array: str) -> list[SettledOutcome]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 
 import pytest
 
@@ -54,7 +55,9 @@ def test_a_long_churn_keeps_exactly_the_newest() -> None:
     assert len(ids) == 200
 
 
-ODD = ['a","b', "a", "b", '"', "\\", 'x\\"', ',"a"', "ü", "\ud800", "", " a ", "a\nb", "\\\\"]
+#: Ids that quote, escape or spell the packed form around others; one ends with a comma, as ``,"`` also
+#: starts an item.
+ODD = ['a","b', "a", "a,", ",", ",a", "b", '"', "\\", 'x\\"', ',"a"', ',\n"a"', "ü", "", " a ", "a\nb", "\\\\"]
 
 
 @pytest.mark.parametrize("message_id", ODD)
@@ -68,25 +71,43 @@ def test_an_odd_id_is_found_exactly_and_never_inside_another(message_id: str) ->
     assert list(ids) == [*others, message_id]
 
 
+def test_random_ids_behave_as_a_list_would() -> None:
+    """Against a plain list, for ids drawn from the characters that make the packed form's punctuation."""
+    rng = random.Random(7)
+    alphabet = ',"\\\n{}: aü'
+    ids, model = RecentIds(size=5), list[str]()
+    for _ in range(3_000):
+        message_id = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
+        assert (message_id in ids) == (message_id in model)
+        ids = ids.with_added(message_id)
+        model = [*[m for m in model if m != message_id][-4:], message_id]
+        assert list(ids) == model
+        assert len(ids) == len(model)
+
+
+def test_an_id_json_cannot_hold_is_refused_and_never_found() -> None:
+    ids = RecentIds(("a",))
+    with pytest.raises(ValueError):
+        ids.with_added("\ud800")
+    assert "\ud800" not in ids
+    assert list(ids) == ["a"]
+
+
 def test_a_non_string_is_never_an_id() -> None:
     assert None not in RecentIds(("None",))
     assert 1 not in RecentIds(("1",))
 
 
-#: What pydantic's JSON can write (it refuses a lone surrogate).
-WRITABLE = [o for o in ODD if o != "\ud800"]
-
-
 def test_the_record_writes_the_ids_as_a_json_list_and_reads_them_back() -> None:
-    record = make_record("s-1").replaced({"recent_message_ids": RecentIds(WRITABLE)})
+    record = make_record("s-1").replaced({"recent_message_ids": RecentIds(ODD)})
     sealed = json.loads(record.sealed_json())
-    assert sealed["recent_message_ids"] == WRITABLE
+    assert sealed["recent_message_ids"] == ODD
     assert sealed == json.loads(record.model_dump_json(context={"reveal_secrets": True}))
-    assert json.loads(record.model_dump_json())["recent_message_ids"] == WRITABLE
-    assert record.model_dump()["recent_message_ids"] == WRITABLE
+    assert json.loads(record.model_dump_json())["recent_message_ids"] == ODD
+    assert record.model_dump()["recent_message_ids"] == ODD
     back = type(record).model_validate_json(record.sealed_json())
     assert back.recent_message_ids == record.recent_message_ids
-    assert list(back.recent_message_ids) == WRITABLE
+    assert list(back.recent_message_ids) == ODD
 
 
 def test_a_record_without_ids_writes_an_empty_list() -> None:

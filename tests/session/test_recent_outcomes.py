@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 
 import pytest
 
@@ -74,9 +75,25 @@ def test_a_long_churn_keeps_exactly_the_newest() -> None:
     assert len(tail) == RECENT_OUTCOMES_KEPT
 
 
-#: Ids that prefix, quote or spell the JSON around others; pydantic's JSON refuses a lone surrogate, so no
-#: command carries one.
-ODD = ['a","b', "a", "a1", "1a", '"', "\\", 'x\\"', ',{"command_id":"a",', "ü", "", " a ", "a\nb", "\\\\"]
+#: Ids that prefix, quote or spell the JSON around others (one ends with a comma); pydantic's JSON refuses
+#: a lone surrogate, so no command carries one.
+ODD = [
+    'a","b',
+    "a",
+    "a1",
+    "1a",
+    "a,",
+    ",",
+    '"',
+    "\\",
+    'x\\"',
+    ',{"command_id":"a",',
+    ',\n{"command_id":"a"',
+    "ü",
+    "",
+    " a ",
+    "a\nb",
+]
 
 
 @pytest.mark.parametrize("command_id", ODD)
@@ -91,6 +108,28 @@ def test_an_odd_command_id_is_found_exactly_and_never_inside_another(command_id:
     tail = tail.with_added(outcome(command_id))
     assert tail.get(command_id) == outcome(command_id)
     assert ids(tail) == [*others, command_id]
+
+
+def test_random_outcomes_behave_as_a_list_would() -> None:
+    """Against a plain list, for ids and details drawn from the characters of the packed form's JSON."""
+    rng = random.Random(11)
+    alphabet = ',"\\\n{}: aü'
+
+    def text() -> str:
+        return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 4)))
+
+    tail, model = RecentOutcomes(size=5), list[SettledOutcome]()
+    for _ in range(2_000):
+        settled = outcome(text(), detail=text())
+        model = [*[o for o in model if o.command_id != settled.command_id][-4:], settled]
+        tail = tail.with_added(settled)
+        assert list(tail) == model
+        probe = text()
+        assert tail.get(probe) == next((o for o in model if o.command_id == probe), None)
+
+
+def test_a_command_id_json_cannot_hold_is_never_found() -> None:
+    assert RecentOutcomes([outcome("a")]).get("\ud800") is None
 
 
 def test_a_non_string_is_never_a_command_id() -> None:
