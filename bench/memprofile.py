@@ -6,9 +6,10 @@ sessions, and compares two snapshots (before the sessions, after them): the allo
 session, grouped by package and by source line. With ``--busy M`` each session first gets M
 ``message.send`` (at 1.8/s per session, under the bridge's budget of 2/s), so its record carries the
 history of a session some way into its conversation (M ≥ 200: the full tails of recent ids and outcomes);
-the results then go to ``memprofile-busy.json``. The RSS of a real daemon is the figure that counts
-(``bench/capacity.py``); this says what that RSS is made of. tracemalloc sees Python allocations only
-(not the allocator's fragmentation or free lists), so its total is below the RSS delta.
+the results then go to ``memprofile-busy.json`` (``--result`` names another file). The RSS of a real daemon
+is the figure that counts (``bench/capacity.py``); this says what that RSS is made of. tracemalloc sees
+Python allocations only (not the allocator's fragmentation or free lists), so its total is below the RSS
+delta.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--busy", type=int, default=0, help="message.send per session before the snapshot")
+    parser.add_argument("--result", help="results file name (default: memprofile, or memprofile-busy with --busy)")
     args = parser.parse_args()
     doc = asyncio.run(_measure(args.sessions, args.busy))
     print(
@@ -145,7 +147,8 @@ def main() -> None:
     print(render_table(["task (coroutine)", "per session"], list(doc["tasks_per_session"].items())))
     print()
     print(render_table(["tracked object type", "per session"], list(doc["objects_per_session"].items())))
-    print(f"wrote {write_result('memprofile-busy' if args.busy else 'memprofile', doc)}")
+    result = args.result or ("memprofile-busy" if args.busy else "memprofile")
+    print(f"wrote {write_result(result, doc)}")
 
 
 if __name__ == "__main__":

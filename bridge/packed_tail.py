@@ -112,6 +112,11 @@ class PackedTail(Generic[V]):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({list(self)!r})"
 
+    @property
+    def full(self) -> bool:
+        """Whether the tail is at its bound: the next value added drops the oldest, and one may have gone."""
+        return self._count >= self._size
+
     def with_added(self, value: V) -> Self:
         """This tail with ``value`` as the newest; the oldest is dropped past the bound. A value whose key
         is already here replaces it, at the newest end.

@@ -34,7 +34,6 @@ from bridge.genesys.actions import journey_context_of
 from bridge.observability.metrics import Metrics
 from bridge.observability.tracing import NO_TRACER, Tracer
 from bridge.ports import Clock, Connector, Envelope, EventSink, LoopClock, SessionStore
-from bridge.recent_outcomes import RECENT_OUTCOMES_KEPT
 from bridge.record import SessionRecord
 from bridge.recovery import RecoveryProgress
 from bridge.session.actor import SessionActor
@@ -224,7 +223,7 @@ class SessionRegistry:
             if actor.record.start_command_id != command.command_id:
                 await self._reject(envelope, "session_exists", "a live session already has this session_id")
                 return
-            if len(actor.record.recent_outcomes) >= RECENT_OUTCOMES_KEPT:
+            if actor.record.recent_outcomes.full:
                 # Its outcome may have left the record's bounded tail: it settled long ago. Never run it twice.
                 await self._answer(envelope, "delivered", "ok", "the session is live (resumed)")
                 return

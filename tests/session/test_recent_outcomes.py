@@ -28,8 +28,11 @@ def ids(tail: RecentOutcomes) -> list[str]:
 
 def test_the_oldest_outcome_goes_past_the_bound() -> None:
     tail = RecentOutcomes(size=3)
-    for command_id in ("a", "b", "c", "d"):
+    for command_id in ("a", "b", "c"):
+        assert not tail.full
         tail = tail.with_added(outcome(command_id))
+    assert tail.full
+    tail = tail.with_added(outcome("d"))
     assert "a" not in tail
     assert tail.get("a") is None
     assert ids(tail) == ["b", "c", "d"]
