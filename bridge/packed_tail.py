@@ -114,7 +114,7 @@ class PackedTail(Generic[V]):
 
     @property
     def full(self) -> bool:
-        """Whether the tail is at its bound: the next value added drops the oldest, and one may have gone."""
+        """Whether the tail is at its bound: a value may have been dropped, and a new key will drop the oldest."""
         return self._count >= self._size
 
     def with_added(self, value: V) -> Self:
