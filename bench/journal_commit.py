@@ -20,14 +20,12 @@ import aio_pika
 from pydantic import SecretStr
 
 from bench.common import AMQP_URL, run_and_report, unique_prefix
-from bench.micro_journal import record
+from bench.micro_journal import record, young_record
 from bench.procs import cpu_seconds, find_rabbitmq_pid
 from bench.stats import Spread, render_table, spread
 from bridge.amqp.connection import ReopeningConnection
 from bridge.amqp.journal import StreamJournal
 from bridge.config import Settings
-from bridge.recent_ids import RecentIds
-from bridge.recent_outcomes import RecentOutcomes
 from bridge.store.codec import encode_record
 from bridge.store.crypto import KeyRing, generate_key
 
@@ -81,8 +79,7 @@ async def _run(writers: int, saves: int, reps: int) -> dict[str, Any]:
     stream = unique_prefix("journal_commit")
     settings = Settings(amqp_url=SecretStr(AMQP_URL), journal_stream=stream)
     now = datetime.now(UTC)
-    young = {"recent_message_ids": RecentIds(), "recent_outcomes": RecentOutcomes()}
-    rec = record().model_copy(update=young)
+    rec = young_record(record())
     body = encode_record(rec, KeyRing.of(generate_key()), written_at=now)
     results: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in CONFIGS}
     try:

@@ -28,7 +28,7 @@ from bridge.record import SessionRecord
 from bridge.store.codec import _dumps, encode_record
 from bridge.store.crypto import KeyRing, generate_key
 
-__all__ = ["main", "record"]
+__all__ = ["main", "record", "young_record"]
 
 
 def record() -> SessionRecord:
@@ -99,6 +99,11 @@ def _steps(rec: SessionRecord, keys: KeyRing, now: datetime, n: int) -> dict[str
     }
 
 
+def young_record(record: SessionRecord) -> SessionRecord:
+    """``record`` as a young session holds it: no history yet."""
+    return record.replaced({"recent_message_ids": RecentIds(), "recent_outcomes": RecentOutcomes()})
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--saves", type=int, default=10_000)
@@ -106,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     keys = KeyRing.of(generate_key())
     now = datetime.now(UTC)
     busy = record()
-    young = busy.model_copy(update={"recent_message_ids": RecentIds(), "recent_outcomes": RecentOutcomes()})
+    young = young_record(busy)
     figures = {label: _steps(rec, keys, now, n) for label, rec in (("young", young), ("busy", busy))}
     sizes = {label: len(rec.model_dump_json()) for label, rec in (("young", young), ("busy", busy))}
     rows = [[step, *(f"{figures[label][step]:,.1f}" for label in figures)] for step in figures["young"]]

@@ -142,8 +142,8 @@ class SessionRecord(BaseModel):
         command.
         """
         body = self.model_dump_json(context=REVEAL_SECRETS, exclude=_PACKED)
-        ids, outcomes = self.recent_message_ids.json_items(), self.recent_outcomes.json_items()
-        return f'{body[:-1]},"recent_message_ids":[{ids}],"recent_outcomes":[{outcomes}]}}'.encode()
+        packed = "".join(f',"{name}":[{getattr(self, name).json_items()}]' for name in sorted(_PACKED))
+        return f"{body[:-1]}{packed}}}".encode()
 
     @field_serializer("token", "auth_jwt", "auth_refresh_token", when_used="json")
     def _secret(self, value: SecretStr | None, info: SerializationInfo) -> str | None:
