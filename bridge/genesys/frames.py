@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bridge.genesys import wire_json
+
 __all__ = [
     "BODY_MODELS",
     "AllowedMedia",
@@ -371,7 +373,7 @@ def lenient_int(value: object) -> int | None:
 def parse_server_frame(data: str | bytes) -> ServerFrame | UnparsedFrame:
     """Parse one WebSocket text frame. Never raises (§3.2: unknown is reported, never fatal)."""
     try:
-        obj = json.loads(data)
+        obj = wire_json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return UnparsedFrame(reason="not_json", raw=data, error=str(exc)[:200])
     if not isinstance(obj, dict):

@@ -43,6 +43,7 @@ from bridge.errors import (
     GenesysRejected,
     GenesysUnavailable,
 )
+from bridge.genesys import wire_json
 from bridge.genesys.auth import EXCHANGE_PATH, REFRESH_PATH, REVOKE_PATH, Tokens, exchange_body, parse_tokens
 from bridge.genesys.fetch_policy import FetchPolicy, refuse
 from bridge.genesys.frames import StructuredMessage
@@ -342,7 +343,7 @@ def _error_message(response: httpx.Response) -> str:
     if not response.headers.get("Content-Type", "").startswith("application/json"):
         return ""
     try:
-        body = json.loads(response.content)  # a streamed response that was not read raises ResponseNotRead
+        body = wire_json.loads(response.content)  # a streamed response that was not read raises ResponseNotRead
     except (json.JSONDecodeError, UnicodeDecodeError, httpx.ResponseNotRead):
         return ""
     message = body.get("message") if isinstance(body, dict) else None
@@ -352,7 +353,7 @@ def _error_message(response: httpx.Response) -> str:
 def _json_object(response: httpx.Response) -> dict[str, Any]:
     where = f"{response.request.method} {safe_url(response.request.url)}"
     try:
-        body = response.json()
+        body = wire_json.loads(response.content)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise GenesysProtocolError(f"{where}: body is not JSON") from exc
     if not isinstance(body, dict):

@@ -7,6 +7,7 @@ serialises it once. Nothing here does I/O or reads simulator state.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -27,11 +28,20 @@ __all__ = [
 Frame = dict[str, Any]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_ESCAPING_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def dumps(frame: Frame) -> str:
-    """Serialise one frame compactly (one JSON object per text frame, §3)."""
-    return _ENCODER.encode(frame)
+    """Serialise one frame compactly (one JSON object per text frame, §3).
+
+    Text cut inside a surrogate pair (an unpaired surrogate, §3.2) cannot travel as UTF-8: such a frame is
+    written with every non-ASCII character as a ``\\uXXXX`` escape, as JSON allows.
+    """
+    text = _ENCODER.encode(frame)
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return _ESCAPING_ENCODER.encode(frame)
 
 
 def new_message_id() -> str:

@@ -150,3 +150,18 @@ async def test_typing_where_the_deployment_disables_it(broker_names: BrokerNames
         assert (await events.outcome(said)).status == "delivered"
         assert not events.of("s", "session.ended")
         assert all(isinstance(o, CommandOutcome) for o in events.outcomes(typing))
+
+
+async def test_agent_text_cut_inside_an_emoji_is_published_and_the_session_goes_on(
+    broker_names: BrokerNames, amqp_url: str
+) -> None:
+    # An unpaired surrogate reaches the bridge as a JSON escape (§3.2): published as U+FFFD, not fatal.
+    async with e2e_stack(broker_names, amqp_url) as stack:
+        client, events = stack.client, stack.client.events
+        await client.started("s")
+        await stack.sim.agent_say(stack.sim_session("s"), "Your order ships soon \ud83d")
+        await events.wait_for(lambda _: bool(events.messages("s")))
+        assert [m.text for m in events.messages("s")] == ["Your order ships soon \ufffd"]
+        reply = await client.say("s", "thanks")
+        assert (await events.outcome(reply)).status == "delivered"
+        assert not events.of("s", "session.ended")

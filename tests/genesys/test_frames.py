@@ -158,6 +158,17 @@ def test_structured_message_keeps_channel_fields() -> None:
     assert body.metadata["correlationId"].startswith("0e6e")
 
 
+def test_unpaired_surrogates_in_a_frame_become_replacement_characters() -> None:
+    # A message cut inside an emoji, and an error text the same (§3.2): json.dumps writes them as escapes.
+    parsed = f.parse_server_frame(wire.outbound_text("Your order ships soon \ud83d"))
+    assert isinstance(parsed, f.ServerFrame)
+    assert isinstance(parsed.body, f.StructuredMessage)
+    assert parsed.body.text == "Your order ships soon \ufffd"
+    error = f.parse_server_frame(wire.string_error(4011, "Message too long: \udc00"))
+    assert isinstance(error, f.ServerFrame)
+    assert error.body == "Message too long: \ufffd"
+
+
 @pytest.mark.parametrize(
     ("text", "reason"),
     [

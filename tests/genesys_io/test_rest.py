@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -70,6 +71,20 @@ async def test_fetch_history_request_and_parse() -> None:
     assert message.channel is not None
     assert message.channel.time == "2026-11-26T10:00:00.000Z"
     assert message.model_extra == {"futureField": {"kept": True}}
+
+
+async def test_history_text_cut_inside_an_emoji_comes_back_with_a_replacement_character() -> None:
+    entity = {**ENTITY, "id": "5befde63\udc00", "text": "see you \ud83d"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, text=json.dumps({"entities": [entity]}), headers={"Content-Type": "application/json"}
+        )
+
+    async with rest_with(handler) as rest:
+        page = await rest.fetch_history("https://api.mypurecloud.com/", JWT, page_number=1, page_size=25, origin=None)
+    (message,) = page.entities
+    assert (message.id, message.text) == ("5befde63\ufffd", "see you \ufffd")
 
 
 async def test_fetch_history_with_the_default_origin_and_missing_counts() -> None:

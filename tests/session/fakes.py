@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge.errors import GenesysUnavailable, PublishTimeout
+from bridge.genesys import wire_json
 from bridge.genesys.deployment_config import DeploymentFeatures
 from bridge.genesys.frames import StructuredMessage
 from bridge.ports import Envelope, TraceContext, event_routing_key
@@ -451,7 +452,8 @@ class FakeHistory:
         start = (page_number - 1) * page_size
         chunk = newest[start : start + page_size]
         pages = max(1, -(-len(newest) // page_size))
-        return _Page([StructuredMessage.model_validate(e) for e in chunk], pages)
+        # Through JSON and the adapter's decoder, as the REST history arrives (an escape stays one).
+        return _Page([StructuredMessage.model_validate(wire_json.loads(json.dumps(e))) for e in chunk], pages)
 
 
 class FakeUploads:

@@ -214,3 +214,22 @@ async def test_only_a_delivered_send_counts_as_a_genesys_round_trip() -> None:
         h.peer.errors["refused"] = 400
         assert (await h.say("s1", "refused")).status == "failed"
         assert h.sample("genesys_bridge_genesys_echo_seconds_count") == 1
+
+
+async def test_text_and_id_cut_inside_an_emoji_are_published_and_the_session_goes_on() -> None:
+    # Unpaired surrogates, written as JSON escapes (§3.2): neither UTF-8 nor the record's JSON can hold one.
+    async with running() as h:
+        token = await h.start()
+        body = h.peer.agent_say(token, "", live=False)
+        body.update(id="5befde63\udc00", text="Your order ships soon \ud83d")  # the history keeps this copy
+        h.peer.push_body(token, body)
+        (received,) = await h.sink.wait_type("message.received", 1, "s1")
+        assert (received.genesys_message_id, received.text) == ("5befde63\ufffd", "Your order ships soon \ufffd")
+        # The history's copy, read after a reconnect, is the same message: not published again.
+        h.peer.drop_all()
+        await h.sink.wait_type("session.resumed", 1, "s1")
+        h.peer.agent_say(token, "after the reconnect")
+        await h.sink.wait_type("message.received", 2, "s1")
+        assert [m.text for m in h.sink.of_type("message.received", "s1")][1:] == ["after the reconnect"]
+        assert (await h.say("s1", "still here")).status == "delivered"
+        assert not h.sink.of_type("session.ended", "s1")

@@ -247,6 +247,14 @@ async def test_agent_say_and_typing_via_python_control(sim: Simulator, guest_fac
     assert [m["id"] for m in sim.history(a.token)] == [message_id]  # typing is not history
 
 
+async def test_agent_text_cut_inside_an_emoji_travels_as_an_escape(sim: Simulator, guest_factory: GuestFactory) -> None:
+    # An unpaired surrogate cannot be sent as UTF-8; JSON writes it as an escape (§3.2).
+    guest = await guest_factory()
+    await sim.agent_say(guest.token, "ü then half an emoji: \ud83d")
+    frame = await guest.recv()  # the text frame itself is UTF-8, as every frame
+    assert frame["body"]["text"] == "ü then half an emoji: \ud83d"
+
+
 async def test_fault_fail_next_gives_5000(sim: Simulator, guest_factory: GuestFactory) -> None:
     guest = await guest_factory()
     await sim.fail_next(guest.token, 1, actions=["onMessage"])
