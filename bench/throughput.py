@@ -278,9 +278,12 @@ def main() -> None:
     parser.add_argument("--commands", type=int, default=4000, help="commands per saturation repetition")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each latency repetition")
+    parser.add_argument("--result", default=NAME, help=f"results file name (default: {NAME})")
     args = parser.parse_args()
     run_and_report(
-        NAME, lambda: run(sessions=args.sessions, commands=args.commands, reps=args.reps, seconds=args.seconds), render
+        args.result,
+        lambda: run(sessions=args.sessions, commands=args.commands, reps=args.reps, seconds=args.seconds),
+        render,
     )
 
 
