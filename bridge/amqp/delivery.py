@@ -113,7 +113,9 @@ class AmqpDelivery:
         """Copy the command to the DLQ with ``x-bridge-reject-reason``/``-detail`` headers, then ack it.
 
         If the copy cannot be confirmed, the original is requeued instead: the broker redelivers it,
-        and ``x-delivery-limit`` bounds how often that can happen.
+        and ``x-delivery-limit`` bounds how often that can happen. So is it when building the copy fails (a
+        bug): left unsettled, it would hold its place in the prefetch window until the link closes, and the
+        error would end the intake; requeued, the delivery limit has the broker dead-letter it in the end.
         """
         if not self._claim(_DEAD_LETTER):
             return
@@ -121,6 +123,10 @@ class AmqpDelivery:
             await self._dead_letters.dead_letter(self._message, reason=reason, detail=detail)
         except BrokerError as exc:
             log.warning("dead_letter_failed", reason=reason, error=str(exc), delivery_tag=self.delivery_tag)
+            await self._settle(_NACK)
+            return
+        except Exception:
+            log.exception("dead_letter_failed", reason=reason, delivery_tag=self.delivery_tag)
             await self._settle(_NACK)
             return
         self._metrics.dead_lettered.labels(reason=reason).inc()

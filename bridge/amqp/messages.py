@@ -177,4 +177,8 @@ def without_auth_secrets(body: bytes) -> tuple[bytes, bool]:
     if not isinstance(auth, dict) or not any(key in auth for key in _AUTH_SECRETS):
         return body, False
     command["auth"] = {key: "[redacted]" if key in _AUTH_SECRETS else value for key, value in auth.items()}
-    return json.dumps(command, separators=(",", ":"), ensure_ascii=False).encode(), True
+    text = json.dumps(command, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode(), True
+    except UnicodeEncodeError:  # half a surrogate pair, escaped in the original: UTF-8 cannot hold it unescaped
+        return json.dumps(command, separators=(",", ":")).encode(), True

@@ -344,7 +344,7 @@ def _error_message(response: httpx.Response) -> str:
         return ""
     try:
         body = wire_json.loads(response.content)  # a streamed response that was not read raises ResponseNotRead
-    except (json.JSONDecodeError, UnicodeDecodeError, httpx.ResponseNotRead):
+    except (ValueError, UnicodeDecodeError, RecursionError, httpx.ResponseNotRead):
         return ""
     message = body.get("message") if isinstance(body, dict) else None
     return f": {str(message)[:_DETAIL_CHARS]}" if message else ""
@@ -354,7 +354,7 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     where = f"{response.request.method} {safe_url(response.request.url)}"
     try:
         body = wire_json.loads(response.content)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise GenesysProtocolError(f"{where}: body is not JSON") from exc
     if not isinstance(body, dict):
         raise GenesysProtocolError(f"{where}: body is not a JSON object")

@@ -12,28 +12,35 @@ written as two escapes is one character after decoding, and is kept.
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from typing import Any, Final
 
 __all__ = ["loads"]
+
+_SUSPECT_TEXT: Final = re.compile("\\\\u[dD]|[\ud800-\udfff]")
+_SUSPECT_BYTES: Final = re.compile(rb"\\u[dD]|\xed[\xa0-\xbf]|\A[^\x00]{0,3}\x00")
 
 
 def loads(data: str | bytes) -> Any:
     """``data`` decoded as ``json.loads`` decodes it, with every unpaired surrogate in its strings (keys
     included) replaced by U+FFFD.
 
+    Two strings that differ only in their unpaired surrogates come out equal (two such ids are then one
+    id, and two such keys of one object one key).
+
     Raises:
-        ValueError: ``data`` is not JSON (``json.JSONDecodeError``).
+        ValueError: ``data`` is not JSON (``json.JSONDecodeError``), or holds a number ``json.loads``
+            refuses (an integer of more than 4,300 digits).
         UnicodeDecodeError: ``data`` is bytes in no encoding JSON allows.
         RecursionError: ``data`` is nested too deeply.
     """
     value = json.loads(data)
-    # Only an escape can put a surrogate into the decoded text: UTF-8 itself cannot carry one, and the
-    # WebSocket refuses such bytes in a text frame. (Bytes in UTF-16 or UTF-32, which JSON allows and
-    # Genesys does not send, have a zero byte in their first character: checked the long way.)
-    if isinstance(data, str):
-        return _repaired(value) if "\\ud" in data or "\\uD" in data else value
-    escaped = b"\\ud" in data or b"\\uD" in data or b"\x00" in data[:4]
-    return _repaired(value) if escaped else value
+    # A WebSocket frame, which the socket checked to be UTF-8, holds a surrogate only as an escape; other
+    # text may hold one as it is. Bytes may also hold one encoded as if it were a character (json.loads
+    # lets "\xed\xa0\xbd" through as U+D83D), or be UTF-16 or UTF-32, which JSON allows and Genesys does
+    # not send (a zero byte in their first character). Each of these is checked the long way.
+    suspect = _SUSPECT_TEXT.search(data) if isinstance(data, str) else _SUSPECT_BYTES.search(data)
+    return value if suspect is None else _repaired(value)
 
 
 def _repaired(value: Any) -> Any:

@@ -26,7 +26,13 @@ _MESSAGE_TYPES = frozenset({"Text", "Structured", "Event"})
 
 def custom_data_bytes(attributes: dict[str, str]) -> int:
     """UTF-8 bytes of all keys plus values (§4.3a)."""
-    return sum(len(k.encode()) + len(v.encode()) for k, v in attributes.items())
+    return sum(_utf8_bytes(k) + _utf8_bytes(v) for k, v in attributes.items())
+
+
+def _utf8_bytes(text: str) -> int:
+    """How many bytes ``text`` takes in UTF-8. Half a surrogate pair (which JSON may send escaped, §3.2)
+    counts as the 3 bytes an encoder that lets it through writes, instead of failing the request."""
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def _presence(message: dict[str, Any]) -> str | None:
@@ -72,7 +78,7 @@ def on_message(
         return
     raw_text = message.get("text")
     text = raw_text if isinstance(raw_text, str) else ""
-    size = len(text.encode())
+    size = _utf8_bytes(text)
     if size > cfg.max_text_bytes:
         engine.refuse(conn, 4011, f"Message length {size} is larger than {cfg.max_text_bytes}", tracing_id)
         return

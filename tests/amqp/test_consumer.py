@@ -353,3 +353,61 @@ async def test_a_dead_lettered_start_keeps_no_auth_secret(bridge: Bridge, broker
         "code_verifier": "[redacted]",
     }
     assert copy.headers["x-bridge-redacted"] == "auth"
+
+
+async def test_a_dead_lettered_start_with_half_a_surrogate_pair_is_redacted_and_intake_goes_on(
+    bridge: Bridge, broker: Broker, settings: Settings
+) -> None:
+    """JSON may escape an unpaired surrogate, which UTF-8 cannot hold: the redacted copy keeps it escaped."""
+    dead = await broker.consume(settings.dead_letter_queue)
+    start = {
+        "type": "session.start",
+        "command_id": "c-half",
+        "session_id": "s-half",
+        "deployment_id": "dep",
+        "region": "mypurecloud.com",
+        "auth": {"code": "secret-code-4712", "redirect_uri": "https://x.example/cb"},
+        "custom_attributes": {"note": "cut \ud83d"},  # json.dumps writes it as an escape: rejected as not_json
+    }
+    await broker.send_command(start)
+    [copy] = await dead.take(1)
+    assert b"secret-code-4712" not in copy.body
+    assert copy.body.isascii()
+    assert json.loads(copy.body)["custom_attributes"] == {"note": "cut \ud83d"}
+    assert copy.headers["x-bridge-redacted"] == "auth"
+    await broker.send_command(data := command())
+    [envelope] = await bridge.handler.take(1)
+    assert envelope.command.command_id == data["command_id"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"delivery_limit": 1}])
+async def test_a_dead_letter_copy_that_cannot_be_built_requeues_and_intake_goes_on(
+    settings: Settings, broker: Broker, metrics: Metrics
+) -> None:
+    """A bug building the copy must neither end the intake nor leave the delivery unsettled."""
+
+    class BrokenCopies:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def dead_letter(self, original: Any, *, reason: str, detail: str) -> None:
+            self.calls += 1
+            raise RuntimeError("copy bug")
+
+    copies = BrokenCopies()
+    handler = RecordingHandler()
+    dead = await broker.consume(settings.dead_letter_queue)
+    async with (
+        AmqpEventPublisher(settings, metrics) as publisher,
+        CommandIntake(settings, metrics, handler=handler, sink=publisher, dead_letters=copies) as intake,
+    ):
+        async with asyncio.timeout(WAIT_S):
+            await intake.wait_consuming()
+        await broker.send_command({"type": "nope", "command_id": "c-bad"})  # schema_invalid: dead-lettered
+        # Requeued once, then the delivery limit (1) has the broker dead-letter the original itself.
+        [original] = await dead.take(1)
+        assert json.loads(original.body)["command_id"] == "c-bad"
+        assert copies.calls == 2
+        await broker.send_command(data := command())
+        [envelope] = await handler.take(1)
+        assert envelope.command.command_id == data["command_id"]

@@ -87,6 +87,39 @@ async def test_history_text_cut_inside_an_emoji_comes_back_with_a_replacement_ch
     assert (message.id, message.text) == ("5befde63\ufffd", "see you \ufffd")
 
 
+async def test_a_surrogate_encoded_as_if_it_were_a_character_comes_back_replaced() -> None:
+    # Not UTF-8, but Python's JSON decoder lets it through as U+D83D.
+    body = b'{"entities":[{"id":"m1","type":"Text","text":"see you \xed\xa0\xbd"}]}'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+
+    async with rest_with(handler) as rest:
+        page = await rest.fetch_history("https://api.mypurecloud.com/", JWT, page_number=1, page_size=25, origin=None)
+    assert page.entities[0].text == "see you \ufffd"
+
+
+async def test_a_refusal_whose_message_holds_half_a_surrogate_pair_is_reported_readably() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, text='{"message":"bad \\ud83d"}', headers={"Content-Type": "application/json"})
+
+    async with rest_with(handler) as rest:
+        with pytest.raises(GenesysRejected) as info:
+            await rest.fetch_history("https://api.mypurecloud.com/", JWT, page_number=1, page_size=25, origin=None)
+    assert "bad \ufffd" in str(info.value)
+
+
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"total":' + b"7" * 5000 + b"}"])
+async def test_a_body_python_cannot_decode_is_a_protocol_error(body: bytes) -> None:
+    # Nested past the recursion limit, or an integer past Python's 4,300 digits: neither leaks as itself.
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body, headers={"Content-Type": "application/json"})
+
+    async with rest_with(handler) as rest:
+        with pytest.raises(GenesysProtocolError):
+            await rest.fetch_history("https://api.mypurecloud.com/", JWT, page_number=1, page_size=25, origin=None)
+
+
 async def test_fetch_history_with_the_default_origin_and_missing_counts() -> None:
     seen: list[httpx.Request] = []
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -251,8 +252,20 @@ async def test_agent_text_cut_inside_an_emoji_travels_as_an_escape(sim: Simulato
     # An unpaired surrogate cannot be sent as UTF-8; JSON writes it as an escape (§3.2).
     guest = await guest_factory()
     await sim.agent_say(guest.token, "ü then half an emoji: \ud83d")
-    frame = await guest.recv()  # the text frame itself is UTF-8, as every frame
-    assert frame["body"]["text"] == "ü then half an emoji: \ud83d"
+    raw = await guest.ws.recv()  # the text frame itself is UTF-8, as every frame
+    assert isinstance(raw, str)
+    assert "\\u00fc then half an emoji: \\ud83d" in raw
+    assert json.loads(raw)["body"]["text"] == "ü then half an emoji: \ud83d"
+
+
+async def test_a_guest_text_with_half_a_surrogate_pair_is_echoed_not_dropped(
+    sim: Simulator, guest_factory: GuestFactory
+) -> None:
+    guest = await guest_factory()
+    await guest.say("cut \ud83d", tracing_id="m-half")  # json.dumps writes it as an escape
+    echo = await guest.recv()
+    assert (echo["code"], echo["tracingId"], echo["body"]["text"]) == (200, "m-half", "cut \ud83d")
+    assert [m["text"] for m in sim.history(guest.token)] == ["cut \ud83d"]
 
 
 async def test_fault_fail_next_gives_5000(sim: Simulator, guest_factory: GuestFactory) -> None:
