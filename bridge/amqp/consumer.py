@@ -477,7 +477,13 @@ class CommandIntake(BrokerLink[_Generation]):
         delivery = self._delivery(message)
         decoded = decode_command(message.body, max_bytes=self._settings.max_command_bytes)
         if isinstance(decoded, Rejection):
-            await self._reject(message, delivery, decoded)
+            try:
+                await self._reject(message, delivery, decoded)
+            except Exception:
+                # As for a handler bug below: the intake goes on, and x-delivery-limit ends a poison loop.
+                log.exception("command_reject_failed", command_id=decoded.command_id, reason=decoded.reason)
+                if not delivery.settled:
+                    await delivery.requeue()
             return
         envelope = Envelope(
             decoded,

@@ -411,3 +411,36 @@ async def test_a_dead_letter_copy_that_cannot_be_built_requeues_and_intake_goes_
         await broker.send_command(data := command())
         [envelope] = await handler.take(1)
         assert envelope.command.command_id == data["command_id"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"delivery_limit": 1}])
+async def test_a_rejection_that_cannot_be_published_requeues_and_intake_goes_on(
+    settings: Settings, broker: Broker, metrics: Metrics
+) -> None:
+    """A bug publishing a rejected outcome (never the broker's doing) must not end the intake."""
+
+    class BrokenSink:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        async def publish(self, event: Any, **kwargs: Any) -> None:
+            self.calls += 1
+            raise RuntimeError("encoding bug")
+
+    sink = BrokenSink()
+    handler = RecordingHandler()
+    dead = await broker.consume(settings.dead_letter_queue)
+    async with (
+        AmqpEventPublisher(settings, metrics) as publisher,
+        CommandIntake(settings, metrics, handler=handler, sink=sink, dead_letters=publisher) as intake,
+    ):
+        async with asyncio.timeout(WAIT_S):
+            await intake.wait_consuming()
+        await broker.send_command({"type": "nope", "command_id": "c-unpublished"})
+        # Requeued once, then the delivery limit (1) has the broker dead-letter the original itself.
+        [original] = await dead.take(1)
+        assert json.loads(original.body)["command_id"] == "c-unpublished"
+        assert sink.calls == 2
+        await broker.send_command(data := command())
+        [envelope] = await handler.take(1)
+        assert envelope.command.command_id == data["command_id"]
