@@ -380,67 +380,41 @@ async def test_a_dead_lettered_start_with_half_a_surrogate_pair_is_redacted_and_
     assert envelope.command.command_id == data["command_id"]
 
 
-@pytest.mark.parametrize("settings_overrides", [{"delivery_limit": 1}])
-async def test_a_dead_letter_copy_that_cannot_be_built_requeues_and_intake_goes_on(
-    settings: Settings, broker: Broker, metrics: Metrics
-) -> None:
-    """A bug building the copy must neither end the intake nor leave the delivery unsettled."""
+class _Buggy:
+    """A port of ours with a bug: every call raises, and never a broker error."""
 
-    class BrokenCopies:
-        def __init__(self) -> None:
-            self.calls = 0
+    def __init__(self) -> None:
+        self.calls = 0
 
-        async def dead_letter(self, original: Any, *, reason: str, detail: str) -> None:
-            self.calls += 1
-            raise RuntimeError("copy bug")
+    async def publish(self, event: Any, **kwargs: Any) -> None:
+        self.calls += 1
+        raise RuntimeError("encoding bug")
 
-    copies = BrokenCopies()
-    handler = RecordingHandler()
-    dead = await broker.consume(settings.dead_letter_queue)
-    async with (
-        AmqpEventPublisher(settings, metrics) as publisher,
-        CommandIntake(settings, metrics, handler=handler, sink=publisher, dead_letters=copies) as intake,
-    ):
-        async with asyncio.timeout(WAIT_S):
-            await intake.wait_consuming()
-        await broker.send_command({"type": "nope", "command_id": "c-bad"})  # schema_invalid: dead-lettered
-        # Requeued once, then the delivery limit (1) has the broker dead-letter the original itself.
-        [original] = await dead.take(1)
-        assert json.loads(original.body)["command_id"] == "c-bad"
-        assert copies.calls == 2
-        await broker.send_command(data := command())
-        [envelope] = await handler.take(1)
-        assert envelope.command.command_id == data["command_id"]
+    async def dead_letter(self, original: Any, *, reason: str, detail: str) -> None:
+        self.calls += 1
+        raise RuntimeError("copy bug")
 
 
 @pytest.mark.parametrize("settings_overrides", [{"delivery_limit": 1}])
-async def test_a_rejection_that_cannot_be_published_requeues_and_intake_goes_on(
-    settings: Settings, broker: Broker, metrics: Metrics
+@pytest.mark.parametrize("buggy", ["outcome sink", "dead-letter sink"])
+async def test_a_rejection_that_cannot_be_published_or_copied_requeues_and_intake_goes_on(
+    settings: Settings, broker: Broker, metrics: Metrics, buggy: str
 ) -> None:
-    """A bug publishing a rejected outcome (never the broker's doing) must not end the intake."""
-
-    class BrokenSink:
-        def __init__(self) -> None:
-            self.calls = 0
-
-        async def publish(self, event: Any, **kwargs: Any) -> None:
-            self.calls += 1
-            raise RuntimeError("encoding bug")
-
-    sink = BrokenSink()
+    """A bug publishing the rejected outcome or building the dead-letter copy must neither end the intake nor
+    leave the delivery unsettled."""
+    bug = _Buggy()
     handler = RecordingHandler()
     dead = await broker.consume(settings.dead_letter_queue)
-    async with (
-        AmqpEventPublisher(settings, metrics) as publisher,
-        CommandIntake(settings, metrics, handler=handler, sink=sink, dead_letters=publisher) as intake,
-    ):
-        async with asyncio.timeout(WAIT_S):
-            await intake.wait_consuming()
-        await broker.send_command({"type": "nope", "command_id": "c-unpublished"})
-        # Requeued once, then the delivery limit (1) has the broker dead-letter the original itself.
-        [original] = await dead.take(1)
-        assert json.loads(original.body)["command_id"] == "c-unpublished"
-        assert sink.calls == 2
-        await broker.send_command(data := command())
-        [envelope] = await handler.take(1)
-        assert envelope.command.command_id == data["command_id"]
+    async with AmqpEventPublisher(settings, metrics) as publisher:
+        sink, dead_letters = (bug, publisher) if buggy == "outcome sink" else (publisher, bug)
+        async with CommandIntake(settings, metrics, handler=handler, sink=sink, dead_letters=dead_letters) as intake:
+            async with asyncio.timeout(WAIT_S):
+                await intake.wait_consuming()
+            await broker.send_command({"type": "nope", "command_id": "c-bad"})  # schema_invalid: dead-lettered
+            # Requeued once, then the delivery limit (1) has the broker dead-letter the original itself.
+            [original] = await dead.take(1)
+            assert json.loads(original.body)["command_id"] == "c-bad"
+            assert bug.calls == 2
+            await broker.send_command(data := command())
+            [envelope] = await handler.take(1)
+            assert envelope.command.command_id == data["command_id"]
