@@ -23,6 +23,7 @@ from aiormq import spec
 from bridge.ports import TraceContext
 from genesys_bridge_client.contract import Event
 from genesys_bridge_client.contract.codec import encode_event
+from genesys_bridge_client.contract.properties import fitting_property
 
 __all__ = [
     "APP_ID",
@@ -108,7 +109,7 @@ def event_message(event: Event, *, correlation_id: str | None = None, trace: Tra
         headers=dict(trace.headers()) if trace is not None else None,
         content_type="application/json",
         message_id=event.event_id,
-        correlation_id=correlation_id or event.correlation_id or event.causation_id,
+        correlation_id=fitting_property(correlation_id or event.correlation_id or event.causation_id),
         message_type=event.type,
         timestamp=event.occurred_at,
         app_id=APP_ID,

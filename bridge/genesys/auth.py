@@ -94,7 +94,7 @@ def jwt_expiry(jwt: str) -> datetime | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: a payload nested too deeply
         return None
     exp = claims.get("exp") if isinstance(claims, dict) else None
     if not isinstance(exp, int | float) or isinstance(exp, bool):

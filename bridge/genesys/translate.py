@@ -41,6 +41,7 @@ __all__ = [
     "DEFAULT_RETRY_AFTER_S",
     "DEFAULT_TYPING_DURATION_MS",
     "MAX_RETRY_AFTER_S",
+    "MAX_SESSION_LIFETIME_S",
     "configuration_received",
     "configured",
     "echo_replied",
@@ -49,6 +50,7 @@ __all__ = [
     "rate_limited",
     "retry_after",
     "retry_after_header",
+    "session_lifetime_s",
     "upload_url_issued",
 ]
 
@@ -59,6 +61,9 @@ DEFAULT_TYPING_DURATION_MS: Final = 5000
 DEFAULT_RETRY_AFTER_S: Final = 3.0
 #: Upper bound on a server-sent ``retryAfter``: a garbled value must not park a session for hours.
 MAX_RETRY_AFTER_S: Final = 300.0
+#: The longest session lifetime taken from Genesys: two years, past the 18 months a deployment may set
+#: (§8). A longer ``durationSeconds`` (or one that is not positive) is garbled, and is ignored.
+MAX_SESSION_LIFETIME_S: Final = 2 * 366 * 24 * 3600
 
 
 def epoch_to_datetime(value: object) -> datetime | None:
@@ -67,7 +72,7 @@ def epoch_to_datetime(value: object) -> datetime | None:
         return None
     try:
         seconds = float(value)  # type: ignore[arg-type]  # str/int/float; anything else is caught below
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past a float's range
         return None
     if not math.isfinite(seconds) or seconds <= 0:
         return None
@@ -77,6 +82,12 @@ def epoch_to_datetime(value: object) -> datetime | None:
         return datetime.fromtimestamp(seconds, tz=UTC)
     except (OverflowError, OSError, ValueError):
         return None
+
+
+def session_lifetime_s(value: int | None) -> int | None:
+    """``durationSeconds`` (§5.1, §4.4), sane: ``None`` (not given) unless between 1 s and
+    :data:`MAX_SESSION_LIFETIME_S`. A garbled value must not be taken: the expiry is computed from it."""
+    return value if value is not None and 0 < value <= MAX_SESSION_LIFETIME_S else None
 
 
 def retry_after(value: float | None) -> float:
@@ -138,7 +149,7 @@ def configured(body: SessionResponse) -> Configured:
         allowed_mime_types=_shared(_mime_types(body.allowed_media)),
         max_file_size_kb=_max_file_kb(body.allowed_media),
         blocked_extensions=_shared(tuple(body.blocked_extensions)),
-        duration_s=body.duration_seconds,
+        duration_s=session_lifetime_s(body.duration_seconds),
         expires_at=epoch_to_datetime(body.expiration_date),
         cleared_existing_session=bool(body.cleared_existing_session),
     )
@@ -152,7 +163,7 @@ def configuration_received(body: GetConfigurationResponse, request: PendingReque
         max_file_size_kb=_max_file_kb(body.allowed_media),
         blocked_extensions=tuple(body.blocked_extensions),
         message_routing_enabled=body.message_routing_enabled,
-        session_duration_s=body.session_duration_seconds,
+        session_duration_s=session_lifetime_s(body.session_duration_seconds),
         request=request,
     )
 
@@ -177,7 +188,7 @@ def echo_replied(tracing_id: str | None, msg: StructuredMessage) -> EchoReplied:
     """The reply to ``echo`` (§4.4), with the session lifetime its metadata carries."""
     return EchoReplied(
         tracing_id=tracing_id,
-        duration_s=lenient_int(msg.metadata.get("durationSeconds")),
+        duration_s=session_lifetime_s(lenient_int(msg.metadata.get("durationSeconds"))),
         expires_at=epoch_to_datetime(msg.metadata.get("expirationDate")),
     )
 

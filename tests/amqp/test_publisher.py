@@ -85,6 +85,26 @@ async def test_correlation_id_falls_back_to_the_causing_command(publisher: AmqpE
     assert message.routing_key == "command.outcome.unknown"
 
 
+@pytest.mark.parametrize(
+    ("ids", "expected"),
+    [
+        ({"correlation_id": "é" * 127 + "x"}, "é" * 127 + "x"),  # 255 bytes: an AMQP property holds it
+        ({"correlation_id": "é" * 128}, None),  # 256 characters, 256 bytes: the contract allows it
+        ({"correlation_id": "x" * 256}, None),
+        ({"command_id": "é" * 128}, None),  # 128 characters of a command id, 256 bytes
+    ],
+)
+async def test_an_id_longer_than_an_amqp_property_is_left_out_of_it_and_kept_in_the_body(
+    publisher: AmqpEventPublisher, broker: Broker, ids: dict[str, str], expected: str | None
+) -> None:
+    tap = await broker.tap()
+    event = outcome(**ids)
+    await publisher.publish(event, deployment_id=None)
+    [message] = await tap.take(1)
+    assert message.correlation_id == expected
+    assert decode_event(message.body) == event
+
+
 async def test_the_requesters_correlation_id_and_trace_go_on_every_copy(
     publisher: AmqpEventPublisher, broker: Broker
 ) -> None:

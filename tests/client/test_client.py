@@ -85,6 +85,21 @@ async def test_bad_input_is_answered_not_raised(genesys_bridge: Sandbox) -> None
     assert (again.status, again.reason) == ("rejected", "session_exists")
 
 
+async def test_the_longest_ids_the_contract_allows_get_their_outcomes(genesys_bridge: Sandbox) -> None:
+    # 128 characters of command id and 256 of correlation id: more than an AMQP property's 255 bytes.
+    client = genesys_bridge.client
+    started = await client.start_session(
+        "long-ids",
+        deployment_id=genesys_bridge.deployment_id,
+        region=genesys_bridge.region,
+        command_id="é" * 128,
+        correlation_id="ü" * 256,
+    )
+    assert (started.status, started.command_id, started.correlation_id) == ("delivered", "é" * 128, "ü" * 256)
+    said = await client.send(MessageSend(command_id="ö" * 128, session_id="long-ids", text="hi"))
+    assert (said.status, said.command_id) == ("delivered", "ö" * 128)
+
+
 async def test_concurrent_commands_each_get_their_own_outcome(genesys_bridge: Sandbox) -> None:
     client = genesys_bridge.client
     for n in range(3):

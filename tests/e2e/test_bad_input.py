@@ -121,3 +121,17 @@ async def test_duplicate_session_start_is_rejected_and_dead_lettered(broker_name
         # The copy is confirmed before the next command is handed over, so it is due by now: wait briefly.
         (letter,) = await stack.dlq.wait(1, timeout_s=3.0)
         assert letter.headers[REJECT_REASON_HEADER] == "session_exists"
+
+
+async def test_the_longest_ids_the_contract_allows_are_served(broker_names: BrokerNames, amqp_url: str) -> None:
+    # 256 characters of correlation id and 128 of command id: more than an AMQP property's 255 bytes.
+    long_correlation, long_command = "é" * 256, "é" * 128
+    async with e2e_stack(broker_names, amqp_url) as stack:
+        client, events = stack.client, stack.client.events
+        start = await client.start("long-ids", correlation_id=long_correlation)
+        started = await events.outcome(start)
+        assert (started.status, started.correlation_id) == ("delivered", long_correlation)
+        await client.send({"type": "message.send", "session_id": "long-ids", "text": "hi", "command_id": long_command})
+        said = await events.outcome(long_command)
+        assert (said.status, said.command_id) == ("delivered", long_command)
+        assert not events.of("long-ids", "session.ended")

@@ -59,6 +59,11 @@ def test_a_jwt_without_a_readable_expiry_has_none(jwt: str) -> None:
     assert jwt_expiry(jwt) is None
 
 
+def test_a_jwt_nested_past_the_recursion_limit_has_no_expiry() -> None:
+    payload = base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).rstrip(b"=").decode()
+    assert jwt_expiry(f"e30.{payload}.signature") is None
+
+
 @pytest.mark.parametrize(
     ("code", "authenticated", "final"),
     [(4017, False, True), (4017, True, True), (403, True, True), (403, False, False), (401, True, False)],

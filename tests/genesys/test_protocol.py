@@ -613,6 +613,33 @@ def test_echo_round_trip_with_string_metadata(configured: GuestProtocol) -> None
     assert configured.pending == ()
 
 
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        ({"durationSeconds": str(10**12), "expirationDate": 7 * 10**400}, EchoReplied("hc-8")),
+        ({"durationSeconds": -5, "expirationDate": "-1"}, EchoReplied("hc-8")),
+        ({"durationSeconds": "0", "expirationDate": "1767268800"},
+         EchoReplied("hc-8", expires_at=datetime(2026, 1, 1, 12, 0, tzinfo=UTC))),
+        ({"durationSeconds": 47_347_200}, EchoReplied("hc-8", duration_s=47_347_200)),  # 18 months: kept
+    ],
+)  # fmt: skip
+def test_a_garbled_session_lifetime_in_an_echo_reply_is_ignored(
+    configured: GuestProtocol, metadata: dict[str, object], expected: EchoReplied
+) -> None:
+    configured.echo(tracing_id="hc-8")
+    body = {"type": "Text", "direction": "Inbound", "id": "9d2d", "text": "ping", "metadata": metadata}
+    assert feed(configured, wire.frame("StructuredMessage", body, tracing_id="hc-8")) == [expected]
+
+
+@pytest.mark.parametrize("duration", [10**12, -(10**11), 0])
+def test_a_garbled_session_lifetime_in_a_session_response_is_ignored(duration: int) -> None:
+    p = new_protocol()
+    p.connection_made()
+    p.configure()
+    events = feed(p, wire.session_response(durationSeconds=duration))
+    assert events == [Configured(new_session=True, read_only=False)]
+
+
 def test_echo_reply_from_an_older_server(configured: GuestProtocol) -> None:
     configured.echo(tracing_id="hc")
     body = {"type": "Text", "direction": "Inbound", "id": "1", "text": "ping"}

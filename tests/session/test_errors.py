@@ -233,3 +233,16 @@ async def test_text_and_id_cut_inside_an_emoji_are_published_and_the_session_goe
         assert [m.text for m in h.sink.of_type("message.received", "s1")][1:] == ["after the reconnect"]
         assert (await h.say("s1", "still here")).status == "delivered"
         assert not h.sink.of_type("session.ended", "s1")
+
+
+@pytest.mark.parametrize("duration", [10**12, -(10**11)])
+async def test_a_garbled_session_lifetime_is_ignored_and_the_session_goes_on(duration: int) -> None:
+    # Its expiry would be computed from it (§5.1): a date past year 9999 ended the session.
+    async with running() as h:
+        h.peer.duration_s = duration
+        token = await h.start()
+        h.peer.agent_say(token, "hello")
+        await h.sink.wait_type("message.received", 1, "s1")
+        assert (await h.say("s1", "hi")).status == "delivered"
+        assert not h.sink.of_type("session.ended", "s1")
+        assert h.registry.get("s1").record.genesys_ttl_s is None

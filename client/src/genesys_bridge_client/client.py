@@ -43,6 +43,7 @@ from genesys_bridge_client.contract.commands import (
 )
 from genesys_bridge_client.contract.content import AttachmentUpload, ButtonResponse
 from genesys_bridge_client.contract.events import CommandOutcome, Event
+from genesys_bridge_client.contract.properties import fitting_property
 
 __all__ = [
     "DEFAULT_COMMAND_EXCHANGE",
@@ -327,8 +328,8 @@ class BridgeClient:
                     command.model_dump_json(exclude_none=True).encode(),
                     content_type="application/json",
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=command.command_id,
-                    correlation_id=command.command_id,
+                    message_id=fitting_property(command.command_id),
+                    correlation_id=fitting_property(command.command_id),
                     reply_to=reply_queue,
                     headers=dict(headers) if headers else None,
                 ),
@@ -347,15 +348,19 @@ class BridgeClient:
                 del self._waiting[command.command_id]
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
-        future = self._waiting.get(message.correlation_id or "")
-        if future is None or future.done():
-            return  # an outcome whose caller gave up, or a repeat of one already taken
         try:
             event = decode_event(message.body)
         except ValueError as exc:
-            future.set_exception(exc)
+            future = self._waiting.get(message.correlation_id or "")
+            if future is not None and not future.done():
+                future.set_exception(exc)
             return
-        if isinstance(event, CommandOutcome) and event.status != "will_retry":
+        if not isinstance(event, CommandOutcome) or event.status == "will_retry":
+            return
+        # Matched by the body's command id, which a correlation_id property cannot always carry; by the property
+        # when the bridge could not read the command's id (a body too large to parse, say).
+        future = self._waiting.get(event.command_id or message.correlation_id or "")
+        if future is not None and not future.done():  # else its caller gave up, or a repeat of one taken
             future.set_result(event)
 
     # --- events -------------------------------------------------------------------------------------------
