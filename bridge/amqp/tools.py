@@ -32,7 +32,7 @@ from bridge.amqp.repartition import distributing_marker, staging_queue
 from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology
 from bridge.config import Settings
 from bridge.partition.layout import hunger_queue, journal_stream_of, partition_queue, presence_queue
-from genesys_bridge_client.contract.properties import fitting_property
+from genesys_bridge_client.contract.properties import correlation_key, fitting_property
 
 __all__ = [
     "CommandPublisher",
@@ -108,7 +108,7 @@ class CommandPublisher:
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 message_id=fitting_property(command_id or None),
                 reply_to=reply_to,
-                correlation_id=correlation_id,
+                correlation_id=fitting_property(correlation_id),
             ),
             routing_key=routing_key,
         )
@@ -119,15 +119,15 @@ class CommandPublisher:
 
         The command carries a private reply queue (``reply_to``) and the AMQP ``correlation_id`` = its
         ``command_id`` (for raw bytes: the ``command_id`` in them when they are a JSON object with one, else a
-        fresh id; a fresh one too for an id longer than the property holds), which the bridge copies onto the
-        outcome. Returns ``(correlation id, outcome body)``, the body ``None`` when nothing came in time. The
-        caller decodes the body (``genesys_bridge_client.contract.codec.decode_event``).
+        fresh id; its ``correlation_key`` for an id longer than the property holds), which the bridge copies
+        onto the outcome. Returns ``(command id, outcome body)``, the body ``None`` when nothing came in time.
+        The caller decodes the body (``genesys_bridge_client.contract.codec.decode_event``).
         """
         assert self._connection is not None, "use CommandPublisher as an async context manager"
         command_id = _request_id(command)
         if not isinstance(command, bytes):
             command = {**command, "command_id": command_id}
-        correlation_id = fitting_property(command_id) or uuid.uuid4().hex
+        correlation_id = correlation_key(command_id)
         channel = await self._connection.channel()
         try:
             # Exclusive and server-named: only this process reads it, and it vanishes with the connection.
@@ -145,9 +145,9 @@ class CommandPublisher:
             await self.send(command, reply_to=queue.name, correlation_id=correlation_id)
             try:
                 async with asyncio.timeout(timeout_s):
-                    return correlation_id, await answered
+                    return command_id, await answered
             except TimeoutError:
-                return correlation_id, None
+                return command_id, None
         finally:
             await channel.close()
 

@@ -13,6 +13,7 @@ from bridge.amqp.topology import declare_topology
 from bridge.config import Settings
 from bridge.testing import Sandbox
 from genesys_bridge_client import (
+    AttachmentUpload,
     AuthCodeGrant,
     BridgeClient,
     BridgeNotDeclared,
@@ -98,6 +99,14 @@ async def test_the_longest_ids_the_contract_allows_get_their_outcomes(genesys_br
     assert (started.status, started.command_id, started.correlation_id) == ("delivered", "é" * 128, "ü" * 256)
     said = await client.send(MessageSend(command_id="ö" * 128, session_id="long-ids", text="hi"))
     assert (said.status, said.command_id) == ("delivered", "ö" * 128)
+
+
+async def test_a_command_too_large_to_read_is_answered_even_with_a_long_id(genesys_bridge: Sandbox) -> None:
+    # The bridge cannot read the id of a body over its size limit: the reply is matched by correlation_id.
+    upload = AttachmentUpload(file_name="big.txt", mime_type="text/plain", content_base64="QUFB" * 300_000)
+    command = MessageSend(command_id="é" * 128, session_id="nobody", attachments=[upload])
+    outcome = await genesys_bridge.client.send(command)
+    assert (outcome.status, outcome.reason) == ("rejected", "too_large")
 
 
 async def test_concurrent_commands_each_get_their_own_outcome(genesys_bridge: Sandbox) -> None:

@@ -6,7 +6,8 @@ as many clients as you like, each with ``async with`` (or :meth:`BridgeClient.co
 :meth:`BridgeClient.close`).
 
 Request/reply follows AMQP conventions: each command is published with ``reply_to`` = the client's reply
-queue and ``correlation_id`` = its ``command_id``; the bridge sends only the settled outcome there.
+queue and ``correlation_id`` = its ``command_id`` (or, for an id longer than the property holds, its
+``correlation_key``); the bridge sends only the settled outcome there, with the same ``correlation_id``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from genesys_bridge_client.contract.commands import (
 )
 from genesys_bridge_client.contract.content import AttachmentUpload, ButtonResponse
 from genesys_bridge_client.contract.events import CommandOutcome, Event
-from genesys_bridge_client.contract.properties import fitting_property
+from genesys_bridge_client.contract.properties import correlation_key, fitting_property
 
 __all__ = [
     "DEFAULT_COMMAND_EXCHANGE",
@@ -316,12 +317,13 @@ class BridgeClient:
         if exchange is None or reply_queue is None:
             raise RuntimeError("connect the client first (async with BridgeClient(...))")
         wait = self._timeout if timeout is None else timeout
-        future = self._waiting.get(command.command_id)
+        key = correlation_key(command.command_id)
+        future = self._waiting.get(key)
         if future is None:
             future = asyncio.get_running_loop().create_future()
-            self._waiting[command.command_id] = future
+            self._waiting[key] = future
         # Sends of one command_id share the future; the last one out forgets it.
-        self._waiters[command.command_id] = self._waiters.get(command.command_id, 0) + 1
+        self._waiters[key] = self._waiters.get(key, 0) + 1
         try:
             await exchange.publish(
                 aio_pika.Message(
@@ -329,7 +331,7 @@ class BridgeClient:
                     content_type="application/json",
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     message_id=fitting_property(command.command_id),
-                    correlation_id=fitting_property(command.command_id),
+                    correlation_id=key,
                     reply_to=reply_queue,
                     headers=dict(headers) if headers else None,
                 ),
@@ -341,26 +343,22 @@ class BridgeClient:
         except TimeoutError:
             raise OutcomeTimeout(command, wait) from None
         finally:
-            left = self._waiters.pop(command.command_id) - 1
+            left = self._waiters.pop(key) - 1
             if left:
-                self._waiters[command.command_id] = left
-            elif self._waiting.get(command.command_id) is future:
-                del self._waiting[command.command_id]
+                self._waiters[key] = left
+            elif self._waiting.get(key) is future:
+                del self._waiting[key]
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
+        future = self._waiting.get(message.correlation_id or "")  # correlation_key of the command's id
+        if future is None or future.done():
+            return  # an outcome whose caller gave up, or a repeat of one already taken
         try:
             event = decode_event(message.body)
         except ValueError as exc:
-            future = self._waiting.get(message.correlation_id or "")
-            if future is not None and not future.done():
-                future.set_exception(exc)
+            future.set_exception(exc)
             return
-        if not isinstance(event, CommandOutcome) or event.status == "will_retry":
-            return
-        # Matched by the body's command id, which a correlation_id property cannot always carry; by the property
-        # when the bridge could not read the command's id (a body too large to parse, say).
-        future = self._waiting.get(event.command_id or message.correlation_id or "")
-        if future is not None and not future.done():  # else its caller gave up, or a repeat of one taken
+        if isinstance(event, CommandOutcome) and event.status != "will_retry":
             future.set_result(event)
 
     # --- events -------------------------------------------------------------------------------------------
