@@ -169,7 +169,7 @@ def reconnect_attempts(
     """
     backoff = ReconnectBackoff.of(settings)
 
-    def _retry(exc: Exception) -> bool:
+    def _retry(exc: BaseException) -> bool:
         retry = is_retryable(broker_error(exc))
         if retry and on_retry is not None:
             on_retry(exc)

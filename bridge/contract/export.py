@@ -163,7 +163,8 @@ _EVENT_PUBLISH_BINDINGS: Final = {
 #: The properties and headers of every event message, as both event channels describe them.
 _EVENT_PROPERTIES = (
     "AMQP properties: `message_id` = `event_id`, `correlation_id` = the command's own AMQP `correlation_id` "
-    "for its outcome, else the command's body `correlation_id` (or else its `command_id`), `type` = the event "
+    "for its outcome, else the command's body `correlation_id` (or else its `command_id`; left out when longer "
+    "than the property's 255 bytes of UTF-8), `type` = the event "
     "type, `timestamp` = `occurred_at`, `content_type` application/json, `app_id` genesys-bridge, persistent "
     "delivery; headers `traceparent`/`tracestate` = the W3C trace context of the causing (or the session's "
     "newest) command. Published with publisher confirms: at least once, so deduplicate by `event_id` (and "
