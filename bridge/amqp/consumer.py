@@ -476,29 +476,25 @@ class CommandIntake(BrokerLink[_Generation]):
     async def _dispatch(self, message: AbstractIncomingMessage) -> None:
         delivery = self._delivery(message)
         decoded = decode_command(message.body, max_bytes=self._settings.max_command_bytes)
-        if isinstance(decoded, Rejection):
-            try:
-                await self._reject(message, delivery, decoded)
-            except Exception:
-                # As for a handler bug below: the intake goes on, and x-delivery-limit ends a poison loop.
-                log.exception("command_reject_failed", command_id=decoded.command_id, reason=decoded.reason)
-                if not delivery.settled:
-                    await delivery.requeue()
-            return
-        envelope = Envelope(
-            decoded,
-            delivery=delivery,
-            reply_to=message.reply_to,
-            correlation_id=message.correlation_id,
-            trace=TraceContext.from_headers(message.headers),
-            received_at=self._clock.monotonic(),
-            redelivered=bool(message.redelivered),
-        )
         try:
+            if isinstance(decoded, Rejection):
+                await self._reject(message, delivery, decoded)
+                return
+            envelope = Envelope(
+                decoded,
+                delivery=delivery,
+                reply_to=message.reply_to,
+                correlation_id=message.correlation_id,
+                trace=TraceContext.from_headers(message.headers),
+                received_at=self._clock.monotonic(),
+                redelivered=bool(message.redelivered),
+            )
             await self._handler.submit(envelope)
         except Exception:
-            # A handler bug must not stop the intake. Requeue: x-delivery-limit ends a poison loop.
-            log.exception("command_submit_failed", command_id=decoded.command_id, command_type=decoded.type)
+            # A bug in rejecting the command or in its handler must not stop the intake. Requeue:
+            # x-delivery-limit ends a poison loop.
+            command_type = decoded.command_type if isinstance(decoded, Rejection) else decoded.type
+            log.exception("command_dispatch_failed", command_id=decoded.command_id, command_type=command_type)
             if not delivery.settled:
                 await delivery.requeue()
 

@@ -121,12 +121,11 @@ class AmqpDelivery:
             return
         try:
             await self._dead_letters.dead_letter(self._message, reason=reason, detail=detail)
-        except BrokerError as exc:
-            log.warning("dead_letter_failed", reason=reason, error=str(exc), delivery_tag=self.delivery_tag)
-            await self._settle(_NACK)
-            return
-        except Exception:
-            log.exception("dead_letter_failed", reason=reason, delivery_tag=self.delivery_tag)
+        except Exception as exc:
+            if isinstance(exc, BrokerError):
+                log.warning("dead_letter_failed", reason=reason, error=str(exc), delivery_tag=self.delivery_tag)
+            else:  # a bug: its traceback
+                log.exception("dead_letter_failed", reason=reason, delivery_tag=self.delivery_tag)
             await self._settle(_NACK)
             return
         self._metrics.dead_lettered.labels(reason=reason).inc()
