@@ -7,7 +7,6 @@ serialises it once. Nothing here does I/O or reads simulator state.
 from __future__ import annotations
 
 import json
-import re
 import secrets
 import uuid
 from datetime import UTC, datetime
@@ -29,7 +28,6 @@ Frame = dict[str, Any]
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _ESCAPING_ENCODER = json.JSONEncoder(separators=(",", ":"))
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def dumps(frame: Frame) -> str:
@@ -39,9 +37,12 @@ def dumps(frame: Frame) -> str:
     written with every non-ASCII character as a ``\\uXXXX`` escape, as JSON allows.
     """
     text = _ENCODER.encode(frame)
-    if text.isascii() or _SURROGATE.search(text) is None:
-        return text
-    return _ESCAPING_ENCODER.encode(frame)
+    if not text.isascii():
+        try:
+            text.encode()  # as the socket will; a search for a range of characters is several times slower
+        except UnicodeEncodeError:
+            return _ESCAPING_ENCODER.encode(frame)
+    return text
 
 
 def new_message_id() -> str:
