@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import sys
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "micro_main",
     "run_id",
     "unique_prefix",
+    "us_per_call",
     "write_result",
 ]
 
@@ -68,6 +70,14 @@ def load_result(name: str) -> dict[str, Any] | None:
         return None
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return data
+
+
+def us_per_call(call: Callable[[], object], n: int) -> float:
+    """µs per call of ``call`` over ``n`` calls in a row: the timing loop of the in-process micro-benchmarks."""
+    start = time.perf_counter()
+    for _ in range(n):
+        call()
+    return (time.perf_counter() - start) / n * 1e6
 
 
 def run_and_report(

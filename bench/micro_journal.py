@@ -11,7 +11,6 @@ inner JSON with ``json.dumps``, the seal, the envelope with ``json.dumps``. Best
 from __future__ import annotations
 
 import argparse
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench.common import write_result
+from bench.common import us_per_call, write_result
 from bench.stats import render_table
 from bridge.contract.outcomes import SettledOutcome
 from bridge.recent_ids import RECENT_IDS_KEPT, RecentIds
@@ -63,13 +62,7 @@ def record() -> SessionRecord:
 
 
 def _best_us(step: Callable[[], Any], n: int) -> float:
-    best = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        for _ in range(n):
-            step()
-        best = min(best, time.perf_counter() - start)
-    return best / n * 1e6
+    return min(us_per_call(step, n) for _ in range(3))
 
 
 def _previous(rec: SessionRecord, keys: KeyRing, now: datetime) -> bytes:

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import base64
 import os
-import time
 from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from bench.common import write_result
+from bench.common import us_per_call, write_result
 from bench.micro_journal import record, young_record
 from bench.stats import render_table, spread
 from bridge.store.crypto import KeyRing, generate_key
@@ -50,13 +49,6 @@ def _ways(plain: bytes, keys: KeyRing) -> dict[str, Callable[[], Any]]:
     }
 
 
-def _us_per_call(call: Callable[[], Any], n: int) -> float:
-    start = time.perf_counter()
-    for _ in range(n):
-        call()
-    return (time.perf_counter() - start) / n * 1e6
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--seals", type=int, default=2_000, help="seals per way and round")
@@ -70,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.rounds):
         for label, by_way in ways.items():
             for way, call in by_way.items():
-                samples[label][way].append(_us_per_call(call, args.seals))
+                samples[label][way].append(us_per_call(call, args.seals))
     figures = {label: {way: spread(values) for way, values in by_way.items()} for label, by_way in samples.items()}
     sizes = {label: len(plain) for label, plain in plains.items()}
     print(f"records of {sizes['young']:,} and {sizes['busy']:,} bytes of JSON; {args.seals:,} seals per way, "
