@@ -16,6 +16,7 @@ Error mapping (the one boundary where aio-pika/aiormq exceptions become ours)::
 
     authentication refused, ACCESS_REFUSED, PRECONDITION_FAILED   -> BrokerError        (final)
     connection/channel lost, socket errors, NOT_FOUND, timeouts    -> BrokerUnavailable  (retryable)
+    a channel asked of a connection that closed (open_channel)     -> BrokerUnavailable  (retryable)
 
 ``bridge.errors.is_retryable`` then decides; nobody here second-guesses it.
 """
@@ -48,6 +49,8 @@ __all__ = [
     "broker_error",
     "close_channel_quietly",
     "close_quietly",
+    "connection_lost",
+    "open_channel",
     "open_connection",
     "reconnect_attempts",
 ]
@@ -112,6 +115,41 @@ async def open_connection(settings: Settings, *, name: str) -> AbstractConnectio
             return await aio_pika.connect(
                 settings.amqp_url.get_secret_value(), client_properties={"connection_name": name}
             )
+    except Exception as exc:
+        raise broker_error(exc) from exc
+
+
+def connection_lost(connection: AbstractConnection) -> bool:
+    """Whether ``connection``'s AMQP link is gone, told or not.
+
+    A plain aio-pika connection that the broker closed still says ``is_closed`` False, and its close
+    callbacks run once, when it closes: one added after that never runs. A component that adds its
+    callback after an await asks this too, or it could serve a dead link for ever.
+    """
+    transport = connection.transport
+    return connection.is_closed or transport is None or transport.connection.is_closed
+
+
+async def open_channel(
+    connection: AbstractConnection, *, publisher_confirms: bool, on_return_raises: bool = False
+) -> AbstractChannel:
+    """Open a channel on ``connection``; the caller owns it and closes it.
+
+    Raises:
+        BrokerUnavailable: the connection is gone, or was lost while the channel opened (retryable).
+        BrokerError: the broker refused the channel (final).
+    """
+    try:
+        return await connection.channel(publisher_confirms=publisher_confirms, on_return_raises=on_return_raises)
+    except RuntimeError as exc:
+        # aio-pika and aiormq report a connection that closed before or while the channel opened as a bare
+        # RuntimeError ("... closed", "Connection was not opened"): the broker cut us off between our
+        # check that the connection was open and this call, before the close callback told its owner.
+        # Unmapped, it ended the task that asked, and with it the process. Any other RuntimeError is a
+        # misuse of the library, a bug, and keeps its type.
+        if not connection_lost(connection):
+            raise
+        raise BrokerUnavailable(f"the connection closed while a channel opened: {exc}") from exc
     except Exception as exc:
         raise broker_error(exc) from exc
 
@@ -304,10 +342,10 @@ class ReopeningConnection:
         await self.close()
 
     def _usable(self) -> AbstractConnection | None:
-        """The current connection unless it was lost. A plain aio-pika connection closed by the broker
-        still says ``is_closed`` False: only its close callback tells."""
+        """The current connection unless it was lost: its close callback told us, or the connection closed
+        before :meth:`_adopt` added the callback, which then never runs (:func:`connection_lost`)."""
         connection = self._connection
-        if connection is None or self._lost_at is not None or connection.is_closed:
+        if connection is None or self._lost_at is not None or connection_lost(connection):
             return None
         return connection
 

@@ -36,7 +36,14 @@ from typing import Final, Literal, Protocol
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage, AbstractQueue
 
-from bridge.amqp.connection import BrokerLinks, Connect, broker_error, close_channel_quietly, open_connection
+from bridge.amqp.connection import (
+    BrokerLinks,
+    Connect,
+    broker_error,
+    close_channel_quietly,
+    open_channel,
+    open_connection,
+)
 from bridge.amqp.delivery import AmqpDelivery, DeadLetterSink
 from bridge.amqp.link import BrokerLink
 from bridge.amqp.topology import TopologyNames, declare_partition_queue, declare_topology
@@ -304,7 +311,7 @@ class CommandIntake(BrokerLink[_Generation]):
 
     async def _prepare(self, connection: AbstractConnection) -> _Generation:
         """Declare, consume and verify on a fresh connection."""
-        channel = await connection.channel(publisher_confirms=False)
+        channel = await open_channel(connection, publisher_confirms=False)
         await channel.set_qos(prefetch_count=self._settings.prefetch)
         topology = await declare_topology(channel, self._names)
         queue = topology.intake_queue

@@ -24,7 +24,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from bridge.amqp.confirm import publish_confirmed
-from bridge.amqp.connection import ReopeningConnection, broker_error
+from bridge.amqp.connection import ReopeningConnection, broker_error, open_channel
 from bridge.amqp.messages import Outbound
 from bridge.amqp.topology import PRESENCE_QUEUE_ARGUMENTS
 from bridge.errors import BrokerUnavailable
@@ -128,8 +128,7 @@ class QueueForwarder:
         if channel is not None and not channel.is_closed:
             return
         try:
-            connection = await self._connection.get()
-            channel = await connection.channel(publisher_confirms=False)
+            channel = await open_channel(await self._connection.get(), publisher_confirms=False)
             declared = await channel.declare_queue(queue, durable=True, arguments=PRESENCE_QUEUE_ARGUMENTS)
             await declared.consume(_refuse, no_ack=False)
         except BrokerUnavailable:
@@ -155,12 +154,9 @@ class QueueForwarder:
             channel = self._channels.get(purpose)
             if channel is None or channel.is_closed:
                 connection = await self._connection.get()
-                try:
-                    channel = await connection.channel(
-                        publisher_confirms=publisher_confirms, on_return_raises=publisher_confirms
-                    )
-                except Exception as exc:
-                    self._raise_mapped(exc, self._connection.name)
+                channel = await open_channel(
+                    connection, publisher_confirms=publisher_confirms, on_return_raises=publisher_confirms
+                )
                 self._channels[purpose] = channel
             return channel
 

@@ -35,7 +35,14 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
 from bridge.amqp.confirm import publish_confirmed
-from bridge.amqp.connection import Connect, ReopeningConnection, broker_error, close_channel_quietly, open_connection
+from bridge.amqp.connection import (
+    Connect,
+    ReopeningConnection,
+    broker_error,
+    close_channel_quietly,
+    open_channel,
+    open_connection,
+)
 from bridge.amqp.messages import Outbound
 from bridge.config import Settings
 from bridge.errors import BrokerUnavailable, ConfigError, StoreError
@@ -195,10 +202,7 @@ class StreamJournal:
     async def _new_channel(self, *, publisher_confirms: bool, on_return_raises: bool = False) -> AbstractChannel:
         """A channel on the journal's connection, which is opened again first when it was lost."""
         connection = await self._connection.get()
-        try:
-            return await connection.channel(publisher_confirms=publisher_confirms, on_return_raises=on_return_raises)
-        except Exception as exc:
-            self._raise_mapped(exc, "cannot open a channel")
+        return await open_channel(connection, publisher_confirms=publisher_confirms, on_return_raises=on_return_raises)
 
     def _raise_mapped(self, exc: Exception, doing: str) -> NoReturn:
         """Raise ``exc`` mapped by :func:`broker_error`, naming the stream; ``exc`` itself if ours or a bug."""

@@ -42,7 +42,8 @@ class OutageBuffer:
     """A FIFO of at most ``size`` :class:`PendingEvent`, with a gauge of its length.
 
     The owner calls :meth:`reserve` before :meth:`append` (or :meth:`release` if it then decides not to
-    buffer), and ends every buffered event with :meth:`settle` (confirmed) or :meth:`fail_all`.
+    buffer), and ends every buffered event with :meth:`settle` (confirmed), :meth:`fail` (that event cannot
+    be published) or :meth:`fail_all` (the publisher closed).
     """
 
     def __init__(self, size: int, gauge: Gauge) -> None:
@@ -90,13 +91,17 @@ class OutageBuffer:
         self._buffered -= 1
         self._gauge.set(self._buffered)
 
+    def fail(self, pending: PendingEvent, error: Exception) -> None:
+        """``pending`` (taken out) cannot be published, for a reason of its own: its publisher gets
+        ``error``, and its room is freed."""
+        if not pending.done.done():
+            pending.done.set_exception(error)
+            pending.done.exception()  # retrieved: a caller that gave up must not leave a loop warning
+        self._space.release()
+        self._buffered -= 1
+        self._gauge.set(self._buffered)
+
     def fail_all(self, error: BrokerError) -> None:
         """Fail every event in the backlog with ``error`` (the publisher closed) and free their room."""
         while self._backlog:
-            pending = self._backlog.popleft()
-            if not pending.done.done():
-                pending.done.set_exception(error)
-                pending.done.exception()  # retrieved: a caller that gave up must not leave a loop warning
-            self._space.release()
-            self._buffered -= 1
-        self._gauge.set(self._buffered)
+            self.fail(self._backlog.popleft(), error)

@@ -30,13 +30,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
+from typing import Final, TypeGuard
 
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from bridge.amqp.confirm import publish_confirmed
-from bridge.amqp.connection import BrokerLinks, Connect, broker_error, open_connection
+from bridge.amqp.connection import BrokerLinks, Connect, broker_error, connection_lost, open_channel, open_connection
 from bridge.amqp.link import BrokerLink
 from bridge.amqp.messages import Outbound, dead_letter_message, event_message
 from bridge.amqp.outage import OutageBuffer, PendingEvent
@@ -63,6 +63,12 @@ class _LinkLost(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _event_failed(result: BaseException | None) -> TypeGuard[Exception]:
+    """Whether ``result`` of one event's publish is a failure of that event alone: an exception that is
+    neither the link's (lost, no confirm, nack) nor a cancellation."""
+    return isinstance(result, Exception) and not isinstance(result, (_LinkLost, BrokerError))
 
 
 @dataclass(eq=False, slots=True)
@@ -336,7 +342,7 @@ class AmqpEventPublisher(BrokerLink[_Route]):
 
     async def _prepare(self, connection: AbstractConnection) -> _Route:
         """Open the confirm channel and declare the topology on a fresh connection."""
-        channel = await connection.channel(publisher_confirms=True, on_return_raises=False)
+        channel = await open_channel(connection, publisher_confirms=True)
         topology = await declare_topology(channel, self._names)
         lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -346,6 +352,9 @@ class AmqpEventPublisher(BrokerLink[_Route]):
 
         connection.close_callbacks.add(_closed)
         channel.close_callbacks.add(_closed)
+        if channel.is_closed or connection_lost(connection):
+            # Closed during the declares, before the callbacks were added: they would never run.
+            raise BrokerUnavailable("the connection closed while the link was prepared")
         return _Route(channel, topology.event_exchange.name, lost)
 
     async def _serve(self, route: _Route) -> None:
@@ -365,20 +374,29 @@ class AmqpEventPublisher(BrokerLink[_Route]):
         """Publish the backlog in order, ``FLUSH_WINDOW`` at a time. Unconfirmed events stay at the head."""
         while self._backlog:
             batch = self._backlog.take(FLUSH_WINDOW)
+            results: list[BaseException | None] = [None] * len(batch)
             try:
                 results = await asyncio.gather(*(self._send(route, p) for p in batch), return_exceptions=True)
             finally:
-                self._backlog.put_back([p for p in batch if not p.confirmed])
-                for pending in batch:
+                kept: list[PendingEvent] = []
+                for pending, result in zip(batch, results, strict=True):
                     if pending.confirmed:
                         self._backlog.settle(pending)
+                    elif _event_failed(result):
+                        # A failure of this event alone (a bug): its publisher gets it, as it would on the
+                        # direct path, and the link goes on with the others. Raised here, it ended the
+                        # link's task and the process.
+                        log.error("event_publish_failed", event_type=pending.event_type, exc_info=result)
+                        self._backlog.fail(pending, result)
+                    else:
+                        kept.append(pending)
+                self._backlog.put_back(kept)
                 self._check_idle()
-            errors = [r for r in results if isinstance(r, BaseException)]
-            if errors:
-                first = errors[0]
-                if isinstance(first, _LinkLost):
-                    raise first.error
-                if isinstance(first, BrokerError):
+            for result in results:
+                if isinstance(result, _LinkLost):
+                    raise result.error
+                if isinstance(result, BrokerError):
                     # A timeout or nack while flushing: treat the link as unhealthy and reconnect.
-                    raise BrokerUnavailable(f"flush failed: {first}") from first
-                raise first
+                    raise BrokerUnavailable(f"flush failed: {result}") from result
+                if isinstance(result, BaseException) and not _event_failed(result):
+                    raise result  # a cancellation

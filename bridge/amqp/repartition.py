@@ -34,7 +34,7 @@ from typing import Any, Final
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage
 
-from bridge.amqp.connection import ReopeningConnection, broker_error, close_channel_quietly
+from bridge.amqp.connection import ReopeningConnection, broker_error, close_channel_quietly, open_channel
 from bridge.amqp.forwarder import QueueForwarder
 from bridge.amqp.journal import StreamJournal
 from bridge.amqp.messages import copy_message
@@ -330,7 +330,7 @@ class _Mover:
         connection = await self._connection.get()
         channel: AbstractChannel | None = None
         try:
-            channel = await connection.channel(publisher_confirms=False)
+            channel = await open_channel(connection, publisher_confirms=False)
             yield channel
         except BridgeError:
             raise

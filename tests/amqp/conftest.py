@@ -269,6 +269,31 @@ class GatedConnect:
         return await open_connection(settings, name=name)
 
 
+class CutOffConnect:
+    """Our ``Connect`` seam: the first ``cut`` connections it opens lose their AMQP link before they are
+    handed over, their owner not yet told. That is the broker dropping a connection between a caller's
+    check that it is open and its next request, a window of one loop turn that a busy process hits."""
+
+    def __init__(self, cut: int = 1) -> None:
+        self.cut = cut
+        self.attempts = 0
+
+    async def __call__(self, settings: Settings, *, name: str) -> AbstractConnection:
+        self.attempts += 1
+        connection = await open_connection(settings, name=name)
+        if self.cut > 0:
+            self.cut -= 1
+            await cut_off(connection)
+        return connection
+
+
+async def cut_off(connection: AbstractConnection) -> None:
+    """Close ``connection``'s AMQP link under it, as a broker that drops it would; the owner's close
+    callbacks registered after this never hear of it."""
+    assert connection.transport is not None
+    await connection.transport.connection.close(ConnectionResetError("cut off by the test"))
+
+
 class HandshakeThatIgnoresCancel:
     """A ``Connect`` that completes the handshake even when its task is cancelled meanwhile.
 

@@ -217,13 +217,7 @@ async def test_outage_buffers_applies_back_pressure_and_publishes_in_order(
     connect = GatedConnect()
     tap = await broker.tap()
     async with AmqpEventPublisher(settings, metrics, connection_name=name, connect=connect) as publisher:
-        async with asyncio.timeout(WAIT_S):
-            await publisher.wait_connected()
-
-            # The broker goes away, and stays away until the gate opens.
-            connect.gate.clear()
-            await kill_connection(name)
-            await connect.waiting.wait()
+        await _broker_away(publisher, connect, name)
         assert not publisher.connected
         assert sample(metrics, "genesys_bridge_broker_connected") == 0
 
@@ -294,6 +288,16 @@ async def test_publish_after_close_is_refused(settings: Settings, metrics: Metri
     assert sample(metrics, "genesys_bridge_broker_connected") == 0
 
 
+async def _broker_away(publisher: AmqpEventPublisher, connect: GatedConnect, name: str) -> None:
+    """Once ``publisher`` is connected, the broker goes away (its connection ``name`` is killed), and
+    stays away until ``connect.gate`` is set again; returns when the publisher's first attempt waits."""
+    async with asyncio.timeout(WAIT_S):
+        await publisher.wait_connected()
+        connect.gate.clear()
+        await kill_connection(name)
+        await connect.waiting.wait()
+
+
 async def _let_tasks_block() -> None:
     """Let freshly created tasks run up to their first real wait (no I/O happens in between)."""
     for _ in range(3):
@@ -307,11 +311,7 @@ async def test_close_fails_events_still_buffered_after_the_timeout(
     connect = GatedConnect()
     publisher = AmqpEventPublisher(settings, metrics, connection_name=name, connect=connect)
     await publisher.start()
-    async with asyncio.timeout(WAIT_S):
-        await publisher.wait_connected()
-        connect.gate.clear()
-        await kill_connection(name)
-        await connect.waiting.wait()
+    await _broker_away(publisher, connect, name)
     waiting = asyncio.create_task(publisher.publish(outcome(), deployment_id="dep"))
     await _let_tasks_block()
 
@@ -350,3 +350,55 @@ async def test_a_close_that_races_the_publisher_start_up_ends_it(settings: Setti
         await closing
     assert not publisher.connected
     assert [c.is_closed for c in handshake.connections] == [True]
+
+
+async def test_an_event_that_cannot_be_published_fails_alone_after_an_outage(
+    settings: Settings, broker: Broker, metrics: Metrics
+) -> None:
+    """An event the broker link cannot carry (here a header no AMQP encoder can write, as a bug of ours
+    would make) fails its own publisher when the outage buffer is flushed; the events around it go out in
+    order and the link stays up. It used to end the link's task, and with it the process."""
+    name = f"{settings.intake_queue}.pub"
+    connect = GatedConnect()
+    tap = await broker.tap()
+    unwritable = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "vendor=\ud800")
+    async with AmqpEventPublisher(settings, metrics, connection_name=name, connect=connect) as publisher:
+        await _broker_away(publisher, connect, name)
+        events = [outcome(session_id="s-1", seq=i + 1) for i in range(5)]
+        traces = [unwritable if i == 2 else None for i in range(5)]
+        tasks = [
+            asyncio.create_task(publisher.publish(e, deployment_id="dep", trace=t))
+            for e, t in zip(events, traces, strict=True)
+        ]
+        await _let_tasks_block()
+        assert sample(metrics, "genesys_bridge_publish_buffer_events") == 5
+
+        connect.gate.set()
+        async with asyncio.timeout(WAIT_S):
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            received = await tap.take(4)
+            await publisher.wait_connected()
+        assert publisher.connected
+        # The link still serves: a later event goes out on it.
+        async with asyncio.timeout(WAIT_S):
+            await publisher.publish(later := outcome(session_id="s-1", seq=6), deployment_id="dep")
+            [after] = await tap.take(1)
+
+    assert [type(r) for r in results] == [type(None)] * 2 + [UnicodeEncodeError] + [type(None)] * 2
+    assert [m.message_id for m in received] == [e.event_id for i, e in enumerate(events) if i != 2]
+    assert after.message_id == later.event_id
+    assert sample(metrics, "genesys_bridge_publish_buffer_events") == 0
+
+
+async def test_an_event_that_cannot_be_published_fails_its_publisher_on_the_direct_path(
+    publisher: AmqpEventPublisher, broker: Broker
+) -> None:
+    tap = await broker.tap()
+    unwritable = TraceContext("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "vendor=\ud800")
+    async with asyncio.timeout(WAIT_S):
+        with pytest.raises(UnicodeEncodeError):
+            await publisher.publish(outcome(session_id="s-1", seq=1), deployment_id="dep", trace=unwritable)
+        await publisher.publish(later := outcome(session_id="s-1", seq=2), deployment_id="dep")
+        [after] = await tap.take(1)
+    assert after.message_id == later.event_id
+    assert publisher.connected

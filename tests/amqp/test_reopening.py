@@ -8,10 +8,10 @@ import asyncio
 import pytest
 from aio_pika.abc import AbstractConnection
 
-from bridge.amqp.connection import ReopeningConnection, open_connection
+from bridge.amqp.connection import ReopeningConnection, connection_lost, open_connection
 from bridge.config import Settings
 from bridge.errors import BrokerUnavailable
-from tests.amqp.conftest import WAIT_S
+from tests.amqp.conftest import WAIT_S, CutOffConnect
 from tests.store.helpers import FixedClock
 
 
@@ -76,3 +76,20 @@ async def test_a_closed_connection_refuses_further_uses(settings: Settings) -> N
     with pytest.raises(BrokerUnavailable, match="is closed"):
         await conn.get()
     assert connect.attempts == 1
+
+
+async def test_a_connection_lost_before_its_close_callback_was_added_is_opened_again(settings: Settings) -> None:
+    """Its close callbacks ran before ours was added, so only the connection itself tells; handed out
+    again, it would fail every use for ever."""
+    clock = FixedClock()
+    connect = CutOffConnect()
+    async with ReopeningConnection(settings, name="reopening", connect=connect, clock=clock) as conn:
+        first = await conn.get()
+        assert connection_lost(first)
+        with pytest.raises(BrokerUnavailable, match="next attempt is due"):
+            await conn.get()  # lost as soon as it came up: a failed attempt, with its wait
+        clock.advance(2 * settings.reconnect_initial_s)
+        second = await conn.get()
+        assert second is not first
+        assert not connection_lost(second)
+        assert connect.attempts == 2
