@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializationInfo, field_serializer, field_validator
 
+from bridge.genesys.translate import session_lifetime_s
 from bridge.recent_ids import RecentIds
 from bridge.recent_outcomes import RECENT_OUTCOMES_KEPT, RecentOutcomes
 
@@ -109,6 +110,14 @@ class SessionRecord(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("genesys_ttl_s")
+    @classmethod
+    def _sane_lifetime(cls, value: int | None) -> int | None:
+        # An earlier release journalled any durationSeconds Genesys sent. A garbled one (10^12, or below
+        # zero) would overflow every expiry computed from it after a restart, and end the session: it
+        # loads as not given, as a garbled one from Genesys is taken now (protocol reference §5.1).
+        return session_lifetime_s(value)
 
     def replaced(self, changes: Mapping[str, Any]) -> SessionRecord:
         """This record with ``changes``, as ``model_copy(update=changes)`` makes it: not validated (the

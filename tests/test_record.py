@@ -1,5 +1,6 @@
 """SessionRecord.replaced: the keeper's copy-with-changes, equal to pydantic's model_copy without its per-copy
-set of fields, and never a change to the record it was made from."""
+set of fields, and never a change to the record it was made from. And what a record journalled by an
+earlier release loads as."""
 
 from __future__ import annotations
 
@@ -31,3 +32,15 @@ def test_copies_share_one_set_of_fields() -> None:
 def test_an_unknown_field_is_a_bug_not_a_silent_attribute() -> None:
     with pytest.raises(ValueError, match="no_such_field"):
         make_record("s-1").replaced({"no_such_field": 1})
+
+
+@pytest.mark.parametrize("garbled", [10**12, 0, -5])
+def test_a_garbled_genesys_lifetime_journalled_by_an_earlier_release_loads_as_not_given(garbled: int) -> None:
+    """Every expiry is computed from it: 10^12 seconds overflowed a date at the session's next message."""
+    journalled = make_record("s-1").model_dump(context=REVEAL_SECRETS, mode="json") | {"genesys_ttl_s": garbled}
+    assert SessionRecord.model_validate(journalled).genesys_ttl_s is None
+
+
+def test_a_sane_genesys_lifetime_loads_as_it_was_saved() -> None:
+    record = make_record("s-1").replaced({"genesys_ttl_s": 259_200})
+    assert SessionRecord.model_validate_json(record.model_dump_json(context=REVEAL_SECRETS)).genesys_ttl_s == 259_200
