@@ -17,6 +17,8 @@ Error mapping (the one boundary where aio-pika/aiormq exceptions become ours)::
     authentication refused, ACCESS_REFUSED, PRECONDITION_FAILED   -> BrokerError        (final)
     connection/channel lost, socket errors, NOT_FOUND, timeouts    -> BrokerUnavailable  (retryable)
     a channel asked of a connection that closed (open_channel)     -> BrokerUnavailable  (retryable)
+    aiormq's bare Exception (the socket ended without a close)     -> BrokerUnavailable  (retryable)
+    a CancelledError nobody asked for (heartbeat: link stuck)      -> BrokerUnavailable  (retryable)
 
 ``bridge.errors.is_retryable`` then decides; nobody here second-guesses it.
 """
@@ -83,7 +85,9 @@ def broker_error(exc: BaseException) -> BaseException:
 
     Returns a :class:`BrokerError` (final) or :class:`BrokerUnavailable` (retryable) for anything the
     broker or the network can cause; returns ``exc`` itself when it is ours already or a bug (so bugs
-    keep their type and traceback).
+    keep their type and traceback), or a cancellation of the running task. Callers that await a broker
+    call in a task that must outlive the connection catch ``asyncio.CancelledError`` too, and pass it here:
+    aiormq raises one into every call waiting on a connection it gave up as stuck.
     """
     if isinstance(exc, BridgeError):
         return exc
@@ -91,7 +95,21 @@ def broker_error(exc: BaseException) -> BaseException:
         return BrokerError(f"broker refused: {type(exc).__name__}: {exc}")
     if isinstance(exc, _TRANSIENT_ERRORS):
         return BrokerUnavailable(f"{type(exc).__name__}: {exc}".rstrip(": "))
+    if type(exc) is Exception:
+        # aiormq fails every call waiting on a connection that ended with no reason (its socket closed
+        # without an AMQP close: a proxy's or a peer's FIN) with a bare Exception.
+        return BrokerUnavailable("the connection ended with no reason given")
+    if isinstance(exc, asyncio.CancelledError) and _not_asked_to_stop():
+        # aiormq fails every call waiting on a connection it gave up as stuck (no heartbeat) with its
+        # reader's CancelledError: it reaches a task nobody cancelled, which would end quietly.
+        return BrokerUnavailable("the connection was given up as stuck (no heartbeat from the broker)")
     return exc
+
+
+def _not_asked_to_stop() -> bool:
+    """Whether the running task has no cancellation pending (``cancel()`` not called on it)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() == 0
 
 
 class Connect(Protocol):
@@ -140,18 +158,22 @@ async def open_channel(
         BrokerError: the broker refused the channel (final).
     """
     try:
-        return await connection.channel(publisher_confirms=publisher_confirms, on_return_raises=on_return_raises)
-    except RuntimeError as exc:
-        # aio-pika and aiormq report a connection that closed before or while the channel opened as a bare
-        # RuntimeError ("... closed", "Connection was not opened"): the broker cut us off between our
-        # check that the connection was open and this call, before the close callback told its owner.
-        # Unmapped, it ended the task that asked, and with it the process. Any other RuntimeError is a
-        # misuse of the library, a bug, and keeps its type.
-        if not connection_lost(connection):
+        # A deadline of ours: the open waits for the connection to be unblocked, which a connection closed
+        # while the broker blocked it (a resource alarm) never is again.
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            return await connection.channel(publisher_confirms=publisher_confirms, on_return_raises=on_return_raises)
+    except (Exception, asyncio.CancelledError) as exc:
+        mapped = broker_error(exc)
+        if mapped is exc and isinstance(exc, RuntimeError) and connection_lost(connection):
+            # aio-pika and aiormq report a connection that closed before or while the channel opened as a
+            # bare RuntimeError ("... closed", "Connection was not opened"): the broker cut us off between
+            # our check that the connection was open and this call, before the close callback told its
+            # owner. Unmapped, it ended the task that asked, and with it the process. Any other
+            # RuntimeError is a misuse of the library, a bug, and keeps its type.
+            mapped = BrokerUnavailable(f"the connection closed while a channel opened: {exc}")
+        if mapped is exc:
             raise
-        raise BrokerUnavailable(f"the connection closed while a channel opened: {exc}") from exc
-    except Exception as exc:
-        raise broker_error(exc) from exc
+        raise mapped from exc
 
 
 async def close_channel_quietly(channel: AbstractChannel | None) -> None:

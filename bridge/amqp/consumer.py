@@ -393,7 +393,7 @@ class CommandIntake(BrokerLink[_Generation]):
             return
         try:
             await generation.queue.cancel(generation.consumer_tag)
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             mapped = broker_error(exc)
             if mapped is exc:
                 raise

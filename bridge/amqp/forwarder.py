@@ -84,7 +84,7 @@ class QueueForwarder:
                 timeout_s=self._confirm_timeout_s,
                 what=f"queue {queue!r}",
             )
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             self._raise_mapped(exc, queue)
         if not routed:
             raise BrokerUnavailable(f"queue {queue!r} is gone (publish returned unroutable)")
@@ -106,7 +106,7 @@ class QueueForwarder:
             declared = await channel.declare_queue(queue, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
             return None  # the broker closed the channel; the next call opens another
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             self._raise_mapped(exc, queue)
         result = declared.declaration_result
         return QueueStats(messages=result.message_count or 0, consumers=result.consumer_count or 0)
@@ -133,7 +133,7 @@ class QueueForwarder:
             await declared.consume(_refuse, no_ack=False)
         except BrokerUnavailable:
             raise
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             self._raise_mapped(exc, queue)
         self._held[queue] = channel
 
@@ -161,7 +161,7 @@ class QueueForwarder:
             return channel
 
     @staticmethod
-    def _raise_mapped(exc: Exception, what: str) -> NoReturn:
+    def _raise_mapped(exc: BaseException, what: str) -> NoReturn:
         mapped = broker_error(exc)
         if mapped is exc:
             raise exc

@@ -183,7 +183,7 @@ class StreamJournal:
             ) from exc
         except aiormq.exceptions.ChannelClosed as exc:
             raise StoreError(f"journal stream {self._stream!r} cannot be declared. Broker said: {exc}") from exc
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             self._raise_mapped(exc, "cannot declare it")
         finally:
             await close_channel_quietly(channel)
@@ -204,7 +204,7 @@ class StreamJournal:
         connection = await self._connection.get()
         return await open_channel(connection, publisher_confirms=publisher_confirms, on_return_raises=on_return_raises)
 
-    def _raise_mapped(self, exc: Exception, doing: str) -> NoReturn:
+    def _raise_mapped(self, exc: BaseException, doing: str) -> NoReturn:
         """Raise ``exc`` mapped by :func:`broker_error`, naming the stream; ``exc`` itself if ours or a bug."""
         mapped = broker_error(exc)
         if mapped is exc:
@@ -240,7 +240,7 @@ class StreamJournal:
                 timeout_s=self._confirm_timeout_s,
                 what=f"journal stream {self._stream!r}",
             )
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             self._raise_mapped(exc, "append failed")
         if not routed:
             # Returned as unroutable: the stream was deleted while we run. Not retryable.
@@ -318,7 +318,7 @@ class StreamJournal:
             await until_marker((await channel.get_underlay_channel()).closing)
         except aiormq.exceptions.ChannelClosed as exc:
             raise StoreError(f"journal stream {self._stream!r} cannot be read. Broker said: {exc}") from exc
-        except Exception as exc:
+        except (Exception, asyncio.CancelledError) as exc:
             self._raise_mapped(exc, "replay failed")
         finally:
             # Closing the channel cancels the consumer; unacked stream deliveries need no settling.

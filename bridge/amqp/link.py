@@ -201,9 +201,10 @@ class BrokerLink(ABC, Generic[Prepared]):
             prepared = await self._prepare(connection)
         except BaseException as exc:
             await close_quietly(connection)
-            if isinstance(exc, Exception):
-                raise broker_error(exc) from exc
-            raise
+            mapped = broker_error(exc)
+            if mapped is exc:
+                raise  # a bug, or this task's own cancellation
+            raise mapped from exc
         if self._stopping:
             # The stop came while we connected and its cancellation did not reach us (a library may finish
             # an awaited handshake instead of raising): the link is not wanted, and nothing was served on it.

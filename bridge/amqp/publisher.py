@@ -378,11 +378,14 @@ class AmqpEventPublisher(BrokerLink[_Route]):
             try:
                 results = await asyncio.gather(*(self._send(route, p) for p in batch), return_exceptions=True)
             finally:
+                # An error is the event's own only while the link is intact: one that broke may have
+                # failed the event with anything, and the event then waits for the next link.
+                intact = not route.lost.done() and not route.channel.is_closed
                 kept: list[PendingEvent] = []
                 for pending, result in zip(batch, results, strict=True):
                     if pending.confirmed:
                         self._backlog.settle(pending)
-                    elif _event_failed(result):
+                    elif intact and _event_failed(result):
                         # A failure of this event alone (a bug): its publisher gets it, as it would on the
                         # direct path, and the link goes on with the others. Raised here, it ended the
                         # link's task and the process.
@@ -400,3 +403,5 @@ class AmqpEventPublisher(BrokerLink[_Route]):
                     raise BrokerUnavailable(f"flush failed: {result}") from result
                 if isinstance(result, BaseException) and not _event_failed(result):
                     raise result  # a cancellation
+            if not intact:
+                raise BrokerUnavailable("the link broke while the outage buffer was flushed")

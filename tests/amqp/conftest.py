@@ -288,10 +288,13 @@ class CutOffConnect:
 
 
 async def cut_off(connection: AbstractConnection) -> None:
-    """Close ``connection``'s AMQP link under it, as a broker that drops it would; the owner's close
-    callbacks registered after this never hear of it."""
+    """Close ``connection``'s AMQP link under it, as a broker that drops it would, and return once its
+    close callbacks ran: one its owner adds after this never runs."""
     assert connection.transport is not None
+    told = asyncio.Event()
+    connection.close_callbacks.add(lambda *_: told.set())
     await connection.transport.connection.close(ConnectionResetError("cut off by the test"))
+    await told.wait()
 
 
 class HandshakeThatIgnoresCancel:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -29,6 +30,11 @@ from tests.amqp.conftest import sample
         (aiormq.exceptions.ProbableAuthenticationError("ACCESS_REFUSED"), False),
         (aiormq.exceptions.ChannelPreconditionFailed("PRECONDITION_FAILED"), False),
         (aiormq.exceptions.ChannelAccessRefused("ACCESS_REFUSED"), False),
+        # aiormq's reason for every waiting call when a connection ends with none (a FIN, no AMQP close)
+        (Exception(), True),
+        # aiormq's reason for every waiting call when its heartbeat gave the connection up as stuck; this
+        # task was not cancelled
+        (asyncio.CancelledError(), True),
     ],
 )
 async def test_broker_errors_are_mapped_once(exc: BaseException, retryable: bool) -> None:
@@ -42,6 +48,27 @@ async def test_bugs_and_our_own_errors_keep_their_type() -> None:
     ours = ContractError("bad")
     assert broker_error(bug) is bug
     assert broker_error(ours) is ours
+
+
+async def test_a_cancellation_of_the_task_itself_is_not_a_broker_error() -> None:
+    """Only a CancelledError that reaches a task nobody cancelled is the broker's (see above)."""
+    mapped: list[BaseException] = []
+    started = asyncio.Event()
+
+    async def stopping() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError as exc:
+            mapped.append(broker_error(exc))
+            raise
+
+    task = asyncio.create_task(stopping())
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [type(m) for m in mapped] == [asyncio.CancelledError]
 
 
 async def test_the_reconnect_backoff_doubles_with_a_jitter_up_to_its_cap() -> None:
