@@ -54,7 +54,9 @@ async def test_holding_presence_on_a_connection_cut_off_under_it_is_retryable(se
             await forwarder.close()
 
 
-async def test_the_publisher_link_comes_up_on_the_next_connection(settings: Settings, metrics: Metrics) -> None:
+async def test_the_publisher_link_comes_up_on_the_next_connection(
+    settings: Settings, metrics: Metrics, broker: Broker
+) -> None:
     connect = CutOffConnect()
     async with AmqpEventPublisher(settings, metrics, connect=connect) as publisher:
         async with asyncio.timeout(WAIT_S):
