@@ -131,8 +131,6 @@ class QueueForwarder:
             channel = await open_channel(await self._connection.get(), publisher_confirms=False)
             declared = await channel.declare_queue(queue, durable=True, arguments=PRESENCE_QUEUE_ARGUMENTS)
             await declared.consume(_refuse, no_ack=False)
-        except BrokerUnavailable:
-            raise
         except (Exception, asyncio.CancelledError) as exc:
             self._raise_mapped(exc, queue)
         self._held[queue] = channel

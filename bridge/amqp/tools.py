@@ -18,7 +18,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage, AbstractQueue
 
 from bridge.amqp.confirm import publish_confirmed
-from bridge.amqp.connection import ReopeningConnection, broker_error, close_quietly, open_connection
+from bridge.amqp.connection import ReopeningConnection, broker_error, close_quietly, open_channel, open_connection
 from bridge.amqp.journal import StreamJournal
 from bridge.amqp.messages import (
     ORIGINAL_EXCHANGE_HEADER,
@@ -70,7 +70,7 @@ class CommandPublisher:
             self._connection = await aio_pika.connect(
                 self._url, client_properties={"connection_name": "bridge-cli-send"}
             )
-            channel = await self._connection.channel(publisher_confirms=True)
+            channel = await open_channel(self._connection, publisher_confirms=True)
             self._exchange = await channel.declare_exchange(
                 self._exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
             )
@@ -128,7 +128,7 @@ class CommandPublisher:
         if not isinstance(command, bytes):
             command = {**command, "command_id": command_id}
         correlation_id = correlation_key(command_id)
-        channel = await self._connection.channel()
+        channel = await open_channel(self._connection, publisher_confirms=True)
         try:
             # Exclusive and server-named: only this process reads it, and it vanishes with the connection.
             queue = await channel.declare_queue(exclusive=True, auto_delete=True)
@@ -181,7 +181,7 @@ async def follow_events(amqp_url: str, *, exchange: str, binding: str = "#") -> 
     """
     connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": "bridge-cli-tail"})
     try:
-        channel = await connection.channel()
+        channel = await open_channel(connection, publisher_confirms=True)
         await channel.set_qos(prefetch_count=256)
         events = await channel.declare_exchange(exchange, aio_pika.ExchangeType.TOPIC, durable=True)
         queue = await channel.declare_queue(exclusive=True, auto_delete=True)
@@ -285,11 +285,11 @@ async def delete_names(amqp_url: str, *, exchanges: tuple[str, ...] = (), queues
         raise broker_error(exc) from exc
     try:
         for name in queues:
-            channel = await connection.channel()
+            channel = await open_channel(connection, publisher_confirms=True)
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.queue_delete(name)
         for name in exchanges:
-            channel = await connection.channel()
+            channel = await open_channel(connection, publisher_confirms=True)
             with contextlib.suppress(aio_pika.exceptions.AMQPError):
                 await channel.exchange_delete(name)
     finally:
@@ -313,7 +313,7 @@ async def declare_ahead(settings: Settings) -> list[str]:
     partitions = [partition_queue(settings.intake_queue, n) for n in range(settings.partitions)]
     connection = await open_connection(settings, name="bridge-cli-declare")
     try:
-        channel = await connection.channel()
+        channel = await open_channel(connection, publisher_confirms=True)
         try:
             topology = await declare_topology(channel, settings)
             for queue in partitions:
@@ -506,7 +506,7 @@ class DeadLetterQueue:
 
     async def _list(self, limit: int | None) -> list[DeadLetter]:
         assert self._connection is not None, "use DeadLetterQueue as an async context manager"
-        channel = await self._connection.channel()
+        channel = await open_channel(self._connection, publisher_confirms=True)
         held: list[AbstractIncomingMessage] = []
         try:
             queue = await self._queue(channel)
@@ -543,8 +543,8 @@ class DeadLetterQueue:
 
     async def _replay(self, limit: int | None, reason: str | None, command_id: str | None) -> ReplayResult:
         assert self._connection is not None, "use DeadLetterQueue as an async context manager"
-        channel = await self._connection.channel()
-        confirmed = await self._connection.channel(publisher_confirms=True)
+        channel = await open_channel(self._connection, publisher_confirms=True)
+        confirmed = await open_channel(self._connection, publisher_confirms=True)
         held: list[AbstractIncomingMessage] = []
         replayed: list[DeadLetter] = []
         unroutable: list[DeadLetter] = []

@@ -178,12 +178,23 @@ class Fleet:
             try:
                 if self._present:
                     await self._forwarder.hold(self._presence)
-                await asyncio.gather(*(self._forwarder.probe(q, replica=self._replica) for q in queues))
+                await self._probe_all(queues)
                 await self._count_replicas()
             except BridgeError as exc:
                 log.warning("fleet_probe_failed", error=str(exc), error_type=type(exc).__name__)
             self._metrics.router_active.set(1 if self._router.owned else 0)
             await asyncio.sleep(interval)
+
+    async def _probe_all(self, queues: list[str]) -> None:
+        # Every probe of a round ends (on its confirm or its own deadline) before the round reports a failure:
+        # a failed probe must not leave the others running with nobody to await them. A cancellation of this
+        # task cancels them all (gather does).
+        results = await asyncio.gather(
+            *(self._forwarder.probe(queue, replica=self._replica) for queue in queues), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     async def _count_replicas(self) -> None:
         stats = await self._forwarder.inspect(self._presence)

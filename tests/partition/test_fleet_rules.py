@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from bridge.amqp.forwarder import QueueStats
 from bridge.config import Settings
+from bridge.errors import BrokerUnavailable
 from bridge.observability.metrics import Metrics
 from bridge.partition.fleet import Fleet, Partition
 from bridge.session.flow import ConnectWindow
@@ -40,6 +43,19 @@ class FakeForwarder:
     def __init__(self, *, replicas: int, hungry: int) -> None:
         self.counts = {"q.replicas": replicas, "q.hungry": hungry}
         self.held: set[str] = set()
+        self.probe_answers: dict[str, ProbeAnswer] = {}
+        self.probing = 0
+        self.probing_at_hold: list[int] = []
+        self.held_twice = asyncio.Event()
+
+    async def probe(self, queue: str, *, replica: str) -> None:
+        answer = self.probe_answers.get(queue)
+        self.probing += 1
+        try:
+            if answer is not None:
+                await answer.give()
+        finally:
+            self.probing -= 1
 
     async def inspect(self, queue: str) -> QueueStats | None:
         count = self.counts.get(queue)
@@ -47,9 +63,25 @@ class FakeForwarder:
 
     async def hold(self, queue: str) -> None:
         self.held.add(queue)
+        self.probing_at_hold.append(self.probing)
+        if len(self.probing_at_hold) == 2:
+            self.held_twice.set()
 
     async def let_go(self, queue: str) -> None:
         self.held.discard(queue)
+
+
+@dataclass
+class ProbeAnswer:
+    """A probe that fails at once, or one whose confirm takes ``takes_s`` (virtual time)."""
+
+    fails: bool = False
+    takes_s: float = 0.0
+
+    async def give(self) -> None:
+        if self.fails:
+            raise BrokerUnavailable("the probe's publish was not confirmed")
+        await asyncio.sleep(self.takes_s)
 
 
 def _fleet(partitions: int, *, owned: int, replicas: int, hungry: int = 0) -> tuple[Fleet, ManualClock]:
@@ -117,3 +149,24 @@ async def test_balance_makes_room_for_a_hungry_replica_one_partition_at_a_time()
     fleet._forwarder.counts["q.hungry"] = 0  # type: ignore[attr-defined]
     await fleet.balance()
     assert _handed_off(fleet) == 1
+
+
+@pytest.mark.looptime
+async def test_a_failed_probe_ends_its_round_only_when_the_others_have_ended() -> None:
+    """A probe that fails ends its round once every other probe of the round has ended, so none is left
+    running with nobody to await it; the loop logs the failure and probes again on its next round."""
+    fleet, _ = _fleet(2, owned=2, replicas=1)
+    forwarder: Any = fleet._forwarder
+    slow = 3 * fleet._settings.probe_interval_s
+    forwarder.probe_answers = {"q": ProbeAnswer(takes_s=slow), "q.p1": ProbeAnswer(fails=True)}
+    with capture_logs() as logs:
+        probing = asyncio.create_task(fleet._probe_forever())
+        try:
+            await forwarder.held_twice.wait()  # the presence is held at the start of every round
+        finally:
+            probing.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await probing
+    assert forwarder.probing_at_hold == [0, 0]
+    failures = [entry for entry in logs if entry["event"] == "fleet_probe_failed"]
+    assert [entry["error_type"] for entry in failures] == ["BrokerUnavailable"]
