@@ -15,7 +15,8 @@ paced window, so what is left is the instructions the commands cost. Two phases:
 Instructions are not time (a system call or a cache miss counts as what it executes in user space, the
 kernel's share not at all), but the count is the same whatever else the machine is doing, so two builds
 compare without the noise floor of ``bench.ab``: with ``--ref REF`` the build at git ``REF`` is measured the
-same way after this one (a temporary worktree, as ``bench.ab`` makes), and the results give B/A per phase.
+same way after this one (a temporary worktree, as ``bench.ab`` makes), and the results give B/A per phase;
+``--b-env NAME=VALUE`` sets a daemon setting for build B only, so ``--ref HEAD`` with it compares two settings.
 Each count is split by the shared object that executed it (the interpreter, pydantic-core, OpenSSL, ...),
 from callgrind's own files. Under callgrind the daemon runs about 50 times slower, so the rate must stay
 well under its ceiling there (the latency printed per window says whether it kept up). Writes
@@ -324,13 +325,14 @@ async def _build(
     seconds: float,
     reps: int,
     busy: int,
+    daemon_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One build's young and busy phases."""
+    """One build's young and busy phases; ``daemon_env`` is added to the daemon's environment."""
     with tempfile.TemporaryDirectory(prefix="bench-count-") as out:
         counter = kind(Path(out))
         # -P and PYTHONPATH: the build's bridge/ first, as bench.ab launches it; one hash seed for every run,
         # so dict and set layouts (and what they cost) do not differ from run to run.
-        env = {"PYTHONPATH": str(pythonpath), "PYTHONHASHSEED": "0"}
+        env = {"PYTHONPATH": str(pythonpath), "PYTHONHASHSEED": "0", **(daemon_env or {})}
         daemon = counter.argv([sys.executable, "-P"])
         async with Stack(NAME, max_sessions=sessions, extra_env=env, bridge_argv=daemon) as stack:
             assert stack.bridge is not None
@@ -352,10 +354,19 @@ async def _build(
 
 
 async def run(
-    *, count: str, ref: str | None, sessions: int, rate: float, seconds: float, reps: int, busy: int
+    *,
+    count: str,
+    ref: str | None,
+    sessions: int,
+    rate: float,
+    seconds: float,
+    reps: int,
+    busy: int,
+    b_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The counts; returns the results document (without machine/run id). ``count="instructions"`` needs
-    ``valgrind`` on the path."""
+    ``valgrind`` on the path. ``b_env`` is added to build B's daemon environment only (``--ref HEAD`` with
+    it compares two settings of one build)."""
     missing = bridge_available()
     if missing is not None:
         return {"status": "not available yet", "reason": missing}
@@ -373,8 +384,8 @@ async def run(
     doc["A"] = await _build("A", REPO, kind, **options)
     if ref is not None:
         with worktree(ref) as (path, commit):
-            doc["ref"], doc["b_commit"] = ref, commit
-            doc["B"] = await _build("B", path, kind, **options)
+            doc["ref"], doc["b_commit"], doc["b_env"] = ref, commit, b_env or {}
+            doc["B"] = await _build("B", path, kind, **options, daemon_env=b_env)
         doc["b_over_a"] = {
             phase: round(doc["B"][phase]["per_command"]["median"] / doc["A"][phase]["per_command"]["median"], 4)
             for phase in ("young", "busy")
@@ -416,8 +427,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="length of each window")
     parser.add_argument("--reps", type=int, default=3, help="paced windows per phase")
     parser.add_argument("--busy", type=int, default=200, help="sends per session between the two phases")
+    parser.add_argument(
+        "--b-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a setting for build B's daemon only, e.g. --ref HEAD --b-env BRIDGE_JOURNAL_FORMAT=2 (repeatable)",
+    )
     parser.add_argument("--result", help="results file name (default: instructions, or opcodes)")
     args = parser.parse_args()
+    b_env = dict(item.split("=", 1) for item in args.b_env)
     run_and_report(
         args.result or COUNTERS[args.count].result,
         lambda: run(
@@ -428,6 +447,7 @@ def main() -> None:
             seconds=args.seconds,
             reps=args.reps,
             busy=args.busy,
+            b_env=b_env,
         ),
         render,
     )

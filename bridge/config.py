@@ -222,6 +222,13 @@ class Settings(BaseSettings):
     rejournal_interval_s: float = Field(
         default=3600.0, gt=0, description="Live sessions are re-journalled this often so retention keeps them."
     )
+    journal_format: Literal[1, 2] = Field(
+        default=1,
+        description=(
+            "Format of the session records written: 1 (JSON) or 2 (binary: smaller, cheaper to seal). Both are "
+            "read; set 2 only once no replica runs a release that cannot read it (docs/durability.md)."
+        ),
+    )
     resume_rate_per_s: float = Field(
         default=100.0,
         gt=0,
@@ -310,6 +317,12 @@ class Settings(BaseSettings):
     @classmethod
     def _csv_keys(cls, value: object) -> object:
         return _split_csv(value)
+
+    @field_validator("journal_format", mode="before")
+    @classmethod
+    def _format_number(cls, value: object) -> object:
+        # The environment gives text, which a choice of integers does not take as it is.
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
     @field_validator("deployment_origins", mode="before")
     @classmethod

@@ -25,6 +25,11 @@ def test_defaults_are_the_documented_ones() -> None:
     assert s.deployment_config_ttl_s == 300.0
 
 
+def test_the_journal_format_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BRIDGE_JOURNAL_FORMAT", " 2 ")
+    assert Settings.load().journal_format == 2
+
+
 def test_comma_separated_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BRIDGE_ALLOWED_DEPLOYMENTS", " dep-a, dep-b ,,")
     assert Settings.load().allowed_deployments == ["dep-a", "dep-b"]
@@ -64,6 +69,8 @@ def test_bad_per_deployment_origins_name_the_variable(monkeypatch: pytest.Monkey
         ("BRIDGE_ECHO_INTERVAL_S", "5", "BRIDGE_ECHO_INTERVAL_S"),
         ("BRIDGE_LOG_FORMAT", "xml", "BRIDGE_LOG_FORMAT"),
         ("BRIDGE_DEPLOYMENT_CONFIG_TTL_S", "0", "BRIDGE_DEPLOYMENT_CONFIG_TTL_S"),
+        ("BRIDGE_JOURNAL_FORMAT", "3", "BRIDGE_JOURNAL_FORMAT: Input should be 1 or 2"),
+        ("BRIDGE_JOURNAL_FORMAT", "binary", "BRIDGE_JOURNAL_FORMAT: Input should be 1 or 2"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, env: str, value: str, needle: str) -> None:

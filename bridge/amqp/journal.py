@@ -228,8 +228,10 @@ class StreamJournal:
         if not self._open:
             raise StoreError(f"journal stream {self._stream!r} is not open")
         channel = await self._append_channel()
+        # A JSON record (format 1) or marker says so; a binary record or a batch is bytes of its own framing.
+        content_type = "application/json" if body[:1] == b"{" else "application/octet-stream"
         message = Outbound.of(
-            body, content_type="application/json", message_type=kind, message_id=message_id, timestamp=datetime.now(UTC)
+            body, content_type=content_type, message_type=kind, message_id=message_id, timestamp=datetime.now(UTC)
         )
         try:
             routed = await publish_confirmed(

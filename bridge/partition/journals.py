@@ -68,6 +68,7 @@ class StreamJournals:
                 self._keys,
                 metrics=self._metrics,
                 clock=self._clock,
+                record_format=self._settings.journal_format,
                 # Records of sessions a repartition moved elsewhere may remain in this stream.
                 belongs=lambda session_id: partition_of(session_id, self._settings.partitions) == partition,
             )

@@ -37,8 +37,10 @@ from bridge.observability.metrics import Metrics
 from bridge.ports import Clock
 from bridge.record import SessionRecord
 from bridge.store.codec import (
+    VERSION,
     CorruptRecord,
     MarkerEnvelope,
+    RecordFormat,
     SessionEnvelope,
     encode_record,
     open_record,
@@ -104,7 +106,8 @@ class JournalStore:
 
     ``belongs`` says which sessions the log holds for this store: a partition's stream can still hold records
     of sessions that a repartition moved to another partition (docs/scaling.md). :meth:`load_live` leaves
-    those out, so they are neither resumed nor written again by :meth:`rejournal`.
+    those out, so they are neither resumed nor written again by :meth:`rejournal`. ``record_format`` is the
+    format every save and re-journal writes (``BRIDGE_JOURNAL_FORMAT``); records of both formats are read.
     """
 
     def __init__(
@@ -114,9 +117,11 @@ class JournalStore:
         *,
         metrics: Metrics,
         clock: Clock,
+        record_format: RecordFormat = VERSION,
         belongs: Callable[[str], bool] | None = None,
     ) -> None:
         self._journal = log
+        self._format: RecordFormat = record_format
         self._belongs = belongs
         self._keys = keys
         self._metrics = metrics
@@ -219,7 +224,9 @@ class JournalStore:
                 slot.pending = None
                 started = self._clock.monotonic()
                 try:
-                    await self._journal.append(encode_record(taken, self._keys, written_at=self._clock.now()))
+                    await self._journal.append(
+                        encode_record(taken, self._keys, written_at=self._clock.now(), record_format=self._format)
+                    )
                 except BaseException:
                     if slot.pending is None:  # nothing newer arrived: leave ours for a waiting writer
                         slot.pending = (taken_gen, taken)

@@ -12,6 +12,8 @@ import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 
+import pytest
+
 from bridge.simulator import Simulator
 from genesys_bridge_client.contract.events import CommandOutcome, SessionResumed
 from tests.daemon import Daemon
@@ -158,3 +160,18 @@ async def test_sigterm_then_restart_resumes_every_session_without_any_duplicate(
         assert duplicates == {conv.session_id: [] for conv in conversations}
         published = agent_ids_published(client.events)
         assert all(count == 1 for count in published.values()), published
+
+
+@pytest.mark.parametrize(("before", "after"), [("1", "2"), ("2", "1")])
+async def test_a_restart_into_the_other_journal_format_resumes_every_session(
+    sim: Simulator, client: Integrator, bridge_env: EnvFactory, before: str, after: str
+) -> None:
+    """BRIDGE_JOURNAL_FORMAT switched across a drain (an upgrade to the binary records, and a return from
+    them): the new process reads what the old one wrote and loses nothing."""
+    conversations = await _conversation_until_stop(
+        sim, client, lambda: bridge_env(journal_format=before), signal.SIGTERM
+    )
+    async with _after_restart(sim, client, lambda: bridge_env(journal_format=after), conversations):
+        _check_resumed(sim, client, conversations)
+        _check_commands(sim, client, conversations)
+        assert _duplicates_by_session(client, conversations) == {conv.session_id: [] for conv in conversations}

@@ -125,3 +125,12 @@ def test_an_end_written_elsewhere_is_copied_home_over_an_older_live_copy() -> No
     assert plan.live == 0
     # An end with nothing live at home is not copied.
     assert _plan((4, [_body(a, 8, closed=True)])).copies == {}
+
+
+def test_records_of_both_formats_are_planned_alike_and_copied_as_they_are() -> None:
+    """The planner reads only the clear fields, which both formats hold; a copy is the body unchanged."""
+    a, b = _sid_in(0), _sid_in(2)
+    binary = encode_record(make_record(a, n=3), KEYS, written_at=T0 + timedelta(seconds=3), record_format=2)
+    plan = _plan((None, [_body(a, 1), _body(b, 2), binary]), (1, [_body(b, 1)]))
+    assert _copied(plan.copies) == {0: [(a, 3)], 2: [(b, 2)]}
+    assert plan.copies[0] == [binary]

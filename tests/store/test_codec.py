@@ -1,4 +1,4 @@
-"""The record envelope: round trip, what stays in clear, and every way a body is refused."""
+"""The record envelope in both formats: round trip, what stays in clear, and every way a body is refused."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from bridge.recent_ids import RecentIds
 from bridge.record import REVEAL_SECRETS
 from bridge.store.codec import (
+    BINARY_VERSION,
     CorruptRecord,
     MarkerEnvelope,
     SessionEnvelope,
@@ -25,7 +26,8 @@ from bridge.store.codec import (
 from bridge.store.crypto import KeyRing, SealError, generate_key
 from tests.store.helpers import T0, make_record
 
-KEYS = KeyRing.of(generate_key())
+KEY = generate_key()
+KEYS = KeyRing.of(KEY)
 
 
 def test_round_trip_keeps_every_field_and_the_token() -> None:
@@ -163,3 +165,107 @@ def test_only_the_sealed_copy_reveals_the_secrets() -> None:
     assert "jwt-secret" not in json.dumps(record.model_dump(mode="json"))
     revealed = json.loads(record.model_dump_json(context=REVEAL_SECRETS))
     assert (revealed["token"], revealed["auth_jwt"]) == ("tok-secret", "jwt-secret")
+
+
+# --- format 2 (binary) ------------------------------------------------------------------------------------
+
+
+def _binary(record_id: str = "s-1", **changes: object) -> bytes:
+    return encode_record(make_record(record_id, **changes), KEYS, written_at=T0, record_format=BINARY_VERSION)
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_a_binary_record_round_trips_with_its_clear_fields(closed: bool) -> None:
+    record = make_record('odd "id" ü\n', n=3, closed=closed, recent_message_ids=RecentIds(("m-1", "m-2")))
+    body = encode_record(record, KEYS, written_at=T0, record_format=BINARY_VERSION)
+    assert body[0] == BINARY_VERSION
+    envelope = parse_envelope(body)
+    assert isinstance(envelope, SessionEnvelope)
+    assert (envelope.v, envelope.session_id, envelope.closed, envelope.written_at) == (
+        2,
+        'odd "id" ü\n',
+        closed,
+        T0,
+    )
+    assert open_record(envelope, KEYS) == record
+    assert open_record(envelope, KeyRing.of(generate_key(), KEY)) == record  # under an old key too
+
+
+def test_a_binary_record_keeps_the_secrets_sealed_and_is_smaller() -> None:
+    record = make_record("s-1", token="SECRET-TOKEN")
+    body = encode_record(record, KEYS, written_at=T0, record_format=BINARY_VERSION)
+    for secret in (b"SECRET-TOKEN", b"pii@example.com", b"dep-1"):
+        assert secret not in body
+    assert len(body) < 0.8 * len(encode_record(record, KEYS, written_at=T0))
+
+
+@pytest.mark.parametrize(
+    ("change", "at"),
+    [("the session id", 12), ("the closed flag", 1), ("the time written", 9)],
+)
+def test_a_binary_record_whose_clear_part_was_altered_does_not_open(change: str, at: int) -> None:
+    """The clear part is authenticated with the sealed one: s-1's record renamed s-2 (or reopened, or
+    backdated) fails to open, as a record under an unknown key does."""
+    body = bytearray(_binary("s-1"))
+    body[at] ^= 0x03 if change == "the session id" else 0x01
+    envelope = parse_envelope(bytes(body))
+    assert isinstance(envelope, SessionEnvelope)
+    with pytest.raises(SealError):
+        open_record(envelope, KEYS)
+
+
+def test_a_binary_record_of_someone_elses_payload_is_still_refused_by_its_sealed_copy() -> None:
+    """A writer with the key that put s-1's record under s-2's name: the sealed copy still disagrees."""
+    clear = bytes((BINARY_VERSION, 0)) + bytes(8) + (3).to_bytes(2, "big") + b"s-2"
+    body = clear + KEYS.seal_binary(make_record("s-1").sealed_json(), clear)
+    envelope = parse_envelope(body)
+    assert isinstance(envelope, SessionEnvelope)
+    with pytest.raises(CorruptRecord) as info:
+        open_record(envelope, KEYS)
+    assert (info.value.reason, info.value.session_id) == ("session_id_mismatch", "s-2")
+
+
+_GOOD = _binary("s-9")
+
+
+@pytest.mark.parametrize(
+    ("body", "reason", "session_id"),
+    [
+        (b"\x02", "bad_envelope", None),
+        (b"\x03" + _GOOD[1:], "unsupported_version", None),  # a later binary format
+        (b"\x01" + _GOOD[1:], "unsupported_version", None),
+        (_GOOD[:12] + b"\xff" + _GOOD[13:], "bad_envelope", None),  # the session id is no UTF-8
+        (_GOOD[:10] + b"\x00\x00" + _GOOD[12:], "bad_envelope", None),  # an empty session id
+        (_GOOD[:10] + b"\xff\xff" + _GOOD[12:], "bad_envelope", None),  # longer than the body
+        (_GOOD[:1] + b"\x04" + _GOOD[2:], "bad_envelope", "s-9"),  # a flag this code does not know
+        (_GOOD[:40], "bad_envelope", "s-9"),  # cut inside the sealed part
+        (_GOOD[:2] + b"\x7f" + b"\xff" * 7 + _GOOD[10:], "bad_envelope", "s-9"),  # a time no datetime holds
+    ],
+)
+def test_unreadable_binary_envelopes_are_refused_with_a_reason(
+    body: bytes, reason: str, session_id: str | None
+) -> None:
+    with pytest.raises(CorruptRecord) as info:
+        parse_envelope(body)
+    assert (info.value.reason, info.value.session_id) == (reason, session_id)
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_binary_bodies_parse_or_are_refused(tail: bytes) -> None:
+    reason = None
+    try:
+        envelope = parse_envelope(bytes((BINARY_VERSION,)) + tail)
+    except CorruptRecord as exc:
+        reason = exc.reason
+    assert reason in {None, "bad_envelope"}
+    if reason is not None:
+        return
+    assert isinstance(envelope, SessionEnvelope)
+    with pytest.raises((CorruptRecord, SealError)):
+        open_record(envelope, KEYS)
+
+
+def test_a_batch_holds_records_of_both_formats() -> None:
+    bodies = [encode_record(make_record("a"), KEYS, written_at=T0), _binary("b"), encode_marker("m", written_at=T0)]
+    envelopes = [parse_envelope(body) for body in unframe_batch(frame_batch(bodies))]
+    assert [getattr(e, "session_id", None) for e in envelopes] == ["a", "b", None]

@@ -1,4 +1,4 @@
-"""Keys: loading from settings, malformed and missing keys, rotation."""
+"""Keys: loading from settings, malformed and missing keys, rotation; the Fernet seal and the binary one."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from pydantic import SecretStr
 
 from bridge.config import Settings
 from bridge.errors import StateKeyError
-from bridge.store.crypto import KeyRing, SealError, generate_key, load_keys
+from bridge.store.crypto import (
+    BINARY_OVERHEAD,
+    NONCE_BYTES,
+    SALT_BYTES,
+    KeyRing,
+    SealError,
+    generate_key,
+    load_keys,
+)
 
 
 def settings(**kw: object) -> Settings:
@@ -107,3 +115,67 @@ def test_repr_shows_fingerprints_only() -> None:
     ring = KeyRing.of(key)
     assert key not in repr(ring)
     assert ring.current_fingerprint in repr(ring)
+
+
+# --- the binary seal (journal format 2) ------------------------------------------------------------------
+
+
+def test_a_binary_seal_opens_with_its_clear_part_and_adds_a_fixed_overhead() -> None:
+    ring = KeyRing.of(generate_key())
+    sealed = ring.seal_binary(b"the record", b"clear part")
+    assert len(sealed) == len(b"the record") + BINARY_OVERHEAD
+    assert b"the record" not in sealed
+    assert ring.open_binary(sealed, b"clear part") == b"the record"
+
+
+def test_another_process_with_the_same_key_opens_a_binary_seal() -> None:
+    """It derives the same key from the salt the seal carries."""
+    key = generate_key()
+    assert KeyRing.of(key).open_binary(KeyRing.of(key).seal_binary(b"x", b"c"), b"c") == b"x"
+
+
+def test_binary_rotation_reads_old_seals_and_seals_with_the_current_key() -> None:
+    old, new = generate_key(), generate_key()
+    sealed_by_old = KeyRing.of(old).seal_binary(b"before rotation", b"c")
+    rotated = KeyRing.of(new, old)
+    assert rotated.open_binary(sealed_by_old, b"c") == b"before rotation"
+    resealed = rotated.seal_binary(b"after rotation", b"c")
+    assert KeyRing.of(new).open_binary(resealed, b"c") == b"after rotation"
+    with pytest.raises(SealError):
+        KeyRing.of(old).open_binary(resealed, b"c")
+
+
+@pytest.mark.parametrize("damage", ["ciphertext", "tag", "salt", "nonce", "clear", "short"])
+def test_a_binary_seal_that_was_altered_or_opened_with_another_clear_part_does_not_open(damage: str) -> None:
+    ring = KeyRing.of(generate_key())
+    sealed = bytearray(ring.seal_binary(b"the record", b"clear part"))
+    clear = b"clear part"
+    match damage:
+        case "ciphertext":
+            sealed[SALT_BYTES + NONCE_BYTES] ^= 1
+        case "tag":
+            sealed[-1] ^= 1
+        case "salt":
+            sealed[0] ^= 1
+        case "nonce":
+            sealed[SALT_BYTES] ^= 1
+        case "clear":
+            clear = b"clear parT"
+        case "short":
+            sealed = sealed[: BINARY_OVERHEAD - 1]
+    with pytest.raises(SealError):
+        ring.open_binary(bytes(sealed), clear)
+    with pytest.raises(SealError):
+        KeyRing.of(generate_key()).open_binary(ring.seal_binary(b"x", b""), b"")  # the wrong key
+
+
+def test_binary_seals_never_repeat_a_nonce_and_draw_a_new_salt_after_their_share() -> None:
+    ring = KeyRing.of(generate_key(), records_per_derived_key=3)
+    seals = [ring.seal_binary(b"same", b"") for _ in range(7)]
+    salts = [seal[:SALT_BYTES] for seal in seals]
+    nonces = [seal[SALT_BYTES : SALT_BYTES + NONCE_BYTES] for seal in seals]
+    assert len(set(zip(salts, nonces, strict=True))) == 7
+    assert [len(set(salts[i : i + 3])) for i in (0, 3)] == [1, 1]  # three seals under each derived key
+    assert len(set(salts)) == 3
+    assert all(ring.open_binary(seal, b"") == b"same" for seal in seals)
+    assert KeyRing.of(generate_key()).seal_binary(b"", b"")[:SALT_BYTES] != salts[0]  # a salt per process

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from bridge.errors import BrokerUnavailable, StateKeyError
 from bridge.record import SessionRecord
-from bridge.store.codec import encode_marker
+from bridge.store.codec import RecordFormat, encode_marker
 from bridge.store.crypto import KeyRing, generate_key
 from bridge.store.journal import JournalStore
 from bridge.store.memory import MemoryJournalLog
@@ -19,9 +19,9 @@ from tests.store.helpers import T0, FixedClock, corrupt_count, make_record, new_
 KEY = generate_key()
 
 
-def store(log: MemoryJournalLog, *keys: str) -> JournalStore:
+def store(log: MemoryJournalLog, *keys: str, record_format: RecordFormat = 1) -> JournalStore:
     ring = KeyRing.of(*(keys or (KEY,)))
-    return JournalStore(log, ring, metrics=new_metrics(), clock=FixedClock())
+    return JournalStore(log, ring, metrics=new_metrics(), clock=FixedClock(), record_format=record_format)
 
 
 def tokens(records: list[SessionRecord]) -> dict[str, str]:
@@ -357,3 +357,30 @@ async def test_each_confirmed_write_is_timed_and_a_failed_one_is_not() -> None:
     with pytest.raises(BrokerUnavailable):
         await writer.save(make_record("a", n=2))
     assert metrics.registry.get_sample_value("genesys_bridge_journal_write_seconds_count") == 1
+
+
+@pytest.mark.parametrize(("first", "then"), [(1, 2), (2, 1)])
+async def test_records_of_both_formats_fold_together_and_the_newest_wins(
+    first: RecordFormat, then: RecordFormat
+) -> None:
+    """Replicas writing either format share a journal: an upgrade to format 2, and a return to format 1."""
+    log = MemoryJournalLog()
+    await store(log, record_format=first).save(make_record("a", n=1))
+    await store(log, record_format=first).save(make_record("b", n=1))
+    await store(log, record_format=then).save(make_record("a", n=2))
+    await store(log, record_format=then).save(make_record("b", closed=True))
+    assert [body[:1] == b"{" for body in log.bodies] == [first == 1, first == 1, then == 1, then == 1]
+    live = await store(log).load_live()
+    assert [(r.session_id, r.seq) for r in live] == [("a", make_record("a", n=2).seq)]
+
+
+async def test_rejournal_writes_every_live_session_in_the_configured_format() -> None:
+    """After a switch of format, one re-journal pass leaves every live session's newest record in it, so a
+    return to a release that reads only format 1 is safe after a pass under format 1."""
+    log = MemoryJournalLog()
+    await store(log, record_format=2).save(make_record("a"))
+    back = store(log, record_format=1)
+    assert tokens(await back.load_live()) == {"a": "tok-a"}
+    assert await back.rejournal() == 1
+    assert log.bodies[-1][:1] == b"{"
+    assert tokens(await store(log).load_live()) == {"a": "tok-a"}

@@ -15,7 +15,7 @@ from bridge.amqp.connection import ReopeningConnection, open_connection
 from bridge.amqp.journal import StreamJournal, open_stream_journal
 from bridge.config import Settings
 from bridge.errors import BrokerUnavailable, ConfigError, StateKeyError, StoreError
-from bridge.store.codec import encode_record, frame_batch, unframe_batch
+from bridge.store.codec import RecordFormat, encode_record, frame_batch, unframe_batch
 from bridge.store.crypto import KeyRing, generate_key
 from bridge.store.journal import JournalStore
 from tests.amqp.conftest import WAIT_S, kill_connection
@@ -61,14 +61,19 @@ def journal(connection: ReopeningConnection, stream: str) -> StreamJournal:
     return StreamJournal(connection, stream=stream, max_age="1D", confirm_timeout_s=10, replay_idle_timeout_s=10)
 
 
-def journal_store(log: StreamJournal, *keys: str) -> JournalStore:
-    return JournalStore(log, KeyRing.of(*(keys or (KEY,))), metrics=new_metrics(), clock=FixedClock())
+def journal_store(log: StreamJournal, *keys: str, record_format: RecordFormat = 1) -> JournalStore:
+    return JournalStore(
+        log, KeyRing.of(*(keys or (KEY,))), metrics=new_metrics(), clock=FixedClock(), record_format=record_format
+    )
 
 
-async def test_a_new_process_reads_back_every_live_session(settings: Settings, stream: str) -> None:
+@pytest.mark.parametrize("record_format", [1, 2])
+async def test_a_new_process_reads_back_every_live_session(
+    settings: Settings, stream: str, record_format: RecordFormat
+) -> None:
     # "Process" one writes, closes its connection; "process" two, on its own connection, reads back.
     async with reopening(settings) as first, journal(first, stream) as log:
-        writer = journal_store(log)
+        writer = journal_store(log, record_format=record_format)
         for i in range(40):
             await writer.save(make_record(f"s-{i}", n=1))
         await writer.save(make_record("s-0", n=2))  # newest wins
