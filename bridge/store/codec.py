@@ -201,13 +201,14 @@ def parse_envelope(body: bytes) -> SessionEnvelope | MarkerEnvelope:
         return _parse_binary(body)
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested too deep to parse
         raise CorruptRecord("not_json") from None
     if not isinstance(data, dict):
         raise CorruptRecord("bad_envelope")
     sid = data.get("session_id") if isinstance(data.get("session_id"), str) else None
     if data.get("v") != VERSION:
         raise CorruptRecord("unsupported_version", session_id=sid)
+    data.pop("clear", None)  # format 2's field: a key of that name in JSON is an extra key, ignored as any
     try:
         return _ENVELOPE.validate_python(data)
     except ValidationError:

@@ -10,8 +10,10 @@ current key the next time its session is saved or re-journalled, after which the
 Records of the binary journal format (``BRIDGE_JOURNAL_FORMAT=2``, docs/durability.md "Journal format") are
 sealed with AES-256-GCM instead, as bytes, which spares the base64 text a Fernet token is: most of a large
 record's sealing cost (docs/performance.md). Its key is derived from the configured key with HKDF-SHA256 and a
-random salt drawn once per process, and its nonce is a counter under that key, so no nonce ever repeats under
-one key; the salt travels with the record, and a reader derives the same key from each configured key in turn.
+random 16-byte salt drawn by each process (again in a forked child, and after 2^32 seals), and its nonce counts
+the seals under that derived key: a nonce repeats under one key only if two processes draw the same salt
+(about 2^-64 for 2^32 processes). The salt travels with the record, and a reader derives the same key from
+each configured key in turn.
 
 Keys come from settings only (``BRIDGE_STATE_KEY`` or ``BRIDGE_STATE_KEY_FILE``, plus
 ``BRIDGE_STATE_OLD_KEYS``). Error messages name the setting, never the key.
@@ -99,9 +101,13 @@ def _derive(raw: bytes, salt: bytes) -> AESGCM:
 
 
 class _BinarySealer:
-    """The current key's derived AES-GCM key for this process, and the counter that gives each seal its nonce."""
+    """The current key's derived AES-GCM key for this process, and the counter that gives each seal its nonce.
 
-    __slots__ = ("_aead", "_limit", "_raw", "_salt", "_sealed")
+    One event loop uses it (no lock). A forked child draws a salt of its own before its first seal: it would
+    otherwise count the same nonces under the same key as its parent.
+    """
+
+    __slots__ = ("_aead", "_limit", "_pid", "_raw", "_salt", "_sealed")
 
     def __init__(self, raw: bytes, *, limit: int) -> None:
         self._raw = raw
@@ -109,12 +115,13 @@ class _BinarySealer:
         self._rekey()
 
     def _rekey(self) -> None:
+        self._pid = os.getpid()
         self._salt = os.urandom(SALT_BYTES)
         self._aead = _derive(self._raw, self._salt)
         self._sealed = 0
 
     def seal(self, plaintext: bytes, clear: bytes) -> bytes:
-        if self._sealed >= self._limit:
+        if self._sealed >= self._limit or self._pid != os.getpid():
             self._rekey()
         nonce = self._sealed.to_bytes(NONCE_BYTES, "big")
         self._sealed += 1

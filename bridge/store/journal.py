@@ -107,7 +107,8 @@ class JournalStore:
     ``belongs`` says which sessions the log holds for this store: a partition's stream can still hold records
     of sessions that a repartition moved to another partition (docs/scaling.md). :meth:`load_live` leaves
     those out, so they are neither resumed nor written again by :meth:`rejournal`. ``record_format`` is the
-    format every save and re-journal writes (``BRIDGE_JOURNAL_FORMAT``); records of both formats are read.
+    format every save and re-journal of a live session writes (``BRIDGE_JOURNAL_FORMAT``); a close is always
+    format 1. Records of both formats are read.
     """
 
     def __init__(
@@ -225,7 +226,9 @@ class JournalStore:
                 started = self._clock.monotonic()
                 try:
                     await self._journal.append(
-                        encode_record(taken, self._keys, written_at=self._clock.now(), record_format=self._format)
+                        encode_record(
+                            taken, self._keys, written_at=self._clock.now(), record_format=self._format_of(taken)
+                        )
                     )
                 except BaseException:
                     if slot.pending is None:  # nothing newer arrived: leave ours for a waiting writer
@@ -248,6 +251,12 @@ class JournalStore:
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
+
+    def _format_of(self, record: SessionRecord) -> RecordFormat:
+        # A close is written in format 1 whatever the setting: a release that reads only format 1 skips a
+        # binary record without knowing its session, and would resume the session from an older record. A
+        # session's last record must therefore be one that every release reads (docs/durability.md).
+        return VERSION if record.closed else self._format
 
     # -- reading -------------------------------------------------------------------------------------
 

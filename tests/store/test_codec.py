@@ -48,6 +48,14 @@ def test_only_routing_facts_are_in_clear() -> None:
     assert set(json.loads(text)) == {"v", "kind", "session_id", "closed", "written_at", "sealed"}
 
 
+def test_a_json_record_with_a_clear_key_of_its_own_is_read_as_before() -> None:
+    """``clear`` is format 2's field; in JSON it is one more key a later writer may add, ignored."""
+    body = json.loads(encode_record(make_record("s-1"), KEYS, written_at=T0))
+    envelope = parse_envelope(json.dumps({**body, "clear": 5}).encode())
+    assert isinstance(envelope, SessionEnvelope)
+    assert open_record(envelope, KEYS) == make_record("s-1")
+
+
 def test_marker_round_trip() -> None:
     envelope = parse_envelope(encode_marker("abc", written_at=T0))
     assert envelope == MarkerEnvelope(v=1, kind="marker", marker_id="abc", written_at=T0)
@@ -63,6 +71,7 @@ def test_marker_round_trip() -> None:
         (b'{"kind": "session"}', "unsupported_version", None),
         (b'{"v": 1, "kind": "session", "session_id": "s-9"}', "bad_envelope", "s-9"),
         (b'{"v": 1, "kind": "other", "session_id": "s-9"}', "bad_envelope", "s-9"),
+        (b"[" * 100_000, "not_json", None),  # nested too deep for the parser
     ],
 )
 def test_unreadable_envelopes_are_refused_with_a_reason(body: bytes, reason: str, session_id: str | None) -> None:

@@ -179,3 +179,14 @@ def test_binary_seals_never_repeat_a_nonce_and_draw_a_new_salt_after_their_share
     assert len(set(salts)) == 3
     assert all(ring.open_binary(seal, b"") == b"same" for seal in seals)
     assert KeyRing.of(generate_key()).seal_binary(b"", b"")[:SALT_BYTES] != salts[0]  # a salt per process
+
+
+def test_a_forked_child_seals_under_a_salt_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child process inherits the parent's salt and count: it must not count the same nonces under the same
+    key. (The process id is what changes across a fork.)"""
+    ring = KeyRing.of(generate_key())
+    parent = ring.seal_binary(b"x", b"")
+    monkeypatch.setattr("os.getpid", lambda: -1)
+    child = ring.seal_binary(b"x", b"")
+    assert child[:SALT_BYTES] != parent[:SALT_BYTES]
+    assert ring.open_binary(child, b"") == ring.open_binary(parent, b"") == b"x"

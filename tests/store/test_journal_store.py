@@ -369,7 +369,7 @@ async def test_records_of_both_formats_fold_together_and_the_newest_wins(
     await store(log, record_format=first).save(make_record("b", n=1))
     await store(log, record_format=then).save(make_record("a", n=2))
     await store(log, record_format=then).save(make_record("b", closed=True))
-    assert [body[:1] == b"{" for body in log.bodies] == [first == 1, first == 1, then == 1, then == 1]
+    assert [body[:1] == b"{" for body in log.bodies] == [first == 1, first == 1, then == 1, True]  # a close: 1
     live = await store(log).load_live()
     assert [(r.session_id, r.seq) for r in live] == [("a", make_record("a", n=2).seq)]
 
@@ -384,3 +384,17 @@ async def test_rejournal_writes_every_live_session_in_the_configured_format() ->
     assert await back.rejournal() == 1
     assert log.bodies[-1][:1] == b"{"
     assert tokens(await store(log).load_live()) == {"a": "tok-a"}
+
+
+async def test_a_release_that_reads_only_format_1_never_resumes_a_session_that_ended_under_format_2() -> None:
+    """Such a release skips every binary record without knowing its session (as if it were not there), so a
+    session's close is written in format 1: an older live record of it must not stand for its newest."""
+    log = MemoryJournalLog()
+    await store(log, record_format=1).save(make_record("a", n=1))
+    writer = store(log, record_format=2)
+    await writer.save(make_record("a", n=2))
+    await writer.save(make_record("a", n=3, closed=True))
+    assert [body[:1] for body in log.bodies] == [b"{", b"\x02", b"{"]
+    as_an_older_release_reads_it = MemoryJournalLog()
+    as_an_older_release_reads_it.bodies = [body for body in log.bodies if body[:1] == b"{"]
+    assert await store(as_an_older_release_reads_it).load_live() == []
