@@ -4,8 +4,9 @@ Not in the suite. ``python -m bench.instructions [--ref REF] [--sessions 20] [--
 [--reps 3] [--busy 200]`` runs the daemon under ``valgrind --tool=callgrind`` (counting off until the
 sessions are open), beside the simulator and the broker as usual, and counts the user-space instructions it
 executes while the load generator paces ``message.send`` at ``--rate`` over ``--sessions`` sessions for
-``--seconds``. A window of the same stack doing nothing is counted first; its rate is subtracted from each
-paced window, so what is left is the instructions the commands cost. Two phases:
+``--seconds``. A window of the same stack doing nothing is counted before the paced windows and one after;
+the quieter one's rate is subtracted from each paced window, so what is left is the instructions the
+commands cost (work left over from before a window only adds to an idle one). Two phases:
 
 - **young**: the sessions just opened, their records small (the state ``bench.throughput`` measures: it
   sends a few commands per session);
@@ -247,6 +248,10 @@ async def _phase(
 ) -> dict[str, Any]:
     """``reps`` paced windows between two idle ones, each paced window less the idle rate over its length.
 
+    The idle rate taken off is the quieter idle window's: work left over from what came before a window (the
+    sends that make sessions busy, a paced window the slowed daemon lagged behind) only ever adds to it, and
+    one such window would otherwise take that work off every paced window's count.
+
     Raises:
         RuntimeError: no paced window got all its outcomes (the daemon did not keep up: lower ``rate``).
     """
@@ -258,6 +263,9 @@ async def _phase(
         ended, counts = await counter.window()
         paced.append((ended - began, counts, result))
     idle.append(await _idle(counter, seconds))
+    idle_rates = [round(counts["total"] / length) for length, counts in idle]
+    print(f"    idle windows: {', '.join(f'{rate / 1e6:.2f} M' for rate in idle_rates)} {counter.unit}/s", flush=True)
+    idle = [min(idle, key=lambda window: window[1]["total"] / window[0])]
     idle_s = sum(length for length, _ in idle)
     idle_total = sum(counts["total"] for _, counts in idle)
     idle_by = {key: _summed(counts.get(key, {}) for _, counts in idle) for key in ("by_library", "by_file")}
@@ -291,6 +299,7 @@ async def _phase(
     return {
         f"idle_{counter.unit}_per_s": round(idle_total / idle_s),
         "idle_seconds": round(idle_s, 2),
+        "idle_windows_per_s": idle_rates,
         "windows": windows,
         "per_command": spread(w["per_command"] for w in complete).as_json(),
         "by_library": {
