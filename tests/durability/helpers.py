@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from bridge.simulator import Simulator
 from bridge.simulator.session import GenesysSessionState, Session
-from genesys_bridge_client.contract.events import MessageReceived
+from genesys_bridge_client.contract.events import Event, MessageReceived
 from tests.e2e.harness import EventCollector, Integrator
 
 __all__ = [
@@ -42,11 +42,7 @@ async def open_sessions(client: Integrator, sim: Simulator, session_ids: list[st
     """Start every session through the bridge (with a first guest text naming it) and await the start."""
     for sid in session_ids:
         await client.start(sid, initial_message=f"hello from {sid}")
-
-    def started(events: object) -> bool:
-        return all(client.events.of(sid, "session.started") for sid in session_ids)
-
-    await client.events.wait_for(started)
+    await client.events.wait_every_session(session_ids, "session.started")
     conversations = []
     for sid in session_ids:
         session = await sim.wait_session(first_text=f"hello from {sid}", timeout_s=30)
@@ -63,17 +59,19 @@ async def queue_commands(client: Integrator, conversations: list[Conversation], 
             conv.commands.append((command_id, text))
 
 
+def _published_agent_id(event: Event) -> str | None:
+    """The Genesys message id of an agent message the bridge published (an outbound ``message.received``)."""
+    return event.genesys_message_id if isinstance(event, MessageReceived) and event.direction == "outbound" else None
+
+
 def agent_ids_published(events: EventCollector) -> Counter[str]:
     """How often each Genesys message id was published as an outbound ``message.received``."""
-    return Counter(
-        e.genesys_message_id for e in events.events if isinstance(e, MessageReceived) and e.direction == "outbound"
-    )
+    return Counter(mid for mid in map(_published_agent_id, events.events) if mid is not None)
 
 
 async def wait_all_published(events: EventCollector, conversations: list[Conversation]) -> None:
     """Await until every agent message of every conversation was published at least once."""
-    wanted = {mid for conv in conversations for mid in conv.agent_ids}
-    await events.wait_for(lambda _: wanted <= set(agent_ids_published(events)))
+    await events.wait_each((mid for conv in conversations for mid in conv.agent_ids), _published_agent_id)
 
 
 def assert_resumed_in_place(sim: Simulator, conv: Conversation) -> Session:

@@ -75,9 +75,7 @@ async def _after_restart(
                 await conv.say(sim, f"agent {conv.session_id} during recovery #{k}")
         await second.started()
         assert (await second.recovered())["sessions"] == SESSIONS
-        await client.events.wait_for(
-            lambda _: all(client.events.of(c.session_id, "session.resumed") for c in conversations)
-        )
+        await client.events.wait_every_session([c.session_id for c in conversations], "session.resumed")
         await wait_all_published(client.events, conversations)
         for conv in conversations:
             for command_id, _ in conv.commands:

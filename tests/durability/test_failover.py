@@ -78,9 +78,7 @@ async def test_sigkill_of_the_largest_owner_moves_its_sessions_to_the_others(
             await conv.say(sim, f"agent {conv.session_id} while moving")
         await queue_commands(client, moved, 3)
 
-        await client.events.wait_for(
-            lambda _: all(client.events.of(c.session_id, "session.resumed") for c in moved), timeout_s=FAILOVER_S
-        )
+        await client.events.wait_every_session([c.session_id for c in moved], "session.resumed", timeout_s=FAILOVER_S)
         await wait_all_published(client.events, moved)
         await _wait_delivered(sim, client, moved)
         _check_delivered_once_in_order(sim, client, moved)
@@ -176,9 +174,7 @@ async def test_a_replica_cut_off_from_the_broker_fences_its_sessions(
         await cut.wait_for(
             lambda: len(cut.events("partition_lost")) >= 2, what="f0 fences its partitions", timeout_s=FAILOVER_S
         )
-        await client.events.wait_for(
-            lambda _: all(client.events.of(c.session_id, "session.resumed") for c in held), timeout_s=FAILOVER_S
-        )
+        await client.events.wait_every_session([c.session_id for c in held], "session.resumed", timeout_s=FAILOVER_S)
         await queue_commands(client, held, 1)
         await _wait_delivered(sim, client, held)
         _check_delivered_once_in_order(sim, client, conversations)
@@ -205,9 +201,8 @@ async def test_one_partition_is_active_and_standby(sim: Simulator, client: Integ
 
         assert await active.stop(signal.SIGKILL) == -signal.SIGKILL
         await queue_commands(client, conversations, 2)
-        await client.events.wait_for(
-            lambda _: all(client.events.of(c.session_id, "session.resumed") for c in conversations),
-            timeout_s=FAILOVER_S,
+        await client.events.wait_every_session(
+            [c.session_id for c in conversations], "session.resumed", timeout_s=FAILOVER_S
         )
         assert owned_partitions(standby) == {0}
         await _wait_delivered(sim, client, conversations)

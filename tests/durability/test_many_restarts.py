@@ -36,13 +36,14 @@ async def test_three_restarts_across_100_sessions_lose_nothing(
             command_id = await client.say(conv.session_id, f"cmd {conv.session_id} round {round_}")
             conv.commands.append((command_id, f"cmd {conv.session_id} round {round_}"))
             command_ids.append(command_id)
+        before_round = len(client.events.events)
         async with Daemon(bridge_env(), name=f"run-{round_}") as daemon:
             finished = await daemon.recovered(timeout_s=50)
             assert finished["results"] == {"resumed": SESSIONS}, finished
             await wait_all_published(client.events, convs)
-            await client.events.wait_for(
-                lambda _, n=round_: all(len(client.events.of(c.session_id, "session.resumed")) == n for c in convs)
-            )
+            ids = [c.session_id for c in convs]
+            await client.events.wait_every_session(ids, "session.resumed", since=before_round)
+            assert all(len(client.events.of(sid, "session.resumed")) == round_ for sid in ids)
             for command_id in command_ids:
                 await client.events.outcome(command_id)
             code = await daemon.stop(sig)

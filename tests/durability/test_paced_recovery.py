@@ -34,7 +34,7 @@ async def test_command_for_a_resumed_session_does_not_wait_for_the_whole_recover
     async with Daemon(bridge_env(resume_rate_per_s=str(RATE_PER_S), log_level="DEBUG"), name="second") as second:
         await second.recovered()
         outcomes = [await client.events.outcome(command_id) for command_id in command_ids]
-        await client.events.wait_for(lambda _: all(client.events.of(c.session_id, "session.resumed") for c in convs))
+        await client.events.wait_every_session([c.session_id for c in convs], "session.resumed")
         connects = [
             datetime.fromisoformat(e["timestamp"])
             for e in second.events("session_state_changed", new="connecting")

@@ -58,7 +58,7 @@ async def test_recovery_is_logged_and_counted_and_a_recovering_replica_is_ready(
         await second.started()
         tg.create_task(_watch(second, seen, done))
         finished = await second.recovered()
-        await client.events.wait_for(lambda _: all(client.events.of(c.session_id, "session.resumed") for c in convs))
+        await client.events.wait_every_session([c.session_id for c in convs], "session.resumed")
         done.set()
 
     assert sum(e["sessions"] for e in second.events("partition_gained")) == SESSIONS

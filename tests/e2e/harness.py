@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,20 +71,45 @@ class EventCollector:
         await self.wait_for(lambda _: bool(self.settled(command_id)), timeout_s=timeout_s)
         return self.settled(command_id)[0]
 
-    async def all_settled(self, command_ids: list[str], *, timeout_s: float = WAIT_S) -> list[CommandOutcome]:
-        """Wait until every command has a settled outcome; returns the first of each, in order."""
-        pending = set(command_ids)
-        cursor = 0
+    async def wait_each(
+        self, wanted: Iterable[str], key: Callable[[Event], str | None], *, since: int = 0, timeout_s: float = WAIT_S
+    ) -> None:
+        """Wait until, for each of ``wanted``, an event arrived (from the ``since``-th on) whose ``key`` is it.
+
+        Each event is looked at once. A condition that scanned every event for each of hundreds of sessions
+        after every event would cost time quadratic in the events, in the process that also runs the
+        simulator: on a slow machine it starved the simulator, and the bridge behind it.
+        """
+        pending = set(wanted)
+        cursor = since
 
         def done(events: list[Event]) -> bool:
-            nonlocal cursor  # scan each event once: this runs after every event, with hundreds pending
+            nonlocal cursor
             for event in events[cursor:]:
-                if isinstance(event, CommandOutcome) and event.status != "will_retry":
-                    pending.discard(event.command_id or "")
+                found = key(event)
+                if found is not None:
+                    pending.discard(found)
             cursor = len(events)
             return not pending
 
         await self.wait_for(done, timeout_s=timeout_s)
+
+    async def wait_every_session(
+        self, session_ids: Iterable[str], type_: str, *, since: int = 0, timeout_s: float = WAIT_S
+    ) -> None:
+        """Wait until each of ``session_ids`` has an event of ``type_`` (``session.started``, ...), counting
+        from the ``since``-th event (``len(events)`` at some earlier point) on."""
+        await self.wait_each(
+            session_ids, lambda e: e.session_id if e.type == type_ else None, since=since, timeout_s=timeout_s
+        )
+
+    async def all_settled(self, command_ids: list[str], *, timeout_s: float = WAIT_S) -> list[CommandOutcome]:
+        """Wait until every command has a settled outcome; returns the first of each, in order."""
+        await self.wait_each(
+            command_ids,
+            lambda e: e.command_id if isinstance(e, CommandOutcome) and e.status != "will_retry" else None,
+            timeout_s=timeout_s,
+        )
         first: dict[str, CommandOutcome] = {}
         for event in self.events:
             if isinstance(event, CommandOutcome) and event.status != "will_retry" and event.command_id:
