@@ -62,6 +62,7 @@ from bridge.session.actor import SessionActor
 from bridge.session.registry import Census, SessionRegistry, session_deps
 from bridge.session.view import SessionView
 from bridge.store import JournalStore, load_keys
+from bridge.tasks import each_to_its_end, stop_if_asked
 
 __all__ = [
     "GC_THRESHOLDS",
@@ -190,6 +191,7 @@ async def _rejournal_forever(fleet: Fleet, interval_s: float) -> None:
     """
     wait_s = interval_s
     while True:
+        stop_if_asked()  # a drain's cancel that a journal call turned into an error of its own
         await asyncio.sleep(wait_s)
         written, wait_s = 0, interval_s
         for partition in fleet.owned():
@@ -408,8 +410,8 @@ async def running_bridge(
                     await fleet.leave()
                 await router.stop_intake()  # the router's last copies land and are acked first
                 # Every owned partition fences (settles, closes its sockets, flushes) before its consumer goes.
-                await asyncio.gather(*(p.intake.stop_intake() for p in fleet.partitions))
-                await asyncio.gather(*(intake.close() for intake in intakes))
+                await each_to_its_end(*(p.intake.stop_intake() for p in fleet.partitions))
+                await each_to_its_end(*(intake.close() for intake in intakes))
                 fatal_watch.cancel()
                 log.info("drain_finished")
 

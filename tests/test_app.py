@@ -62,6 +62,34 @@ async def test_a_failed_rejournal_is_retried_soon_and_never_stops_the_loop() -> 
     assert second - first == pytest.approx(REJOURNAL_RETRY_S)
 
 
+class _StoreTurningTheCancelAside:
+    """A journal store whose re-journal ends a cancellation of its caller with a broker error of its own."""
+
+    def __init__(self) -> None:
+        self.writing = asyncio.Event()
+
+    async def rejournal(self, *, older_than_s: float = 0.0) -> int:
+        self.writing.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise BrokerUnavailable("the channel closed") from None
+        return 0
+
+
+@pytest.mark.looptime
+async def test_a_cancelled_rejournal_loop_ends_even_when_the_journal_turns_the_cancel_aside() -> None:
+    """The drain cancels the loop during a pass; an error in place of the cancellation ends it too, rather
+    than counting as a failed pass to retry."""
+    store = _StoreTurningTheCancelAside()
+    task = asyncio.create_task(_rejournal_forever(_Fleet(store), 3600.0))  # type: ignore[arg-type]
+    await store.writing.wait()
+    task.cancel()
+    async with asyncio.timeout(10 * REJOURNAL_RETRY_S):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 def test_run_warns_about_each_unknown_bridge_variable_and_still_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     """What ``genesys-bridge run`` does before the daemon starts: load, then warn (never fail) per stray name."""
     monkeypatch.setenv("BRIDGE_LOG_LEVL", "DEBUG")

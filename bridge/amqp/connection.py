@@ -42,6 +42,7 @@ from bridge.config import Settings
 from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, is_retryable
 from bridge.observability.metrics import Metrics
 from bridge.ports import Clock, LoopClock
+from bridge.tasks import asked_to_stop
 
 __all__ = [
     "BrokerLinks",
@@ -99,17 +100,11 @@ def broker_error(exc: BaseException) -> BaseException:
         # aiormq fails every call waiting on a connection that ended with no reason (its socket closed
         # without an AMQP close: a proxy's or a peer's FIN) with a bare Exception.
         return BrokerUnavailable("the connection ended with no reason given")
-    if isinstance(exc, asyncio.CancelledError) and _not_asked_to_stop():
+    if isinstance(exc, asyncio.CancelledError) and not asked_to_stop():
         # aiormq fails every call waiting on a connection it gave up as stuck (no heartbeat) with its
         # reader's CancelledError: it reaches a task nobody cancelled, which would end quietly.
         return BrokerUnavailable("the connection was given up as stuck (no heartbeat from the broker)")
     return exc
-
-
-def _not_asked_to_stop() -> bool:
-    """Whether the running task has no cancellation pending (``cancel()`` not called on it)."""
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() == 0
 
 
 class Connect(Protocol):

@@ -43,6 +43,7 @@ from bridge.partition.layout import (
 from bridge.partition.owner import PartitionOwner
 from bridge.ports import Clock
 from bridge.session.flow import ConnectWindow
+from bridge.tasks import each_to_its_end, stop_if_asked
 
 __all__ = ["Fleet", "Partition", "check_layout"]
 
@@ -178,23 +179,16 @@ class Fleet:
             try:
                 if self._present:
                     await self._forwarder.hold(self._presence)
-                await self._probe_all(queues)
+                # Every probe of a round ends (on its confirm or its own deadline) before the round reports a
+                # failure: a failed probe must not leave the others running with nobody to await them.
+                await each_to_its_end(*(self._forwarder.probe(queue, replica=self._replica) for queue in queues))
                 await self._count_replicas()
             except BridgeError as exc:
+                stop_if_asked()  # the drain's cancel, turned into a broker error by the library
                 log.warning("fleet_probe_failed", error=str(exc), error_type=type(exc).__name__)
             self._metrics.router_active.set(1 if self._router.owned else 0)
+            stop_if_asked()
             await asyncio.sleep(interval)
-
-    async def _probe_all(self, queues: list[str]) -> None:
-        # Every probe of a round ends (on its confirm or its own deadline) before the round reports a failure:
-        # a failed probe must not leave the others running with nobody to await them. A cancellation of this
-        # task cancels them all (gather does).
-        results = await asyncio.gather(
-            *(self._forwarder.probe(queue, replica=self._replica) for queue in queues), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
 
     async def _count_replicas(self) -> None:
         stats = await self._forwarder.inspect(self._presence)
@@ -215,10 +209,12 @@ class Fleet:
 
     async def _balance_forever(self) -> None:
         while True:
+            stop_if_asked()
             await asyncio.sleep(self._settings.balance_interval_s)
             try:
                 await self.balance()
             except BridgeError as exc:
+                stop_if_asked()
                 log.warning("fleet_balance_failed", error=str(exc), error_type=type(exc).__name__)
 
     async def balance(self) -> None:

@@ -24,6 +24,7 @@ from bridge.genesys.auth import Tokens
 from bridge.ports import Clock
 from bridge.record import SessionRecord
 from bridge.session.ports import AuthClient
+from bridge.tasks import stop_if_asked
 from genesys_bridge_client.contract.commands import SessionAuth
 
 __all__ = ["MAX_AUTH_RETRIES", "Credentials"]
@@ -190,9 +191,11 @@ class Credentials:
             try:
                 await self.refresh()
             except GenesysRateLimited as exc:
+                stop_if_asked()
                 log.warning("session_jwt_refresh_rate_limited", retry_after_s=exc.retry_after_s)
                 await asyncio.sleep(max(exc.retry_after_s, RETRY_AFTER_UNAVAILABLE_S))
             except (GenesysUnavailable, GenesysProtocolError) as exc:
+                stop_if_asked()
                 # The JWT may still be good for a while: try again later; a configure that needs one renews.
                 log.warning("session_jwt_refresh_unavailable", error=str(exc))
                 await asyncio.sleep(RETRY_AFTER_UNAVAILABLE_S)

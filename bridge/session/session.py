@@ -61,6 +61,7 @@ from bridge.session.link import GenesysLink
 from bridge.session.ports import Backoff, Endpoints, SessionDeps
 from bridge.session.signal import Signal
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger, transition
+from bridge.tasks import stop_if_asked
 from genesys_bridge_client.contract import Command, Event
 from genesys_bridge_client.contract.events import (
     CommandOutcome,
@@ -577,6 +578,7 @@ class SessionEvents:
             except BrokerError as exc:
                 if not is_retryable(exc):
                     raise
+                stop_if_asked()  # a cancel of this task that the broker call turned into an error of its own
                 attempt += 1
                 delays = delays or self._backoff()
                 delay = next(delays)

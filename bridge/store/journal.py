@@ -47,6 +47,7 @@ from bridge.store.codec import (
     parse_envelope,
 )
 from bridge.store.crypto import KeyRing, SealError
+from bridge.tasks import stop_if_asked
 
 __all__ = ["JournalLog", "JournalStore"]
 
@@ -179,6 +180,7 @@ class JournalStore:
                 try:
                     await self._submit(record)
                 except BridgeError as exc:
+                    stop_if_asked()  # a cancel of the pass, turned into a journal error by the library
                     errors.append(exc)
                 else:
                     written += 1

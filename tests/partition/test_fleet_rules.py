@@ -170,3 +170,41 @@ async def test_a_failed_probe_ends_its_round_only_when_the_others_have_ended() -
     assert forwarder.probing_at_hold == [0, 0]
     failures = [entry for entry in logs if entry["event"] == "fleet_probe_failed"]
     assert [entry["error_type"] for entry in failures] == ["BrokerUnavailable"]
+
+
+class CancelTurnedAside(FakeForwarder):
+    """A forwarder whose broker call ends a cancellation of its caller with an error or a result of its own,
+    as aiormq's channel calls (the close reason) and Python 3.11's ``wait_for`` (a result that came with
+    the cancel) can."""
+
+    def __init__(self, *, ends_with: str) -> None:
+        super().__init__(replicas=1, hungry=0)
+        self.ends_with = ends_with
+        self.waiting = asyncio.Event()
+
+    async def inspect(self, queue: str) -> QueueStats | None:
+        if not self.waiting.is_set():  # the first call waits for the broker; the broker answers the others
+            self.waiting.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                if self.ends_with == "error":
+                    raise BrokerUnavailable("the channel closed") from None
+        return QueueStats(messages=0, consumers=1)
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize("ends_with", ["error", "result"])
+async def test_a_cancelled_fleet_ends_even_when_a_broker_call_turns_the_cancel_aside(ends_with: str) -> None:
+    """The drain cancels the fleet while a probe round waits on the broker. A call that ends with a broker
+    error or a result instead of the cancellation must not make the loops go round again: the fleet's task
+    ends, and the drain with it."""
+    fleet, _ = _fleet(2, owned=2, replicas=1)
+    forwarder = CancelTurnedAside(ends_with=ends_with)
+    fleet._forwarder = forwarder  # type: ignore[assignment]
+    running = asyncio.create_task(fleet.run())
+    await forwarder.waiting.wait()
+    running.cancel()
+    async with asyncio.timeout(10 * fleet._settings.probe_interval_s):
+        with pytest.raises(asyncio.CancelledError):
+            await running

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from structlog.testing import capture_logs
 
 from bridge.errors import BrokerUnavailable, GenesysProtocolError, PublishReturned, PublishTimeout
 from bridge.observability.metrics import Metrics
@@ -161,3 +162,26 @@ async def test_outcome_publish_failure_requeues_only_when_retryable(error: Excep
     delivery = env.delivery
     assert isinstance(delivery, FakeDelivery)
     assert delivery.how == [settled_as]
+
+
+async def test_a_drain_ends_an_event_publish_whose_cancel_the_broker_call_turned_aside() -> None:
+    """The drain cancels a session still retrying an event's publish; a broker call that ends the cancel with
+    a broker error of its own (as aiormq's can) must not count as one more failed try: the session ends."""
+    async with running() as h:
+        token = await h.start()
+        publishing = asyncio.Event()
+
+        async def publish(event: Event, **routing: Any) -> None:
+            publishing.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise BrokerUnavailable("fake: the channel closed") from None
+
+        h.sink.publish = publish  # type: ignore[method-assign]
+        h.peer.agent_say(token, "never published")
+        await publishing.wait()
+        with capture_logs() as logs:
+            await h.registry.drain(1.0)
+        assert "drain_cancel_unfinished" not in {entry["event"] for entry in logs}
+        assert h.registry.get("s1") is None

@@ -205,3 +205,34 @@ async def test_a_short_lived_jwt_is_not_renewed_in_a_tight_loop() -> None:
     finally:
         renewing.cancel()
     assert loop.time() - start >= 14.9  # half its life at least (30 s), never at once
+
+
+class AuthTurningTheCancelAside(FakeAuth):
+    """A refresh whose HTTP call ends a cancellation of its caller with ``GenesysUnavailable`` of its own."""
+
+    def __init__(self, clock: LoopClock) -> None:
+        super().__init__(clock)
+        self.refreshing = asyncio.Event()
+
+    async def refresh_jwt(
+        self, rest_base: str, deployment_id: str, refresh_token: str, *, origin: str | None
+    ) -> Tokens:
+        self.refreshing.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            raise GenesysUnavailable("fake: the connection was closed") from None
+        return self._tokens(0)
+
+
+async def test_a_cancelled_renewal_loop_ends_even_when_the_call_turns_the_cancel_aside() -> None:
+    credentials, _ = _credentials()
+    auth = AuthTurningTheCancelAside(LoopClock())
+    credentials._client = auth
+    await credentials.for_configure()
+    keeper = asyncio.create_task(credentials.keep_fresh())
+    await auth.refreshing.wait()
+    keeper.cancel()
+    async with asyncio.timeout(3 * 60 * 60):
+        with pytest.raises(asyncio.CancelledError):
+            await keeper

@@ -1,0 +1,56 @@
+"""How the bridge's concurrent work ends: loops that stop when asked, and steps that all run out.
+
+**A loop stops when its task was asked to.** A drain stops the daemon's loops (the fleet's probes and
+balance, the re-journal, a session's publish retry and JWT renewal) with ``task.cancel()``, and the request
+reaches the task through whatever it awaits at that moment. A library call does not always end with the
+``CancelledError`` then: aiormq runs each channel call in a task of its own, which re-raises the channel's
+close reason instead, and Python 3.11's ``asyncio.wait_for`` returns a result that arrived with the cancel.
+A loop that takes such an error as broker trouble (or the result as a success) goes round again and sleeps
+until its next interval, with nobody left to cancel it: the TaskGroup that owns it waits forever, and the
+drain never ends. The request stays counted on the task (``Task.cancelling()``) until someone takes it back
+(``asyncio.timeout`` and ``TaskGroup`` do, for their own), so a loop asks before each round
+(:func:`stop_if_asked`).
+
+**Steps that must all run out** (every probe of a round, every partition's fence in a drain) are awaited
+with :func:`each_to_its_end`: unlike a TaskGroup, one step's failure does not cancel the others, and none
+is left running with nobody to await it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+__all__ = ["asked_to_stop", "each_to_its_end", "stop_if_asked"]
+
+T = TypeVar("T")
+
+
+def asked_to_stop() -> bool:
+    """Whether ``cancel()`` was called on the running task and nobody took the request back."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def stop_if_asked() -> None:
+    """Raise ``CancelledError`` when the running task was asked to stop (:func:`asked_to_stop`).
+
+    Call it in a loop that catches broker errors, before every round and every retry: a cancellation a
+    library turned into an error or a result of its own then still ends the loop.
+    """
+    if asked_to_stop():
+        raise asyncio.CancelledError
+
+
+async def each_to_its_end(*steps: Awaitable[T]) -> list[T]:
+    """Run ``steps`` together until every one has ended; return their results in order, or raise the first
+    failure (in argument order) once all have ended. A cancellation of the caller cancels every step, and
+    is raised whatever the steps end with."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    values: list[T] = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        values.append(result)
+    return values
