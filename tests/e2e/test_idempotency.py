@@ -20,6 +20,9 @@ from tests.e2e.stack import cleanup_names, e2e_settings, e2e_stack, quiet_simula
 
 pytestmark = pytest.mark.timeout(40)
 
+#: Longer than any test here: an echo delayed this long is held until its socket closes.
+ECHO_HELD_S = 60.0
+
 
 async def test_a_repeated_command_id_is_answered_with_the_original_outcome(
     broker_names: BrokerNames, amqp_url: str
@@ -64,10 +67,11 @@ async def test_a_duplicate_while_the_original_is_in_flight_is_executed_once(
 async def test_a_command_redelivered_after_its_connection_died_unacked_is_executed_once(
     broker_names: BrokerNames, amqp_url: str
 ) -> None:
-    """The command reached Genesys, but its echo is late (3 s); meanwhile the broker closes the connection of
-    the session's partition. The bridge fences: it closes the session's socket without ending it, never
-    settles the command, and the redelivery goes to the partition's next owner (here the same process), which
-    resumes the session from the journal and finds the text in the history instead of sending it again."""
+    """The command reached Genesys, but its echo is held back; meanwhile the broker closes the connection of
+    the session's partition. The bridge fences: it closes the session's socket without ending it (the held
+    echo goes with it), never settles the command, and the redelivery goes to the partition's next owner
+    (here the same process), which resumes the session from the journal and finds the text in the history
+    instead of sending it again."""
     sim_config = quiet_simulator()
     async with e2e_stack(
         broker_names, amqp_url, sim_config=sim_config, durable_sessions=True, state_key=generate_key()
@@ -75,7 +79,8 @@ async def test_a_command_redelivered_after_its_connection_died_unacked_is_execut
         client, events = stack.client, stack.client.events
         await client.started("s")
         session = stack.sim_session("s")
-        await stack.sim.set_delay(session, 3.0)  # every frame to the bridge, the echo included
+        # Held, not late: a kill (two rabbitmqctl runs, a second or more each) must never race the echo.
+        await stack.sim.set_delay(session, ECHO_HELD_S, classes=["StructuredMessage"])
         sent = await client.say("s", "exactly once")
         await stack.sim.wait_received(session, 1, timeout_s=10)  # Genesys has it; the bridge waits for the echo
         partition = partition_of("s", stack.settings.partitions)
@@ -115,7 +120,7 @@ async def test_a_send_redelivered_after_the_daemon_crashed_unacked_is_executed_o
                     await client.started("s")
                     session = sim.nth_session(0)
                     assert session is not None
-                    await sim.set_delay(session, 30.0)  # the echo never reaches this daemon
+                    await sim.set_delay(session, ECHO_HELD_S)  # the echo never reaches this daemon
                     sent = await client.say("s", "crash once")
                     await sim.wait_received(session, 1, timeout_s=10)
                     assert await daemon.stop(signal.SIGKILL) == -signal.SIGKILL
