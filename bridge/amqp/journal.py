@@ -48,7 +48,7 @@ from bridge.config import Settings
 from bridge.errors import BrokerUnavailable, ConfigError, StoreError
 from bridge.partition.layout import journal_stream_of
 from bridge.ports import Clock
-from bridge.store.codec import encode_marker, frame_batch, unframe_batch
+from bridge.store.codec import encode_marker, frame_batch, media_type, unframe_batch
 from bridge.store.group_commit import BATCH_MAX_RECORDS, BATCHES_IN_FLIGHT, GroupCommit
 
 __all__ = ["StreamJournal", "open_stream_journal"]
@@ -228,10 +228,8 @@ class StreamJournal:
         if not self._open:
             raise StoreError(f"journal stream {self._stream!r} is not open")
         channel = await self._append_channel()
-        # A JSON record (format 1) or marker says so; a binary record or a batch is bytes of its own framing.
-        content_type = "application/json" if body[:1] == b"{" else "application/octet-stream"
         message = Outbound.of(
-            body, content_type=content_type, message_type=kind, message_id=message_id, timestamp=datetime.now(UTC)
+            body, content_type=media_type(body), message_type=kind, message_id=message_id, timestamp=datetime.now(UTC)
         )
         try:
             routed = await publish_confirmed(

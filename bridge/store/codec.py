@@ -58,6 +58,7 @@ __all__ = [
     "encode_marker",
     "encode_record",
     "frame_batch",
+    "media_type",
     "open_record",
     "parse_envelope",
     "unframe_batch",
@@ -77,6 +78,9 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND: Final = timedelta(microseconds=1)
 #: version, flags, written_at, length of session_id
 _BINARY_FIXED: Final = 1 + 1 + 8 + 2
+#: Where the fixed fields after the version and the flags lie.
+_WRITTEN_AT: Final = slice(2, 10)
+_SID_LENGTH: Final = slice(10, _BINARY_FIXED)
 
 
 class CorruptRecord(Exception):
@@ -215,11 +219,17 @@ def parse_envelope(body: bytes) -> SessionEnvelope | MarkerEnvelope:
         raise CorruptRecord("bad_envelope", session_id=sid) from None
 
 
+def media_type(body: bytes) -> str:
+    """The content type of a journal message holding ``body``: a format 1 record or a marker is JSON; a
+    format 2 record or a batch (:func:`frame_batch`) is bytes of this codec's own layout."""
+    return "application/json" if body[:1] == b"{" else "application/octet-stream"
+
+
 def _parse_binary(body: bytes) -> SessionEnvelope:
     if len(body) < _BINARY_FIXED:
         raise CorruptRecord("bad_envelope")
     flags = body[1]
-    at = _BINARY_FIXED + int.from_bytes(body[_BINARY_FIXED - 2 : _BINARY_FIXED], "big")
+    at = _BINARY_FIXED + int.from_bytes(body[_SID_LENGTH], "big")
     try:
         sid = body[_BINARY_FIXED:at].decode("utf-8")
     except UnicodeDecodeError:
@@ -229,7 +239,7 @@ def _parse_binary(body: bytes) -> SessionEnvelope:
     if flags & ~_CLOSED_FLAG or len(body) - at < BINARY_OVERHEAD:
         raise CorruptRecord("bad_envelope", session_id=sid)
     try:
-        written_at = _EPOCH + int.from_bytes(body[2:10], "big", signed=True) * _MICROSECOND
+        written_at = _EPOCH + int.from_bytes(body[_WRITTEN_AT], "big", signed=True) * _MICROSECOND
     except OverflowError:
         raise CorruptRecord("bad_envelope", session_id=sid) from None
     # Built without validation: every field was checked above, and this runs once per record of a replay.

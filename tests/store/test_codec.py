@@ -19,6 +19,7 @@ from bridge.store.codec import (
     encode_marker,
     encode_record,
     frame_batch,
+    media_type,
     open_record,
     parse_envelope,
     unframe_batch,
@@ -278,3 +279,13 @@ def test_a_batch_holds_records_of_both_formats() -> None:
     bodies = [encode_record(make_record("a"), KEYS, written_at=T0), _binary("b"), encode_marker("m", written_at=T0)]
     envelopes = [parse_envelope(body) for body in unframe_batch(frame_batch(bodies))]
     assert [getattr(e, "session_id", None) for e in envelopes] == ["a", "b", None]
+
+
+def test_the_media_type_says_which_bodies_are_json() -> None:
+    """What a journal message's content type says: JSON for a format 1 record and a marker, bytes for a
+    format 2 record and a batch (whose first bytes are a length)."""
+    json_record, marker = encode_record(make_record("a"), KEYS, written_at=T0), encode_marker("m", written_at=T0)
+    assert [media_type(body) for body in (json_record, marker)] == ["application/json"] * 2
+    assert all(isinstance(json.loads(body), dict) for body in (json_record, marker))
+    binary = [_binary("b"), frame_batch([json_record, marker])]
+    assert [media_type(body) for body in binary] == ["application/octet-stream"] * 2
