@@ -191,7 +191,7 @@ async def _rejournal_forever(fleet: Fleet, interval_s: float) -> None:
     """
     wait_s = interval_s
     while True:
-        stop_if_asked()  # a drain's cancel that a journal call turned into an error of its own
+        stop_if_asked()  # a drain's cancel that a journal call turned into a result or an error of its own
         await asyncio.sleep(wait_s)
         written, wait_s = 0, interval_s
         for partition in fleet.owned():
@@ -201,6 +201,7 @@ async def _rejournal_forever(fleet: Fleet, interval_s: float) -> None:
             try:
                 written += await journal.rejournal(older_than_s=interval_s)
             except BridgeError as exc:
+                stop_if_asked()
                 log.error(
                     "sessions_rejournal_failed",
                     partition=partition.owner.index,

@@ -1,15 +1,17 @@
 """How the bridge's concurrent work ends: loops that stop when asked, and steps that all run out.
 
 **A loop stops when its task was asked to.** A drain stops the daemon's loops (the fleet's probes and
-balance, the re-journal, a session's publish retry and JWT renewal) with ``task.cancel()``, and the request
-reaches the task through whatever it awaits at that moment. A library call does not always end with the
-``CancelledError`` then: aiormq runs each channel call in a task of its own, which re-raises the channel's
-close reason instead, and Python 3.11's ``asyncio.wait_for`` returns a result that arrived with the cancel.
-A loop that takes such an error as broker trouble (or the result as a success) goes round again and sleeps
-until its next interval, with nobody left to cancel it: the TaskGroup that owns it waits forever, and the
-drain never ends. The request stays counted on the task (``Task.cancelling()``) until someone takes it back
-(``asyncio.timeout`` and ``TaskGroup`` do, for their own), so a loop asks before each round
-(:func:`stop_if_asked`).
+balance, the re-journal, the broker links' reconnects; a session's, at the drain's deadline) with
+``task.cancel()``, and the request reaches the task through whatever it awaits at that moment. A library
+call does not always end with the ``CancelledError`` then: aiormq runs each channel call in a task of its
+own, which re-raises a channel's close reason that races the cancel, and Python 3.11's ``asyncio.wait_for``
+returns a result that arrived with the cancel. A loop that takes such an error as broker trouble (or the
+result as a success) goes round again and sleeps until its next interval, with nobody left to cancel it: the
+TaskGroup that owns it waits forever, and the drain never ends. The request stays counted on the task
+(``Task.cancelling()``) until someone takes it back (``asyncio.timeout`` and ``TaskGroup`` do, for their
+own), so a loop asks before each round and each retry (:func:`stop_if_asked`). Never ask in code that runs
+while a TaskGroup of the same task aborts (a drain's ``finally``): the group's own cancel is still counted
+there.
 
 **Steps that must all run out** (every probe of a round, every partition's fence in a drain) are awaited
 with :func:`each_to_its_end`: unlike a TaskGroup, one step's failure does not cancel the others, and none
@@ -45,8 +47,8 @@ def stop_if_asked() -> None:
 
 async def each_to_its_end(*steps: Awaitable[T]) -> list[T]:
     """Run ``steps`` together until every one has ended; return their results in order, or raise the first
-    failure (in argument order) once all have ended. A cancellation of the caller cancels every step, and
-    is raised whatever the steps end with."""
+    failure (in argument order) once all have ended; later failures are not raised. A cancellation of the
+    caller cancels every step, waits until each has unwound, and is raised whatever the steps end with."""
     results = await asyncio.gather(*steps, return_exceptions=True)
     values: list[T] = []
     for result in results:

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 from bridge.app import REJOURNAL_RETRY_S, _rejournal_forever, warn_unknown_settings
 from bridge.config import Settings, environment_unknowns
 from bridge.errors import BrokerUnavailable
+from tests.cancel_aside import turn_the_cancel_aside
 
 
 class _FlakyStore:
@@ -69,11 +70,7 @@ class _StoreTurningTheCancelAside:
         self.writing = asyncio.Event()
 
     async def rejournal(self, *, older_than_s: float = 0.0) -> int:
-        self.writing.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            raise BrokerUnavailable("the channel closed") from None
+        await turn_the_cancel_aside(self.writing, raising=BrokerUnavailable("the channel closed"))
         return 0
 
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from bridge.tasks import asked_to_stop, each_to_its_end, stop_if_asked
+from tests.cancel_aside import turn_the_cancel_aside
 
 
 async def test_a_task_nobody_cancelled_goes_on() -> None:
@@ -61,24 +62,23 @@ async def test_a_failed_step_raises_only_once_every_other_step_has_ended() -> No
         ended.append("failed later")
         raise KeyError("second")
 
-    with pytest.raises(ValueError, match="first"):
-        await each_to_its_end(fails_first(), fails_later(), takes_longer())
+    with pytest.raises(KeyError, match="second"):  # the first in argument order, not the first to fail
+        await each_to_its_end(fails_later(), fails_first(), takes_longer())
     assert ended == ["failed", "failed later", "slow"]
     assert await each_to_its_end(asyncio.sleep(0, result=1), asyncio.sleep(0, result=2)) == [1, 2]
 
 
 async def test_a_cancel_of_the_caller_cancels_every_step_whatever_they_end_with() -> None:
-    started, cancelled = asyncio.Event(), []
+    started, cancelled = [asyncio.Event(), asyncio.Event()], []
 
     async def turns_the_cancel_aside() -> None:
-        started.set()
         try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
+            await turn_the_cancel_aside(started[0], raising=RuntimeError("a close reason"))
+        finally:
             cancelled.append("aside")
-            raise RuntimeError("a close reason") from None
 
     async def plain() -> None:
+        started[1].set()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -86,7 +86,8 @@ async def test_a_cancel_of_the_caller_cancels_every_step_whatever_they_end_with(
             raise
 
     caller = asyncio.create_task(each_to_its_end(turns_the_cancel_aside(), plain()))
-    await started.wait()
+    for step in started:
+        await step.wait()
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller

@@ -35,6 +35,7 @@ from bridge.amqp.connection import BrokerLinks, Connect, broker_error, close_qui
 from bridge.config import Settings
 from bridge.errors import BrokerError, BrokerUnavailable
 from bridge.observability.metrics import Metrics
+from bridge.tasks import stop_if_asked
 
 __all__ = ["BrokerLink"]
 
@@ -169,6 +170,7 @@ class BrokerLink(ABC, Generic[Prepared]):
             try:
                 async for attempt in reconnect_attempts(self._settings, on_retry=self._on_retry):
                     with attempt:
+                        stop_if_asked()  # a stop's cancel that the last attempt took as a broker error
                         await self._serve_once()
             except BrokerError as exc:
                 log.error("broker_link_failed", link=self._link, error=str(exc))
@@ -204,6 +206,7 @@ class BrokerLink(ABC, Generic[Prepared]):
             mapped = broker_error(exc)
             if mapped is exc:
                 raise  # a bug, or this task's own cancellation
+            stop_if_asked()  # a stop's cancel that a channel call turned into an error: not one to retry
             raise mapped from exc
         if self._stopping:
             # The stop came while we connected and its cancellation did not reach us (a library may finish

@@ -185,6 +185,8 @@ class Credentials:
         """
         floor = 0.0
         while True:
+            # A renewal whose journal write took a cancel of this task as a failed save returns normally.
+            stop_if_asked()
             await asyncio.sleep(max(self._seconds_until_due(), floor))
             # A JWT that comes back already due (our clock ahead of Genesys') must not be renewed in a loop.
             floor = RETRY_AFTER_UNAVAILABLE_S

@@ -171,6 +171,7 @@ class JournalStore:
         async def worker() -> None:
             nonlocal written
             for sid in ids:
+                stop_if_asked()  # a cancel of the pass that a write took as an error, or as a success
                 record = self._latest.get(sid)
                 if record is None or (record.closed and sid in self._slots):
                     # Gone: a close was confirmed since the snapshot of ids. Closing: its write is in flight
@@ -180,7 +181,6 @@ class JournalStore:
                 try:
                     await self._submit(record)
                 except BridgeError as exc:
-                    stop_if_asked()  # a cancel of the pass, turned into a journal error by the library
                     errors.append(exc)
                 else:
                     written += 1

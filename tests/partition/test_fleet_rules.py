@@ -15,6 +15,7 @@ from bridge.errors import BrokerUnavailable
 from bridge.observability.metrics import Metrics
 from bridge.partition.fleet import Fleet, Partition
 from bridge.session.flow import ConnectWindow
+from tests.cancel_aside import turn_the_cancel_aside
 from tests.session.fakes import ManualClock
 
 
@@ -177,30 +178,36 @@ class CancelTurnedAside(FakeForwarder):
     as aiormq's channel calls (the close reason) and Python 3.11's ``wait_for`` (a result that came with
     the cancel) can."""
 
-    def __init__(self, *, ends_with: str) -> None:
+    def __init__(self, *, ends_with: str, in_queue: str) -> None:
         super().__init__(replicas=1, hungry=0)
         self.ends_with = ends_with
+        self.in_queue = in_queue
         self.waiting = asyncio.Event()
 
     async def inspect(self, queue: str) -> QueueStats | None:
-        if not self.waiting.is_set():  # the first call waits for the broker; the broker answers the others
-            self.waiting.set()
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                if self.ends_with == "error":
-                    raise BrokerUnavailable("the channel closed") from None
+        if queue == self.in_queue and not self.waiting.is_set():  # this one call waits for the broker
+            error = BrokerUnavailable("the channel closed") if self.ends_with == "error" else None
+            await turn_the_cancel_aside(self.waiting, raising=error)
         return QueueStats(messages=0, consumers=1)
 
 
 @pytest.mark.looptime
 @pytest.mark.parametrize("ends_with", ["error", "result"])
-async def test_a_cancelled_fleet_ends_even_when_a_broker_call_turns_the_cancel_aside(ends_with: str) -> None:
-    """The drain cancels the fleet while a probe round waits on the broker. A call that ends with a broker
-    error or a result instead of the cancellation must not make the loops go round again: the fleet's task
-    ends, and the drain with it."""
+@pytest.mark.parametrize(
+    "in_queue",
+    [
+        "q.hungry",  # counted by every probe round
+        "q",  # the intake's backlog, read only by a balance round
+    ],
+)
+async def test_a_cancelled_fleet_ends_even_when_a_broker_call_turns_the_cancel_aside(
+    ends_with: str, in_queue: str
+) -> None:
+    """The drain cancels the fleet while a probe or balance round waits on the broker. A call that ends with
+    a broker error or a result instead of the cancellation must not make the loops go round again: the
+    fleet's task ends, and the drain with it."""
     fleet, _ = _fleet(2, owned=2, replicas=1)
-    forwarder = CancelTurnedAside(ends_with=ends_with)
+    forwarder = CancelTurnedAside(ends_with=ends_with, in_queue=in_queue)
     fleet._forwarder = forwarder  # type: ignore[assignment]
     running = asyncio.create_task(fleet.run())
     await forwarder.waiting.wait()

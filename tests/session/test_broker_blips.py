@@ -19,6 +19,7 @@ from bridge.ports import LoopClock
 from bridge.session.outcomes import OutcomeBook
 from genesys_bridge_client.contract import Event, MessageSend
 from genesys_bridge_client.contract.events import CommandOutcome
+from tests.cancel_aside import turn_the_cancel_aside
 from tests.session.conftest import Harness, running
 from tests.session.fakes import FakeDelivery, FakeSink, envelope
 
@@ -172,11 +173,7 @@ async def test_a_drain_ends_an_event_publish_whose_cancel_the_broker_call_turned
         publishing = asyncio.Event()
 
         async def publish(event: Event, **routing: Any) -> None:
-            publishing.set()
-            try:
-                await asyncio.Event().wait()
-            except asyncio.CancelledError:
-                raise BrokerUnavailable("fake: the channel closed") from None
+            await turn_the_cancel_aside(publishing, raising=BrokerUnavailable("fake: the channel closed"))
 
         h.sink.publish = publish  # type: ignore[method-assign]
         h.peer.agent_say(token, "never published")

@@ -14,6 +14,7 @@ from bridge.ports import LoopClock
 from bridge.session.auth import MAX_AUTH_RETRIES, Credentials
 from bridge.session.session import RecordKeeper
 from genesys_bridge_client.contract.commands import AuthCodeGrant, SessionAuth
+from tests.cancel_aside import turn_the_cancel_aside
 from tests.store.helpers import make_record
 
 pytestmark = pytest.mark.looptime
@@ -208,26 +209,26 @@ async def test_a_short_lived_jwt_is_not_renewed_in_a_tight_loop() -> None:
 
 
 class AuthTurningTheCancelAside(FakeAuth):
-    """A refresh whose HTTP call ends a cancellation of its caller with ``GenesysUnavailable`` of its own."""
+    """A refresh whose HTTP call ends a cancellation of its caller with ``GenesysUnavailable`` of its own, or
+    with new tokens."""
 
-    def __init__(self, clock: LoopClock) -> None:
+    def __init__(self, clock: LoopClock, *, ends_with: str) -> None:
         super().__init__(clock)
+        self.ends_with = ends_with
         self.refreshing = asyncio.Event()
 
     async def refresh_jwt(
         self, rest_base: str, deployment_id: str, refresh_token: str, *, origin: str | None
     ) -> Tokens:
-        self.refreshing.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            raise GenesysUnavailable("fake: the connection was closed") from None
+        error = GenesysUnavailable("fake: the connection was closed") if self.ends_with == "error" else None
+        await turn_the_cancel_aside(self.refreshing, raising=error)
         return self._tokens(0)
 
 
-async def test_a_cancelled_renewal_loop_ends_even_when_the_call_turns_the_cancel_aside() -> None:
+@pytest.mark.parametrize("ends_with", ["error", "result"])
+async def test_a_cancelled_renewal_loop_ends_even_when_the_call_turns_the_cancel_aside(ends_with: str) -> None:
     credentials, _ = _credentials()
-    auth = AuthTurningTheCancelAside(LoopClock())
+    auth = AuthTurningTheCancelAside(LoopClock(), ends_with=ends_with)
     credentials._client = auth
     await credentials.for_configure()
     keeper = asyncio.create_task(credentials.keep_fresh())

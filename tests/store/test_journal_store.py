@@ -14,6 +14,7 @@ from bridge.store.codec import RecordFormat, encode_marker
 from bridge.store.crypto import KeyRing, generate_key
 from bridge.store.journal import JournalStore
 from bridge.store.memory import MemoryJournalLog
+from tests.cancel_aside import turn_the_cancel_aside
 from tests.store.helpers import T0, FixedClock, corrupt_count, make_record, new_metrics
 
 KEY = generate_key()
@@ -398,3 +399,36 @@ async def test_a_release_that_reads_only_format_1_never_resumes_a_session_that_e
     as_an_older_release_reads_it = MemoryJournalLog()
     as_an_older_release_reads_it.bodies = [body for body in log.bodies if body[:1] == b"{"]
     assert await store(as_an_older_release_reads_it).load_live() == []
+
+
+class _LogTakingTheCancelAsWritten(MemoryJournalLog):
+    """A log whose append, cancelled while it waits for the broker, returns as if it had written (nothing is
+    written); appends after that cancel write at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = False
+        self.cancelled = False
+
+    async def append(self, body: bytes) -> None:
+        if self.holding and not self.cancelled:
+            await turn_the_cancel_aside(self.append_entered)
+            self.cancelled = True
+            return
+        await super().append(body)
+
+
+async def test_a_cancelled_rejournal_pass_writes_nothing_more_when_a_write_took_the_cancel_as_written() -> None:
+    log = _LogTakingTheCancelAsWritten()
+    writer = store(log)
+    for i in range(100):
+        await writer.save(make_record(f"s-{i}"))
+    before, log.holding = log.appends, True
+    log.append_entered.clear()  # set by the saves above
+    rejournal = asyncio.create_task(writer.rejournal())
+    await log.append_entered.wait()
+    rejournal.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await rejournal
+    assert log.cancelled
+    assert log.appends == before  # the pass stopped: no session of it was written after the cancel
