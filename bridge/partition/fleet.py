@@ -184,10 +184,9 @@ class Fleet:
                 await each_to_its_end(*(self._forwarder.probe(queue, replica=self._replica) for queue in queues))
                 await self._count_replicas()
             except BridgeError as exc:
-                stop_if_asked()  # the drain's cancel, turned into a broker error by the library
                 log.warning("fleet_probe_failed", error=str(exc), error_type=type(exc).__name__)
             self._metrics.router_active.set(1 if self._router.owned else 0)
-            stop_if_asked()
+            stop_if_asked()  # the drain's cancel, which a broker call may have turned into a result or an error
             await asyncio.sleep(interval)
 
     async def _count_replicas(self) -> None:
@@ -209,12 +208,11 @@ class Fleet:
 
     async def _balance_forever(self) -> None:
         while True:
-            stop_if_asked()
+            stop_if_asked()  # the drain's cancel, which a broker call may have turned into a result or an error
             await asyncio.sleep(self._settings.balance_interval_s)
             try:
                 await self.balance()
             except BridgeError as exc:
-                stop_if_asked()
                 log.warning("fleet_balance_failed", error=str(exc), error_type=type(exc).__name__)
 
     async def balance(self) -> None:
