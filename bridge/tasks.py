@@ -24,9 +24,13 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
 
+import structlog
+
 __all__ = ["asked_to_stop", "each_to_its_end", "stop_if_asked"]
 
 T = TypeVar("T")
+
+log = structlog.get_logger(__name__)
 
 
 def asked_to_stop() -> bool:
@@ -47,12 +51,18 @@ def stop_if_asked() -> None:
 
 async def each_to_its_end(*steps: Awaitable[T]) -> list[T]:
     """Run ``steps`` together until every one has ended; return their results in order, or raise the first
-    failure (in argument order) once all have ended; later failures are not raised. A cancellation of the
+    failure (in argument order) once all have ended; later failures are logged, not raised. A cancellation of the
     caller cancels every step, waits until each has unwound, and is raised whatever the steps end with."""
     results = await asyncio.gather(*steps, return_exceptions=True)
     values: list[T] = []
+    failures: list[BaseException] = []
     for result in results:
         if isinstance(result, BaseException):
-            raise result
-        values.append(result)
+            failures.append(result)
+        else:
+            values.append(result)
+    for later in failures[1:]:  # the caller sees only the first: the others would go unseen
+        log.error("step_failed_beside_another", error=repr(later), exc_info=later)
+    if failures:
+        raise failures[0]
     return values

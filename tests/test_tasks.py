@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from structlog.testing import capture_logs
 
 from bridge.tasks import asked_to_stop, each_to_its_end, stop_if_asked
 from tests.cancel_aside import turn_the_cancel_aside
@@ -58,9 +59,12 @@ async def test_a_failed_step_raises_only_once_every_other_step_has_ended() -> No
         ended.append("failed later")
         raise KeyError("second")
 
-    with pytest.raises(KeyError, match="second"):  # the first in argument order, not the first to fail
+    with capture_logs() as logs, pytest.raises(KeyError, match="second"):  # the first in argument order
         await each_to_its_end(fails_later(), fails_first(), takes_longer())
     assert ended == ["failed", "failed later", "slow"]
+    assert [(entry["event"], entry["error"]) for entry in logs] == [
+        ("step_failed_beside_another", "ValueError('first')")
+    ]
     assert await each_to_its_end(asyncio.sleep(0, result=1), asyncio.sleep(0, result=2)) == [1, 2]
 
 

@@ -51,6 +51,7 @@ from bridge.session.ports import SessionDeps
 from bridge.session.session import RecordKeeper, Session, SessionEvents
 from bridge.session.signal import Signal
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger
+from bridge.tasks import asked_to_stop, stop_if_asked
 from genesys_bridge_client.contract.commands import SessionAuth
 from genesys_bridge_client.contract.events import EndReason, SessionStarted
 
@@ -209,6 +210,12 @@ class SessionActor:
                         # while it winds down would start a task in a group that takes no more.
                         self._keepalive.stop()
             except Exception as exc:
+                if asked_to_stop():
+                    # Cancelled (the drain's deadline) while a call ended the cancel with an error of its own,
+                    # which a TaskGroup raises before the cancel: suspended, not crashed. The record stays
+                    # live, so the next owner resumes the session.
+                    log.info("session_cancelled_with_error", error=repr(exc))
+                    raise asyncio.CancelledError from exc
                 log.exception("session_crashed", error=repr(exc))
                 await self._report_crash(exc)
             finally:
@@ -277,10 +284,12 @@ class SessionActor:
     # --- connection ------------------------------------------------------------------------------------
 
     async def _interruptible_wait(self, delay_s: float) -> None:
-        """Wait ``delay_s`` unless :meth:`stop` wakes us first (then the caller sees ``_done()``)."""
+        """Wait ``delay_s`` unless :meth:`stop` wakes us first (then the caller sees ``_done()``). A cancel
+        always raises here: ``asyncio.timeout`` never returns a wake-up that came with it, as ``wait_for`` can."""
         if delay_s > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay_s)
+                async with asyncio.timeout(delay_s):
+                    await self._wake.wait()
 
     async def _connection_loop(self) -> None:
         core = self._core
@@ -343,6 +352,7 @@ class SessionActor:
                 log.info("genesys_socket_lost", error=str(exc))
             if self._done():
                 return
+            stop_if_asked()  # cancelled by an aborting TaskGroup, and a call turned the cancel into a socket error
             # Socket lost (or an unanswered ping or echo closed it): reconnect with jittered backoff (§6).
             core.gate.close()
             await core.link.close()  # idempotent: the socket may still be open (e.g. history failed), never leak it
@@ -359,8 +369,7 @@ class SessionActor:
                 await core.finish("failed", trigger=SessionTrigger.FAIL, detail="Genesys unreachable; gave up")
                 return
             core.metrics.reconnects.labels(target="genesys").inc()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(next(self._delays), wait_at_least))
+            await self._interruptible_wait(max(next(self._delays), wait_at_least))
 
     async def _serve(self, configured: Configured) -> None:
         """Pump this socket while the start or resume work (getJwt, history) runs beside it: the replies

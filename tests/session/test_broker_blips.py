@@ -182,3 +182,29 @@ async def test_a_drain_ends_an_event_publish_whose_cancel_the_broker_call_turned
             await h.registry.drain(1.0)
         assert "drain_cancel_unfinished" not in {entry["event"] for entry in logs}
         assert h.registry.get("s1") is None
+
+
+async def test_a_session_cancelled_at_the_drain_deadline_is_suspended_when_a_call_made_the_cancel_a_final_error() -> (
+    None
+):
+    """A call that ends the deadline's cancel with a final error of its own (a TaskGroup puts a child's error
+    before the cancel) must not end the session as a crash: the record stays live for the next owner."""
+    async with running() as h:
+        token = await h.start()
+        publishing = asyncio.Event()
+        original = h.sink.publish
+
+        async def publish(event: Event, **routing: Any) -> None:
+            if event.type == "message.received":
+                await turn_the_cancel_aside(publishing, raising=PublishReturned("fake: returned with the cancel"))
+            await original(event, **routing)
+
+        h.sink.publish = publish  # type: ignore[method-assign]
+        h.peer.agent_say(token, "never published")
+        await publishing.wait()
+        with capture_logs() as logs:
+            await h.registry.drain(1.0)
+        assert "session_crashed" not in {entry["event"] for entry in logs}
+        assert not h.sink.of_type("session.ended", "s1")
+        assert h.store.records["s1"].state not in ("ended", "failed")
+        assert h.registry.get("s1") is None

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
+from bridge.errors import GenesysUnavailable
 from genesys_bridge_client.contract import MessageSend, PresenceReceived
+from tests.cancel_aside import turn_the_cancel_aside
 from tests.session.conftest import running
 
 pytestmark = pytest.mark.looptime
@@ -207,3 +210,34 @@ async def test_replayed_read_only_disconnect_reconnects_instead_of_refusing_send
         await h.sink.wait_type("session.resumed", 1, "s1")
         assert (await h.say("s1", "still writable")).status == "delivered"
         assert not h.sink.of_type("session.ended", "s1")
+
+
+class _Abandoned(Exception):
+    """Raised in a test's block so the registry's TaskGroup aborts: it cancels every session, with no drain."""
+
+
+async def test_a_cancelled_session_does_not_reconnect_when_its_connect_turned_the_cancel_into_a_socket_error() -> None:
+    """A session cancelled without a drain (its stop flag unset) while a reconnect's connect ends the cancel
+    with a socket error of its own must end there, not back off and connect again until cancelled once more."""
+    connecting = asyncio.Event()
+    connects = 0
+
+    async def connect(url: str, *, origin: str | None) -> Any:
+        nonlocal connects
+        connects += 1
+        if connects == 1:
+            await turn_the_cancel_aside(connecting, raising=GenesysUnavailable("fake: the connect failed"))
+        raise GenesysUnavailable("fake: Genesys unreachable")
+
+    async def abandon_while_reconnecting() -> None:
+        async with asyncio.timeout(30), running() as h:
+            await h.start()
+            h.peer.connect = connect  # type: ignore[method-assign]
+            h.peer.drop_all()
+            await connecting.wait()
+            raise _Abandoned
+
+    with pytest.raises(ExceptionGroup) as aborted:
+        await abandon_while_reconnecting()
+    assert aborted.group_contains(_Abandoned)
+    assert connects == 1
