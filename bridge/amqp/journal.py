@@ -45,7 +45,7 @@ from bridge.amqp.connection import (
 )
 from bridge.amqp.messages import Outbound
 from bridge.config import Settings
-from bridge.errors import BrokerUnavailable, ConfigError, StoreError
+from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, ConfigError, StoreError
 from bridge.partition.layout import journal_stream_of
 from bridge.ports import Clock
 from bridge.store.codec import encode_marker, frame_batch, media_type, unframe_batch
@@ -200,16 +200,30 @@ class StreamJournal:
             return channel
 
     async def _new_channel(self, *, publisher_confirms: bool, on_return_raises: bool = False) -> AbstractChannel:
-        """A channel on the journal's connection, which is opened again first when it was lost."""
-        connection = await self._connection.get()
-        return await open_channel(connection, publisher_confirms=publisher_confirms, on_return_raises=on_return_raises)
+        """A channel on the journal's connection, which is opened again first when it was lost.
+
+        Raises:
+            BrokerError: the connection or the channel cannot be opened (naming the stream: with one stream
+                per partition, the log says which).
+        """
+        try:
+            connection = await self._connection.get()
+            return await open_channel(
+                connection, publisher_confirms=publisher_confirms, on_return_raises=on_return_raises
+            )
+        except BrokerError as exc:
+            raise self._naming(exc, "cannot open a channel") from exc
 
     def _raise_mapped(self, exc: BaseException, doing: str) -> NoReturn:
         """Raise ``exc`` mapped by :func:`broker_error`, naming the stream; ``exc`` itself if ours or a bug."""
         mapped = broker_error(exc)
         if mapped is exc:
             raise exc
-        raise type(mapped)(f"journal stream {self._stream!r}: {doing}: {mapped}") from exc
+        raise self._naming(mapped, doing) from exc
+
+    def _naming(self, error: BridgeError, doing: str) -> BridgeError:
+        """``error`` again, its message prefixed with this stream and what it was ``doing``."""
+        return type(error)(f"journal stream {self._stream!r}: {doing}: {error}")
 
     # -- JournalLog ----------------------------------------------------------------------------------
 

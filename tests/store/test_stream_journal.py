@@ -139,10 +139,10 @@ async def test_corrupt_record_in_the_stream_is_skipped(connection: ReopeningConn
     assert corrupt_count(reader._metrics) == 1
 
 
-async def stream_messages(amqp_url: str, stream: str, records: int) -> list[tuple[str | None, int]]:
-    """The stream's messages from the first, as (AMQP type, records in it), until ``records`` were seen
-    (markers left out)."""
-    found: list[tuple[str | None, int]] = []
+async def stream_messages(amqp_url: str, stream: str, records: int) -> list[tuple[str | None, str | None, int]]:
+    """The stream's messages from the first, as (AMQP type, content type, records in it), until ``records``
+    were seen (markers left out)."""
+    found: list[tuple[str | None, str | None, int]] = []
     enough = asyncio.Event()
     conn = await aio_pika.connect(amqp_url)
     async with conn:
@@ -155,8 +155,8 @@ async def stream_messages(amqp_url: str, stream: str, records: int) -> list[tupl
             if message.type == "marker":
                 return
             count = len(list(unframe_batch(message.body))) if message.type == "sessions" else 1
-            found.append((message.type, count))
-            if sum(n for _, n in found) >= records:
+            found.append((message.type, message.content_type, count))
+            if sum(n for _, _, n in found) >= records:
                 enough.set()
 
         await queue.consume(on_message, arguments={"x-stream-offset": "first"})
@@ -175,9 +175,21 @@ async def test_appends_made_together_share_stream_messages_and_replay_in_order(
         await log.replay(seen.append)
     assert seen == bodies
     messages = await stream_messages(amqp_url, stream, len(bodies))
-    assert sum(n for _, n in messages) == len(bodies)
+    assert sum(n for _, _, n in messages) == len(bodies)
     assert len(messages) < len(bodies)
-    assert {kind for kind, n in messages if n > 1} == {"sessions"}
+    assert {kind for kind, _, n in messages if n > 1} == {"sessions"}
+
+
+async def test_each_record_on_the_stream_names_its_format_in_its_content_type(
+    connection: ReopeningConnection, stream: str, amqp_url: str
+) -> None:
+    keys = KeyRing.of(KEY)
+    when = FixedClock().now()
+    async with journal(connection, stream) as log:
+        await log.append(encode_record(make_record("a"), keys, written_at=when, record_format=1))
+        await log.append(encode_record(make_record("b"), keys, written_at=when, record_format=2))
+    messages = await stream_messages(amqp_url, stream, 2)
+    assert messages == [("session", "application/json", 1), ("session", "application/octet-stream", 1)]
 
 
 async def test_a_corrupt_record_in_a_batch_costs_that_record_only(
@@ -348,7 +360,7 @@ async def test_a_connection_lost_soon_after_it_came_up_is_reopened_only_after_th
             await lost.wait()
 
         # Before the backoff wait is over, an append fails at once (retryable) without trying the broker.
-        with pytest.raises(BrokerUnavailable, match="next attempt is due"):
+        with pytest.raises(BrokerUnavailable, match=rf"journal stream '{stream}': .*next attempt is due"):
             await log.append(b"too early")
         assert connect.attempts == 1
         # The first wait is reconnect_initial_s plus a jitter of at most as much.
