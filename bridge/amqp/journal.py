@@ -45,7 +45,7 @@ from bridge.amqp.connection import (
 )
 from bridge.amqp.messages import Outbound
 from bridge.config import Settings
-from bridge.errors import BridgeError, BrokerError, BrokerUnavailable, ConfigError, StoreError
+from bridge.errors import BrokerError, BrokerUnavailable, ConfigError, StoreError
 from bridge.partition.layout import journal_stream_of
 from bridge.ports import Clock
 from bridge.store.codec import encode_marker, frame_batch, media_type, unframe_batch
@@ -221,7 +221,7 @@ class StreamJournal:
             raise exc
         raise self._naming(mapped, doing) from exc
 
-    def _naming(self, error: BridgeError, doing: str) -> BridgeError:
+    def _naming(self, error: BaseException, doing: str) -> BaseException:
         """``error`` again, its message prefixed with this stream and what it was ``doing``."""
         return type(error)(f"journal stream {self._stream!r}: {doing}: {error}")
 
