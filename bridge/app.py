@@ -62,7 +62,7 @@ from bridge.session.actor import SessionActor
 from bridge.session.registry import Census, SessionRegistry, session_deps
 from bridge.session.view import SessionView
 from bridge.store import JournalStore, load_keys
-from bridge.tasks import each_to_its_end, stop_if_asked
+from bridge.tasks import TaskGroup, each_to_its_end, stop_if_asked
 
 __all__ = [
     "GC_THRESHOLDS",
@@ -379,7 +379,7 @@ async def running_bridge(
         intakes = [*bridge.intakes, router]
         for intake in intakes:
             stack.push_async_callback(intake.close)
-        async with asyncio.TaskGroup() as tasks:
+        async with TaskGroup() as tasks:
             fatal_watch = tasks.create_task(fatal.raise_it(), name="fatal-watch")
             async with asyncio.timeout(settings.startup_timeout_s):
                 # Partitions first: a replica stands in line for them before it routes or is counted.

@@ -21,6 +21,7 @@ from bridge.observability.logging import configure_logging
 from bridge.present import describe_event
 from bridge.simulator import Simulator, SimulatorConfig
 from bridge.store import generate_key
+from bridge.tasks import TaskGroup
 from genesys_bridge_client.contract.codec import decode_event
 from genesys_bridge_client.contract.content import QuickReplyPart
 from genesys_bridge_client.contract.events import CommandOutcome, Event, MessageReceived
@@ -142,7 +143,7 @@ async def _demo() -> int:
                 running_bridge(settings) as bridge,
                 follow_events(amqp_url, exchange=settings.event_exchange) as queue,
                 CommandPublisher(amqp_url, exchange=settings.command_exchange) as publisher,
-                asyncio.TaskGroup() as tasks,
+                TaskGroup() as tasks,
             ):
                 print(f"  bridge metrics and probes:        http://127.0.0.1:{bridge.http.port}/metrics", flush=True)
 

@@ -8,10 +8,16 @@ own, which re-raises a channel's close reason that races the cancel, and Python 
 returns a result that arrived with the cancel. A loop that takes such an error as broker trouble (or the
 result as a success) goes round again and sleeps until its next interval, with nobody left to cancel it: the
 TaskGroup that owns it waits forever, and the drain never ends. The request stays counted on the task
-(``Task.cancelling()``) until someone takes it back (``asyncio.timeout`` and ``TaskGroup`` do, for their
+(``Task.cancelling()``) until someone takes it back (``asyncio.timeout`` and :class:`TaskGroup` do, for their
 own), so a loop asks before each round and each retry (:func:`stop_if_asked`). Never ask in code that runs
 while a TaskGroup of the same task aborts (a drain's ``finally``): the group's own cancel is still counted
 there.
+
+**A TaskGroup takes back its own cancel** (:class:`TaskGroup`, used in place of asyncio's). A child that
+fails cancels the task running the group, to stop its body, and the group takes that request back when it
+exits. asyncio's before Python 3.13 does not when the child fails after the body ended, while the group
+waits for its children: the task leaves the group counted as asked to stop, and every later
+:func:`asked_to_stop` in it would say yes (a session's connection loop would end instead of reconnecting).
 
 **Steps that must all run out** (every probe of a round, every partition's fence in a drain) are awaited
 with :func:`each_to_its_end`: unlike a TaskGroup, one step's failure does not cancel the others, and none
@@ -21,16 +27,45 @@ is left running with nobody to await it.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Awaitable
-from typing import TypeVar
+from types import TracebackType
+from typing import Final, TypeVar
 
 import structlog
 
-__all__ = ["asked_to_stop", "each_to_its_end", "stop_if_asked"]
+__all__ = ["TaskGroup", "asked_to_stop", "each_to_its_end", "stop_if_asked"]
 
 T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
+
+
+#: Python 3.13 made asyncio's TaskGroup take its cancel back whenever it made one.
+_GROUP_KEEPS_ITS_CANCEL: Final = sys.version_info < (3, 13)
+
+
+class TaskGroup(asyncio.TaskGroup):
+    """asyncio's TaskGroup, which also takes back the cancel it makes when a child fails after the body ended
+    (see the module's docstring). Use it wherever a TaskGroup is needed."""
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        made_before = self._made_its_cancel()
+        try:
+            await super().__aexit__(et, exc, tb)
+        finally:
+            # A cancel made before the exit is taken back at its start; one made while the group waited
+            # for its children (the body had ended) was delivered to that wait and never taken back.
+            if _GROUP_KEEPS_ITS_CANCEL and self._made_its_cancel() and not made_before:
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+
+    def _made_its_cancel(self) -> bool:
+        made: bool = getattr(self, "_parent_cancel_requested", False)
+        return made
 
 
 def asked_to_stop() -> bool:

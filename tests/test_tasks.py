@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
-from bridge.tasks import asked_to_stop, each_to_its_end, stop_if_asked
+from bridge.tasks import TaskGroup, asked_to_stop, each_to_its_end, stop_if_asked
 from tests.cancel_aside import turn_the_cancel_aside
 
 
@@ -92,3 +94,70 @@ async def test_a_cancel_of_the_caller_cancels_every_step_whatever_they_end_with(
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert sorted(cancelled) == ["aside", "plain"]
+
+
+async def test_a_group_whose_child_fails_after_its_body_ended_leaves_its_task_not_asked_to_stop() -> None:
+    """asyncio's TaskGroup before Python 3.13 leaves its own cancel counted on the task in this case."""
+    release = asyncio.Event()
+
+    async def fails_once_released() -> None:
+        await release.wait()
+        raise ValueError("late")
+
+    async def group() -> None:
+        async with TaskGroup() as tasks:
+            tasks.create_task(fails_once_released())
+            asyncio.get_running_loop().call_soon(release.set)  # fails while the group waits for it
+
+    with pytest.raises(ExceptionGroup) as failed:
+        await group()
+    assert failed.group_contains(ValueError, match="late")
+    assert not asked_to_stop()
+
+
+async def test_a_group_still_passes_on_a_cancel_of_its_task() -> None:
+    entered = asyncio.Event()
+
+    async def group() -> None:
+        async with TaskGroup() as tasks:
+            tasks.create_task(asyncio.Event().wait())
+            entered.set()
+            await asyncio.Event().wait()
+
+    task = asyncio.create_task(group())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert task.cancelling() == 1
+
+
+async def test_a_group_takes_back_its_cancel_when_a_child_fails_while_the_body_runs() -> None:
+    async def fails() -> None:
+        raise ValueError("soon")
+
+    async def group() -> None:
+        async with TaskGroup() as tasks:
+            tasks.create_task(fails())
+            await asyncio.Event().wait()  # cancelled by the group
+
+    with pytest.raises(ExceptionGroup):
+        await group()
+    assert not asked_to_stop()
+
+
+def test_the_bridge_uses_its_own_task_group() -> None:
+    """Every TaskGroup of the daemon takes back its own cancel: none is asyncio's own (the simulator, an
+    oracle of Genesys that never asks whether it was asked to stop, may use asyncio's)."""
+    bridge = Path(__file__).resolve().parent.parent / "bridge"
+    uses = [
+        f"{path.relative_to(bridge)}:{node.lineno}"
+        for path in sorted(bridge.rglob("*.py"))
+        if path.name != "tasks.py" and "simulator" not in path.parts
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute)
+        and node.attr == "TaskGroup"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "asyncio"
+    ]
+    assert uses == []

@@ -212,7 +212,7 @@ class StreamJournal:
                 connection, publisher_confirms=publisher_confirms, on_return_raises=on_return_raises
             )
         except BrokerError as exc:
-            raise self._naming(exc, "cannot open a channel") from exc
+            raise self._naming(exc, "cannot open its connection or channel") from exc
 
     def _raise_mapped(self, exc: BaseException, doing: str) -> NoReturn:
         """Raise ``exc`` mapped by :func:`broker_error`, naming the stream; ``exc`` itself if ours or a bug."""

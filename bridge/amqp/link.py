@@ -35,7 +35,7 @@ from bridge.amqp.connection import BrokerLinks, Connect, broker_error, close_qui
 from bridge.config import Settings
 from bridge.errors import BrokerError, BrokerUnavailable
 from bridge.observability.metrics import Metrics
-from bridge.tasks import stop_if_asked
+from bridge.tasks import TaskGroup, stop_if_asked
 
 __all__ = ["BrokerLink"]
 
@@ -110,7 +110,7 @@ class BrokerLink(ABC, Generic[Prepared]):
         if self._stack is not None:
             raise RuntimeError(f"{self._link} already started")
         stack = AsyncExitStack()
-        tasks = await stack.enter_async_context(asyncio.TaskGroup())
+        tasks = await stack.enter_async_context(TaskGroup())
         self._task = tasks.create_task(self._run(), name=f"amqp-{self._link}")
         self._stack = stack
 

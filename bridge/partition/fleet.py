@@ -43,7 +43,7 @@ from bridge.partition.layout import (
 from bridge.partition.owner import PartitionOwner
 from bridge.ports import Clock
 from bridge.session.flow import ConnectWindow
-from bridge.tasks import each_to_its_end, stop_if_asked
+from bridge.tasks import TaskGroup, each_to_its_end, stop_if_asked
 
 __all__ = ["Fleet", "Partition", "check_layout"]
 
@@ -161,7 +161,7 @@ class Fleet:
     async def run(self) -> None:
         """Join (hold presence), probe and balance until cancelled. Broker trouble is logged and retried
         at the next interval; it never ends the loop."""
-        async with asyncio.TaskGroup() as tasks:
+        async with TaskGroup() as tasks:
             tasks.create_task(self._probe_forever(), name="fleet-probes")
             tasks.create_task(self._balance_forever(), name="fleet-balance")
 

@@ -31,6 +31,7 @@ from bridge.errors import BrokerError
 from bridge.observability.metrics import Metrics
 from bridge.partition.layout import partition_of, partition_queue
 from bridge.ports import Envelope
+from bridge.tasks import TaskGroup
 
 __all__ = ["PartitionRouter", "observe_lag"]
 
@@ -58,7 +59,7 @@ class PartitionRouter:
         self._intake_queue = intake_queue
         self._partitions = partitions
         self._metrics = metrics
-        self._tasks = asyncio.TaskGroup()
+        self._tasks = TaskGroup()
         # The newest copy of each lane, (consumer tag, session) -> its task. Bounded by the intake's prefetch: every
         # entry holds an unsettled delivery. An entry goes when its copy is done and no newer one replaced it.
         self._lanes: dict[tuple[str | None, str], asyncio.Task[bool]] = {}

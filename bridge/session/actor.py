@@ -8,7 +8,9 @@ backoff and resume, §4.1, §6), the **command loop** (the bounded inbox, one co
 only while a round trip is in flight.
 
 Failure containment: ``run`` never raises except ``CancelledError``; a crash is reported
-as ``session.ended`` reason ``failed``, logged, and counted in ``session_failures``.
+as ``session.ended`` reason ``failed``, logged, and counted in ``session_failures``. An error that ends a
+session whose task was asked to stop (the drain's deadline) is logged and raised as that cancel instead:
+the record stays live for the next owner.
 
 Shutdown: :meth:`stop` closes the inbox; the in-flight command finishes (the registry bounds the wait),
 or is requeued at once when it waits for a session that is not connected (a draining session does not
@@ -51,7 +53,7 @@ from bridge.session.ports import SessionDeps
 from bridge.session.session import RecordKeeper, Session, SessionEvents
 from bridge.session.signal import Signal
 from bridge.session.state import TERMINAL_STATES, SessionState, SessionTrigger
-from bridge.tasks import asked_to_stop, stop_if_asked
+from bridge.tasks import TaskGroup, asked_to_stop, stop_if_asked
 from genesys_bridge_client.contract.commands import SessionAuth
 from genesys_bridge_client.contract.events import EndReason, SessionStarted
 
@@ -188,7 +190,7 @@ class SessionActor:
         core = self._core
         with structlog.contextvars.bound_contextvars(session_id=self.session_id):
             try:
-                async with asyncio.TaskGroup() as tg:
+                async with TaskGroup() as tg:
                     self._keepalive.start(tg)
                     try:
                         connection = tg.create_task(self._connection_loop())
@@ -214,7 +216,7 @@ class SessionActor:
                     # Cancelled (the drain's deadline) while a call ended the cancel with an error of its own,
                     # which a TaskGroup raises before the cancel: suspended, not crashed. The record stays
                     # live, so the next owner resumes the session.
-                    log.info("session_cancelled_with_error", error=repr(exc))
+                    log.warning("session_cancelled_with_error", error=repr(exc), exc_info=exc)
                     raise asyncio.CancelledError from exc
                 log.exception("session_crashed", error=repr(exc))
                 await self._report_crash(exc)
@@ -379,7 +381,7 @@ class SessionActor:
             # A resume: hold live messages until the backfill is published (§4.1, §9), from the first frame.
             self._inbound.hold()
         try:
-            async with asyncio.TaskGroup() as tg:
+            async with TaskGroup() as tg:
                 self._inbound.serve_in(tg)
                 tg.create_task(self._configured(configured))
                 refresher = (

@@ -85,6 +85,7 @@ from bridge.recent_ids import RecentIds
 from bridge.session.outcomes import END_KEY, JWT_KEY, REAUTH_KEY, attachment_key
 from bridge.session.ports import HistoryClient
 from bridge.session.session import Session
+from bridge.tasks import TaskGroup
 from genesys_bridge_client.contract.events import MessageReceived, PresenceReceived, SessionResumed, TypingReceived
 
 __all__ = [
@@ -115,7 +116,7 @@ class InboundDispatcher:
         self._core = core
         self._held: HeldEvents | None = None
         self._known: RecentIds | None = None
-        self._tasks: asyncio.TaskGroup | None = None
+        self._tasks: TaskGroup | None = None
         window = core.settings.reorder_window_s
         #: Live agent messages held to be published in ``channel.time`` order (§10); None: as they arrive.
         self._reorder = ReorderBuffer(window) if window > 0 else None
@@ -139,7 +140,7 @@ class InboundDispatcher:
         for message in due:
             await self.publish_message(message, backfilled=False)
 
-    def serve_in(self, tasks: asyncio.TaskGroup) -> None:
+    def serve_in(self, tasks: TaskGroup) -> None:
         """Work that needs replies from the socket (the final history check) runs in ``tasks``, beside the pump."""
         self._tasks = tasks
 

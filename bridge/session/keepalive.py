@@ -25,6 +25,7 @@ from bridge.genesys.events import EchoReplied
 from bridge.genesys.protocol import GuestProtocol
 from bridge.session.heartbeat import Beat
 from bridge.session.session import Session
+from bridge.tasks import TaskGroup
 
 __all__ = ["Keepalive"]
 
@@ -40,12 +41,12 @@ class Keepalive:
     def __init__(self, core: Session) -> None:
         self._core = core
         self._beats: tuple[Beat, ...] = ()
-        self._tg: asyncio.TaskGroup | None = None
+        self._tg: TaskGroup | None = None
         self._ping_task: asyncio.Task[None] | None = None
         self._echo_task: asyncio.Task[None] | None = None
         self._echoes = 0
 
-    def start(self, tg: asyncio.TaskGroup) -> None:
+    def start(self, tg: TaskGroup) -> None:
         """Begin beating; each round trip runs as a task in ``tg``. Caller's duties: :meth:`stop` before ``tg``
         exits (a beat due later would start a task in a closed group)."""
         deps = self._core.deps

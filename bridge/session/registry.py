@@ -52,6 +52,7 @@ from bridge.session.ports import (
     spread_phase,
 )
 from bridge.session.view import SessionView
+from bridge.tasks import TaskGroup
 from genesys_bridge_client.contract import SessionStart
 from genesys_bridge_client.contract.events import OutcomeReason, OutcomeStatus
 
@@ -131,7 +132,7 @@ class SessionRegistry:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._all_done = asyncio.Event()
         self._all_done.set()
-        self._tg: asyncio.TaskGroup | None = None
+        self._tg: TaskGroup | None = None
         self._lifetime = contextlib.AsyncExitStack()
         self._draining = False
 
@@ -140,7 +141,7 @@ class SessionRegistry:
     async def __aenter__(self) -> Self:
         # The actors' TaskGroup lives as long as this context: entered through an exit stack, so its exit
         # sees the same exception the caller's ``async with`` does.
-        self._tg = await self._lifetime.enter_async_context(asyncio.TaskGroup())
+        self._tg = await self._lifetime.enter_async_context(TaskGroup())
         return self
 
     async def __aexit__(

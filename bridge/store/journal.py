@@ -47,7 +47,7 @@ from bridge.store.codec import (
     parse_envelope,
 )
 from bridge.store.crypto import KeyRing, SealError
-from bridge.tasks import stop_if_asked
+from bridge.tasks import TaskGroup, stop_if_asked
 
 __all__ = ["JournalLog", "JournalStore"]
 
@@ -185,7 +185,7 @@ class JournalStore:
                 else:
                     written += 1
 
-        async with asyncio.TaskGroup() as tg:
+        async with TaskGroup() as tg:
             for _ in range(REJOURNAL_CONCURRENCY):
                 tg.create_task(worker())
         if errors:

@@ -206,6 +206,7 @@ class FakeConnection:
         if self.open:
             self.open = False
             self._peer.connections.remove(self)
+            self._peer._changed.set()
             self.push(None)
 
     def drop(self) -> None:
@@ -412,7 +413,7 @@ class FakeGenesys:
             await self._changed.wait()
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
-        """Once ``predicate`` holds, checked after every frame, ping and connect attempt."""
+        """Once ``predicate`` holds, checked after every frame, ping, connect attempt and close by the bridge."""
         while not predicate():
             self._changed.clear()
             await self._changed.wait()

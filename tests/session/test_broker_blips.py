@@ -204,7 +204,9 @@ async def test_a_session_cancelled_at_the_drain_deadline_is_suspended_when_a_cal
         await publishing.wait()
         with capture_logs() as logs:
             await h.registry.drain(1.0)
-        assert "session_crashed" not in {entry["event"] for entry in logs}
+        logged = {entry["event"] for entry in logs}
+        assert "session_crashed" not in logged
+        assert "session_cancelled_with_error" in logged
         assert not h.sink.of_type("session.ended", "s1")
         assert h.store.records["s1"].state not in ("ended", "failed")
         assert h.registry.get("s1") is None

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from bridge.errors import GenesysUnavailable
 from bridge.session.ports import spread_phase
 from genesys_bridge_client.contract import SessionStart
 from tests.session.conftest import DEPLOYMENT, running
@@ -158,3 +160,32 @@ async def test_a_crashed_session_cancels_its_beats_before_it_reports_the_crash()
         h.sink.unblock()
         (ended,) = await h.sink.wait_type("session.ended", session_id="s1")
         assert ended.reason == "failed"
+
+
+async def test_a_resume_that_fails_after_a_ping_closed_its_socket_still_reconnects() -> None:
+    """A resume's catch-up fails after an unanswered ping closed the socket by our hand. The TaskGroup
+    around that socket cancels the connection loop's task for it, and must take the cancel back: counted,
+    it made the connection loop end as if asked to stop, leaving a session that never reconnected."""
+    async with running(
+        ws_ping_interval_s=PING_S, ws_ping_timeout_s=20.0, keepalive_phase=phases(ping=5.0, echo=240.0)
+    ) as h:
+        await h.start("s1")
+        fetching, release = asyncio.Event(), asyncio.Event()
+        fetch_history = h.history.fetch_history
+
+        async def unreachable_history(*args: Any, **kwargs: Any) -> Any:
+            fetching.set()
+            await release.wait()
+            raise GenesysUnavailable("fake: history unreachable")
+
+        h.history.fetch_history = unreachable_history  # type: ignore[method-assign]
+        h.peer.deaf_to_pings = True
+        h.peer.drop_all()
+        await fetching.wait()  # the resume's catch-up waits for the history
+        await h.peer.wait_until(lambda: not h.peer.connections)  # the unanswered ping closed the socket
+        h.history.fetch_history = fetch_history  # type: ignore[method-assign]
+        h.peer.deaf_to_pings = False
+        release.set()
+        async with asyncio.timeout(120):
+            await h.peer.wait_received(lambda frames: configures(frames) >= 3)
+        assert h.sink.of_type("session.ended") == []
