@@ -18,6 +18,8 @@ fails cancels the task running the group, to stop its body, and the group takes 
 exits. asyncio's before Python 3.13 does not when the child fails after the body ended, while the group
 waits for its children: the task leaves the group counted as asked to stop, and every later
 :func:`asked_to_stop` in it would say yes (a session's connection loop would end instead of reconnecting).
+Also before 3.13, a cancel from outside that meets a child's error is not raised again after the group's
+error: only its count remains, which is why code that catches a group's error asks :func:`asked_to_stop`.
 
 **Steps that must all run out** (every probe of a round, every partition's fence in a drain) are awaited
 with :func:`each_to_its_end`: unlike a TaskGroup, one step's failure does not cancel the others, and none
@@ -59,9 +61,10 @@ class TaskGroup(asyncio.TaskGroup):
             # A cancel made before the exit is taken back at its start; one made while the group waited
             # for its children (the body had ended) was delivered to that wait and never taken back.
             if _GROUP_KEEPS_ITS_CANCEL and self._made_its_cancel() and not made_before:
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()
+                # The task that entered the group, which the group cancelled (not whichever task exits it).
+                parent: asyncio.Task[object] | None = getattr(self, "_parent_task", None)
+                if parent is not None:
+                    parent.uncancel()
 
     def _made_its_cancel(self) -> bool:
         made: bool = getattr(self, "_parent_cancel_requested", False)
