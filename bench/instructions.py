@@ -19,9 +19,10 @@ compare without the noise floor of ``bench.ab``: with ``--ref REF`` the build at
 same way after this one (a temporary worktree, as ``bench.ab`` makes), and the results give B/A per phase;
 ``--b-env NAME=VALUE`` sets a daemon setting for build B only, so ``--ref HEAD`` with it compares two settings.
 Each count is split by the shared object that executed it (the interpreter, pydantic-core, OpenSSL, ...),
-from callgrind's own files. Under callgrind the daemon runs about 50 times slower, so the rate must stay
-well under its ceiling there (the latency printed per window says whether it kept up). Writes
-``bench/results/instructions.json``.
+from callgrind's own files. ``--count opcodes`` counts bytecodes instead, by source file, or by function with
+``BENCH_OPCODES_BY=function`` in the environment (``bench/opcode_tracer.py``). Under callgrind the daemon
+runs about 50 times slower, so the rate must stay well under its ceiling there (the latency printed per
+window says whether it kept up). Writes ``bench/results/instructions.json``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import subprocess
 import sys
@@ -62,8 +64,9 @@ LIBRARIES = (
     ("CPython (interpreter: the bridge's and the libraries' Python)", re.compile(r"python|libpython")),
 )
 OTHER = "other"
-#: Source files kept per window of the opcode count, the busiest first.
+#: Source files kept per window of the opcode count, the busiest first (functions, with ``BENCH_OPCODES_BY``).
 TOP_FILES = 20
+TOP_FUNCTIONS = 60
 _OBJECT = re.compile(r"^ob=(?:\((\d+)\))? ?(.*)$")
 
 
@@ -285,7 +288,8 @@ async def _phase(
         }
         if "by_file" in counts:  # the opcode tracer's: the source files that execute the most
             files = _less_idle(counts["by_file"], idle_by["by_file"], share, sent)
-            window["top_files"] = dict(list(files.items())[:TOP_FILES])
+            top = TOP_FUNCTIONS if os.environ.get("BENCH_OPCODES_BY") == "function" else TOP_FILES
+            window["top_files"] = dict(list(files.items())[:top])
         windows.append(window)
         print(
             f"    window {rep}: {total / 1e6:.3f} M {counter.unit} per command "

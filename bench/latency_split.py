@@ -1,6 +1,6 @@
 """Where a ``message.send``'s latency goes at a steady load: in the session, and outside it.
 
-Not in the suite. ``python -m bench.latency_split [--rate 76] [--reps 3] [--seconds 6]`` opens the
+Not in the suite. ``python -m bench.latency_split [--rate 76] [--reps 3] [--seconds 6] [--result NAME]`` opens the
 benchmark stack (simulator + daemon, 1,000 sessions) and runs ``bench/throughput.py``'s latency
 repetition at ``--rate`` commands/s, reading the daemon's own histograms before and after each. Per
 repetition it gives the mean, p50 and p99 from publish to the outcome's arrival (the load generator's
@@ -17,7 +17,7 @@ clock), and splits the mean:
 Beside them, not part of the sum: **the outcome's confirm** (``genesys_bridge_publish_confirm_seconds``),
 which overlaps the outcome's way out (the broker delivers the event and confirms it at about the same
 time). A histogram's sum and count give an exact mean, not quantiles: the split is of means. Writes
-``bench/results/latency_split.json``.
+``bench/results/latency_split.json`` (``--result NAME``: ``NAME.json``).
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=76.0, help="commands per second")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=6.0, help="duration of each repetition")
+    parser.add_argument("--result", default=NAME, help=f"results file name (default: {NAME})")
     args = parser.parse_args()
-    run_and_report(NAME, lambda: run(rate=args.rate, reps=args.reps, seconds=args.seconds), render)
+    run_and_report(args.result, lambda: run(rate=args.rate, reps=args.reps, seconds=args.seconds), render)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ Counting is off until asked: a thread polls ``CONTROL_DIR/command`` (``on N``, `
 ``dump N``), does it and writes ``N`` to ``CONTROL_DIR/done``; ``dump N`` writes the counts since the last
 ``zero`` to ``CONTROL_DIR/dump.N.json`` as ``{"total": opcodes, "by_file": {source file: opcodes}}``. Only
 the main thread is traced: the daemon's event loop and everything it runs (its few helper threads are not).
+With ``BENCH_OPCODES_BY=function`` in the environment the counts are by function, each keyed
+``source file:function name`` (functions of one name in one file are counted together).
 
 While counting is off, the trace function only declines each call; while on, every frame entered (a
 coroutine resumed included) reports each opcode it executes, which slows the daemon tens of times.
@@ -28,8 +30,9 @@ POLL_S = 0.02
 class Tally:
     """Opcodes per source file, and the switch the trace function reads."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, by_function: bool = False) -> None:
         self.on = False
+        self.by_function = by_function
         self.opcodes: Counter[str] = Counter()
 
     def trace(self, frame: FrameType, event: str, arg: Any) -> Any:
@@ -42,7 +45,8 @@ class Tally:
 
     def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "opcode" and self.on:
-            self.opcodes[frame.f_code.co_filename] += 1
+            code = frame.f_code
+            self.opcodes[f"{code.co_filename}:{code.co_name}" if self.by_function else code.co_filename] += 1
         return self._local
 
 
@@ -86,7 +90,7 @@ def _obey(control: str, tally: Tally, verb: str, number: str) -> None:
 def main() -> None:
     """``python -P bench/opcode_tracer.py CONTROL_DIR``: the daemon's ``run``, counted on command."""
     control = sys.argv[1]
-    tally = Tally()
+    tally = Tally(by_function=os.environ.get("BENCH_OPCODES_BY") == "function")
     threading.Thread(target=_serve, args=(control, tally), name="opcode-control", daemon=True).start()
     sys.settrace(tally.trace)  # this thread's: the daemon runs its event loop here
     from bridge.cli import main as bridge_main

@@ -185,22 +185,21 @@ class Credentials:
         """
         floor = 0.0
         while True:
-            # A renewal whose journal write took a cancel of this task as a failed save returns normally.
+            # A renewal whose journal write took a cancel of this task as a failed save returns normally, and a
+            # failed one may have been a cancel that its HTTP call turned into an error: both come back here.
             stop_if_asked()
             await asyncio.sleep(max(self._seconds_until_due(), floor))
-            # A JWT that comes back already due (our clock ahead of Genesys') must not be renewed in a loop.
+            # A JWT that comes back already due (our clock ahead of Genesys') must not be renewed in a loop, and
+            # a renewal that failed is tried again this much later: the JWT may still be good for a while, and
+            # a configure that needs one renews it.
             floor = RETRY_AFTER_UNAVAILABLE_S
             try:
                 await self.refresh()
             except GenesysRateLimited as exc:
-                stop_if_asked()
                 log.warning("session_jwt_refresh_rate_limited", retry_after_s=exc.retry_after_s)
-                await asyncio.sleep(max(exc.retry_after_s, RETRY_AFTER_UNAVAILABLE_S))
+                floor = max(exc.retry_after_s, RETRY_AFTER_UNAVAILABLE_S)
             except (GenesysUnavailable, GenesysProtocolError) as exc:
-                stop_if_asked()
-                # The JWT may still be good for a while: try again later; a configure that needs one renews.
                 log.warning("session_jwt_refresh_unavailable", error=str(exc))
-                await asyncio.sleep(RETRY_AFTER_UNAVAILABLE_S)
 
     async def revoke(self) -> None:
         """Revoke the session's tokens (``session.logout``): Genesys logs every device of the customer out.

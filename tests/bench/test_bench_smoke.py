@@ -232,3 +232,19 @@ def test_opcode_tally_counts_by_source_file_only_while_on() -> None:
     local(frame, "line", None)
     assert tally.opcodes == {__file__: 1}
     assert profile.classify("/x/site-packages/aiormq/channel.py").startswith("AMQP")
+
+
+def test_opcode_tally_counts_by_function_when_asked() -> None:
+    def finished() -> FrameType:
+        return sys._getframe()
+
+    tally = Tally(by_function=True)
+    tally.on = True
+    frame = finished()
+    local = tally.trace(frame, "call", None)
+    assert local is not None
+    local(frame, "opcode", None)
+    assert tally.opcodes == {f"{__file__}:finished": 1}
+    # The layer and the shown path are read from the file part, as for a count by file.
+    assert profile.classify("/x/site-packages/aiormq/channel.py:basic_publish").startswith("AMQP")
+    assert profile.short_path(f"{REPO}/bridge/amqp/confirm.py:start") == "bridge/amqp/confirm.py:start"

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from bridge.errors import GenesysAuthFailed, GenesysUnavailable
+from bridge.errors import GenesysAuthFailed, GenesysRateLimited, GenesysUnavailable
 from bridge.genesys.auth import Tokens
 from bridge.ports import LoopClock
-from bridge.session.auth import MAX_AUTH_RETRIES, Credentials
+from bridge.session.auth import MAX_AUTH_RETRIES, RETRY_AFTER_UNAVAILABLE_S, Credentials
 from bridge.session.session import RecordKeeper
 from genesys_bridge_client.contract.commands import AuthCodeGrant, SessionAuth
 from tests.cancel_aside import turn_the_cancel_aside
@@ -31,6 +31,8 @@ class FakeAuth:
         self.calls: list[str] = []
         self.refuse_refresh = False
         self.unavailable = 0
+        self.rate_limited_for_s: float | None = None
+        self.refreshed_at: list[float] = []
         self._called = asyncio.Condition()
 
     async def wait_calls(self, what: str, count: int) -> None:
@@ -55,7 +57,11 @@ class FakeAuth:
     async def refresh_jwt(
         self, rest_base: str, deployment_id: str, refresh_token: str, *, origin: str | None
     ) -> Tokens:
+        self.refreshed_at.append(asyncio.get_running_loop().time())
         await self._note("refresh")
+        if self.rate_limited_for_s is not None:
+            retry_after_s, self.rate_limited_for_s = self.rate_limited_for_s, None
+            raise GenesysRateLimited(retry_after_s)
         if self.unavailable:
             self.unavailable -= 1
             raise GenesysUnavailable("fake: no route")
@@ -151,6 +157,29 @@ async def test_a_refresh_that_cannot_reach_genesys_is_tried_again_later() -> Non
     finally:
         keeper.cancel()
     assert auth.calls == ["exchange", "refresh", "refresh"]
+
+
+@pytest.mark.parametrize(
+    ("failure", "retried_after_s"),
+    [("unavailable", RETRY_AFTER_UNAVAILABLE_S), ("rate limited for 40 s", 40.0), ("rate limited for 1 s", None)],
+)
+async def test_a_failed_renewal_is_tried_again_once_its_wait_is_over(
+    failure: str, retried_after_s: float | None
+) -> None:
+    credentials, auth = _credentials()
+    await credentials.for_configure()
+    if failure == "unavailable":
+        auth.unavailable = 1
+    else:
+        auth.rate_limited_for_s = float(failure.split()[3])
+    keeper = asyncio.create_task(credentials.keep_fresh())
+    try:
+        await auth.wait_calls("refresh", 2)
+    finally:
+        keeper.cancel()
+    # One wait between the two tries: Genesys' retry-after, never less than the wait after an outage.
+    first, second = auth.refreshed_at
+    assert second - first == pytest.approx(retried_after_s or RETRY_AFTER_UNAVAILABLE_S, abs=0.01)
 
 
 async def test_after_a_restart_the_jwt_is_renewed_before_the_first_configure() -> None:
