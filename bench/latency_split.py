@@ -1,7 +1,7 @@
 """Where a ``message.send``'s latency goes at a steady load: in the session, and outside it.
 
-Not in the suite. ``python -m bench.latency_split [--rate 76] [--reps 3] [--seconds 6] [--result NAME]`` opens the
-benchmark stack (simulator + daemon, 1,000 sessions) and runs ``bench/throughput.py``'s latency
+Not in the suite. ``python -m bench.latency_split [--rate 76] [--reps 3] [--seconds 6] [--result NAME]``
+opens the benchmark stack (simulator + daemon, 1,000 sessions) and runs ``bench/throughput.py``'s latency
 repetition at ``--rate`` commands/s, reading the daemon's own histograms before and after each. Per
 repetition it gives the mean, p50 and p99 from publish to the outcome's arrival (the load generator's
 clock), and splits the mean:
