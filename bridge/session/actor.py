@@ -217,6 +217,11 @@ class SessionActor:
                     # which a TaskGroup raises before the cancel: suspended, not crashed. The record stays
                     # live, so the next owner resumes the session.
                     log.warning("session_cancelled_with_error", error=repr(exc), exc_info=exc)
+                    # Python 3.13's TaskGroup cancels this task again when it raises a child's error over a
+                    # cancel from outside, so that the cancel is not lost: it would end the clean-up below at
+                    # its first await. Take it here; the task still ends cancelled.
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.sleep(0)
                     raise asyncio.CancelledError from exc
                 log.exception("session_crashed", error=repr(exc))
                 await self._report_crash(exc)

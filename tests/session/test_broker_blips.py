@@ -7,6 +7,7 @@ that the injected backoff (not a formula of the emitter's own) paced it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -210,3 +211,39 @@ async def test_a_session_cancelled_at_the_drain_deadline_is_suspended_when_a_cal
         assert not h.sink.of_type("session.ended", "s1")
         assert h.store.records["s1"].state not in ("ended", "failed")
         assert h.registry.get("s1") is None
+
+
+class _RequeueWaitingForTheBroker(FakeDelivery):
+    """A requeue that waits for its frame to be written, as a real one may."""
+
+    async def requeue(self) -> None:
+        await asyncio.sleep(0)
+        await super().requeue()
+
+
+async def test_a_session_cancelled_at_the_drain_deadline_with_a_final_error_still_requeues_its_command() -> None:
+    """Python 3.13's TaskGroup, raising a child's error over a cancel from outside, cancels its task again so
+    that the cancel is not lost. The session's clean-up must still run to its end: the command in flight is
+    handed back, not left to come back only when its channel closes."""
+    async with running() as h:
+        token = await h.start()
+        publishing = asyncio.Event()
+        original = h.sink.publish
+
+        async def publish(event: Event, **routing: Any) -> None:
+            if event.type == "message.received":
+                await turn_the_cancel_aside(publishing, raising=PublishReturned("fake: returned with the cancel"))
+            await original(event, **routing)
+
+        h.sink.publish = publish  # type: ignore[method-assign]
+        h.peer.swallow_messages = 1  # the send waits for an echo that never comes
+        delivery = _RequeueWaitingForTheBroker()
+        send = MessageSend(command_id="in-flight", session_id="s1", text="no echo")
+        await h.registry.submit(dataclasses.replace(h.env(send), delivery=delivery))
+        await h.peer.wait_until(lambda: any(f.get("action") == "onMessage" for f in h.peer.received))
+        h.peer.agent_say(token, "never published")
+        await publishing.wait()
+        with capture_logs() as logs:
+            await h.registry.drain(1.0)
+        assert "session_cancelled_with_error" in {entry["event"] for entry in logs}
+        assert delivery.how == ["requeue"]
