@@ -22,7 +22,8 @@ Each count is split by the shared object that executed it (the interpreter, pyda
 from callgrind's own files. ``--count opcodes`` counts bytecodes instead, by source file, or by function with
 ``BENCH_OPCODES_BY=function`` in the environment (``bench/opcode_tracer.py``). Under callgrind the daemon
 runs about 50 times slower, so the rate must stay well under its ceiling there (the latency printed per
-window says whether it kept up). Writes ``bench/results/instructions.json``.
+window says whether it kept up). Writes ``bench/results/instructions.json``, or ``opcodes.json`` with
+``--count opcodes`` (``--result NAME``: ``NAME.json``).
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ LIBRARIES = (
     ("CPython (interpreter: the bridge's and the libraries' Python)", re.compile(r"python|libpython")),
 )
 OTHER = "other"
-#: Source files kept per window of the opcode count, the busiest first (functions, with ``BENCH_OPCODES_BY``).
+#: Source files kept per window of the opcode count, the busiest first.
 TOP_FILES = 20
+#: Functions kept instead, when ``BENCH_OPCODES_BY=function`` is in the environment of the whole run.
 TOP_FUNCTIONS = 60
 _OBJECT = re.compile(r"^ob=(?:\((\d+)\))? ?(.*)$")
 

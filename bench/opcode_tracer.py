@@ -7,7 +7,7 @@ Counting is off until asked: a thread polls ``CONTROL_DIR/command`` (``on N``, `
 ``zero`` to ``CONTROL_DIR/dump.N.json`` as ``{"total": opcodes, "by_file": {source file: opcodes}}``. Only
 the main thread is traced: the daemon's event loop and everything it runs (its few helper threads are not).
 With ``BENCH_OPCODES_BY=function`` in the environment the counts are by function, each keyed
-``source file:function name`` (functions of one name in one file are counted together).
+``source file:qualified name`` (``Class.method``; a function's nested functions by their own).
 
 While counting is off, the trace function only declines each call; while on, every frame entered (a
 coroutine resumed included) reports each opcode it executes, which slows the daemon tens of times.
@@ -28,7 +28,7 @@ POLL_S = 0.02
 
 
 class Tally:
-    """Opcodes per source file, and the switch the trace function reads."""
+    """Opcodes per source file (or per function), and the switch the trace function reads."""
 
     def __init__(self, *, by_function: bool = False) -> None:
         self.on = False
@@ -46,7 +46,7 @@ class Tally:
     def _local(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "opcode" and self.on:
             code = frame.f_code
-            self.opcodes[f"{code.co_filename}:{code.co_name}" if self.by_function else code.co_filename] += 1
+            self.opcodes[f"{code.co_filename}:{code.co_qualname}" if self.by_function else code.co_filename] += 1
         return self._local
 
 

@@ -20,8 +20,8 @@ waits for its children: the task leaves the group counted as asked to stop, and 
 :func:`asked_to_stop` in it would say yes (a session's connection loop would end instead of reconnecting).
 Also before 3.13, a cancel from outside that meets a child's error is not raised again after the group's
 error: only its count remains, which is why code that catches a group's error asks :func:`asked_to_stop`.
-From 3.13 on it is also raised again at the task's next await, so code that turns such an error into its
-cancel and then cleans up takes that one first (``SessionActor.run``).
+From 3.13 on that cancel is raised again at the task's next await (its count unchanged), so code that turns
+such an error into its cancel and then cleans up takes that one first (``SessionActor.run``).
 
 **Steps that must all run out** (every probe of a round, every partition's fence in a drain) are awaited
 with :func:`each_to_its_end`: unlike a TaskGroup, one step's failure does not cancel the others, and none

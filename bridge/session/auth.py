@@ -185,20 +185,23 @@ class Credentials:
         """
         floor = 0.0
         while True:
-            # A renewal whose journal write took a cancel of this task as a failed save returns normally, and a
-            # failed one may have been a cancel that its HTTP call turned into an error: both come back here.
+            # A renewal whose journal write took a cancel of this task as a failed save returns normally.
             stop_if_asked()
             await asyncio.sleep(max(self._seconds_until_due(), floor))
             # A JWT that comes back already due (our clock ahead of Genesys') must not be renewed in a loop, and
             # a renewal that failed is tried again this much later: the JWT may still be good for a while, and
             # a configure that needs one renews it.
             floor = RETRY_AFTER_UNAVAILABLE_S
+            # A failure may be a cancel of this task that the HTTP call turned into an error: stop then, and do
+            # not report it as Genesys'.
             try:
                 await self.refresh()
             except GenesysRateLimited as exc:
+                stop_if_asked()
                 log.warning("session_jwt_refresh_rate_limited", retry_after_s=exc.retry_after_s)
                 floor = max(exc.retry_after_s, RETRY_AFTER_UNAVAILABLE_S)
             except (GenesysUnavailable, GenesysProtocolError) as exc:
+                stop_if_asked()
                 log.warning("session_jwt_refresh_unavailable", error=str(exc))
 
     async def revoke(self) -> None:

@@ -244,7 +244,7 @@ def test_opcode_tally_counts_by_function_when_asked() -> None:
     local = tally.trace(frame, "call", None)
     assert local is not None
     local(frame, "opcode", None)
-    assert tally.opcodes == {f"{__file__}:finished": 1}
+    assert tally.opcodes == {f"{__file__}:test_opcode_tally_counts_by_function_when_asked.<locals>.finished": 1}
     # The layer and the shown path are read from the file part, as for a count by file.
     assert profile.classify("/x/site-packages/aiormq/channel.py:basic_publish").startswith("AMQP")
     assert profile.short_path(f"{REPO}/bridge/amqp/confirm.py:start") == "bridge/amqp/confirm.py:start"

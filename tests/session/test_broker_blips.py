@@ -223,8 +223,9 @@ class _RequeueWaitingForTheBroker(FakeDelivery):
 
 async def test_a_session_cancelled_at_the_drain_deadline_with_a_final_error_still_requeues_its_command() -> None:
     """Python 3.13's TaskGroup, raising a child's error over a cancel from outside, cancels its task again so
-    that the cancel is not lost. The session's clean-up must still run to its end: the command in flight is
-    handed back, not left to come back only when its channel closes."""
+    that the cancel is not lost. The session's clean-up must still run to its end: the command in flight and
+    the one queued behind it are handed back, not left to come back only when their channel closes. (On
+    3.11 and 3.12 nothing is cancelled again: this guards the code on 3.13.)"""
     async with running() as h:
         token = await h.start()
         publishing = asyncio.Event()
@@ -236,14 +237,16 @@ async def test_a_session_cancelled_at_the_drain_deadline_with_a_final_error_stil
             await original(event, **routing)
 
         h.sink.publish = publish  # type: ignore[method-assign]
-        h.peer.swallow_messages = 1  # the send waits for an echo that never comes
-        delivery = _RequeueWaitingForTheBroker()
-        send = MessageSend(command_id="in-flight", session_id="s1", text="no echo")
-        await h.registry.submit(dataclasses.replace(h.env(send), delivery=delivery))
+        h.peer.swallow_messages = 1  # the first send waits for an echo that never comes
+        deliveries = []
+        for command_id in ("in-flight", "queued"):
+            deliveries.append(delivery := _RequeueWaitingForTheBroker())
+            send = MessageSend(command_id=command_id, session_id="s1", text=f"{command_id}, no echo")
+            await h.registry.submit(dataclasses.replace(h.env(send), delivery=delivery))
         await h.peer.wait_until(lambda: any(f.get("action") == "onMessage" for f in h.peer.received))
         h.peer.agent_say(token, "never published")
         await publishing.wait()
         with capture_logs() as logs:
             await h.registry.drain(1.0)
         assert "session_cancelled_with_error" in {entry["event"] for entry in logs}
-        assert delivery.how == ["requeue"]
+        assert [delivery.how for delivery in deliveries] == [["requeue"], ["requeue"]]
