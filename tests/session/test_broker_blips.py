@@ -185,6 +185,21 @@ async def test_a_drain_ends_an_event_publish_whose_cancel_the_broker_call_turned
         assert h.registry.get("s1") is None
 
 
+def _inbound_publishes_turn_the_cancel_aside(h: Harness) -> asyncio.Event:
+    """Make the publish of an agent's message end a cancel with ``PublishReturned`` of its own (as a broker call
+    can); the event is set once such a publish waits for the cancel."""
+    publishing = asyncio.Event()
+    original = h.sink.publish
+
+    async def publish(event: Event, **routing: Any) -> None:
+        if event.type == "message.received":
+            await turn_the_cancel_aside(publishing, raising=PublishReturned("fake: returned with the cancel"))
+        await original(event, **routing)
+
+    h.sink.publish = publish  # type: ignore[method-assign]
+    return publishing
+
+
 async def test_a_session_cancelled_at_the_drain_deadline_is_suspended_when_a_call_made_the_cancel_a_final_error() -> (
     None
 ):
@@ -192,15 +207,7 @@ async def test_a_session_cancelled_at_the_drain_deadline_is_suspended_when_a_cal
     before the cancel) must not end the session as a crash: the record stays live for the next owner."""
     async with running() as h:
         token = await h.start()
-        publishing = asyncio.Event()
-        original = h.sink.publish
-
-        async def publish(event: Event, **routing: Any) -> None:
-            if event.type == "message.received":
-                await turn_the_cancel_aside(publishing, raising=PublishReturned("fake: returned with the cancel"))
-            await original(event, **routing)
-
-        h.sink.publish = publish  # type: ignore[method-assign]
+        publishing = _inbound_publishes_turn_the_cancel_aside(h)
         h.peer.agent_say(token, "never published")
         await publishing.wait()
         with capture_logs() as logs:
@@ -228,15 +235,7 @@ async def test_a_session_cancelled_at_the_drain_deadline_with_a_final_error_stil
     3.11 and 3.12 nothing is cancelled again: this guards the code on 3.13.)"""
     async with running() as h:
         token = await h.start()
-        publishing = asyncio.Event()
-        original = h.sink.publish
-
-        async def publish(event: Event, **routing: Any) -> None:
-            if event.type == "message.received":
-                await turn_the_cancel_aside(publishing, raising=PublishReturned("fake: returned with the cancel"))
-            await original(event, **routing)
-
-        h.sink.publish = publish  # type: ignore[method-assign]
+        publishing = _inbound_publishes_turn_the_cancel_aside(h)
         h.peer.swallow_messages = 1  # the first send waits for an echo that never comes
         deliveries = []
         for command_id in ("in-flight", "queued"):
