@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from bench import profile
 from bench.ab import REPO, this_build, worktree
 from bench.common import run_and_report
 from bench.loadgen import LoadGen
+from bench.opcode_tracer import counts_by_function
 from bench.procs import raise_nofile_limit
 from bench.stack import Stack, bridge_available
 from bench.stats import render_table, shown, spread
@@ -290,7 +290,7 @@ async def _phase(
         }
         if "by_file" in counts:  # the opcode tracer's: the source files that execute the most
             files = _less_idle(counts["by_file"], idle_by["by_file"], share, sent)
-            top = TOP_FUNCTIONS if os.environ.get("BENCH_OPCODES_BY") == "function" else TOP_FILES
+            top = TOP_FUNCTIONS if counts_by_function() else TOP_FILES
             window["top_files"] = dict(list(files.items())[:top])
         windows.append(window)
         print(

@@ -27,6 +27,11 @@ from typing import Any
 POLL_S = 0.02
 
 
+def counts_by_function() -> bool:
+    """Whether this run counts by function: ``BENCH_OPCODES_BY=function`` in the environment."""
+    return os.environ.get("BENCH_OPCODES_BY") == "function"
+
+
 class Tally:
     """Opcodes per source file (or per function), and the switch the trace function reads."""
 
@@ -90,7 +95,7 @@ def _obey(control: str, tally: Tally, verb: str, number: str) -> None:
 def main() -> None:
     """``python -P bench/opcode_tracer.py CONTROL_DIR``: the daemon's ``run``, counted on command."""
     control = sys.argv[1]
-    tally = Tally(by_function=os.environ.get("BENCH_OPCODES_BY") == "function")
+    tally = Tally(by_function=counts_by_function())
     threading.Thread(target=_serve, args=(control, tally), name="opcode-control", daemon=True).start()
     sys.settrace(tally.trace)  # this thread's: the daemon runs its event loop here
     from bridge.cli import main as bridge_main
